@@ -7,6 +7,8 @@ use std::sync::Arc;
 use crate::annotations::ImageSpec;
 use crate::discovery::{AppSource, Application};
 
+pub mod yaml;
+
 /// The files of one repository at one revision, keyed by path relative to the repository
 /// root with `/` separators (`apps/web/kustomization.yaml`).
 #[derive(Debug, Clone, Default)]
