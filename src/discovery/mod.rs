@@ -191,3 +191,146 @@ fn read_source(source: &Node) -> AppSource {
             == Some("true"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(list: &[(&str, &str)]) -> FileSet {
+        let mut fs = FileSet::default();
+        for (path, text) in list {
+            fs.insert(*path, text.as_bytes());
+        }
+        fs
+    }
+
+    const WEB: &str = "\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: web
+  annotations:
+    argocd-image-updater.argoproj.io/image-list: web=ghcr.io/acme/web:~1.2
+    number: 3
+spec:
+  source:
+    repoURL: https://github.com/acme/deploy.git
+    path: ./apps/web/
+    kustomize:
+      images: [\"web=ghcr.io/acme/web:1.2.3\"]
+";
+
+    #[test]
+    fn finds_applications() {
+        struct Case {
+            name: &'static str,
+            files: Vec<(&'static str, &'static str)>,
+            apps: Vec<&'static str>,
+            errors: Vec<&'static str>,
+        }
+        let cases = [
+            Case { name: "single app", files: vec![("apps/web.yaml", WEB)], apps: vec!["argocd/web"], errors: vec![] },
+            Case {
+                name: "multi-doc with other kinds, sorted by namespace and name",
+                files: vec![(
+                    "all.yml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n\
+                     apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: zeta, namespace: team-a}\n---\n\
+                     apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: p}\n---\n\
+                     apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: alpha, namespace: team-b}\n---\n\
+                     apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: beta, namespace: team-a}\n",
+                )],
+                apps: vec!["team-a/beta", "team-a/zeta", "team-b/alpha"],
+                errors: vec![],
+            },
+            Case {
+                name: "invalid YAML file is reported, the rest continues",
+                files: vec![("a/bad.yaml", "a: [1, 2\nb: 3\n"), ("b/web.yaml", WEB)],
+                apps: vec!["argocd/web"],
+                errors: vec!["a/bad.yaml:2: invalid YAML"],
+            },
+            Case {
+                name: "missing name names file and document",
+                files: vec![("apps.yaml", "kind: List\n---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  namespace: x\n")],
+                apps: vec![],
+                errors: vec!["apps.yaml:3: document 1: Application has no metadata.name"],
+            },
+            Case {
+                name: "non-YAML files ignored",
+                files: vec![("README.md", "not: [yaml"), ("Kustomization", "x: [")],
+                apps: vec![],
+                errors: vec![],
+            },
+        ];
+        for c in cases {
+            let (apps, errors) = find_applications(&files(&c.files));
+            let got: Vec<String> = apps.iter().map(|a| a.id.to_string()).collect();
+            assert_eq!(got, c.apps, "case {}", c.name);
+            let got: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            assert_eq!(got.len(), c.errors.len(), "case {}: {got:?}", c.name);
+            for (g, want) in got.iter().zip(&c.errors) {
+                assert!(g.starts_with(want), "case {}: {g:?} should start with {want:?}", c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn reads_source_fields() {
+        let (apps, errors) = find_applications(&files(&[("web.yaml", WEB)]));
+        assert!(errors.is_empty());
+        let app = &apps[0];
+        assert_eq!((app.file.as_str(), app.document), ("web.yaml", 0));
+        assert_eq!(app.annotations["argocd-image-updater.argoproj.io/image-list"], "web=ghcr.io/acme/web:~1.2");
+        assert_eq!(app.annotations["number"], "3");
+        let src = &app.sources[0];
+        assert_eq!(src.path.as_deref(), Some("apps/web"));
+        assert_eq!(src.target_revision, "HEAD");
+        assert!(src.has_kustomize && !src.has_helm);
+        assert_eq!(src.kustomize_images, vec!["web=ghcr.io/acme/web:1.2.3"]);
+    }
+
+    #[test]
+    fn reads_multiple_sources() {
+        let text = "\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: multi, namespace: apps}
+spec:
+  sources:
+  - repoURL: https://charts.example.com
+    chart: web
+    targetRevision: 1.4.0
+    helm:
+      valueFiles: [$values/web/values-prod.yaml]
+      parameters:
+      - name: image.tag
+        value: 1.10
+      - {name: replicas, value: \"2\"}
+  - repoURL: https://github.com/acme/values.git
+    ref: values
+  - repoURL: https://github.com/acme/deploy.git
+    path: manifests/./web/../api
+    directory:
+      recurse: true
+";
+        let (apps, errors) = find_applications(&files(&[("multi.yaml", text)]));
+        assert!(errors.is_empty(), "{errors:?}");
+        let s = &apps[0].sources;
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].chart.as_deref(), Some("web"));
+        assert_eq!(s[0].target_revision, "1.4.0");
+        assert_eq!(s[0].helm_value_files, vec!["$values/web/values-prod.yaml"]);
+        assert_eq!(
+            s[0].helm_parameters,
+            vec![
+                HelmParameter { name: "image.tag".into(), value: "1.10".into() },
+                HelmParameter { name: "replicas".into(), value: "2".into() },
+            ]
+        );
+        assert!(s[0].has_helm);
+        assert_eq!(s[1].ref_name.as_deref(), Some("values"));
+        assert_eq!(s[1].path, None);
+        assert_eq!(s[2].path.as_deref(), Some("manifests/api"));
+        assert!(s[2].directory_recurse);
+    }
+}
