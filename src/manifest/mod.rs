@@ -664,3 +664,407 @@ fn pod_spec(root: &Node) -> Option<&Node> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::{HelmKeys, UpdateStrategy};
+    use crate::discovery::HelmParameter;
+    use crate::domain::AppId;
+
+    fn spec(name: &str) -> ImageSpec {
+        ImageSpec {
+            alias: "app".into(),
+            name: ImageName::parse(name).unwrap(),
+            constraint: None,
+            strategy: UpdateStrategy::Semver,
+            allow_tags: None,
+            ignore_tags: vec![],
+            platforms: vec![],
+            force_update: false,
+            pull_secret: None,
+            helm: HelmKeys::default(),
+            kustomize_image_name: None,
+            pin_digest: false,
+        }
+    }
+
+    fn app() -> Application {
+        Application {
+            id: AppId { namespace: "argocd".into(), name: "web".into() },
+            file: "apps/web.yaml".into(),
+            document: 0,
+            annotations: BTreeMap::new(),
+            sources: vec![],
+        }
+    }
+
+    fn source(path: &str) -> AppSource {
+        AppSource { path: Some(path.into()), target_revision: "HEAD".into(), ..Default::default() }
+    }
+
+    const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      initContainers:
+      - name: migrate
+        image: ghcr.io/acme/migrate:0.9
+      containers:
+      - name: sidecar
+        image: docker.io/library/nginx:1.25
+      - name: web
+        image: ghcr.io/acme/web:1.2.3
+";
+
+    struct Case {
+        name: &'static str,
+        files: Vec<(&'static str, &'static str)>,
+        source: AppSource,
+        image: ImageSpec,
+        /// (tag, digest, kind, file, line)
+        want: Option<(Option<&'static str>, Option<&'static str>, LocationKind, &'static str, usize)>,
+    }
+
+    fn with_helm(mut s: ImageSpec, f: impl FnOnce(&mut HelmKeys)) -> ImageSpec {
+        f(&mut s.helm);
+        s
+    }
+
+    fn cases() -> Vec<Case> {
+        use LocationKind::*;
+        vec![
+            Case {
+                name: "kustomize images entry",
+                files: vec![
+                    ("app/kustomization.yaml", "resources:\n- deploy.yaml\nimages:\n- name: ghcr.io/acme/web\n  newTag: \"1.10\"\n"),
+                    ("app/deploy.yaml", DEPLOYMENT),
+                ],
+                source: source("app"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.10"), None, Kustomization, "app/kustomization.yaml", 5)),
+            },
+            Case {
+                name: "kustomize entry matched after normalization, digest kept",
+                files: vec![(
+                    "app/kustomization.yml",
+                    "images:\n- name: nginx\n  newTag: 1.25.3\n  digest: sha256:abc\n",
+                )],
+                source: source("app"),
+                image: spec("index.docker.io/library/nginx"),
+                want: Some((Some("1.25.3"), Some("sha256:abc"), Kustomization, "app/kustomization.yml", 3)),
+            },
+            Case {
+                name: "kustomize image-name option",
+                files: vec![("app/Kustomization", "images:\n- name: web-placeholder\n  newName: ghcr.io/acme/web\n  newTag: v2\n")],
+                source: source("app"),
+                image: ImageSpec { kustomize_image_name: Some("web-placeholder".into()), ..spec("ghcr.io/acme/web") },
+                want: Some((Some("v2"), None, Kustomization, "app/Kustomization", 4)),
+            },
+            Case {
+                name: "kustomize without entry falls back to resources through nested bases",
+                files: vec![
+                    ("overlays/prod/kustomization.yaml", "resources:\n- ../../base\nimages:\n- name: other\n  newTag: x\n"),
+                    ("base/kustomization.yaml", "resources:\n  - ./workloads/deploy.yaml\n"),
+                    ("base/workloads/deploy.yaml", DEPLOYMENT),
+                ],
+                source: source("overlays/prod"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.2.3"), None, Workload, "base/workloads/deploy.yaml", 15)),
+            },
+            Case {
+                name: "overlay entry wins over base entry",
+                files: vec![
+                    ("o/kustomization.yaml", "resources: [../b]\nimages:\n- {name: ghcr.io/acme/web, newTag: \"2.0\"}\n"),
+                    ("b/kustomization.yaml", "images:\n- {name: ghcr.io/acme/web, newTag: \"1.0\"}\n"),
+                ],
+                source: source("o"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("2.0"), None, Kustomization, "o/kustomization.yaml", 3)),
+            },
+            Case {
+                name: "helm default keys image.tag",
+                files: vec![
+                    ("chart/Chart.yaml", "name: web\nversion: 1.0.0\n"),
+                    ("chart/values.yaml", "replicas: 1\nimage:\n  name: ghcr.io/acme/web\n  tag: 1.10 # keep\n"),
+                ],
+                source: source("chart"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.10"), None, HelmValues, "chart/values.yaml", 4)),
+            },
+            Case {
+                name: "helm image-spec key",
+                files: vec![("chart/Chart.yaml", "name: web\n"), ("chart/values.yaml", "web:\n  image: \"ghcr.io/acme/web:1.4@sha256:def\"\n")],
+                source: source("chart"),
+                image: with_helm(spec("ghcr.io/acme/web"), |h| h.image_spec = Some("web.image".into())),
+                want: Some((Some("1.4"), Some("sha256:def"), HelmValues, "chart/values.yaml", 2)),
+            },
+            Case {
+                name: "helm list index keys, value files override values.yaml",
+                files: vec![
+                    ("chart/Chart.yaml", "name: web\n"),
+                    ("chart/values.yaml", "containers:\n- image: {tag: \"0.1\"}\n- image: {tag: \"0.2\"}\n"),
+                    ("chart/values-prod.yaml", "containers:\n- image:\n    tag: \"9.9\"\n- image:\n    tag: \"1.5\"\n"),
+                ],
+                source: AppSource {
+                    helm_value_files: vec!["values-prod.yaml".into()],
+                    has_helm: true,
+                    ..source("chart")
+                },
+                image: with_helm(spec("ghcr.io/acme/web"), |h| h.image_tag = Some("containers[1].image.tag".into())),
+                want: Some((Some("1.5"), None, HelmValues, "chart/values-prod.yaml", 5)),
+            },
+            Case {
+                name: "helm parameters on the source override values",
+                files: vec![("chart/Chart.yaml", "name: web\n"), ("chart/values.yaml", "image:\n  tag: \"1.0\"\n")],
+                source: AppSource {
+                    helm_parameters: vec![HelmParameter { name: "image.tag".into(), value: "1.1".into() }],
+                    has_helm: true,
+                    ..source("chart")
+                },
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.1"), None, AppHelmParameters, "apps/web.yaml", 0)),
+            },
+            Case {
+                name: ".argocd-source override wins",
+                files: vec![
+                    ("app/kustomization.yaml", "images:\n- {name: ghcr.io/acme/web, newTag: \"1.0\"}\n"),
+                    ("app/.argocd-source-web.yaml", "kustomize:\n  images:\n  - ghcr.io/acme/web:1.7\n"),
+                ],
+                source: source("app"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.7"), None, ArgocdSource, "app/.argocd-source-web.yaml", 3)),
+            },
+            Case {
+                name: ".argocd-source helm parameters",
+                files: vec![
+                    ("chart/Chart.yaml", "name: web\n"),
+                    ("chart/.argocd-source-web.yaml", "helm:\n  parameters:\n  - name: image.tag\n    value: \"2.1\"\n    forcestring: true\n"),
+                ],
+                source: source("chart"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("2.1"), None, ArgocdSource, "chart/.argocd-source-web.yaml", 4)),
+            },
+            Case {
+                name: "app kustomize.images",
+                files: vec![("app/kustomization.yaml", "images:\n- {name: nginx, newTag: \"1.0\"}\n")],
+                source: AppSource { kustomize_images: vec!["nginx=nginx:1.27".into()], has_kustomize: true, ..source("app") },
+                image: spec("nginx"),
+                want: Some((Some("1.27"), None, AppKustomizeImages, "apps/web.yaml", 0)),
+            },
+            Case {
+                name: "app kustomize.images with digest only",
+                files: vec![],
+                source: AppSource { kustomize_images: vec!["ghcr.io/acme/web@sha256:123".into()], ..source("app") },
+                image: spec("ghcr.io/acme/web"),
+                want: Some((None, Some("sha256:123"), AppKustomizeImages, "apps/web.yaml", 0)),
+            },
+            Case {
+                name: "plain Deployment with two containers",
+                files: vec![("plain/deploy.yaml", DEPLOYMENT)],
+                source: source("plain"),
+                image: spec("nginx"),
+                want: Some((Some("1.25"), None, Workload, "plain/deploy.yaml", 13)),
+            },
+            Case {
+                name: "plain initContainer",
+                files: vec![("plain/deploy.yaml", DEPLOYMENT)],
+                source: source("plain"),
+                image: spec("ghcr.io/acme/migrate"),
+                want: Some((Some("0.9"), None, Workload, "plain/deploy.yaml", 10)),
+            },
+            Case {
+                name: "CronJob",
+                files: vec![(
+                    "jobs/cron.yaml",
+                    "apiVersion: batch/v1\nkind: CronJob\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n          - image: ghcr.io/acme/backup:3.1@sha256:aa\n",
+                )],
+                source: source("jobs"),
+                image: spec("ghcr.io/acme/backup"),
+                want: Some((Some("3.1"), Some("sha256:aa"), Workload, "jobs/cron.yaml", 9)),
+            },
+            Case {
+                name: "Rollout in a second document",
+                files: vec![(
+                    "r/rollout.yaml",
+                    "kind: Service\n---\napiVersion: argoproj.io/v1alpha1\nkind: Rollout\nspec:\n  template:\n    spec:\n      containers: [{name: web, image: \"ghcr.io/acme/web:4.0\"}]\n",
+                )],
+                source: source("r"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("4.0"), None, Workload, "r/rollout.yaml", 8)),
+            },
+            Case {
+                name: "digest-only reference",
+                files: vec![("p/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: ghcr.io/acme/web@sha256:feed\n")],
+                source: source("p"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((None, Some("sha256:feed"), Workload, "p/pod.yaml", 4)),
+            },
+            Case {
+                name: "localhost:5000 image",
+                files: vec![("p/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: localhost:5000/app:0.3\n  - image: localhost:5000/other:9\n")],
+                source: source("p"),
+                image: spec("localhost:5000/app"),
+                want: Some((Some("0.3"), None, Workload, "p/pod.yaml", 4)),
+            },
+            Case {
+                name: "CRLF file",
+                files: vec![("p/pod.yaml", "kind: Pod\r\nspec:\r\n  containers:\r\n  - name: a\r\n    image: nginx:1.2\r\n")],
+                source: source("p"),
+                image: spec("nginx"),
+                want: Some((Some("1.2"), None, Workload, "p/pod.yaml", 5)),
+            },
+            Case {
+                name: "subdirectories only with recurse",
+                files: vec![("d/sub/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: nginx:1.2\n")],
+                source: source("d"),
+                image: spec("nginx"),
+                want: None,
+            },
+            Case {
+                name: "subdirectories with recurse",
+                files: vec![("d/sub/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: nginx:1.2\n")],
+                source: AppSource { directory_recurse: true, ..source("d") },
+                image: spec("nginx"),
+                want: Some((Some("1.2"), None, Workload, "d/sub/pod.yaml", 4)),
+            },
+            Case {
+                name: "image not in source",
+                files: vec![("plain/deploy.yaml", DEPLOYMENT)],
+                source: source("plain"),
+                image: spec("redis"),
+                want: None,
+            },
+            Case {
+                name: "chart source has nothing in git",
+                files: vec![],
+                source: AppSource { chart: Some("web".into()), ..Default::default() },
+                image: spec("redis"),
+                want: None,
+            },
+        ]
+    }
+
+    fn fileset(list: &[(&str, &str)]) -> FileSet {
+        let mut fs = FileSet::default();
+        for (p, t) in list {
+            fs.insert(*p, t.as_bytes());
+        }
+        fs
+    }
+
+    #[test]
+    fn finds_current_version_per_layout() {
+        for c in cases() {
+            let got = find_current(&fileset(&c.files), &app(), &c.source, &c.image)
+                .unwrap_or_else(|e| panic!("case {}: {e}", c.name));
+            let want = c.want.map(|(tag, digest, kind, file, line)| CurrentImage {
+                tag: tag.map(str::to_string),
+                digest: digest.map(str::to_string),
+                kind,
+                file: file.to_string(),
+                line,
+            });
+            assert_eq!(got, want, "case {}", c.name);
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read_safely() {
+        let cases: Vec<(&str, Vec<(&str, &str)>, AppSource, ImageSpec, &str)> = vec![
+            (
+                "helm tag behind an anchor",
+                vec![("c/Chart.yaml", "name: c\n"), ("c/values.yaml", "defaults:\n  tag: &t \"1.0\"\nimage:\n  tag: *t\n")],
+                source("c"),
+                spec("ghcr.io/acme/web"),
+                "c/values.yaml:4: ",
+            ),
+            (
+                "anchored helm tag",
+                vec![("c/Chart.yaml", "name: c\n"), ("c/values.yaml", "image:\n  tag: &t \"1.0\"\nother: *t\n")],
+                source("c"),
+                spec("ghcr.io/acme/web"),
+                "c/values.yaml:2: ",
+            ),
+            (
+                "helm key behind a merge key",
+                vec![("c/Chart.yaml", "name: c\n"), ("c/values.yaml", "base: &b {tag: \"1\"}\nimage:\n  <<: *b\n")],
+                source("c"),
+                spec("ghcr.io/acme/web"),
+                "c/values.yaml:3: ",
+            ),
+            (
+                "container image alias",
+                vec![("p/pod.yaml", "kind: Pod\nx: &img nginx:1.2\nspec:\n  containers:\n  - image: *img\n")],
+                source("p"),
+                spec("nginx"),
+                "p/pod.yaml:5: ",
+            ),
+            (
+                "invalid YAML names file and line",
+                vec![("p/pod.yaml", "kind: Pod\nspec:\n  containers: [\n")],
+                source("p"),
+                spec("nginx"),
+                "p/pod.yaml:3: invalid YAML: unclosed bracket",
+            ),
+            (
+                "path escaping the repository",
+                vec![],
+                source("../outside"),
+                spec("nginx"),
+                "apps/web.yaml: source path",
+            ),
+            (
+                "kustomize resource escaping the repository",
+                vec![("k/kustomization.yaml", "resources: [../../x]\n")],
+                source("k"),
+                spec("nginx"),
+                "k/kustomization.yaml: resource",
+            ),
+            (
+                "values from another source",
+                vec![("c/Chart.yaml", "name: c\n")],
+                AppSource { helm_value_files: vec!["$values/prod.yaml".into()], has_helm: true, ..source("c") },
+                spec("nginx"),
+                "apps/web.yaml:0: image app not found",
+            ),
+        ];
+        for (name, files, src, image, want) in cases {
+            let err = find_current(&fileset(&files), &app(), &src, &image).expect_err(name);
+            assert!(err.to_string().starts_with(want), "case {name}: {err}");
+        }
+        // An unrelated alias in the same file is no obstacle.
+        let files = fileset(&[("p/pod.yaml", "kind: Pod\nx: &img redis:7\nspec:\n  containers:\n  - image: *img\n  - image: nginx:1.2\n")]);
+        let got = find_current(&files, &app(), &source("p"), &spec("nginx")).unwrap().unwrap();
+        assert_eq!(got.tag.as_deref(), Some("1.2"));
+    }
+
+    #[test]
+    fn helm_keys_split() {
+        assert_eq!(
+            helm_key("containers[0].image.tag"),
+            vec![Seg::Key("containers".into()), Seg::Index(0), Seg::Key("image".into()), Seg::Key("tag".into())]
+        );
+        assert_eq!(helm_key("a\\.b.c"), vec![Seg::Key("a.b".into()), Seg::Key("c".into())]);
+    }
+
+    #[test]
+    fn paths_normalize() {
+        assert_eq!(normalize_path("./a//b/../c/").as_deref(), Some("a/c"));
+        assert_eq!(normalize_path("").as_deref(), Some(""));
+        assert_eq!(normalize_path("a/../.."), None);
+    }
+
+    #[test]
+    fn parse_cache_follows_file_changes() {
+        let mut fs = fileset(&[("a.yaml", "a: 1\n")]);
+        let first = fs.yaml("a.yaml").unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &fs.yaml("a.yaml").unwrap().unwrap()));
+        fs.insert("a.yaml", "a: [\n".as_bytes());
+        assert!(fs.yaml("a.yaml").unwrap().is_err());
+    }
+}
