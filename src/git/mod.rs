@@ -201,3 +201,159 @@ fn read_tree(repo: &Repository, commit: &Commit<'_>) -> Result<FileSet, git2::Er
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use git2::{Signature, Time};
+
+    /// A non-bare "origin" repository built with git2, committing whole file lists.
+    struct Origin {
+        repo: Repository,
+        dir: tempfile::TempDir,
+    }
+
+    impl Origin {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let mut opts = git2::RepositoryInitOptions::new();
+            opts.initial_head("main");
+            let repo = Repository::init_opts(dir.path(), &opts).unwrap();
+            Origin { repo, dir }
+        }
+
+        fn url(&self) -> String {
+            format!("file://{}", self.dir.path().display())
+        }
+
+        /// Commits `files` (path, content) on `branch`, on top of its current tip.
+        fn commit(&self, branch: &str, files: &[(&str, &str)]) -> Oid {
+            let refname = format!("refs/heads/{branch}");
+            let parent = self.repo.find_reference(&refname).ok().and_then(|r| r.peel_to_commit().ok());
+            let mut index = git2::Index::new().unwrap();
+            if let Some(p) = &parent {
+                index.read_tree(&p.tree().unwrap()).unwrap();
+            }
+            for (path, content) in files {
+                let oid = self.repo.blob(content.as_bytes()).unwrap();
+                let entry = git2::IndexEntry {
+                    ctime: git2::IndexTime::new(0, 0),
+                    mtime: git2::IndexTime::new(0, 0),
+                    dev: 0,
+                    ino: 0,
+                    mode: 0o100644,
+                    uid: 0,
+                    gid: 0,
+                    file_size: content.len() as u32,
+                    id: oid,
+                    flags: 0,
+                    flags_extended: 0,
+                    path: path.as_bytes().to_vec(),
+                };
+                index.add(&entry).unwrap();
+            }
+            let tree = self.repo.find_tree(index.write_tree_to(&self.repo).unwrap()).unwrap();
+            let sig = Signature::new("test", "test@example.com", &Time::new(1_700_000_000, 0)).unwrap();
+            let parents: Vec<&git2::Commit> = parent.iter().collect();
+            self.repo.commit(Some(&refname), &sig, &sig, &format!("update {branch}"), &tree, &parents).unwrap()
+        }
+    }
+
+    fn text(s: &Snapshot, path: &str) -> String {
+        String::from_utf8(s.files.get(path).unwrap_or_else(|| panic!("no {path}")).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn snapshots_by_branch_tag_sha_and_head() {
+        let origin = Origin::new();
+        let c1 = origin.commit(
+            "main",
+            &[
+                ("apps/web.yaml", "v: main-1\n"),
+                ("apps/k/Kustomization", "resources: []\n"),
+                ("apps/k/.argocd-source-web.yaml", "kustomize: {}\n"),
+                ("deep/a/b/c.yml", "c: 1\n"),
+                ("README.md", "# not a manifest\n"),
+                ("scripts/run.sh", "echo\n"),
+            ],
+        );
+        let sig = Signature::new("t", "t@example.com", &Time::new(1_700_000_000, 0)).unwrap();
+        origin.repo.tag("v1", &origin.repo.find_object(c1, None).unwrap(), &sig, "release", false).unwrap();
+        origin.repo.reference("refs/heads/feature", c1, false, "branch").unwrap();
+        let c2 = origin.commit("feature", &[("apps/web.yaml", "v: feature-2\n")]);
+
+        let cache = tempfile::tempdir().unwrap();
+        let url = origin.url();
+        let c1_hex = c1.to_string();
+        let c2_hex = c2.to_string();
+        let cases = [
+            ("branch", "main", &c1_hex, "v: main-1\n"),
+            ("HEAD is the default branch", "HEAD", &c1_hex, "v: main-1\n"),
+            ("annotated tag", "v1", &c1_hex, "v: main-1\n"),
+            ("full ref of a tag", "refs/tags/v1", &c1_hex, "v: main-1\n"),
+            ("second branch", "feature", &c2_hex, "v: feature-2\n"),
+            ("full ref of a branch", "refs/heads/feature", &c2_hex, "v: feature-2\n"),
+            ("full sha", &c2_hex[..], &c2_hex, "v: feature-2\n"),
+            ("short sha", &c2_hex[..8], &c2_hex, "v: feature-2\n"),
+        ];
+        for (name, rev, commit, web) in cases {
+            let snap = snapshot(&url, rev, cache.path()).unwrap_or_else(|e| panic!("case {name}: {e}"));
+            assert_eq!(&snap.commit, commit, "case {name}");
+            assert_eq!(snap.revision, rev, "case {name}");
+            assert_eq!(text(&snap, "apps/web.yaml"), web, "case {name}");
+        }
+        let snap = snapshot(&url, "main", cache.path()).unwrap();
+        let paths: Vec<&str> = snap.files.files.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["apps/k/.argocd-source-web.yaml", "apps/k/Kustomization", "apps/web.yaml", "deep/a/b/c.yml"]);
+        // One clone for the URL, reused by every call.
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn fetches_again_and_sees_new_commits() {
+        let origin = Origin::new();
+        origin.commit("main", &[("a.yaml", "v: 1\n")]);
+        let cache = tempfile::tempdir().unwrap();
+        // A plain local path works as a URL too.
+        let url = origin.dir.path().display().to_string();
+        assert_eq!(text(&snapshot(&url, "main", cache.path()).unwrap(), "a.yaml"), "v: 1\n");
+        let c2 = origin.commit("main", &[("a.yaml", "v: 2\n")]);
+        let snap = snapshot(&url, "main", cache.path()).unwrap();
+        assert_eq!(snap.commit, c2.to_string());
+        assert_eq!(text(&snap, "a.yaml"), "v: 2\n");
+    }
+
+    #[test]
+    fn unknown_revision_and_url_are_named() {
+        let origin = Origin::new();
+        origin.commit("main", &[("a.yaml", "v: 1\n")]);
+        let cache = tempfile::tempdir().unwrap();
+        let err = snapshot(&origin.url(), "no-such-branch", cache.path()).unwrap_err();
+        assert!(matches!(&err, GitError::Revision { revision, .. } if revision == "no-such-branch"), "{err}");
+        assert!(err.to_string().contains("no-such-branch") && err.to_string().contains(&origin.url()));
+        let err = snapshot(&origin.url(), "deadbeef", cache.path()).unwrap_err();
+        assert!(err.to_string().contains("deadbeef"), "{err}");
+        let missing = format!("file://{}/nothing-here", cache.path().display());
+        let err = snapshot(&missing, "main", cache.path()).unwrap_err();
+        assert!(matches!(err, GitError::Repo { .. }) && err.to_string().contains(&missing), "{err}");
+    }
+
+    #[test]
+    fn reads_a_directory_without_dot_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, content) in [
+            ("apps/web.yaml", "a: 1\n"),
+            ("apps/x/Kustomization", "b: 2\n"),
+            (".git/config.yaml", "no\n"),
+            ("notes.txt", "no\n"),
+            ("c.yml", "c: 3\n"),
+        ] {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), content).unwrap();
+        }
+        let files = read_dir(root).unwrap();
+        let paths: Vec<&str> = files.files.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["apps/web.yaml", "apps/x/Kustomization", "c.yml"]);
+    }
+}
