@@ -356,4 +356,68 @@ mod tests {
         let paths: Vec<&str> = files.files.keys().map(String::as_str).collect();
         assert_eq!(paths, ["apps/web.yaml", "apps/x/Kustomization", "c.yml"]);
     }
+
+    /// Not a timed test (machines vary); prints the figures with `--nocapture`.
+    #[test]
+    fn a_thousand_applications_over_one_repository() {
+        use crate::annotations::{HelmKeys, ImageSpec, UpdateStrategy};
+        use crate::domain::ImageName;
+        let origin = Origin::new();
+        let mut owned: Vec<(String, String)> = Vec::new();
+        for i in 0..1000 {
+            owned.push((
+                format!("apps/app-{i}.yaml"),
+                format!(
+                    "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: app-{i}\nspec:\n  source:\n    repoURL: x\n    path: envs/app-{i}\n"
+                ),
+            ));
+            owned.push((
+                format!("envs/app-{i}/kustomization.yaml"),
+                "resources: [deploy.yaml, ../../base]\n".to_string(),
+            ));
+            owned.push((
+                format!("envs/app-{i}/deploy.yaml"),
+                format!("kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      - image: ghcr.io/acme/app-{i}:1.{i}\n"),
+            ));
+        }
+        owned.push(("base/kustomization.yaml".into(), "resources: [cm.yaml]\n".into()));
+        owned.push(("base/cm.yaml".into(), "kind: ConfigMap\n".into()));
+        let files: Vec<(&str, &str)> = owned.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        origin.commit("main", &files);
+        let cache = tempfile::tempdir().unwrap();
+
+        let start = std::time::Instant::now();
+        let snap = snapshot(&origin.url(), "main", cache.path()).unwrap();
+        let loaded = start.elapsed();
+        let (apps, errors) = crate::discovery::find_applications(&snap.files);
+        assert_eq!((apps.len(), errors.len()), (1000, 0));
+        let mut found = 0;
+        for app in &apps {
+            let image = ImageSpec {
+                alias: "app".into(),
+                name: ImageName::parse(&format!("ghcr.io/acme/{}", app.id.name)).unwrap(),
+                constraint: None,
+                strategy: UpdateStrategy::Semver,
+                allow_tags: None,
+                ignore_tags: vec![],
+                platforms: vec![],
+                force_update: false,
+                pull_secret: None,
+                helm: HelmKeys::default(),
+                kustomize_image_name: None,
+                pin_digest: false,
+            };
+            let hit = crate::manifest::find_current(&snap.files, app, &app.sources[0], &image).unwrap();
+            found += usize::from(hit.is_some());
+        }
+        assert_eq!(found, 1000);
+        let looked_up = start.elapsed() - loaded;
+        let again = std::time::Instant::now();
+        snapshot(&origin.url(), "main", cache.path()).unwrap();
+        eprintln!(
+            "{} files: first snapshot (clone) {loaded:?}, discovery + 1000 lookups {looked_up:?}, snapshot again (fetch) {:?}",
+            snap.files.files.len(),
+            again.elapsed()
+        );
+    }
 }
