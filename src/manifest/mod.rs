@@ -28,7 +28,10 @@ type Parsed = Result<Arc<YamlFile>, YamlError>;
 /// Entries remember the bytes they were parsed from, so a changed `files` map never serves a
 /// stale tree.
 #[derive(Clone, Default)]
-struct ParseCache(Arc<Mutex<HashMap<String, (Arc<[u8]>, Parsed)>>>);
+struct ParseCache(Arc<Mutex<HashMap<String, CacheEntry>>>);
+
+/// The bytes a tree was parsed from, and the tree.
+type CacheEntry = (Arc<[u8]>, Parsed);
 
 impl fmt::Debug for ParseCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -721,13 +724,17 @@ spec:
         image: ghcr.io/acme/web:1.2.3
 ";
 
+    /// (tag, digest, kind, file, line)
+    type Want = (Option<&'static str>, Option<&'static str>, LocationKind, &'static str, usize);
+
+    type Files = Vec<(&'static str, &'static str)>;
+
     struct Case {
         name: &'static str,
-        files: Vec<(&'static str, &'static str)>,
+        files: Files,
         source: AppSource,
         image: ImageSpec,
-        /// (tag, digest, kind, file, line)
-        want: Option<(Option<&'static str>, Option<&'static str>, LocationKind, &'static str, usize)>,
+        want: Option<Want>,
     }
 
     fn with_helm(mut s: ImageSpec, f: impl FnOnce(&mut HelmKeys)) -> ImageSpec {
@@ -975,7 +982,8 @@ spec:
 
     #[test]
     fn refuses_what_it_cannot_read_safely() {
-        let cases: Vec<(&str, Vec<(&str, &str)>, AppSource, ImageSpec, &str)> = vec![
+        // (case, files, source, image, start of the error message)
+        let cases: Vec<(&str, Files, AppSource, ImageSpec, &str)> = vec![
             (
                 "helm tag behind an anchor",
                 vec![("c/Chart.yaml", "name: c\n"), ("c/values.yaml", "defaults:\n  tag: &t \"1.0\"\nimage:\n  tag: *t\n")],
