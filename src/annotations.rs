@@ -322,3 +322,225 @@ fn parse_bool((key, v): (String, &str)) -> Result<bool, OptionError> {
         _ => Err((key, format!("{v:?} is not a boolean; use true or false"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                let key = if k.contains('/') { k.to_string() } else { aiu_key(k) };
+                (key, v.to_string())
+            })
+            .collect()
+    }
+
+    fn images(pairs: &[(&str, &str)]) -> Vec<Result<ImageSpec, AnnotationError>> {
+        parse(&annotations(pairs)).map(|a| a.images).unwrap_or_default()
+    }
+
+    fn only_image(name: &str, pairs: &[(&str, &str)]) -> ImageSpec {
+        let mut all = images(pairs);
+        assert_eq!(all.len(), 1, "case {name}: one image");
+        match all.remove(0) {
+            Ok(spec) => spec,
+            Err(e) => panic!("case {name}: unexpected error {e}"),
+        }
+    }
+
+    #[test]
+    fn no_image_list_is_none() {
+        assert!(parse(&annotations(&[("update-strategy", "semver")])).is_none());
+    }
+
+    #[test]
+    fn image_list_entries_split() {
+        // (name, image-list, alias, alias_given, image name, constraint, digest)
+        let sha = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let with_digest = format!("app=ghcr.io/org/app:1.2@{sha}");
+        let cases: Vec<(&str, &str, &str, bool, &str, Option<&str>, Option<&str>)> = vec![
+            ("plain", "nginx", "nginx", false, "docker.io/library/nginx", None, None),
+            ("alias and constraint", "web=nginx:~1.26", "web", true, "docker.io/library/nginx", Some("~1.26"), None),
+            ("registry port", "localhost:5000/app:^1.0", "app", false, "localhost:5000/app", Some("^1.0"), None),
+            ("registry port no tag", "localhost:5000/app", "app", false, "localhost:5000/app", None, None),
+            ("operator with =", "nginx:>=1.20", "nginx", false, "docker.io/library/nginx", Some(">=1.20"), None),
+            ("alias and operator with =", "web=nginx:>=1.20", "web", true, "docker.io/library/nginx", Some(">=1.20"), None),
+            ("whitespace", "  web =  nginx:1.20  ", "web", true, "docker.io/library/nginx", Some("1.20"), None),
+            ("alias-less with org", "ghcr.io/org/app", "org/app", false, "ghcr.io/org/app", None, None),
+            ("empty alias", "=nginx:1.2", "nginx", false, "docker.io/library/nginx", Some("1.2"), None),
+            ("digest", with_digest.as_str(), "app", true, "ghcr.io/org/app", Some("1.2"), Some(sha)),
+            ("space-separated constraint", "app=org/app:>=1.2 <2", "app", true, "docker.io/org/app", Some(">=1.2 <2"), None),
+        ];
+        for (name, list, alias, given, image, constraint, digest) in cases {
+            let spec = only_image(name, &[("image-list", list)]);
+            assert_eq!(spec.alias, alias, "case {name}: alias");
+            assert_eq!(spec.alias_given, given, "case {name}: alias_given");
+            assert_eq!(spec.name.to_string(), image, "case {name}: image");
+            assert_eq!(spec.constraint.as_deref(), constraint, "case {name}: constraint");
+            assert_eq!(spec.digest.as_deref(), digest, "case {name}: digest");
+        }
+    }
+
+    #[test]
+    fn image_list_keeps_order_and_isolates_bad_entries() {
+        let all = images(&[("image-list", "a=nginx, b=Bad/Name, , c=redis:7")]);
+        assert_eq!(all.len(), 3, "empty entries are skipped");
+        assert_eq!(all[0].as_ref().map(|s| s.alias.as_str()).ok(), Some("a"));
+        let err = all[1].as_ref().err().cloned();
+        assert_eq!(err.as_ref().map(|e| e.key.as_str()), Some("argocd-image-updater.argoproj.io/image-list"));
+        assert_eq!(err.as_ref().and_then(|e| e.alias.as_deref()), Some("b"));
+        assert!(err.is_some_and(|e| e.message.contains("Bad/Name")), "message names the entry");
+        assert_eq!(all[2].as_ref().map(|s| s.alias.as_str()).ok(), Some("c"));
+    }
+
+    #[test]
+    fn image_list_errors() {
+        // (name, image-list, text the message must contain)
+        let cases = [
+            ("bad name", "app=UPPER", "UPPER"),
+            ("bad digest", "app=nginx@sha256:xyz", "digest"),
+            ("duplicate alias", "app=nginx, app=redis", "more than one"),
+            ("empty list", " , ", "no images"),
+        ];
+        for (name, list, text) in cases {
+            let all = images(&[("image-list", list)]);
+            let err = all.iter().find_map(|r| r.as_ref().err());
+            assert!(err.is_some(), "case {name}: an error");
+            if let Some(e) = err {
+                assert_eq!(e.key, aiu_key("image-list"), "case {name}: key");
+                assert!(e.message.contains(text), "case {name}: message {:?} contains {text:?}", e.message);
+            }
+        }
+    }
+
+    #[test]
+    fn options_resolve() {
+        let re = |s: &ImageSpec| match &s.allow_tags {
+            Some(AllowTags::Regex(r)) => Some(r.as_str().to_string()),
+            Some(AllowTags::Any) => Some("any".to_string()),
+            None => None,
+        };
+        // (name, annotations, check)
+        type Check = fn(&ImageSpec) -> bool;
+        let cases: Vec<(&str, Vec<(&str, &str)>, Check)> = vec![
+            ("default strategy semver", vec![("image-list", "a=nginx")], |s| {
+                s.strategy == UpdateStrategy::Semver
+                    && s.platforms == vec![Platform::linux_amd64()]
+                    && !s.force_update
+                    && !s.pin_digest
+                    && s.allow_tags.is_none()
+            }),
+            ("old name latest", vec![("image-list", "a=nginx"), ("a.update-strategy", "latest")], |s| {
+                s.strategy == UpdateStrategy::NewestBuild
+            }),
+            ("old name name", vec![("image-list", "a=nginx"), ("a.update-strategy", "name")], |s| {
+                s.strategy == UpdateStrategy::Alphabetical
+            }),
+            ("new names, any case", vec![("image-list", "a=nginx"), ("a.update-strategy", " Digest ")], |s| {
+                s.strategy == UpdateStrategy::Digest
+            }),
+            ("app-wide strategy", vec![("image-list", "a=nginx"), ("update-strategy", "alphabetical")], |s| {
+                s.strategy == UpdateStrategy::Alphabetical
+            }),
+            (
+                "per-alias overrides app-wide",
+                vec![("image-list", "a=nginx"), ("update-strategy", "alphabetical"), ("a.update-strategy", "newest-build")],
+                |s| s.strategy == UpdateStrategy::NewestBuild,
+            ),
+            ("alias-less reads app-wide", vec![("image-list", "nginx"), ("force-update", "true")], |s| s.force_update),
+            (
+                "alias-less ignores per-alias keys like AIU",
+                vec![("image-list", "nginx"), ("nginx.update-strategy", "digest")],
+                |s| s.strategy == UpdateStrategy::Semver,
+            ),
+            ("alias with slash uses underscore", vec![("image-list", "org/app=org/app"), ("org_app.force-update", "yes")], |s| {
+                s.force_update
+            }),
+            ("ignore-tags list", vec![("image-list", "a=nginx"), ("a.ignore-tags", " *-rc*, latest ,,")], |s| {
+                s.ignore_tags == vec!["*-rc*".to_string(), "latest".to_string()]
+            }),
+            ("app-wide ignore-tags", vec![("image-list", "a=nginx"), ("ignore-tags", "latest")], |s| {
+                s.ignore_tags == vec!["latest".to_string()]
+            }),
+            ("platforms", vec![("image-list", "a=nginx"), ("a.platforms", "linux/arm64/v8, linux/amd64")], |s| {
+                s.platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>() == ["linux/arm64/v8", "linux/amd64"]
+            }),
+            (
+                "no app-wide platforms in AIU",
+                vec![("image-list", "a=nginx"), ("platforms", "linux/arm64")],
+                |s| s.platforms == vec![Platform::linux_amd64()],
+            ),
+            ("pull secret app-wide", vec![("image-list", "a=nginx"), ("pull-secret", "pullsecret:argocd/regcred")], |s| {
+                s.pull_secret.as_deref() == Some("pullsecret:argocd/regcred")
+            }),
+            (
+                "helm and kustomize keys",
+                vec![
+                    ("image-list", "a=nginx"),
+                    ("a.helm.image-name", "img.repo"),
+                    ("a.helm.image-tag", "img.tag"),
+                    ("a.helm.image-spec", "img.spec"),
+                    ("a.kustomize.image-name", "docker.io/nginx"),
+                ],
+                |s| {
+                    s.helm.image_name.as_deref() == Some("img.repo")
+                        && s.helm.image_tag.as_deref() == Some("img.tag")
+                        && s.helm.image_spec.as_deref() == Some("img.spec")
+                        && s.kustomize_image_name.as_deref() == Some("docker.io/nginx")
+                },
+            ),
+            ("pin digest", vec![("image-list", "a=nginx"), ("argocd-image-pr.io/a.pin-digest", "true")], |s| s.pin_digest),
+            ("allow any", vec![("image-list", "a=nginx"), ("a.allow-tags", "any")], |s| matches!(s.allow_tags, Some(AllowTags::Any))),
+            ("force-update false", vec![("image-list", "a=nginx"), ("a.force-update", "no")], |s| !s.force_update),
+        ];
+        for (name, pairs, check) in cases {
+            let spec = only_image(name, &pairs);
+            assert!(check(&spec), "case {name}: {spec:?}");
+        }
+        let spec = only_image("regexp", &[("image-list", "a=nginx"), ("a.allow-tags", "regexp:^1\\.2[0-9]+$")]);
+        assert_eq!(re(&spec).as_deref(), Some("^1\\.2[0-9]+$"), "case regexp");
+    }
+
+    #[test]
+    fn bad_options_name_their_key() {
+        // (name, annotations, key in error)
+        let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+            ("unknown strategy", vec![("a.update-strategy", "newest")], "a.update-strategy"),
+            ("unknown app-wide strategy", vec![("update-strategy", "fastest")], "update-strategy"),
+            ("bad regexp", vec![("a.allow-tags", "regexp:^(1")], "a.allow-tags"),
+            ("unknown match function", vec![("a.allow-tags", "glob:1.*")], "a.allow-tags"),
+            ("bare allow-tags", vec![("allow-tags", "1.2")], "allow-tags"),
+            ("bad platform", vec![("a.platforms", "linux")], "a.platforms"),
+            ("bad force-update", vec![("a.force-update", "maybe")], "a.force-update"),
+            ("bad glob", vec![("a.ignore-tags", "[1-")], "a.ignore-tags"),
+        ];
+        for (name, mut pairs, key) in cases {
+            pairs.push(("image-list", "a=nginx, b=redis"));
+            let all = images(&pairs);
+            let err = all.first().and_then(|r| r.as_ref().err());
+            assert_eq!(err.map(|e| e.key.clone()), Some(aiu_key(key)), "case {name}: error names the key");
+            assert_eq!(err.and_then(|e| e.alias.clone()), Some("a".to_string()), "case {name}: error names the alias");
+            let app_wide = !key.starts_with("a.");
+            assert_eq!(all.get(1).is_some_and(|r| r.is_err()), app_wide, "case {name}: image b spoiled only by app-wide keys");
+        }
+    }
+
+    #[test]
+    fn per_alias_value_shields_from_bad_app_wide_value() {
+        let all = images(&[("image-list", "a=nginx"), ("update-strategy", "bogus"), ("a.update-strategy", "digest")]);
+        assert!(all.first().is_some_and(|r| r.as_ref().is_ok_and(|s| s.strategy == UpdateStrategy::Digest)));
+    }
+
+    #[test]
+    fn write_back_settings() {
+        let app = parse(&annotations(&[
+            ("image-list", "nginx"),
+            ("write-back-method", "git:secret:argocd/git-creds"),
+            ("write-back-target", "kustomization:../base"),
+        ]));
+        assert_eq!(app.as_ref().and_then(|a| a.write_back_method.as_deref()), Some("git:secret:argocd/git-creds"));
+        assert_eq!(app.as_ref().and_then(|a| a.write_back_target.as_deref()), Some("kustomization:../base"));
+    }
+}
