@@ -120,7 +120,10 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Option<AppAnnotations> {
         let image = match image {
             Ok(spec) if spec.alias_given && seen_aliases.contains(&spec.alias) => Err(list_error(
                 Some(&spec.alias),
-                format!("alias {:?} is used by more than one entry; aliases must be unique", spec.alias),
+                format!(
+                    "alias {:?} is used by more than one entry; aliases must be unique",
+                    spec.alias
+                ),
             )),
             other => other,
         };
@@ -149,7 +152,11 @@ fn alias_key(alias: &str, option: &str) -> String {
 }
 
 fn list_error(alias: Option<&str>, message: String) -> AnnotationError {
-    AnnotationError { key: aiu_key(IMAGE_LIST), alias: alias.map(str::to_string), message }
+    AnnotationError {
+        key: aiu_key(IMAGE_LIST),
+        alias: alias.map(str::to_string),
+        message,
+    }
 }
 
 /// One image-list entry split into its parts, before any option is read.
@@ -194,8 +201,13 @@ fn valid_digest(d: &str) -> bool {
         return false;
     };
     let algo_ok = !algorithm.is_empty()
-        && algorithm.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
-    let encoded_ok = !encoded.is_empty() && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
+        && algorithm
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+    let encoded_ok = !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
     let sha256_ok = algorithm != "sha256" || (encoded.len() == 64 && encoded.bytes().all(|b| b.is_ascii_hexdigit()));
     algo_ok && encoded_ok && sha256_ok
 }
@@ -223,24 +235,51 @@ impl<'a> Reader<'a> {
 
     fn image(&self, entry: &str) -> Result<ImageSpec, AnnotationError> {
         let parts = split_entry(entry);
-        let alias = parts.alias.map(str::to_string).unwrap_or_else(|| default_alias(parts.name));
-        let name = ImageName::parse(parts.name)
-            .map_err(|e| list_error(Some(&alias), format!("entry {entry:?}: {e}")))?;
+        let alias = parts
+            .alias
+            .map(str::to_string)
+            .unwrap_or_else(|| default_alias(parts.name));
+        let name =
+            ImageName::parse(parts.name).map_err(|e| list_error(Some(&alias), format!("entry {entry:?}: {e}")))?;
         if let Some(d) = parts.digest.filter(|d| !valid_digest(d)) {
             return Err(list_error(
                 Some(&alias),
                 format!("entry {entry:?}: digest {d:?} is not of the form sha256:<64 hex digits>"),
             ));
         }
-        let err = |(key, message): (String, String)| AnnotationError { key, alias: Some(alias.clone()), message };
+        let err = |(key, message): (String, String)| AnnotationError {
+            key,
+            alias: Some(alias.clone()),
+            message,
+        };
         // Per-image keys are read only for explicit aliases, as AIU v1.3 does.
         let a = parts.alias;
-        let strategy = self.option(a, "update-strategy", true).map(parse_strategy).transpose().map_err(err)?;
-        let allow_tags = self.option(a, "allow-tags", true).map(parse_allow_tags).transpose().map_err(err)?;
-        let ignore_tags = self.option(a, "ignore-tags", true).map(parse_ignore_tags).transpose().map_err(err)?;
+        let strategy = self
+            .option(a, "update-strategy", true)
+            .map(parse_strategy)
+            .transpose()
+            .map_err(err)?;
+        let allow_tags = self
+            .option(a, "allow-tags", true)
+            .map(parse_allow_tags)
+            .transpose()
+            .map_err(err)?;
+        let ignore_tags = self
+            .option(a, "ignore-tags", true)
+            .map(parse_ignore_tags)
+            .transpose()
+            .map_err(err)?;
         // AIU has no app-wide `platforms` key.
-        let platforms = self.option(a, "platforms", false).map(parse_platforms).transpose().map_err(err)?;
-        let force_update = self.option(a, "force-update", true).map(parse_bool).transpose().map_err(err)?;
+        let platforms = self
+            .option(a, "platforms", false)
+            .map(parse_platforms)
+            .transpose()
+            .map_err(err)?;
+        let force_update = self
+            .option(a, "force-update", true)
+            .map(parse_bool)
+            .transpose()
+            .map_err(err)?;
         let pin_key = format!("{OWN_PREFIX}/{}", alias_key(&alias, "pin-digest"));
         let pin_digest = self.value(&pin_key).map(parse_bool).transpose().map_err(err)?;
         let per_image = |option| self.option(a, option, false).map(|(_, v)| v.to_string());
@@ -297,7 +336,12 @@ fn parse_allow_tags((key, v): (String, &str)) -> Result<AllowTags, OptionError> 
 }
 
 fn parse_ignore_tags((key, v): (String, &str)) -> Result<Vec<String>, OptionError> {
-    let patterns: Vec<String> = v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect();
+    let patterns: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
     for p in &patterns {
         if let Err(e) = globset::Glob::new(p) {
             return Err((key, format!("invalid glob pattern {p:?}: {e}")));
@@ -324,8 +368,12 @@ fn parse_bool((key, v): (String, &str)) -> Result<bool, OptionError> {
 }
 
 #[cfg(test)]
+#[rustfmt::skip] // one case per line reads better than rustfmt's exploded tuples
 mod tests {
     use super::*;
+
+    /// Annotation (key, value) pairs; keys without `/` get the AIU prefix.
+    type Pairs<'a> = Vec<(&'a str, &'a str)>;
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -360,7 +408,8 @@ mod tests {
         // (name, image-list, alias, alias_given, image name, constraint, digest)
         let sha = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let with_digest = format!("app=ghcr.io/org/app:1.2@{sha}");
-        let cases: Vec<(&str, &str, &str, bool, &str, Option<&str>, Option<&str>)> = vec![
+        type Case<'a> = (&'a str, &'a str, &'a str, bool, &'a str, Option<&'a str>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             ("plain", "nginx", "nginx", false, "docker.io/library/nginx", None, None),
             ("alias and constraint", "web=nginx:~1.26", "web", true, "docker.io/library/nginx", Some("~1.26"), None),
             ("registry port", "localhost:5000/app:^1.0", "app", false, "localhost:5000/app", Some("^1.0"), None),
@@ -424,7 +473,7 @@ mod tests {
         };
         // (name, annotations, check)
         type Check = fn(&ImageSpec) -> bool;
-        let cases: Vec<(&str, Vec<(&str, &str)>, Check)> = vec![
+        let cases: Vec<(&str, Pairs, Check)> = vec![
             ("default strategy semver", vec![("image-list", "a=nginx")], |s| {
                 s.strategy == UpdateStrategy::Semver
                     && s.platforms == vec![Platform::linux_amd64()]
@@ -506,7 +555,7 @@ mod tests {
     #[test]
     fn bad_options_name_their_key() {
         // (name, annotations, key in error)
-        let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        let cases: Vec<(&str, Pairs, &str)> = vec![
             ("unknown strategy", vec![("a.update-strategy", "newest")], "a.update-strategy"),
             ("unknown app-wide strategy", vec![("update-strategy", "fastest")], "update-strategy"),
             ("bad regexp", vec![("a.allow-tags", "regexp:^(1")], "a.allow-tags"),

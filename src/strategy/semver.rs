@@ -60,15 +60,8 @@ impl Version {
         if parts.next().is_some() {
             return None;
         }
-        if let Some(p) = pre {
-            if !valid_prerelease(p) {
-                return None;
-            }
-        }
-        if let Some(m) = build {
-            if !valid_build(m) {
-                return None;
-            }
+        if pre.is_some_and(|p| !valid_prerelease(p)) || build.is_some_and(|m| !valid_build(m)) {
+            return None;
         }
         Some(Version {
             major,
@@ -159,13 +152,15 @@ fn compare_identifier(x: &str, y: &str) -> Ordering {
 impl Ord for Version {
     /// Semver precedence: build metadata and spelling (`v`, short forms) do not count.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.triple().cmp(&other.triple()).then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
-            (true, true) => Ordering::Equal,
-            // A release ranks above its own pre-releases.
-            (true, false) => Ordering::Greater,
-            (false, true) => Ordering::Less,
-            (false, false) => compare_prerelease(&self.pre, &other.pre),
-        })
+        self.triple()
+            .cmp(&other.triple())
+            .then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
+                (true, true) => Ordering::Equal,
+                // A release ranks above its own pre-releases.
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                (false, false) => compare_prerelease(&self.pre, &other.pre),
+            })
     }
 }
 
@@ -259,21 +254,30 @@ pub struct Constraint {
 
 impl Constraint {
     pub fn parse(text: &str) -> Result<Constraint, ConstraintError> {
-        let fail = |reason: String| ConstraintError { text: text.to_string(), reason };
+        let fail = |reason: String| ConstraintError {
+            text: text.to_string(),
+            reason,
+        };
         let mut groups = Vec::new();
         for part in text.split("||") {
             let comparators = parse_and_group(part).map_err(fail)?;
             let allows_prerelease = comparators.iter().any(|c| c.version.is_prerelease());
-            groups.push(AndGroup { comparators, allows_prerelease });
+            groups.push(AndGroup {
+                comparators,
+                allows_prerelease,
+            });
         }
-        Ok(Constraint { groups, text: text.to_string() })
+        Ok(Constraint {
+            groups,
+            text: text.to_string(),
+        })
     }
 
     /// Whether `v` satisfies the constraint (some group accepts it).
     pub fn matches(&self, v: &Version) -> bool {
-        self.groups.iter().any(|g| {
-            (g.allows_prerelease || !v.is_prerelease()) && g.comparators.iter().all(|c| c.matches(v))
-        })
+        self.groups
+            .iter()
+            .any(|g| (g.allows_prerelease || !v.is_prerelease()) && g.comparators.iter().all(|c| c.matches(v)))
     }
 
     /// The constraint as written.
@@ -338,7 +342,10 @@ impl<'a> Scanner<'a> {
 
     /// A version pattern runs until whitespace or a comma.
     fn word(&mut self) -> &'a str {
-        let end = self.rest.find(|c: char| c.is_whitespace() || c == ',').unwrap_or(self.rest.len());
+        let end = self
+            .rest
+            .find(|c: char| c.is_whitespace() || c == ',')
+            .unwrap_or(self.rest.len());
         let (word, rest) = self.rest.split_at(end);
         self.rest = rest;
         word
@@ -369,10 +376,22 @@ fn parse_and_group(text: &str) -> Result<Vec<Comparator>, String> {
         let first = parse_pattern(s.word())?;
         if !explicit_op && s.hyphen() {
             let second = parse_pattern(s.word())?;
-            out.push(Comparator { op: Op::Ge, version: first.0, wild: first.1 });
-            out.push(Comparator { op: Op::Le, version: second.0, wild: second.1 });
+            out.push(Comparator {
+                op: Op::Ge,
+                version: first.0,
+                wild: first.1,
+            });
+            out.push(Comparator {
+                op: Op::Le,
+                version: second.0,
+                wild: second.1,
+            });
         } else {
-            out.push(Comparator { op, version: first.0, wild: first.1 });
+            out.push(Comparator {
+                op,
+                version: first.0,
+                wild: first.1,
+            });
         }
         let spaced = s.skip_space();
         if s.eat(",") {
@@ -532,13 +551,15 @@ impl Comparator {
 }
 
 #[cfg(test)]
+#[rustfmt::skip] // one case per line reads better than rustfmt's exploded tuples
 mod tests {
     use super::*;
 
     #[test]
     fn versions_parse() {
         // (name, tag, Some((major, minor, patch, pre)) or None)
-        let cases: &[(&str, &str, Option<(u64, u64, u64, &str)>)] = &[
+        type Parts<'a> = Option<(u64, u64, u64, &'a str)>;
+        let cases: &[(&str, &str, Parts)] = &[
             ("full", "1.2.3", Some((1, 2, 3, ""))),
             ("v prefix", "v1.2.3", Some((1, 2, 3, ""))),
             ("short major.minor", "1.2", Some((1, 2, 0, ""))),
