@@ -80,6 +80,28 @@ pub struct ImageSpec {
     pub pin_digest: bool,
 }
 
+impl ImageSpec {
+    /// An image with every option at its default (semver, linux/amd64, no filters).
+    pub fn new(alias: &str, name: ImageName) -> Self {
+        ImageSpec {
+            alias: alias.to_string(),
+            alias_given: true,
+            name,
+            digest: None,
+            constraint: None,
+            strategy: UpdateStrategy::Semver,
+            allow_tags: None,
+            ignore_tags: Vec::new(),
+            platforms: vec![Platform::linux_amd64()],
+            force_update: false,
+            pull_secret: None,
+            helm: HelmKeys::default(),
+            kustomize_image_name: None,
+            pin_digest: false,
+        }
+    }
+}
+
 /// An annotation that cannot be used, named by its full key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("annotation {key}: {message}")]

@@ -393,20 +393,7 @@ mod tests {
         assert_eq!((apps.len(), errors.len()), (1000, 0));
         let mut found = 0;
         for app in &apps {
-            let image = ImageSpec {
-                alias: "app".into(),
-                name: ImageName::parse(&format!("ghcr.io/acme/{}", app.id.name)).unwrap(),
-                constraint: None,
-                strategy: UpdateStrategy::Semver,
-                allow_tags: None,
-                ignore_tags: vec![],
-                platforms: vec![],
-                force_update: false,
-                pull_secret: None,
-                helm: HelmKeys::default(),
-                kustomize_image_name: None,
-                pin_digest: false,
-            };
+            let image = ImageSpec::new("app", ImageName::parse(&format!("ghcr.io/acme/{}", app.id.name)).unwrap());
             let hit = crate::manifest::find_current(&snap.files, app, &app.sources[0], &image).unwrap();
             found += usize::from(hit.is_some());
         }

@@ -676,20 +676,7 @@ mod tests {
     use crate::domain::AppId;
 
     fn spec(name: &str) -> ImageSpec {
-        ImageSpec {
-            alias: "app".into(),
-            name: ImageName::parse(name).unwrap(),
-            constraint: None,
-            strategy: UpdateStrategy::Semver,
-            allow_tags: None,
-            ignore_tags: vec![],
-            platforms: vec![],
-            force_update: false,
-            pull_secret: None,
-            helm: HelmKeys::default(),
-            kustomize_image_name: None,
-            pin_digest: false,
-        }
+        ImageSpec::new("app", ImageName::parse(name).unwrap())
     }
 
     fn app() -> Application {
