@@ -1,0 +1,1 @@
+//! Behaviour tests of the client against small axum registries on loopback.
