@@ -80,9 +80,12 @@ impl CredentialRef {
 }
 
 /// Resolves credential references; `ext:` script output is cached until `credsexpire`.
+/// Last output of one `ext:` script and when it expires (`None`: never).
+type ScriptSlot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<Instant>)>>>;
+
 #[derive(Default)]
 pub(crate) struct CredentialResolver {
-    ext: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<Option<(Credentials, Option<Instant>)>>>>>,
+    ext: Mutex<HashMap<PathBuf, ScriptSlot>>,
 }
 
 /// How long an `ext:` script may run.
@@ -107,10 +110,10 @@ impl CredentialResolver {
         let slot = self.ext.lock().unwrap().entry(path.to_path_buf()).or_default().clone();
         // One script run at a time per path; concurrent callers wait and reuse its output.
         let mut slot = slot.lock().await;
-        if let Some((creds, until)) = slot.as_ref() {
-            if until.is_none_or(|t| Instant::now() < t) {
-                return Ok(creds.clone());
-            }
+        if let Some((creds, until)) = slot.as_ref()
+            && until.is_none_or(|t| Instant::now() < t)
+        {
+            return Ok(creds.clone());
         }
         let creds = run_script(reference, path).await?;
         *slot = Some((creds.clone(), expire.map(|d| Instant::now() + d)));
@@ -282,7 +285,7 @@ mod tests {
         assert_eq!(auths.get("ghcr.io").unwrap().username, "first");
         assert_eq!(auths.get("quay.io").unwrap().username, "q");
         std::fs::write(&b, "nope").unwrap();
-        let err = DockerAuths::load(&[b.clone()]).unwrap_err();
+        let err = DockerAuths::load(std::slice::from_ref(&b)).unwrap_err();
         assert!(err.contains(&b.display().to_string()), "{err}");
     }
 

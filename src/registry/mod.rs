@@ -431,10 +431,10 @@ impl RegistryClient {
                 let url = t.url(&format!("/v2/{}/blobs/{digest}", t.endpoint.repository))?;
                 let reply = self.send(t, Method::GET, url, None, Some(tag)).await?;
                 let reply = check_status(t, reply, Some(tag), &format!("config blob {digest}"))?;
-                if let Some(hex_want) = digest.strip_prefix("sha256:") {
-                    if hex::encode(Sha256::digest(&reply.body)) != hex_want {
-                        return Err(t.err(RegistryErrorKind::Protocol, Some(tag), format!("config blob does not match its digest {digest}")));
-                    }
+                if let Some(hex_want) = digest.strip_prefix("sha256:")
+                    && hex::encode(Sha256::digest(&reply.body)) != hex_want
+                {
+                    return Err(t.err(RegistryErrorKind::Protocol, Some(tag), format!("config blob does not match its digest {digest}")));
                 }
                 let cfg: ConfigJson = serde_json::from_slice(&reply.body)
                     .map_err(|e| t.err(RegistryErrorKind::Protocol, Some(tag), format!("config blob {digest} is not JSON: {e}")))?;

@@ -25,6 +25,12 @@ enum AuthMode {
     Anonymous,
     /// Bearer tokens from `/token`; the token server wants these Basic credentials.
     Bearer { user: &'static str, pass: &'static str },
+    /// Basic auth on every registry request.
+    Basic { user: &'static str, pass: &'static str },
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
 }
 
 /// One request as the fake saw it.
@@ -116,6 +122,9 @@ impl Fake {
     fn authorized(&self, headers: &HeaderMap, repo: &str) -> bool {
         match self.auth {
             AuthMode::Anonymous => true,
+            AuthMode::Basic { user, pass } => {
+                headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(basic(user, pass).as_str())
+            }
             AuthMode::Bearer { .. } => headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
@@ -154,7 +163,7 @@ fn route(f: &Fake, method: &Method, path: &str, query: &str, headers: &HeaderMap
     let not_found = |code: &str| (StatusCode::NOT_FOUND, format!(r#"{{"errors":[{{"code":"{code}","message":"unknown"}}]}}"#)).into_response();
     if path == "/token" {
         let AuthMode::Bearer { user, pass } = f.auth else { return not_found("UNSUPPORTED") };
-        let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")));
+        let want = basic(user, pass);
         if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
             return (StatusCode::UNAUTHORIZED, "bad credentials").into_response();
         }
@@ -175,7 +184,10 @@ fn route(f: &Fake, method: &Method, path: &str, query: &str, headers: &HeaderMap
     };
     if !f.authorized(headers, repo) {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let challenge = format!(r#"Bearer realm="http://{host}/token",service="fake-registry",scope="repository:{repo}:pull""#);
+        let challenge = match f.auth {
+            AuthMode::Basic { .. } => r#"Basic realm="Registry Realm, fake""#.to_string(),
+            _ => format!(r#"Bearer realm="http://{host}/token",service="fake-registry",scope="repository:{repo}:pull""#),
+        };
         return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#).into_response();
     }
     let Some(tags) = f.tags.get(repo) else { return not_found("NAME_UNKNOWN") };
@@ -365,7 +377,9 @@ async fn index_platforms_and_config_cache() {
     let p = |s: &str| Platform::parse(s).unwrap();
     let at = |s: &str| Some(DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc));
 
-    let cases: &[(&str, &str, Vec<Platform>, Option<DateTime<Utc>>, bool)] = &[
+    // (case, tag, platforms asked for, created, platform_found)
+    type Case<'a> = (&'a str, &'a str, Vec<Platform>, Option<DateTime<Utc>>, bool);
+    let cases: &[Case] = &[
         ("amd64 from the index", "1.0", vec![p("linux/amd64")], at("2024-03-01T10:00:00Z"), true),
         ("arm64 without variant matches v8", "1.0", vec![p("linux/arm64")], at("2024-03-02T10:00:00Z"), true),
         ("newest of several", "1.0", vec![p("linux/amd64"), p("linux/arm64/v8")], at("2024-03-02T10:00:00Z"), true),
@@ -406,4 +420,34 @@ async fn index_platforms_and_config_cache() {
     assert_eq!(err.kind, RegistryErrorKind::NotFound);
     let msg = err.to_string();
     assert!(msg.contains(&host) && msg.contains("repository app") && msg.contains("tag 9.9"), "{msg}");
+}
+
+#[tokio::test]
+async fn basic_auth_from_registries_conf_with_rate_limit() {
+    let mut fake = Fake::new(AuthMode::Basic { user: "_json_key", pass: "{\n \"k\": \"a:b\"\n}" });
+    let d = fake.image("linux", "amd64", None, "2024-01-01T00:00:00Z");
+    for t in ["a", "b", "c", "d", "e", "f", "g"] {
+        fake.tag("app", t, &d);
+    }
+    fake.tag("other", "v1", &d);
+    let (fake, host) = serve(fake).await;
+    // SAFETY: the variable name is unique to this test.
+    unsafe { std::env::set_var("AIPR_TEST_REGISTRY_JSON_KEY", "_json_key:{\n \"k\": \"a:b\"\n}") };
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!("registries:\n- name: Fake\n  prefix: {host}\n  api_url: http://{host}\n  credentials: env:AIPR_TEST_REGISTRY_JSON_KEY\n  limit: 20\n"),
+    )
+    .unwrap();
+    let c = RegistryClient::new(&RegistrySettings { registries_conf: Some(conf), docker_configs: vec![] }).unwrap();
+
+    let started = std::time::Instant::now();
+    assert_eq!(c.list_tags(&image(&host, "app"), None).await.unwrap().len(), 7);
+    c.list_tags(&image(&host, "other"), None).await.unwrap();
+    // 401, then 3 pages of `app`, then `other` with Basic sent up front.
+    assert_eq!(fake.hits(|h| h.status == 401), 1);
+    assert_eq!(fake.hits(|_| true), 5);
+    // `limit: 20` spaces 5 requests by 50 ms.
+    assert!(started.elapsed() >= Duration::from_millis(190), "rate limited: {:?}", started.elapsed());
 }

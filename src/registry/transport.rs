@@ -188,7 +188,10 @@ impl RegistryClient {
                 return Ok(reply);
             }
             if challenged {
-                return Err(t.err(RegistryErrorKind::Unauthorized, tag, format!("authentication failed (HTTP 401) with {}", t.creds_source)));
+                return Err(t.err(RegistryErrorKind::Unauthorized, tag, format!(
+                    "authentication failed (HTTP 401) with {}; some registries also answer 401 for a repository that does not exist",
+                    t.creds_source
+                )));
             }
             challenged = true;
             let scheme = pick_scheme(&reply, &t.endpoint.api_url).ok_or_else(|| {
@@ -232,10 +235,11 @@ impl RegistryClient {
     ) -> Result<String, RegistryError> {
         let slot = self.tokens.lock().unwrap().entry(t.cache_key()).or_default().clone();
         let mut slot = slot.lock().await;
-        if let Some(tok) = slot.as_ref() {
-            if Instant::now() < tok.expires && rejected != Some(tok.value.as_str()) {
-                return Ok(tok.value.clone());
-            }
+        if let Some(tok) = slot.as_ref()
+            && Instant::now() < tok.expires
+            && rejected != Some(tok.value.as_str())
+        {
+            return Ok(tok.value.clone());
         }
         let mut url = realm.clone();
         {
