@@ -373,8 +373,7 @@ async fn choose(spec: &ImageSpec, current: &Current, registry: &RegistryClient) 
     let mut selection = strategy::select(spec, current, &candidates).map_err(|e| e.to_string())?;
     if spec.pin_digest && spec.strategy != UpdateStrategy::Digest {
         if let Some(p) = selection.proposed.as_mut().filter(|p| p.digest.is_none()) {
-            let meta = registry.tag_metadata(&spec.name, &p.tag, &spec.platforms, secret).await.map_err(|e| e.to_string())?;
-            p.digest = Some(meta.digest);
+            p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await.map_err(|e| e.to_string())?);
         }
     }
     Ok(selection)
