@@ -152,7 +152,13 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
             Ok(files) => {
                 let (found, file_errors) = discovery::find_applications(&files);
                 let prefix = |f: &str| if options.apps.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
-                errors.extend(file_errors.into_iter().map(|e| LocationError { file: prefix(&e.file), error: e.message }));
+                errors.extend(file_errors.into_iter().map(|e| LocationError {
+                    file: prefix(&e.file),
+                    error: match e.line {
+                        Some(line) => format!("line {line}: {}", e.message),
+                        None => e.message,
+                    },
+                }));
                 apps.extend(found);
             }
             Err(e) => errors.push(LocationError { file: location.clone(), error: e }),

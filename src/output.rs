@@ -9,7 +9,8 @@ pub fn table(report: &PlanReport) -> String {
     for app in &report.applications {
         let name = format!("{}/{}", app.namespace, app.name);
         if let Some(e) = &app.error {
-            rows.push([name.clone(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), format!("error: {e}")]);
+            let note = format!("error: {e}").split_whitespace().collect::<Vec<_>>().join(" ");
+            rows.push([name.clone(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), note]);
         }
         for img in &app.images {
             let current = match (&img.current, &img.current_digest) {
@@ -29,6 +30,7 @@ pub fn table(report: &PlanReport) -> String {
                 (None, None, Some(kind)) => format!("{kind} update"),
                 (None, None, None) => String::new(),
             };
+            let note = note.split_whitespace().collect::<Vec<_>>().join(" ");
             rows.push([
                 name.clone(),
                 img.alias.clone(),
