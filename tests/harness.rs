@@ -162,3 +162,28 @@ fn registries_are_gone_once_dropped() {
     assert_eq!(http_status(&host, "/v2/"), None, "registry still answers after Drop");
     assert_eq!(http_status(&format!("127.0.0.1:{}", closed_port()), "/v2/"), None);
 }
+
+#[test]
+fn gitops_repositories_clone_over_file_and_counted_http() {
+    use support::gitops::{App, GitHttpServer, GitRepo, deployment};
+    let repo = GitRepo::new();
+    repo.write("apps/web.yaml", &App::new("web", &repo.url(), "web").image_list("web=nginx:~1.25").to_yaml());
+    repo.write("web/deployment.yaml", &deployment("web", "nginx:1.25.0"));
+    let commit = repo.commit("web app");
+    assert_eq!(commit.len(), 40);
+
+    let dest = tempfile::tempdir().unwrap();
+    let cloned = git2::Repository::clone(&repo.url(), dest.path().join("file")).unwrap();
+    assert_eq!(cloned.head().unwrap().peel_to_commit().unwrap().id().to_string(), commit);
+    let app = std::fs::read_to_string(dest.path().join("file/apps/web.yaml")).unwrap();
+    assert!(app.contains("argocd-image-updater.argoproj.io/image-list: \"web=nginx:~1.25\""), "{app}");
+
+    // Serve the repository's parent directory over smart HTTP, and count what a clone asks for.
+    let root = repo.path().parent().unwrap();
+    let name = repo.path().file_name().unwrap().to_str().unwrap();
+    let server = GitHttpServer::start(root);
+    let cloned = git2::Repository::clone(&server.url(name), dest.path().join("http")).unwrap();
+    assert_eq!(cloned.head().unwrap().peel_to_commit().unwrap().id().to_string(), commit);
+    assert_eq!(server.ref_advertisements(), 1);
+    assert!(server.upload_packs() >= 1);
+}
