@@ -6,3 +6,4 @@ pub mod oci_push;
 pub mod registry;
 pub mod token_server;
 pub mod gitops;
+pub mod cli;

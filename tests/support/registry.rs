@@ -184,7 +184,7 @@ impl TestRegistry {
         tags.iter()
             .enumerate()
             .map(|(i, tag)| {
-                let spec = ImageSpec::new(&day(i as u32), &format!("{repo}:{tag}"));
+                let spec = ImageSpec::new(&day(i as i64), &format!("{repo}:{tag}"));
                 self.block_on(pusher.push_image(repo, tag, &spec))
                     .unwrap_or_else(|e| panic!("push {repo}:{tag}: {e}"))
             })
@@ -223,9 +223,9 @@ impl Drop for TestRegistry {
     }
 }
 
-/// `2024-01-01T00:00:00Z` plus `n` days (n < 28 stays in January... and beyond, in February).
-pub fn day(n: u32) -> String {
-    let date = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(n as u64);
+/// `2024-01-01T00:00:00Z` moved by `n` days (negative: earlier), as an image's `created`.
+pub fn day(n: i64) -> String {
+    let date = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Duration::days(n);
     format!("{date}T00:00:00Z")
 }
 
