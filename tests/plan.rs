@@ -313,7 +313,7 @@ fn plain_deployment_app_reads_the_container_image() {
     plan.assert_digest_if_given("plain", "app", &digests[2]);
 }
 
-/// One app on a htpasswd registry, in a GitOps repo; returns (registry, repo, registries.conf dir).
+/// One app on a htpasswd registry (user `ci`, password `s3cret`) in a GitOps repository.
 fn private_registry_app() -> (TestRegistry, GitRepo) {
     let reg = TestRegistry::start(Auth::htpasswd("ci", "s3cret"));
     reg.push_tags("team/private", &["1.0.0", "1.0.1"]);
