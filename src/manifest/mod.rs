@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::annotations::ImageSpec;
 use crate::discovery::{AppSource, Application};
 
+pub mod edit;
 pub mod yaml;
 
 /// The files of one repository at one revision, keyed by path relative to the repository
