@@ -162,8 +162,8 @@ mod tests {
             ("crlf", "a: 1\r\nc: 3\r\n", &[], "b", s("x"), "a: 1\r\nc: 3\r\nb: x\r\n"),
             ("after block scalar", "a: |\n  x\nb: 1\n", &[], "c", s("yy"), "a: |\n  x\nb: 1\nc: yy\n"),
             ("nested list matches file", "resources:\n  - a.yaml\n", &[], "images",
-                Plain::Seq(vec![Plain::Map(vec![("name".into(), s("n")), ("newTag".into(), s("1"))])]),
-                "resources:\n  - a.yaml\nimages:\n  - name: n\n    newTag: \"1\"\n"),
+                Plain::Seq(vec![Plain::Map(vec![("name".into(), s("app")), ("newTag".into(), s("1"))])]),
+                "resources:\n  - a.yaml\nimages:\n  - name: app\n    newTag: \"1\"\n"),
         ];
         for (name, text, keys, key, value, want) in cases {
             let got = edit(text, |ed| ed.add_key(&path(0, keys), key, value));

@@ -27,6 +27,9 @@ struct Case {
     /// Further sources of a multi-source Application (listed after `source`).
     #[serde(default)]
     other_sources: Vec<SourceCase>,
+    /// Where `source` sits among the Application's sources (the others keep their order).
+    #[serde(default)]
+    source_index: usize,
     /// Path under `in/` of the Application manifest, when it is in this repository.
     app_manifest: Option<String>,
     #[serde(default)]
@@ -42,6 +45,8 @@ struct Case {
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SourceCase {
+    #[serde(rename = "repoURL")]
+    repo_url: Option<String>,
     #[serde(default)]
     path: Option<String>,
     /// `kustomize`, `helm` or `directory` (default).
@@ -73,7 +78,7 @@ struct TargetCase {
 fn source(c: &SourceCase) -> AppSource {
     let kind = c.kind.as_deref().unwrap_or("directory");
     AppSource {
-        repo_url: "https://git.example.com/gitops.git".into(),
+        repo_url: c.repo_url.clone().unwrap_or_else(|| "https://git.example.com/gitops.git".into()),
         target_revision: "HEAD".into(),
         path: if c.chart.is_some() { None } else { Some(c.path.clone().unwrap_or_default()) },
         chart: c.chart.clone(),
@@ -134,8 +139,8 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
     for (path, bytes) in &input {
         files.files.insert(path.clone(), bytes.clone().into());
     }
-    let mut sources = vec![source(&case.source)];
-    sources.extend(case.other_sources.iter().map(source));
+    let mut sources: Vec<AppSource> = case.other_sources.iter().map(source).collect();
+    sources.insert(case.source_index, source(&case.source));
     let app = Application {
         id: AppId { namespace: "argocd".into(), name: case.app.clone().unwrap_or_else(|| "web".into()) },
         file: case.app_manifest.clone().unwrap_or_else(|| "apps/web.yaml".into()),
@@ -148,7 +153,7 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
     let req = EditRequest {
         files: &files,
         app: &app,
-        source: &sources[0],
+        source: &sources[case.source_index],
         image: &image,
         target: &target,
         write_back_target: case.write_back_target.as_deref(),

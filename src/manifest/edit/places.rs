@@ -168,7 +168,8 @@ impl Session<'_, '_> {
     }
 
     fn app_manifest(&mut self, file: &str) -> Result<(), ManifestError> {
-        let app = self.req.app;
+        let req = self.req;
+        let app = req.app;
         let index = app.sources.iter().position(|s| s == self.req.source).unwrap_or(0);
         let helm = HelmKeys::of(self.image());
         let target = self.target().clone();
@@ -192,6 +193,11 @@ impl Session<'_, '_> {
             Some(list) => return Err(ed.error(list.span.start, "spec.sources is not a plain list")),
             None => doc.key("spec").key("source"),
         };
+        if let Some(node) = lookup(ed, &section)?
+            && !same_source(node, req.source)
+        {
+            return Err(ed.error(node.span.start, "this source of the Application manifest is not the one being edited (repoURL, path or chart differ)"));
+        }
         let mut edits = Vec::new();
         if lookup(ed, &section)?.is_some() {
             overrides(ed, &section, &helm, &image, &target, &mut edits)?;
@@ -525,6 +531,16 @@ fn overrides(
         }
     }
     Ok(())
+}
+
+/// Whether a `spec.source(s[i])` section describes `source` (the index could be stale).
+fn same_source(section: &Node, source: &crate::discovery::AppSource) -> bool {
+    let norm = |u: &str| u.trim_end_matches('/').trim_end_matches(".git").to_ascii_lowercase();
+    let field = |k: &str| section.get(k).and_then(Node::as_str);
+    let path = field("path").map(|p| p.trim_matches('/').to_string());
+    field("repoURL").is_none_or(|u| norm(u) == norm(&source.repo_url))
+        && field("chart") == source.chart.as_deref()
+        && (source.chart.is_some() || path.as_deref().unwrap_or("") == source.path.as_deref().unwrap_or(""))
 }
 
 /// The node at `path` if every step exists; an alias or a merge key on the way is refused,
