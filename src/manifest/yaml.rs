@@ -36,6 +36,25 @@ pub struct Document {
     pub span: Range<usize>,
     /// `None` for an empty document.
     pub root: Option<Node>,
+    /// Anchor definitions in source order.
+    pub anchors: Vec<Anchor>,
+}
+
+/// An anchor definition (`&name`) and the node it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub name: String,
+    /// Span of the anchored node.
+    pub span: Range<usize>,
+    /// The value when the anchored node is a scalar.
+    pub scalar: Option<String>,
+}
+
+impl Document {
+    /// The definition an alias at byte `offset` refers to: the latest one before it.
+    pub fn anchor_for(&self, name: &str, offset: usize) -> Option<&Anchor> {
+        self.anchors.iter().rev().find(|a| a.name == name && a.span.start < offset)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -146,10 +165,25 @@ impl YamlFile {
     }
 }
 
+/// Parses file content, which must be UTF-8 (a leading BOM is allowed).
+pub fn parse_bytes(bytes: &[u8]) -> Result<YamlFile, YamlError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(text),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+            Err(YamlError { line, message: "not valid UTF-8".into() })
+        }
+    }
+}
+
 /// Parses a (multi-document) YAML text.
 pub fn parse(text: &str) -> Result<YamlFile, YamlError> {
     let line_starts = line_starts(text);
-    let options = serde_saphyr::granit_parser::options! { emit_comments: false };
+    let options = serde_saphyr::granit_parser::options! {
+        emit_comments: false,
+        emit_anchor_events: true,
+    };
     let parser = Parser::new_from_str_with_options(text, options);
     let mut builder = Builder::default();
     for item in parser {
@@ -194,6 +228,9 @@ struct Builder {
     doc_start: Option<usize>,
     root: Option<Node>,
     stack: Vec<Frame>,
+    anchors: Vec<Anchor>,
+    /// The last anchored node, waiting for its `Anchor` event (which names it).
+    pending_anchor: Option<(Range<usize>, Option<String>)>,
 }
 
 impl Builder {
@@ -217,6 +254,7 @@ impl Builder {
                     index: self.documents.len(),
                     span: start..end,
                     root: self.root.take(),
+                    anchors: std::mem::take(&mut self.anchors),
                 });
             }
             Event::Alias(_) | Event::UnresolvedAlias(_) => {
@@ -224,7 +262,15 @@ impl Builder {
                 let name = raw.strip_prefix('*').unwrap_or(raw).to_string();
                 self.push(Node { span, anchored: false, tag: None, value: Value::Alias(name) })?;
             }
+            Event::Anchor(_, name) => {
+                if let Some((span, scalar)) = self.pending_anchor.take() {
+                    self.anchors.push(Anchor { name: name.into_owned(), span, scalar });
+                }
+            }
             Event::Scalar(value, style, anchor, tag) => {
+                if anchor != 0 {
+                    self.pending_anchor = Some((span.clone(), Some(value.to_string())));
+                }
                 let raw = text.get(span.clone()).unwrap_or("").to_string();
                 let style = match style {
                     ScalarStyle::Plain => Style::Plain,
@@ -241,6 +287,9 @@ impl Builder {
                 })?;
             }
             Event::SequenceStart(_, anchor, tag) => {
+                if anchor != 0 {
+                    self.pending_anchor = Some((span.clone(), None));
+                }
                 let node = Node {
                     span,
                     anchored: anchor != 0,
@@ -250,6 +299,9 @@ impl Builder {
                 self.stack.push(Frame::Sequence { node, items: Vec::new() });
             }
             Event::MappingStart(_, anchor, tag) => {
+                if anchor != 0 {
+                    self.pending_anchor = Some((span.clone(), None));
+                }
                 let node = Node {
                     span,
                     anchored: anchor != 0,
@@ -380,6 +432,11 @@ mod tests {
         assert_eq!(file.line_of(alias.span.start), 3);
         assert!(root.get("map").unwrap().anchored);
         assert!(root.get("other").unwrap().has_merge_key());
+        let doc = &file.documents[0];
+        let def = doc.anchor_for("tag", alias.span.start).unwrap();
+        assert_eq!(def.scalar.as_deref(), Some("1.2"));
+        assert_eq!(&text[def.span.clone()], "\"1.2\"");
+        assert_eq!(doc.anchor_for("m", text.len()).unwrap().scalar, None);
     }
 
     #[test]
