@@ -14,7 +14,7 @@ use super::{edit_image, unified_diff, EditRequest, Target};
 use crate::annotations::{HelmKeys, ImageSpec, UpdateStrategy};
 use crate::discovery::{AppSource, Application};
 use crate::domain::{AppId, ImageName, Platform};
-use crate::manifest::FileSet;
+use crate::manifest::{find_current, FileSet};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/manifests");
 
@@ -185,6 +185,24 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
             fs::write(&p, &c.after).map_err(|e| e.to_string())?;
         }
         return Ok(());
+    }
+    // Cross-check with the reader: after the edit, find_current must see the target version.
+    let mut edited = FileSet::default();
+    for (path, bytes) in &input {
+        edited.files.insert(path.clone(), bytes.clone().into());
+    }
+    for c in &changes {
+        edited.files.insert(c.path.clone(), c.after.clone().into());
+    }
+    match find_current(&edited, &app, &sources[case.source_index], &image) {
+        Ok(Some(cur)) => {
+            let tag_ok = target.tag.is_none() || cur.tag == target.tag;
+            if !tag_ok || cur.digest != target.digest {
+                return Err(format!("after the edit find_current reads {cur:?}, not {target:?}"));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return Err(format!("after the edit find_current fails: {e}")),
     }
     let expected = read_tree(&out_dir);
     let mut problems = String::new();

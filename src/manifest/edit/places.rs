@@ -19,14 +19,16 @@ use std::collections::BTreeMap;
 use crate::annotations::ImageSpec;
 use crate::domain::{split_tag, ImageName, ImageReference, DOCKER_HUB};
 use crate::manifest::yaml::{Node, Value};
-use crate::manifest::ManifestError;
+use crate::manifest::{helm_key, Finder, ManifestError};
 
 use super::text::{FileEditor, NodePath, Plain, Seg};
 use super::{EditRequest, FileChange, Target};
 
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
-const WORKLOAD_KINDS: [&str; 8] =
-    ["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet", "Rollout"];
+/// The kinds find_current reads containers from (`Rollout` only as `argoproj.io/*`).
+const WORKLOAD_KINDS: [&str; 9] = [
+    "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet", "ReplicationController", "Rollout",
+];
 
 /// Where `write-back-target` points.
 enum WriteBack {
@@ -154,6 +156,8 @@ impl Session<'_, '_> {
     // ---- AIU override file and the Application manifest -------------------------------
 
     fn argocd_source(&mut self, path: &str) -> Result<(), ManifestError> {
+        let req = self.req;
+        let finder = Finder::new(req.files, req.app, req.source, req.image);
         let helm = HelmKeys::of(self.image());
         let target = self.target().clone();
         let image = self.image().clone();
@@ -161,7 +165,7 @@ impl Session<'_, '_> {
         let mut edits = Vec::new();
         for doc in 0..ed.yaml().documents.len() {
             if ed.yaml().documents[doc].root.is_some() {
-                overrides(ed, &NodePath::root(doc), &helm, &image, &target, &mut edits)?;
+                overrides(&finder, ed, &NodePath::root(doc), &helm, &image, &target, &mut edits)?;
             }
         }
         self.apply(path, edits)
@@ -169,6 +173,7 @@ impl Session<'_, '_> {
 
     fn app_manifest(&mut self, file: &str) -> Result<(), ManifestError> {
         let req = self.req;
+        let finder = Finder::new(req.files, req.app, req.source, req.image);
         let app = req.app;
         let index = app.sources.iter().position(|s| s == self.req.source).unwrap_or(0);
         let helm = HelmKeys::of(self.image());
@@ -200,7 +205,7 @@ impl Session<'_, '_> {
         }
         let mut edits = Vec::new();
         if lookup(ed, &section)?.is_some() {
-            overrides(ed, &section, &helm, &image, &target, &mut edits)?;
+            overrides(&finder, ed, &section, &helm, &image, &target, &mut edits)?;
             let values = section.key("helm").key("valuesObject");
             if lookup(ed, &values)?.is_some() {
                 if let Some((path, kind)) = helm.find(ed, &values, &image)? {
@@ -275,7 +280,10 @@ impl Session<'_, '_> {
                 return Err(ed.error(item.span.start, "an images: entry is an alias; refusing to guess"));
             }
             let name = item.get("name").and_then(Node::as_str).unwrap_or_default();
-            if kustomize_name_matches(name, &image) {
+            // As find_current reads it: by `name`, or by `newName` unless kustomize.image-name is set.
+            let by_new_name = image.kustomize_image_name.is_none()
+                && item.get("newName").and_then(Node::as_str).is_some_and(|n| ImageName::parse(n).is_ok_and(|n| n == image.name));
+            if kustomize_name_matches(name, &image) || by_new_name {
                 matched.push(i);
             }
         }
@@ -443,18 +451,9 @@ impl Session<'_, '_> {
     fn workloads(&mut self, path: &str) -> Result<(), ManifestError> {
         let image = self.image().clone();
         let target = self.target().clone();
-        let bytes = self.req.files.get(path).unwrap_or_default();
-        if !self.editors.contains_key(path) {
-            match FileEditor::new(path, bytes) {
-                Ok(ed) => {
-                    self.editors.insert(path.to_string(), ed);
-                }
-                // Not YAML: only our business when it mentions the image.
-                Err(e) if mentions(bytes, &image) => return Err(e),
-                Err(_) => return Ok(()),
-            }
-        }
-        let ed = self.editors.get(path).expect("inserted");
+        // A file that is not YAML is refused even when it seems unrelated: Argo CD cannot
+        // render the source either, and find_current reports it the same way.
+        let ed = &*self.editor(path)?;
         let mut edits = Vec::new();
         for doc in 0..ed.yaml().documents.len() {
             check_workload_aliases(ed, doc, &image)?;
@@ -480,6 +479,7 @@ impl Session<'_, '_> {
 /// `helm.parameters` and `kustomize.images` of a source section (the Application's
 /// `spec.source` or an `.argocd-source` file).
 fn overrides(
+    finder: &Finder<'_>,
     ed: &FileEditor,
     section: &NodePath,
     helm: &HelmKeys,
@@ -521,7 +521,7 @@ fn overrides(
                 Some((old, new)) => (old, Some(new)),
                 None => (name_part(s), None),
             };
-            if kustomize_name_matches(old, image) {
+            if finder.kustomize_override(s) {
                 let value = match new {
                     Some(new) => format!("{old}={}", rewrite_ref(new, target)),
                     None => rewrite_ref(s, target),
@@ -695,28 +695,15 @@ impl HelmKeys {
     }
 }
 
-/// `image.tag`, `images[0].tag` -> path segments.
+/// `image.tag`, `images[0].tag`, `a\.b.c` -> path segments, parsed as find_current does.
 fn parse_helm_key(key: &str) -> Option<Vec<Seg>> {
-    let mut segs = Vec::new();
-    for part in key.split('.') {
-        let (name, mut rest) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if !name.is_empty() {
-            segs.push(Seg::Key(name.to_string()));
-        } else if rest.is_empty() {
-            return None;
-        }
-        while let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']')?;
-            segs.push(Seg::Index(r[..end].parse().ok()?));
-            rest = &r[end + 1..];
-        }
-        if !rest.is_empty() {
-            return None;
-        }
-    }
+    let segs: Vec<Seg> = helm_key(key)
+        .into_iter()
+        .map(|s| match s {
+            crate::manifest::Seg::Key(k) => Seg::Key(k),
+            crate::manifest::Seg::Index(i) => Seg::Index(i),
+        })
+        .collect();
     (!segs.is_empty()).then_some(segs)
 }
 
@@ -728,7 +715,8 @@ fn containers(ed: &FileEditor, doc: usize) -> Vec<(NodePath, String)> {
     let root_path = NodePath::root(doc);
     let Some(root) = ed.yaml().documents.get(doc).and_then(|d| d.root.as_ref()) else { return out };
     let Some(kind) = root.get("kind").and_then(Node::as_str) else { return out };
-    if !WORKLOAD_KINDS.contains(&kind) {
+    let api = root.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+    if !WORKLOAD_KINDS.contains(&kind) || (kind == "Rollout" && !api.starts_with("argoproj.io/")) {
         return out;
     }
     let pod_spec = match kind {
@@ -736,7 +724,7 @@ fn containers(ed: &FileEditor, doc: usize) -> Vec<(NodePath, String)> {
         "CronJob" => root_path.key("spec").key("jobTemplate").key("spec").key("template").key("spec"),
         _ => root_path.key("spec").key("template").key("spec"),
     };
-    for list in ["initContainers", "containers"] {
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
         let list_path = pod_spec.key(list);
         let Ok(Some(items)) = lookup(ed, &list_path) else { continue };
         for (i, c) in items.as_sequence().unwrap_or_default().iter().enumerate() {
@@ -913,8 +901,8 @@ mod tests {
             Some(vec![Seg::Key("images".into()), Seg::Index(1), Seg::Key("tag".into())])
         );
         assert_eq!(parse_helm_key("a[0][2]"), Some(vec![Seg::Key("a".into()), Seg::Index(0), Seg::Index(2)]));
-        assert_eq!(parse_helm_key("a..b"), None);
-        assert_eq!(parse_helm_key("a[x]"), None);
+        assert_eq!(parse_helm_key(r"a\.b.c"), Some(vec![Seg::Key("a.b".into()), Seg::Key("c".into())]));
+        assert_eq!(parse_helm_key(""), None);
     }
 
     #[test]
