@@ -153,7 +153,8 @@ mod tests {
     #[test]
     fn add_key_matches_indentation_and_style() {
         let s = |v: &str| Plain::Str(v.into());
-        let cases: Vec<(&str, &str, &[&str], &str, Plain, &str)> = vec![
+        type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a str, Plain, &'a str);
+        let cases: Vec<Case> = vec![
             ("block", "a:\n    x: 1 # c\nb: 2\n", &["a"], "y", s("v"), "a:\n    x: 1 # c\n    y: v\nb: 2\n"),
             ("list item", "l:\n- name: n\n  newTag: 1.0\n", &["l", "0"], "digest", s("sha256:ab"), "l:\n- name: n\n  newTag: 1.0\n  digest: sha256:ab\n"),
             ("flow", "l: [{name: n}]\n", &["l", "0"], "newTag", s("1.10"), "l: [{name: n, newTag: \"1.10\"}]\n"),

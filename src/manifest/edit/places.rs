@@ -207,11 +207,11 @@ impl Session<'_, '_> {
         if lookup(ed, &section)?.is_some() {
             overrides(&finder, ed, &section, &helm, &image, &target, &mut edits)?;
             let values = section.key("helm").key("valuesObject");
-            if lookup(ed, &values)?.is_some() {
-                if let Some((path, kind)) = helm.find(ed, &values, &image)? {
-                    let current = ed.node(&path)?.as_scalar().map(|s| s.value.clone()).unwrap_or_default();
-                    edits.push((path, kind.value(&current, &target)));
-                }
+            if lookup(ed, &values)?.is_some()
+                && let Some((path, kind)) = helm.find(ed, &values, &image)?
+            {
+                let current = ed.node(&path)?.as_scalar().map(|s| s.value.clone()).unwrap_or_default();
+                edits.push((path, kind.value(&current, &target)));
             }
             let block = section.key("helm").key("values");
             if let Some(node) = lookup(ed, &block)? {
@@ -379,11 +379,11 @@ impl Session<'_, '_> {
             let ed = self.editor(f)?;
             let mut found = None;
             for doc in 0..ed.yaml().documents.len() {
-                if ed.yaml().documents[doc].root.is_some() {
-                    if let Some(hit) = helm.find(ed, &NodePath::root(doc), &image)? {
-                        found = Some(hit);
-                        break;
-                    }
+                if ed.yaml().documents[doc].root.is_some()
+                    && let Some(hit) = helm.find(ed, &NodePath::root(doc), &image)?
+                {
+                    found = Some(hit);
+                    break;
                 }
             }
             if let Some(hit) = found {

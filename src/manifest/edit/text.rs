@@ -113,10 +113,6 @@ impl FileEditor {
         self.yaml.line_of(offset)
     }
 
-    pub fn is_changed(&self) -> bool {
-        !self.splices.is_empty()
-    }
-
     pub fn error(&self, offset: usize, message: impl Into<String>) -> ManifestError {
         ManifestError::Unsupported {
             file: self.path.clone(),
