@@ -9,6 +9,7 @@ use crate::annotations::ImageSpec;
 use crate::discovery::{AppSource, Application};
 use crate::domain::ImageName;
 
+pub mod edit;
 pub mod yaml;
 
 use yaml::{Node, Value, YamlError, YamlFile};
