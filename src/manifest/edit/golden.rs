@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{edit_image, unified_diff, EditRequest, Target};
-use crate::annotations::{HelmKeys, ImageSpec, UpdateStrategy};
+use crate::annotations::{HelmKeys, ImageSpec};
 use crate::discovery::{AppSource, Application};
-use crate::domain::{AppId, ImageName, Platform};
+use crate::domain::{AppId, ImageName};
 use crate::manifest::{find_current, FileSet};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/manifests");
@@ -93,15 +93,6 @@ fn source(c: &SourceCase) -> AppSource {
 
 fn image_spec(c: &Case) -> ImageSpec {
     ImageSpec {
-        alias: "app".into(),
-        name: ImageName::parse(&c.image).expect("case image name"),
-        constraint: None,
-        strategy: UpdateStrategy::Semver,
-        allow_tags: None,
-        ignore_tags: Vec::new(),
-        platforms: vec![Platform::linux_amd64()],
-        force_update: false,
-        pull_secret: None,
         helm: HelmKeys {
             image_name: c.helm.image_name.clone(),
             image_tag: c.helm.image_tag.clone(),
@@ -109,6 +100,7 @@ fn image_spec(c: &Case) -> ImageSpec {
         },
         kustomize_image_name: c.kustomize_image_name.clone(),
         pin_digest: c.target.digest.is_some(),
+        ..ImageSpec::new("app", ImageName::parse(&c.image).expect("case image name"))
     }
 }
 
