@@ -672,7 +672,7 @@ fn pod_spec(root: &Node) -> Option<&Node> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::annotations::{HelmKeys, UpdateStrategy};
+    use crate::annotations::HelmKeys;
     use crate::discovery::HelmParameter;
     use crate::domain::AppId;
 
