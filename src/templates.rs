@@ -607,7 +607,7 @@ pub fn safe_url(s: &str) -> String {
     for c in url.as_str().chars() {
         match c {
             '&' => out.push_str("&amp;"),
-            '(' | ')' | '<' | '>' | '"' | '\'' | '`' | '|' | '\\' | ' ' | '*' | '_' | '[' | ']' => {
+            '(' | ')' | '<' | '>' | '"' | '\'' | '`' | '|' | '\\' | ' ' => {
                 out.push_str(&format!("%{:02X}", c as u32))
             }
             c if c.is_control() => {}
@@ -1013,14 +1013,186 @@ pub mod examples {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    #[test]
-    fn print_all() {
+    /// Every default template rendered with the examples, labelled for the failure message.
+    fn rendered_examples() -> Vec<(String, String)> {
         let t = Templates::defaults();
         let pr = examples::pr();
-        println!("{}\n----\n{}\n----\n{}", t.pr_title(&pr).unwrap(), t.pr_body(&pr).unwrap(), t.commit_message(&pr).unwrap());
-        for c in examples::comments() {
-            println!("---- {}\n{}", c.template(), t.comment(&examples::comment(c)).unwrap());
+        let mut one = examples::pr();
+        one.images.truncate(1);
+        let mut out = vec![
+            ("pr-title".to_string(), t.pr_title(&pr).unwrap()),
+            ("pr-title, one image".to_string(), t.pr_title(&one).unwrap()),
+            ("pr-body".to_string(), t.pr_body(&pr).unwrap()),
+            ("commit-message".to_string(), t.commit_message(&pr).unwrap()),
+            ("commit-message, one image".to_string(), t.commit_message(&one).unwrap()),
+        ];
+        for (i, c) in examples::comments().into_iter().enumerate() {
+            let label = format!("{} #{i}", c.template());
+            out.push((label, t.comment(&examples::comment(c)).unwrap()));
         }
+        out
     }
+
+    #[test]
+    fn default_templates_render_the_examples_exactly() {
+        let got = rendered_examples();
+        let mut failures = Vec::new();
+        for (i, (label, text)) in got.iter().enumerate() {
+            let want = SNAPSHOTS.get(i).map(|(l, w)| (*l, *w));
+            if want != Some((label.as_str(), text.as_str())) {
+                failures.push(format!("case {label}:\n(\"{label}\", r#\"{text}\"#),"));
+            }
+        }
+        assert!(failures.is_empty() && got.len() == SNAPSHOTS.len(), "snapshots differ:\n{}", failures.join("\n"));
+    }
+
+    const SNAPSHOTS: &[(&str, &str)] = &[
+        ("pr-title", r#"chore(deploy): update 2 images in shop-prod"#),
+        ("pr-title, one image", r#"chore(deploy): update api to 1.3.0 in shop-prod"#),
+        ("pr-body", r#"### Deploy review: `shop-prod`
+
+Merging this pull request deploys new image versions to the Argo CD Application `argocd/shop-prod` (project `shop`).
+
+- **Destination:** cluster `https://kubernetes.default.svc`, namespace `shop`
+- **Base branch:** `main` of `acme/gitops`, from `argocd-image-pr/argocd/shop-prod`
+
+| Image | Version | Change | Built | Digest | Registry |
+| --- | --- | --- | --- | --- | --- |
+| `api` | `1.2.0` → `1.3.0` | minor | 2024\-05\-02T09:30:00Z | `sha256:222222222222` | [ghcr\.io/acme/shop\-api](https://ghcr.io/acme/shop-api) |
+| `web` | `stable@sha256:333333333333` → `stable@sha256:444444444444` | digest | unknown | `sha256:444444444444` | [docker\.io/library/nginx](https://hub.docker.com/_/nginx) |
+
+<details><summary>Files changed: 2</summary>
+
+- `apps/shop/prod/kustomization.yaml`
+- `apps/shop/prod/values.yaml`
+
+</details>
+
+#### Roll back
+
+After merging, revert this pull request (the **Revert** button, or any commit that puts the older versions back). argocd\-image\-pr notices the rollback and proposes only versions newer than the ones reverted.
+
+#### Hold
+
+Comment on this pull request (write access to the repository is needed):
+
+| Command | What it does |
+| --- | --- |
+| `/pin` | Hold every image at the version git has now and close this pull request\. |
+| `/pin <alias>` | Hold one image at the version git has now\. |
+| `/pin <alias> <version>` | Hold one image at exactly that version; this pull request proposes it if git has another\. |
+| `/unpin [<alias>]` | Release the hold on one image, or on all of them\. |
+| `/ignore <version>` | Skip one version; newer versions are still proposed\. |
+| `/recreate` | Regenerate the branch from the base, dropping commits by others\. |
+| `/help` | List these commands\. |
+"#),
+        ("commit-message", r#"chore(deploy): update 2 images in shop-prod
+
+Argo CD Application argocd/shop-prod (project shop):
+
+- api (ghcr.io/acme/shop-api): 1.2.0@sha256:111111111111 -> 1.3.0@sha256:222222222222 (minor)
+- web (docker.io/library/nginx): stable@sha256:333333333333 -> stable@sha256:444444444444 (digest)
+"#),
+        ("commit-message, one image", r#"chore(deploy): update api to 1.3.0 in shop-prod
+
+Argo CD Application argocd/shop-prod (project shop):
+
+- api (ghcr.io/acme/shop-api): 1.2.0@sha256:111111111111 -> 1.3.0@sha256:222222222222 (minor)
+"#),
+        ("closed-obsolete.md.tera #0", r#"Closing: `main` already has the versions this pull request proposed:
+
+- `api` at `1.3.0`
+- `web` at `stable@sha256:444444444444`
+
+Nothing is left to deploy, so argocd\-image\-pr deletes the branch `argocd-image-pr/argocd/shop-prod`.
+"#),
+        ("closed-obsolete.md.tera #1", r#"Closing: the Argo CD Application `argocd/shop-prod` no longer has the annotations that ask argocd\-image\-pr to update its images, so this pull request is obsolete. argocd\-image\-pr deletes the branch `argocd-image-pr/argocd/shop-prod`.
+"#),
+        ("closed-obsolete.md.tera #2", r#"Closing: the Argo CD Application `argocd/shop-prod` is gone from `main`, so this pull request is obsolete. argocd\-image\-pr deletes the branch `argocd-image-pr/argocd/shop-prod`.
+"#),
+        ("closed-ignored.md.tera #3", r#"This pull request was closed without merging, so argocd\-image\-pr ignores the versions it proposed:
+
+- `api` at `1.3.0`
+- `web` at `stable@sha256:444444444444`
+
+A newer version of any of these images brings a pull request back. To undo, reopen this pull request.
+"#),
+        ("foreign-commit.md.tera #4", r#"Someone else pushed to `argocd-image-pr/argocd/shop-prod`: commit `9fceb02` by bob was not made by argocd\-image\-pr.
+
+From now on argocd\-image\-pr leaves this branch and this pull request alone: no pushes, no new title or description, no closing.
+
+To hand it back, comment `/recreate`: argocd\-image\-pr regenerates the branch from `main` and drops the other commits.
+"#),
+        ("rollback-noticed.md.tera #5", r#"argocd\-image\-pr noticed a rollback: after this pull request was merged, `main` went back to older versions.
+
+| Image | Rolled back | Now in git | Waiting for |
+| --- | --- | --- | --- |
+| `api` | `1.3.0` | `1.2.0` | a version newer than `1.3.0` |
+
+argocd\-image\-pr will not propose that version again, nor anything older; it opens a pull request when a newer version appears.
+"#),
+        ("command-ack.md.tera #6", r#"@alice done: every image of `shop-prod` is held at what git has now.
+
+- `api`: `1.2.0`
+- `web`: `stable`
+
+
+This pull request is closed and stays closed until `/unpin`.
+"#),
+        ("command-ack.md.tera #7", r#"@alice done: `api` is held at what git has now.
+
+- `api`: `1.2.0`
+
+
+This pull request is updated accordingly.
+"#),
+        ("command-ack.md.tera #8", r#"@alice done: `api` is held at `1.2.5`.
+
+- `api`: `1.2.5`
+
+
+This pull request is updated accordingly.
+"#),
+        ("command-ack.md.tera #9", r#"@alice done: `api` is no longer held.
+"#),
+        ("command-ack.md.tera #10", r#"@alice done: no image of `shop-prod` is held any more.
+
+This pull request is open again.
+"#),
+        ("command-ack.md.tera #11", r#"@alice done: `1.3.0` is skipped; newer versions are still proposed.
+
+- `api`: `1.3.0`
+
+
+This pull request is updated accordingly.
+"#),
+        ("command-ack.md.tera #12", r#"@alice done: the branch is regenerated from `main`; commits by others are dropped.
+
+This pull request is updated accordingly.
+"#),
+        ("command-error.md.tera #13", r#"@alice I could not run `/pin api 1.2.0 now`: too many arguments.
+
+Usage: `/pin [<alias> [<version>]]`
+
+Comment `/help` for every command.
+"#),
+        ("command-refused.md.tera #14", r#"@mallory thank you, but `/pin` needs write access to this repository, and you don't have it, so nothing changed. Someone with write access can run it for you.
+"#),
+        ("help.md.tera #15", r#"argocd\-image\-pr understands these commands in a comment on its pull requests (write access to the repository is needed):
+
+| Command | What it does |
+| --- | --- |
+| `/pin` | Hold every image at the version git has now and close this pull request\. |
+| `/pin <alias>` | Hold one image at the version git has now\. |
+| `/pin <alias> <version>` | Hold one image at exactly that version; this pull request proposes it if git has another\. |
+| `/unpin [<alias>]` | Release the hold on one image, or on all of them\. |
+| `/ignore <version>` | Skip one version; newer versions are still proposed\. |
+| `/recreate` | Regenerate the branch from the base, dropping commits by others\. |
+| `/help` | List these commands\. |
+
+A command starts its own line; commands inside quotes or code blocks are ignored.
+"#),
+    ];
 }
