@@ -1368,6 +1368,26 @@ mod tests {
         assert!(err.contains("/nonexistent/templates"), "{err}");
     }
 
+    /// The override examples in docs/templates.md load and render.
+    #[test]
+    fn the_documented_examples_work() {
+        let doc = include_str!("../docs/templates.md");
+        let dir = tempfile::tempdir().unwrap();
+        let mut found = 0;
+        for block in doc.split("```jinja\n").skip(1) {
+            let block = &block[..block.find("```").unwrap()];
+            let file = block.lines().next().unwrap().trim_start_matches("{# ").trim_end_matches(" #}");
+            let name = Path::new(file).file_name().unwrap();
+            std::fs::write(dir.path().join(name), block).unwrap();
+            found += 1;
+        }
+        assert_eq!(found, 2);
+        let t = Templates::with_overrides(dir.path()).unwrap();
+        let pr = examples::pr();
+        assert_eq!(t.pr_title(&pr).unwrap(), "deploy(argocd/shop-prod): api 1.3.0, web stable");
+        assert!(t.pr_body(&pr).unwrap().starts_with("Deploys to `shop` on merge.\n\n- `api`: `1.2.0` → `1.3.0`, built 2024\\-05"));
+    }
+
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Meta {
         app: String,
