@@ -691,7 +691,8 @@ fn new_tera(format: Format) -> Tera {
 // ---------------------------------------------------------------------------------------------
 // Templates
 
-/// The loaded templates; cheap to share, pure to render.
+/// The loaded templates; pure to render, shareable across threads.
+#[derive(Clone)]
 pub struct Templates {
     markdown: Tera,
     text: Tera,
