@@ -196,6 +196,12 @@ pub fn push_branch(
         Lease::MustNotExist => None,
         Lease::Expect(sha) => Some(Oid::from_str(sha).map_err(err)?),
     };
+    if let Some(worktree_repo) = local_non_bare(&target.url) {
+        return push_to_checkout(&repo, &worktree_repo, branch, commit_oid, expected).map_err(|e| match e {
+            Local::Push(p) => p,
+            Local::Git(e) => err(e),
+        });
+    }
     // (found on the remote, whether our ref was negotiated at all)
     let lease_broken: RefCell<Option<Option<Oid>>> = RefCell::new(None);
     let rejected: RefCell<Option<String>> = RefCell::new(None);
@@ -235,6 +241,100 @@ pub fn push_branch(
     }
     if let Some(reason) = rejected.into_inner() {
         return Err(PushError::Rejected { branch: branch.to_string(), reason });
+    }
+    Ok(())
+}
+
+/// A local repository with a working tree (libgit2 cannot push into one), e.g. the demo's
+/// source repository.
+fn local_non_bare(url: &str) -> Option<Repository> {
+    let looks_remote = url.contains("://") && !url.starts_with("file://") || (url.contains('@') && url.contains(':'));
+    if looks_remote {
+        return None;
+    }
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    Repository::open(path).ok().filter(|r| !r.is_bare())
+}
+
+enum Local {
+    Push(PushError),
+    Git(git2::Error),
+}
+
+impl From<git2::Error> for Local {
+    fn from(e: git2::Error) -> Self {
+        Local::Git(e)
+    }
+}
+
+/// "Pushes" into a local repository with a working tree by copying the missing objects and
+/// moving the branch with a compare-and-swap on its old value, which enforces the lease
+/// atomically. The checked-out branch is refused, as git's `receive.denyCurrentBranch` does.
+fn push_to_checkout(src: &Repository, dst: &Repository, branch: &str, commit: Oid, expected: Option<Oid>) -> Result<(), Local> {
+    let refname = format!("refs/heads/{branch}");
+    let current = || dst.find_reference(&refname).ok().and_then(|r| r.target());
+    let lease_failed = |found: Option<Oid>| {
+        Local::Push(PushError::LeaseFailed {
+            branch: branch.to_string(),
+            expected: expected.map(|o| o.to_string()),
+            found: found.map(|o| o.to_string()),
+        })
+    };
+    let found = current();
+    if found == Some(commit) {
+        return Ok(());
+    }
+    if found != expected {
+        return Err(lease_failed(found));
+    }
+    if dst.head().ok().and_then(|h| h.name().ok().map(str::to_string)).as_deref() == Some(refname.as_str()) {
+        return Err(Local::Push(PushError::Rejected {
+            branch: branch.to_string(),
+            reason: format!("{branch} is checked out in {}", dst.workdir().unwrap_or(dst.path()).display()),
+        }));
+    }
+    copy_objects(src, dst, commit)?;
+    let moved = match expected {
+        None => dst.reference(&refname, commit, false, "argocd-image-pr push"),
+        Some(old) => dst.reference_matching(&refname, commit, true, old, "argocd-image-pr push"),
+    };
+    match moved {
+        Ok(_) => Ok(()),
+        Err(_) if current() != expected => Err(lease_failed(current())),
+        Err(e) => Err(Local::Git(e)),
+    }
+}
+
+/// Copies `root` and whatever it reaches that `dst` lacks (a tree `dst` has is complete),
+/// children before the objects naming them, so an interruption never leaves an object in
+/// `dst` whose contents are missing.
+fn copy_objects(src: &Repository, dst: &Repository, root: Oid) -> Result<(), git2::Error> {
+    let (from, to) = (src.odb()?, dst.odb()?);
+    let mut seen = BTreeSet::new();
+    // (object, children already queued)
+    let mut stack = vec![(root, false)];
+    while let Some((oid, expanded)) = stack.pop() {
+        if expanded {
+            let object = from.read(oid)?;
+            to.write(object.kind(), object.data())?;
+            continue;
+        }
+        if to.exists(oid) || !seen.insert(oid) {
+            continue;
+        }
+        stack.push((oid, true));
+        match from.read_header(oid)?.1 {
+            ObjectType::Commit => {
+                let commit = src.find_commit(oid)?;
+                stack.push((commit.tree_id(), false));
+                stack.extend(commit.parent_ids().map(|p| (p, false)));
+            }
+            ObjectType::Tree => {
+                let tree = src.find_tree(oid)?;
+                stack.extend(tree.iter().filter(|e| e.kind() != Some(ObjectType::Commit)).map(|e| (e.id(), false)));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -317,7 +417,7 @@ pub(crate) fn callbacks<'a>(auth: Option<&PushTarget>) -> RemoteCallbacks<'a> {
 /// directory should be, an invalid or duplicate path.
 fn build_tree(repo: &Repository, base: &Tree<'_>, changes: &[(String, Vec<u8>)]) -> Result<Oid, String> {
     let mut seen = BTreeSet::new();
-    let mut split: Vec<(Vec<&str>, &[u8])> = Vec::new();
+    let mut split: Changes<'_> = Vec::new();
     for (path, content) in changes {
         let parts: Vec<&str> = path.split('/').collect();
         if parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.eq_ignore_ascii_case(".git") || p.contains('\0')) {
@@ -331,10 +431,13 @@ fn build_tree(repo: &Repository, base: &Tree<'_>, changes: &[(String, Vec<u8>)])
     write_level(repo, Some(base), "", &split)
 }
 
+/// Changes below one directory: the remaining path components and the new content.
+type Changes<'c> = Vec<(Vec<&'c str>, &'c [u8])>;
+
 fn write_level(repo: &Repository, base: Option<&Tree<'_>>, dir: &str, changes: &[(Vec<&str>, &[u8])]) -> Result<Oid, String> {
     let e = |e: git2::Error| e.message().to_string();
     let mut builder = repo.treebuilder(base).map_err(e)?;
-    let mut subdirs: BTreeMap<&str, Vec<(Vec<&str>, &[u8])>> = BTreeMap::new();
+    let mut subdirs: BTreeMap<&str, Changes<'_>> = BTreeMap::new();
     for (parts, content) in changes {
         let name = parts[0];
         let path = format!("{dir}{name}");
@@ -490,7 +593,7 @@ mod tests {
         let sha = commit_on_base(cache.path(), &url, &base, &changes, "Update web to 2.0\n\nbody", &bot()).unwrap();
         let repo = open_clone(cache.path(), &url).unwrap();
         let commit = repo.find_commit(Oid::from_str(&sha).unwrap()).unwrap();
-        assert_eq!(commit.parent_ids().map(|p| p.to_string()).collect::<Vec<_>>(), [base.clone()]);
+        assert_eq!(commit.parent_ids().map(|p| p.to_string()).collect::<Vec<_>>(), std::slice::from_ref(&base));
         assert_eq!((commit.author().name().ok(), commit.author().email().ok()), (Some("argocd-image-pr"), Some("bot@example.com")));
         assert_eq!((commit.committer().name().ok(), commit.committer().email().ok()), (Some("argocd-image-pr"), Some("bot@example.com")));
         assert_eq!(commit.message().ok(), Some("Update web to 2.0\n\nbody"));
@@ -674,5 +777,41 @@ mod tests {
         assert_eq!(fetch_branch(cache.path(), &url, "no/such/branch", None).unwrap(), None);
         let err = branch_commits(cache.path(), &url, &"2".repeat(40), &base, None).unwrap_err();
         assert!(matches!(err, GitError::Revision { .. }), "{err}");
+    }
+
+    #[test]
+    fn pushes_into_a_checkout_move_branches_with_a_lease_and_spare_the_checked_out_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        let checkout = Repository::init_opts(dir.path(), &opts).unwrap();
+        let remote = Remote { repo: checkout, dir };
+        let base = remote.commit_main(&base_files()).to_string();
+        let url = remote.dir.path().display().to_string();
+        let target = PushTarget { url: url.clone(), username: None, password: None };
+        let cache = tempfile::tempdir().unwrap();
+        super::super::snapshot(&url, "main", cache.path()).unwrap();
+        let branch = "argocd-image-pr/argocd/web";
+        let changes = [change("envs/new/deep/a.yaml", "a: 1\n")];
+        let c1 = commit_on_base(cache.path(), &url, &base, &changes, "one", &bot()).unwrap();
+        push_branch(cache.path(), &url, &target, branch, &c1, &Lease::MustNotExist).unwrap();
+        assert_eq!(remote.branch(branch).as_deref(), Some(c1.as_str()));
+        // Every object arrived: the checkout can read the new file.
+        let tree = remote.repo.find_commit(Oid::from_str(&c1).unwrap()).unwrap().tree().unwrap();
+        let blob = tree.get_path(Path::new("envs/new/deep/a.yaml")).unwrap().to_object(&remote.repo).unwrap();
+        assert_eq!(blob.peel_to_blob().unwrap().content(), b"a: 1\n");
+
+        let c2 = commit_on_base(cache.path(), &url, &base, &[change("top.yaml", "2")], "two", &bot()).unwrap();
+        let err = push_branch(cache.path(), &url, &target, branch, &c2, &Lease::MustNotExist).unwrap_err();
+        assert!(matches!(&err, PushError::LeaseFailed { found: Some(f), .. } if *f == c1), "{err}");
+        let err = push_branch(cache.path(), &url, &target, branch, &c2, &Lease::Expect(base.clone())).unwrap_err();
+        assert!(matches!(&err, PushError::LeaseFailed { found: Some(f), .. } if *f == c1), "{err}");
+        push_branch(cache.path(), &url, &target, branch, &c2, &Lease::Expect(c1.clone())).unwrap();
+        assert_eq!(remote.branch(branch).as_deref(), Some(c2.as_str()));
+        push_branch(cache.path(), &url, &target, branch, &c2, &Lease::Expect(c1.clone())).unwrap();
+
+        let err = push_branch(cache.path(), &url, &target, "main", &c2, &Lease::Expect(base.clone())).unwrap_err();
+        assert!(matches!(&err, PushError::Rejected { reason, .. } if reason.contains("checked out")), "{err}");
+        assert_eq!(remote.branch("main").as_deref(), Some(base.as_str()));
     }
 }
