@@ -492,7 +492,11 @@ mod tests {
 
     impl Remote {
         fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
+            Self::new_in(&std::env::temp_dir())
+        }
+
+        fn new_in(parent: &Path) -> Self {
+            let dir = tempfile::tempdir_in(parent).unwrap();
             let mut opts = git2::RepositoryInitOptions::new();
             opts.bare(true).initial_head("main");
             let repo = Repository::init_opts(dir.path(), &opts).unwrap();
@@ -813,5 +817,141 @@ mod tests {
         let err = push_branch(cache.path(), &url, &target, "main", &c2, &Lease::Expect(base.clone())).unwrap_err();
         assert!(matches!(&err, PushError::Rejected { reason, .. } if reason.contains("checked out")), "{err}");
         assert_eq!(remote.branch("main").as_deref(), Some(base.as_str()));
+    }
+
+    /// `git http-backend` behind a loopback server that wants HTTP basic auth
+    /// (`x-access-token:secret`), serving the bare repositories below `root`.
+    struct HttpGit {
+        addr: std::net::SocketAddr,
+        _shutdown: tokio::sync::oneshot::Sender<()>,
+    }
+
+    impl HttpGit {
+        fn start(root: &Path) -> Self {
+            let root = root.to_path_buf();
+            let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+            let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                    let app = axum::Router::new().fallback(cgi).with_state(std::sync::Arc::new(root));
+                    tokio::select! {
+                        _ = axum::serve(listener, app) => {}
+                        _ = shutdown_rx => {}
+                    }
+                });
+            });
+            HttpGit { addr: addr_rx.recv().unwrap(), _shutdown: shutdown }
+        }
+    }
+
+    async fn cgi(
+        axum::extract::State(root): axum::extract::State<std::sync::Arc<std::path::PathBuf>>,
+        method: axum::http::Method,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        use base64::Engine;
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let wanted = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("x-access-token:secret"));
+        if header("authorization") != wanted {
+            return (axum::http::StatusCode::UNAUTHORIZED, [("www-authenticate", "Basic realm=\"git\"")], "").into_response();
+        }
+        let mut child = tokio::process::Command::new("git")
+            .arg("http-backend")
+            .env("GIT_PROJECT_ROOT", root.as_path())
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("REMOTE_USER", "x-access-token")
+            .env("REQUEST_METHOD", method.as_str())
+            .env("PATH_INFO", uri.path())
+            .env("QUERY_STRING", uri.query().unwrap_or(""))
+            .env("CONTENT_TYPE", header("content-type"))
+            .env("GIT_PROTOCOL", header("git-protocol"))
+            .env("REMOTE_ADDR", "127.0.0.1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("git http-backend");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = tokio::spawn(async move { tokio::io::AsyncWriteExt::write_all(&mut stdin, &body).await });
+        let out = child.wait_with_output().await.unwrap();
+        let _ = writer.await;
+        let raw = out.stdout;
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::from_utf8_lossy(&out.stderr).into_owned())
+                .into_response();
+        };
+        let mut builder = axum::http::Response::builder();
+        for line in String::from_utf8_lossy(&raw[..end]).lines() {
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("status") {
+                    let code = v.trim().split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(200);
+                    builder = builder.status(code);
+                } else {
+                    builder = builder.header(k.trim(), v.trim());
+                }
+            }
+        }
+        builder.body(axum::body::Body::from(raw[end + 4..].to_vec())).unwrap()
+    }
+
+    #[test]
+    fn pushes_over_smart_http_with_credentials_a_lease_and_hooks() {
+        if std::process::Command::new("git").arg("--version").output().is_err() {
+            eprintln!("skipped: no git CLI for git http-backend");
+            return;
+        }
+        let served = tempfile::tempdir().unwrap();
+        let remote = Remote::new_in(served.path());
+        let base = remote.commit_main(&base_files()).to_string();
+        // A server-side hook that protects one namespace.
+        let hook = remote.dir.path().join("hooks/pre-receive");
+        std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+        std::fs::write(&hook, "#!/bin/sh\nwhile read old new ref; do case $ref in refs/heads/protected/*) exit 1;; esac; done\n").unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let server = HttpGit::start(served.path());
+        let name = remote.dir.path().file_name().unwrap().to_str().unwrap();
+        let url = format!("http://{}/{name}", server.addr);
+        let target = PushTarget { url: url.clone(), username: Some("x-access-token".into()), password: Some("secret".into()) };
+
+        // The source URL is the local path (fetching needs no credentials); the push goes to http.
+        let source = remote.url();
+        let cache = tempfile::tempdir().unwrap();
+        super::super::snapshot(&source, "main", cache.path()).unwrap();
+        let branch = "argocd-image-pr/argocd/web";
+        let c1 = commit_on_base(cache.path(), &source, &base, &[change("top.yaml", "2")], "two", &bot()).unwrap();
+        push_branch(cache.path(), &source, &target, branch, &c1, &Lease::MustNotExist).unwrap();
+        assert_eq!(remote.branch(branch).as_deref(), Some(c1.as_str()));
+        let heads = remote_heads(&source, "argocd-image-pr/", Some(&target)).unwrap();
+        assert_eq!(heads.branches.get(branch), Some(&c1));
+        assert_eq!(heads.default_branch.map(|(b, _)| b).as_deref(), Some("main"));
+
+        // Someone else moves the branch; the bot's stale lease fails and changes nothing.
+        let theirs = remote.repo.find_commit(Oid::from_str(&base).unwrap()).unwrap();
+        remote.repo.reference(&format!("refs/heads/{branch}"), theirs.id(), true, "someone").unwrap();
+        let c2 = commit_on_base(cache.path(), &source, &base, &[change("top.yaml", "3")], "three", &bot()).unwrap();
+        let err = push_branch(cache.path(), &source, &target, branch, &c2, &Lease::Expect(c1.clone())).unwrap_err();
+        assert!(matches!(&err, PushError::LeaseFailed { found: Some(f), .. } if *f == base), "{err}");
+        assert_eq!(remote.branch(branch).as_deref(), Some(base.as_str()));
+        push_branch(cache.path(), &source, &target, branch, &c2, &Lease::Expect(base.clone())).unwrap();
+        assert_eq!(remote.branch(branch).as_deref(), Some(c2.as_str()));
+
+        // The server refuses a ref: reported as rejected, not as success.
+        let err = push_branch(cache.path(), &source, &target, "protected/x", &c2, &Lease::MustNotExist).unwrap_err();
+        assert!(matches!(&err, PushError::Rejected { .. }), "{err}");
+        assert_eq!(remote.branch("protected/x"), None);
+
+        // Wrong credentials fail (and do not loop).
+        let wrong = PushTarget { password: Some("nope".into()), ..target.clone() };
+        let err = push_branch(cache.path(), &source, &wrong, "argocd-image-pr/other", &c2, &Lease::MustNotExist).unwrap_err();
+        assert!(matches!(&err, PushError::Git(_)) && err.to_string().contains("auth"), "{err}");
+        assert!(remote_heads(&source, "", Some(&wrong)).is_err());
     }
 }
