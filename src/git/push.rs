@@ -892,7 +892,7 @@ mod tests {
         for line in String::from_utf8_lossy(&raw[..end]).lines() {
             if let Some((k, v)) = line.split_once(':') {
                 if k.eq_ignore_ascii_case("status") {
-                    let code = v.trim().split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(200);
+                    let code = v.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(200);
                     builder = builder.status(code);
                 } else {
                     builder = builder.header(k.trim(), v.trim());
