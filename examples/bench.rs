@@ -118,26 +118,25 @@ async fn run(args: Args) -> Result<bool> {
     if args.reseed && storage.exists() {
         std::fs::remove_dir_all(&storage)?;
     }
-    seed::prepare_storage(&storage)?;
 
     let t = std::time::Instant::now();
     let fleets: Vec<Fleet> = scales.iter().map(|&s| Fleet::new(s)).collect();
     let biggest = fleets.iter().max_by_key(|f| f.repos.len()).expect("a scale");
     eprintln!("bench: fleet model generated in {:.2} s", t.elapsed().as_secs_f64());
+    let todo = seed::prepare_storage(&storage, &biggest.repos)?;
 
     let reg = registry::Registry::start(&args.registry_bin, &storage, &args.dir.join("run"))?;
     eprintln!("bench: docker-registry pid {} on {}", reg.pid(), reg.host);
-    let already = seed::seeded_repos(&storage);
-    let stats = seed::seed(&reg.base_url(), &storage, &biggest.repos, args.concurrency).await?;
+    let stats = seed::seed(&reg.base_url(), &storage, &biggest.repos, &todo, args.concurrency).await?;
     if stats.repos > 0 {
         let all: Vec<_> = biggest.repos.iter().collect();
         seed::verify(&reg.base_url(), &all).await?;
-        eprintln!("bench: verified tag lists of {} repositories", all.len());
+        eprintln!("bench: verified the tag lists of all {} repositories", all.len());
     } else {
         // Spot check reused storage: the first, a newest-build and the last repository.
         let r = &biggest.repos;
         seed::verify(&reg.base_url(), &[&r[0], &r[7], &r[r.len() - 1]]).await?;
-        eprintln!("bench: reusing seeded registry storage ({already} repositories)");
+        eprintln!("bench: reusing seeded registry storage ({} repositories)", r.len());
     }
 
     let mut rows = Vec::new();

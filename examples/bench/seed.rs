@@ -2,13 +2,15 @@
 //! complete for this fleet version and seed.
 
 use std::fs;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::fleet::{FLEET_VERSION, Repo, SEED};
@@ -16,36 +18,59 @@ use crate::push::{OCI_INDEX, OCI_MANIFEST, Pusher, digest};
 
 const MARKER: &str = "bench-fleet.json";
 
-/// How many leading repositories (by index) the storage holds completely for this fleet.
-pub fn seeded_repos(storage: &Path) -> usize {
-    let Ok(text) = fs::read_to_string(storage.join(MARKER)) else { return 0 };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return 0 };
-    if v["fleet_version"] == json!(FLEET_VERSION) && v["seed"] == json!(format!("{SEED:#x}")) {
-        v["repos_complete"].as_u64().unwrap_or(0) as usize
-    } else {
-        0
+/// A digest of everything the registry holds for `repo` (and of how it is pushed), so a changed
+/// fleet model re-seeds exactly the repositories that changed.
+pub fn fingerprint(repo: &Repo) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("v{FLEET_VERSION} {SEED:#x} {} {}\n", repo.path(), repo.multi_arch));
+    for i in &repo.images {
+        h.update(format!("image {}\n", i.created));
     }
+    for t in &repo.tags {
+        h.update(format!("tag {} {}\n", t.name, t.image));
+    }
+    hex::encode(h.finalize())
 }
 
-/// Makes `storage` usable for this fleet: wipes it when its marker belongs to another fleet.
-pub fn prepare_storage(storage: &Path) -> Result<()> {
-    let marker = storage.join(MARKER);
-    if storage.exists() && seeded_repos(storage) == 0 && (marker.exists() || storage.join("docker").exists()) {
-        eprintln!("bench: registry storage {} belongs to another fleet; wiping it", storage.display());
-        fs::remove_dir_all(storage)?;
-    }
-    fs::create_dir_all(storage)?;
-    Ok(())
+fn read_marker(storage: &Path) -> BTreeMap<String, String> {
+    fs::read_to_string(storage.join(MARKER))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| serde_json::from_value(v["repositories"].clone()).ok())
+        .unwrap_or_default()
 }
 
-fn write_marker(storage: &Path, repos: usize) -> Result<()> {
+fn write_marker(storage: &Path, marker: &BTreeMap<String, String>) -> Result<()> {
     let v = json!({
+        "what": "repositories of the argocd-image-pr benchmark fleet seeded completely, with their fingerprints",
         "fleet_version": FLEET_VERSION,
         "seed": format!("{SEED:#x}"),
-        "repos_complete": repos,
+        "repositories": marker,
     });
     fs::write(storage.join(MARKER), serde_json::to_vec_pretty(&v)?)?;
     Ok(())
+}
+
+fn repo_dir(storage: &Path, repo: &Repo) -> PathBuf {
+    storage.join("docker/registry/v2/repositories").join(repo.path())
+}
+
+/// Which of `repos` the storage does not hold as the model says. Their directories are removed
+/// (stale tags of an older model must not survive); call this while the registry is stopped.
+pub fn prepare_storage(storage: &Path, repos: &[Repo]) -> Result<Vec<usize>> {
+    fs::create_dir_all(storage)?;
+    let marker = read_marker(storage);
+    let mut todo = Vec::new();
+    for (i, repo) in repos.iter().enumerate() {
+        if marker.get(&repo.path()) != Some(&fingerprint(repo)) {
+            let dir = repo_dir(storage, repo);
+            if dir.exists() {
+                fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+            todo.push(i);
+        }
+    }
+    Ok(todo)
 }
 
 pub struct SeedStats {
@@ -119,10 +144,9 @@ async fn push_images(p: &Pusher, repo: &Repo) -> Result<Vec<Pushed>> {
     Ok(out)
 }
 
-/// Seeds repositories `from..repos.len()` with `concurrency` requests in flight.
-pub async fn seed(base_url: &str, storage: &Path, repos: &[Repo], concurrency: usize) -> Result<SeedStats> {
-    let from = seeded_repos(storage).min(repos.len());
-    let todo = &repos[from..];
+/// Seeds the repositories `todo` (indices into `repos`) with `concurrency` requests in flight.
+pub async fn seed(base_url: &str, storage: &Path, repos: &[Repo], todo: &[usize], concurrency: usize) -> Result<SeedStats> {
+    let todo: Vec<&Repo> = todo.iter().map(|&i| &repos[i]).collect();
     let total_tags: usize = todo.iter().map(|r| r.tags.len()).sum();
     if todo.is_empty() {
         return Ok(SeedStats { repos: 0, tags: 0, secs: 0.0 });
@@ -136,7 +160,7 @@ pub async fn seed(base_url: &str, storage: &Path, repos: &[Repo], concurrency: u
     let sem = Arc::new(Semaphore::new(concurrency));
     let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for repo in todo {
+    for &repo in &todo {
         let repo = repo.clone();
         let p = p.clone();
         let sem = sem.clone();
@@ -172,7 +196,11 @@ pub async fn seed(base_url: &str, storage: &Path, repos: &[Repo], concurrency: u
     while let Some(r) = tasks.join_next().await {
         r??;
     }
-    write_marker(storage, repos.len())?;
+    let mut marker = read_marker(storage);
+    for repo in &todo {
+        marker.insert(repo.path(), fingerprint(repo));
+    }
+    write_marker(storage, &marker)?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!("bench: seeded {total_tags} tags in {secs:.1} s ({:.0} tags/s)", total_tags as f64 / secs);
     Ok(SeedStats { repos: todo.len(), tags: total_tags, secs })
@@ -186,17 +214,25 @@ pub async fn verify(base_url: &str, repos: &[&Repo]) -> Result<()> {
         let mut set = tokio::task::JoinSet::new();
         for repo in chunk {
             let url = format!("{base_url}/v2/{}/tags/list", repo.path());
-            let (client, want, path) = (client.clone(), repo.tags.len(), repo.path());
+            let want: BTreeSet<String> = repo.tags.iter().map(|t| t.name.clone()).collect();
+            let (client, path) = (client.clone(), repo.path());
             set.spawn(async move {
                 let v: serde_json::Value = client.get(url).send().await?.json().await?;
-                let got = v["tags"].as_array().map(|a| a.len()).unwrap_or(0);
+                let got: BTreeSet<String> = v["tags"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
                 anyhow::Ok((path, want, got))
             });
         }
         while let Some(r) = set.join_next().await {
             let (path, want, got) = r??;
             if want != got {
-                bad.push(format!("{path}: {got} tags, expected {want}"));
+                bad.push(format!(
+                    "{path}: {} tags missing, {} unexpected",
+                    want.difference(&got).count(),
+                    got.difference(&want).count()
+                ));
             }
         }
     }
