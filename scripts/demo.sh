@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The demo: a throwaway local registry, a few image tags, a local GitOps repository with three
+# Argo CD Applications (Kustomize, Helm values, plain Deployment), then `argocd-image-pr plan`
+# on it, as a table and as JSON. Nothing outside a temp dir is touched; the registry is stopped
+# on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -t 1 ]; then
+    heading() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+    heading() { printf '\n== %s\n' "$*"; }
+fi
+
+missing=()
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+command -v git >/dev/null 2>&1 || missing+=(git)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    heading "Installing ${missing[*]}"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/argocd-image-pr-target}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/argocd-image-pr-demo.XXXXXX")"
+registry_pid=""
+cleanup() {
+    if [ -n "$registry_pid" ]; then
+        kill "$registry_pid" 2>/dev/null || true
+        wait "$registry_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Runs a command quietly; shows what it printed only when it fails.
+quietly() {
+    if ! "$@" >"$work/out.log" 2>&1; then
+        cat "$work/out.log" >&2
+        echo "failed: $*" >&2
+        exit 1
+    fi
+}
+
+heading "Building argocd-image-pr"
+quietly cargo build --locked --bin argocd-image-pr --example seed
+bin="$CARGO_TARGET_DIR/debug/argocd-image-pr"
+echo "  $bin"
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+heading "Starting a throwaway registry"
+for _ in 1 2 3 4 5; do
+    port=$((20000 + RANDOM % 40000))
+    listening "$port" && continue
+    cat >"$work/registry.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$port
+YAML
+    /usr/bin/docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+    registry_pid=$!
+    for _ in $(seq 200); do
+        listening "$port" && break
+        kill -0 "$registry_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    listening "$port" && break
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+    registry_pid=""
+done
+if [ -z "$registry_pid" ]; then
+    echo "docker-registry did not start:" >&2
+    cat "$work/registry.log" >&2
+    exit 1
+fi
+registry="127.0.0.1:$port"
+echo "  registry at http://$registry (pid $registry_pid, storage in $work/registry)"
+
+heading "Pushing images"
+seed() {
+    quietly cargo run --locked --quiet --example seed -- "$registry" "$@"
+    grep pushed "$work/out.log"
+}
+seed demo/api 1.0.0 1.1.0 1.2.0 2.0.0-rc.1
+seed demo/web build-101 build-102 latest build-103
+seed demo/worker 3.0.0 3.1.0
+
+heading "Creating a GitOps repository"
+repo="$work/gitops"
+mkdir -p "$repo/apps" "$repo/envs/api" "$repo/charts/web/templates" "$repo/envs/worker"
+repo_url="file://$repo"
+prefix="argocd-image-updater.argoproj.io"
+
+application() { # name path annotations...
+    local name="$1" path="$2"
+    shift 2
+    printf 'apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: %s\n  namespace: argocd\n  annotations:\n' "$name"
+    for a in "$@"; do printf '    %s/%s\n' "$prefix" "$a"; done
+    printf 'spec:\n  project: default\n  source:\n    repoURL: %s\n    targetRevision: main\n    path: %s\n' "$repo_url" "$path"
+    printf '  destination:\n    server: https://kubernetes.default.svc\n    namespace: %s\n' "$name"
+}
+
+# Kustomize: follow 1.x releases (2.0.0-rc.1 is a pre-release of another major: not proposed).
+application api envs/api \
+    "image-list: \"api=$registry/demo/api:^1.0\"" >"$repo/apps/api.yaml"
+cat >"$repo/envs/api/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - deployment.yaml
+images:
+  - name: $registry/demo/api
+    newTag: 1.0.0
+YAML
+cat >"$repo/envs/api/deployment.yaml" <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+        - name: api
+          image: $registry/demo/api
+YAML
+
+# Helm values: deploy the newest build, never the moving `latest` tag.
+application web charts/web \
+    "image-list: \"web=$registry/demo/web\"" \
+    "web.update-strategy: newest-build" \
+    "web.ignore-tags: latest" \
+    "web.helm.image-name: image.repository" \
+    "web.helm.image-tag: image.tag" >"$repo/apps/web.yaml"
+printf 'apiVersion: v2\nname: web\nversion: 0.1.0\n' >"$repo/charts/web/Chart.yaml"
+cat >"$repo/charts/web/values.yaml" <<YAML
+# Values for the web chart
+replicaCount: 2
+image:
+  repository: $registry/demo/web
+  tag: build-101
+YAML
+
+# Plain Deployment: patch releases of 3.1 only; it already runs the newest one.
+application worker envs/worker \
+    "image-list: \"worker=$registry/demo/worker:~3.1\"" >"$repo/apps/worker.yaml"
+cat >"$repo/envs/worker/deployment.yaml" <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: worker
+spec:
+  selector:
+    matchLabels: {app: worker}
+  template:
+    metadata:
+      labels: {app: worker}
+    spec:
+      containers:
+        - name: worker
+          image: $registry/demo/worker:3.1.0
+YAML
+
+git -C "$repo" init -q -b main
+git -C "$repo" add -A
+git -C "$repo" -c user.name=demo -c user.email=demo@example.com -c commit.gpgsign=false \
+    commit -q -m "Three applications"
+echo "  $repo_url: $(cd "$repo" && find apps envs charts -type f | sort | tr '\n' ' ')"
+
+status=0
+heading "argocd-image-pr plan --apps $repo_url"
+"$bin" plan --apps "$repo_url" --cache-dir "$work/cache" --output table || status=$?
+
+heading "argocd-image-pr plan --apps $repo_url --output json"
+"$bin" plan --apps "$repo_url" --cache-dir "$work/cache" --output json || status=$?
+
+if [ "$status" -ne 0 ]; then
+    heading "plan exited with status $status"
+fi
+exit "$status"

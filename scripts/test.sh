@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs what the integration tests run for real (the CNCF Distribution
+# registry from Debian's docker-registry package, htpasswd, git) when missing, then runs every
+# test target. Extra arguments go to `cargo test` (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+command -v git >/dev/null 2>&1 || missing+=(git)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "==> installing ${missing[*]}"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/argocd-image-pr-target}"
+echo "==> cargo test --locked --all-targets (target dir $CARGO_TARGET_DIR)"
+cargo test --locked --all-targets "$@"
