@@ -53,8 +53,16 @@ pub struct HelmKeys {
 /// One entry of the image-list with all its options resolved.
 #[derive(Debug, Clone)]
 pub struct ImageSpec {
+    /// The alias from `alias=image`; for an entry without one, the image name as written
+    /// without registry host (`nginx`, `org/app`), which is what AIU shows for such images.
     pub alias: String,
+    /// Whether the image-list gave the alias. AIU v1.3 reads per-image keys
+    /// (`<alias>.update-strategy`, `<alias>.helm.*`, ...) only for explicit aliases; entries
+    /// without one take the app-wide keys alone.
+    pub alias_given: bool,
     pub name: ImageName,
+    /// A digest written in the image-list (`name:tag@sha256:...`), which AIU accepts.
+    pub digest: Option<String>,
     /// What followed the name in the image-list (`^1.2`, `latest`, `>=1.20`), if anything.
     pub constraint: Option<String>,
     pub strategy: UpdateStrategy,
@@ -70,6 +78,28 @@ pub struct ImageSpec {
     pub kustomize_image_name: Option<String>,
     /// Our own option: write `tag@sha256:...` for non-digest strategies.
     pub pin_digest: bool,
+}
+
+impl ImageSpec {
+    /// An image with every option at its default (semver, linux/amd64, no filters).
+    pub fn new(alias: &str, name: ImageName) -> Self {
+        ImageSpec {
+            alias: alias.to_string(),
+            alias_given: true,
+            name,
+            digest: None,
+            constraint: None,
+            strategy: UpdateStrategy::Semver,
+            allow_tags: None,
+            ignore_tags: Vec::new(),
+            platforms: vec![Platform::linux_amd64()],
+            force_update: false,
+            pull_secret: None,
+            helm: HelmKeys::default(),
+            kustomize_image_name: None,
+            pin_digest: false,
+        }
+    }
 }
 
 /// An annotation that cannot be used, named by its full key.
@@ -92,8 +122,496 @@ pub struct AppAnnotations {
     pub write_back_target: Option<String>,
 }
 
+/// The annotation (after the AIU prefix) holding the list of images.
+const IMAGE_LIST: &str = "image-list";
+
 /// Reads an Application's annotations; `None` when it has no `image-list`.
+///
+/// Differences from AIU v1.3, all on purpose: an unknown strategy, an unusable `allow-tags`, an
+/// invalid `ignore-tags` glob, `platforms` entry or `force-update` value is an error naming the
+/// key (AIU logs a warning and falls back to something the user did not ask for), and an error
+/// spoils only the images it applies to instead of the whole Application. An `image-list`
+/// entry whose constraint contains `=` (`nginx:>=1.20`) is not taken for `alias=image`.
 pub fn parse(annotations: &BTreeMap<String, String>) -> Option<AppAnnotations> {
-    let _ = annotations;
-    todo!("annotation parsing")
+    let list = annotations.get(&aiu_key(IMAGE_LIST))?;
+    let reader = Reader { annotations };
+    let mut images: Vec<Result<ImageSpec, AnnotationError>> = Vec::new();
+    let mut seen_aliases: Vec<String> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let image = reader.image(entry);
+        let image = match image {
+            Ok(spec) if spec.alias_given && seen_aliases.contains(&spec.alias) => Err(list_error(
+                Some(&spec.alias),
+                format!(
+                    "alias {:?} is used by more than one entry; aliases must be unique",
+                    spec.alias
+                ),
+            )),
+            other => other,
+        };
+        if let Ok(spec) = &image {
+            seen_aliases.push(spec.alias.clone());
+        }
+        images.push(image);
+    }
+    if images.is_empty() {
+        images.push(Err(list_error(None, "no images listed".to_string())));
+    }
+    Some(AppAnnotations {
+        images,
+        write_back_method: reader.value(&aiu_key("write-back-method")).map(|(_, v)| v.to_string()),
+        write_back_target: reader.value(&aiu_key("write-back-target")).map(|(_, v)| v.to_string()),
+    })
+}
+
+fn aiu_key(suffix: &str) -> String {
+    format!("{AIU_PREFIX}/{suffix}")
+}
+
+/// Kubernetes annotation names cannot hold `/`, so AIU spells `org/app` as `org_app` in keys.
+fn alias_key(alias: &str, option: &str) -> String {
+    format!("{}.{option}", alias.replace('/', "_"))
+}
+
+fn list_error(alias: Option<&str>, message: String) -> AnnotationError {
+    AnnotationError {
+        key: aiu_key(IMAGE_LIST),
+        alias: alias.map(str::to_string),
+        message,
+    }
+}
+
+/// One image-list entry split into its parts, before any option is read.
+struct Entry<'a> {
+    alias: Option<&'a str>,
+    name: &'a str,
+    constraint: Option<&'a str>,
+    digest: Option<&'a str>,
+}
+
+/// Splits `[alias=]image[:constraint][@digest]`.
+fn split_entry(entry: &str) -> Entry<'_> {
+    let (alias, image) = match entry.split_once('=') {
+        // `nginx:>=1.20` has an `=` too; an alias never holds `:` or an operator character.
+        Some((a, rest)) if !a.contains([':', '<', '>', '!', '~', '^', '@']) => (Some(a.trim()), rest.trim()),
+        _ => (None, entry),
+    };
+    let (image, digest) = match image.split_once('@') {
+        Some((i, d)) => (i, Some(d.trim())),
+        None => (image, None),
+    };
+    let (name, constraint) = crate::domain::split_tag(image.trim());
+    Entry {
+        alias: alias.filter(|a| !a.is_empty()),
+        name: name.trim(),
+        constraint: constraint.map(str::trim).filter(|c| !c.is_empty()),
+        digest,
+    }
+}
+
+/// The name AIU shows for an image without alias: the name as written, registry host removed.
+fn default_alias(name: &str) -> String {
+    match name.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest.to_string(),
+        _ => name.to_string(),
+    }
+}
+
+/// `algorithm:encoded`, as in the OCI image spec (`sha256:<64 hex>`).
+fn valid_digest(d: &str) -> bool {
+    let Some((algorithm, encoded)) = d.split_once(':') else {
+        return false;
+    };
+    let algo_ok = !algorithm.is_empty()
+        && algorithm
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+    let encoded_ok = !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
+    let sha256_ok = algorithm != "sha256" || (encoded.len() == 64 && encoded.bytes().all(|b| b.is_ascii_hexdigit()));
+    algo_ok && encoded_ok && sha256_ok
+}
+
+/// Looks options up, per-alias key first, then the app-wide one.
+struct Reader<'a> {
+    annotations: &'a BTreeMap<String, String>,
+}
+
+/// What an option resolved to: the key it came from and its trimmed value.
+type Found<'a> = Option<(String, &'a str)>;
+
+impl<'a> Reader<'a> {
+    /// A non-blank value under `key` (AIU treats blank values as absent).
+    fn value(&self, key: &str) -> Found<'a> {
+        let v = self.annotations.get(key)?.trim();
+        (!v.is_empty()).then(|| (key.to_string(), v))
+    }
+
+    /// A per-image option, falling back to the app-wide key when AIU has one.
+    fn option(&self, alias: Option<&str>, option: &str, app_wide: bool) -> Found<'a> {
+        let per_image = alias.and_then(|a| self.value(&aiu_key(&alias_key(a, option))));
+        per_image.or_else(|| if app_wide { self.value(&aiu_key(option)) } else { None })
+    }
+
+    fn image(&self, entry: &str) -> Result<ImageSpec, AnnotationError> {
+        let parts = split_entry(entry);
+        let alias = parts
+            .alias
+            .map(str::to_string)
+            .unwrap_or_else(|| default_alias(parts.name));
+        let name =
+            ImageName::parse(parts.name).map_err(|e| list_error(Some(&alias), format!("entry {entry:?}: {e}")))?;
+        if let Some(d) = parts.digest.filter(|d| !valid_digest(d)) {
+            return Err(list_error(
+                Some(&alias),
+                format!("entry {entry:?}: digest {d:?} is not of the form sha256:<64 hex digits>"),
+            ));
+        }
+        let err = |(key, message): (String, String)| AnnotationError {
+            key,
+            alias: Some(alias.clone()),
+            message,
+        };
+        // Per-image keys are read only for explicit aliases, as AIU v1.3 does.
+        let a = parts.alias;
+        let strategy = self
+            .option(a, "update-strategy", true)
+            .map(parse_strategy)
+            .transpose()
+            .map_err(err)?;
+        let allow_tags = self
+            .option(a, "allow-tags", true)
+            .map(parse_allow_tags)
+            .transpose()
+            .map_err(err)?;
+        let ignore_tags = self
+            .option(a, "ignore-tags", true)
+            .map(parse_ignore_tags)
+            .transpose()
+            .map_err(err)?;
+        // AIU has no app-wide `platforms` key.
+        let platforms = self
+            .option(a, "platforms", false)
+            .map(parse_platforms)
+            .transpose()
+            .map_err(err)?;
+        let force_update = self
+            .option(a, "force-update", true)
+            .map(parse_bool)
+            .transpose()
+            .map_err(err)?;
+        let pin_key = format!("{OWN_PREFIX}/{}", alias_key(&alias, "pin-digest"));
+        let pin_digest = self.value(&pin_key).map(parse_bool).transpose().map_err(err)?;
+        let per_image = |option| self.option(a, option, false).map(|(_, v)| v.to_string());
+        Ok(ImageSpec {
+            alias_given: parts.alias.is_some(),
+            name,
+            digest: parts.digest.map(str::to_string),
+            constraint: parts.constraint.map(str::to_string),
+            strategy: strategy.unwrap_or(UpdateStrategy::Semver),
+            allow_tags,
+            ignore_tags: ignore_tags.unwrap_or_default(),
+            platforms: platforms.unwrap_or_else(|| vec![Platform::linux_amd64()]),
+            force_update: force_update.unwrap_or(false),
+            pull_secret: self.option(a, "pull-secret", true).map(|(_, v)| v.to_string()),
+            helm: HelmKeys {
+                image_name: per_image("helm.image-name"),
+                image_tag: per_image("helm.image-tag"),
+                image_spec: per_image("helm.image-spec"),
+            },
+            kustomize_image_name: per_image("kustomize.image-name"),
+            pin_digest: pin_digest.unwrap_or(false),
+            alias,
+        })
+    }
+}
+
+/// An option value that cannot be used: the key it came from and why.
+type OptionError = (String, String);
+
+fn parse_strategy((key, v): (String, &str)) -> Result<UpdateStrategy, OptionError> {
+    match v.to_ascii_lowercase().as_str() {
+        "semver" => Ok(UpdateStrategy::Semver),
+        // AIU's old names, still accepted by AIU v1.3 with a deprecation warning.
+        "newest-build" | "latest" => Ok(UpdateStrategy::NewestBuild),
+        "alphabetical" | "name" => Ok(UpdateStrategy::Alphabetical),
+        "digest" => Ok(UpdateStrategy::Digest),
+        _ => Err((
+            key,
+            format!("unknown update strategy {v:?}; use semver, newest-build, alphabetical or digest"),
+        )),
+    }
+}
+
+fn parse_allow_tags((key, v): (String, &str)) -> Result<AllowTags, OptionError> {
+    if v.eq_ignore_ascii_case("any") {
+        return Ok(AllowTags::Any);
+    }
+    match v.split_once(':') {
+        Some((func, re)) if func.eq_ignore_ascii_case("regexp") => regex::Regex::new(re)
+            .map(AllowTags::Regex)
+            .map_err(|e| (key, format!("invalid regular expression {re:?}: {e}"))),
+        _ => Err((key, format!("{v:?} is neither `any` nor `regexp:<expression>`"))),
+    }
+}
+
+fn parse_ignore_tags((key, v): (String, &str)) -> Result<Vec<String>, OptionError> {
+    let patterns: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    for p in &patterns {
+        if let Err(e) = globset::Glob::new(p) {
+            return Err((key, format!("invalid glob pattern {p:?}: {e}")));
+        }
+    }
+    Ok(patterns)
+}
+
+fn parse_platforms((key, v): (String, &str)) -> Result<Vec<Platform>, OptionError> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| Platform::parse(p).ok_or_else(|| (key.clone(), format!("platform {p:?} is not os/arch[/variant]"))))
+        .collect()
+}
+
+/// `true`/`false`/`yes`/`no`, plus what Go's `strconv.ParseBool` (used by AIU) accepts.
+fn parse_bool((key, v): (String, &str)) -> Result<bool, OptionError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "t" | "1" => Ok(true),
+        "false" | "no" | "f" | "0" => Ok(false),
+        _ => Err((key, format!("{v:?} is not a boolean; use true or false"))),
+    }
+}
+
+#[cfg(test)]
+#[rustfmt::skip] // one case per line reads better than rustfmt's exploded tuples
+mod tests {
+    use super::*;
+
+    /// Annotation (key, value) pairs; keys without `/` get the AIU prefix.
+    type Pairs<'a> = Vec<(&'a str, &'a str)>;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                let key = if k.contains('/') { k.to_string() } else { aiu_key(k) };
+                (key, v.to_string())
+            })
+            .collect()
+    }
+
+    fn images(pairs: &[(&str, &str)]) -> Vec<Result<ImageSpec, AnnotationError>> {
+        parse(&annotations(pairs)).map(|a| a.images).unwrap_or_default()
+    }
+
+    fn only_image(name: &str, pairs: &[(&str, &str)]) -> ImageSpec {
+        let mut all = images(pairs);
+        assert_eq!(all.len(), 1, "case {name}: one image");
+        match all.remove(0) {
+            Ok(spec) => spec,
+            Err(e) => panic!("case {name}: unexpected error {e}"),
+        }
+    }
+
+    #[test]
+    fn no_image_list_is_none() {
+        assert!(parse(&annotations(&[("update-strategy", "semver")])).is_none());
+    }
+
+    #[test]
+    fn image_list_entries_split() {
+        // (name, image-list, alias, alias_given, image name, constraint, digest)
+        let sha = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let with_digest = format!("app=ghcr.io/org/app:1.2@{sha}");
+        type Case<'a> = (&'a str, &'a str, &'a str, bool, &'a str, Option<&'a str>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            ("plain", "nginx", "nginx", false, "docker.io/library/nginx", None, None),
+            ("alias and constraint", "web=nginx:~1.26", "web", true, "docker.io/library/nginx", Some("~1.26"), None),
+            ("registry port", "localhost:5000/app:^1.0", "app", false, "localhost:5000/app", Some("^1.0"), None),
+            ("registry port no tag", "localhost:5000/app", "app", false, "localhost:5000/app", None, None),
+            ("operator with =", "nginx:>=1.20", "nginx", false, "docker.io/library/nginx", Some(">=1.20"), None),
+            ("alias and operator with =", "web=nginx:>=1.20", "web", true, "docker.io/library/nginx", Some(">=1.20"), None),
+            ("whitespace", "  web =  nginx:1.20  ", "web", true, "docker.io/library/nginx", Some("1.20"), None),
+            ("alias-less with org", "ghcr.io/org/app", "org/app", false, "ghcr.io/org/app", None, None),
+            ("empty alias", "=nginx:1.2", "nginx", false, "docker.io/library/nginx", Some("1.2"), None),
+            ("digest", with_digest.as_str(), "app", true, "ghcr.io/org/app", Some("1.2"), Some(sha)),
+            ("space-separated constraint", "app=org/app:>=1.2 <2", "app", true, "docker.io/org/app", Some(">=1.2 <2"), None),
+        ];
+        for (name, list, alias, given, image, constraint, digest) in cases {
+            let spec = only_image(name, &[("image-list", list)]);
+            assert_eq!(spec.alias, alias, "case {name}: alias");
+            assert_eq!(spec.alias_given, given, "case {name}: alias_given");
+            assert_eq!(spec.name.to_string(), image, "case {name}: image");
+            assert_eq!(spec.constraint.as_deref(), constraint, "case {name}: constraint");
+            assert_eq!(spec.digest.as_deref(), digest, "case {name}: digest");
+        }
+    }
+
+    #[test]
+    fn image_list_keeps_order_and_isolates_bad_entries() {
+        let all = images(&[("image-list", "a=nginx, b=Bad/Name, , c=redis:7")]);
+        assert_eq!(all.len(), 3, "empty entries are skipped");
+        assert_eq!(all[0].as_ref().map(|s| s.alias.as_str()).ok(), Some("a"));
+        let err = all[1].as_ref().err().cloned();
+        assert_eq!(err.as_ref().map(|e| e.key.as_str()), Some("argocd-image-updater.argoproj.io/image-list"));
+        assert_eq!(err.as_ref().and_then(|e| e.alias.as_deref()), Some("b"));
+        assert!(err.is_some_and(|e| e.message.contains("Bad/Name")), "message names the entry");
+        assert_eq!(all[2].as_ref().map(|s| s.alias.as_str()).ok(), Some("c"));
+    }
+
+    #[test]
+    fn image_list_errors() {
+        // (name, image-list, text the message must contain)
+        let cases = [
+            ("bad name", "app=UPPER", "UPPER"),
+            ("bad digest", "app=nginx@sha256:xyz", "digest"),
+            ("duplicate alias", "app=nginx, app=redis", "more than one"),
+            ("empty list", " , ", "no images"),
+        ];
+        for (name, list, text) in cases {
+            let all = images(&[("image-list", list)]);
+            let err = all.iter().find_map(|r| r.as_ref().err());
+            assert!(err.is_some(), "case {name}: an error");
+            if let Some(e) = err {
+                assert_eq!(e.key, aiu_key("image-list"), "case {name}: key");
+                assert!(e.message.contains(text), "case {name}: message {:?} contains {text:?}", e.message);
+            }
+        }
+    }
+
+    #[test]
+    fn options_resolve() {
+        let re = |s: &ImageSpec| match &s.allow_tags {
+            Some(AllowTags::Regex(r)) => Some(r.as_str().to_string()),
+            Some(AllowTags::Any) => Some("any".to_string()),
+            None => None,
+        };
+        // (name, annotations, check)
+        type Check = fn(&ImageSpec) -> bool;
+        let cases: Vec<(&str, Pairs, Check)> = vec![
+            ("default strategy semver", vec![("image-list", "a=nginx")], |s| {
+                s.strategy == UpdateStrategy::Semver
+                    && s.platforms == vec![Platform::linux_amd64()]
+                    && !s.force_update
+                    && !s.pin_digest
+                    && s.allow_tags.is_none()
+            }),
+            ("old name latest", vec![("image-list", "a=nginx"), ("a.update-strategy", "latest")], |s| {
+                s.strategy == UpdateStrategy::NewestBuild
+            }),
+            ("old name name", vec![("image-list", "a=nginx"), ("a.update-strategy", "name")], |s| {
+                s.strategy == UpdateStrategy::Alphabetical
+            }),
+            ("new names, any case", vec![("image-list", "a=nginx"), ("a.update-strategy", " Digest ")], |s| {
+                s.strategy == UpdateStrategy::Digest
+            }),
+            ("app-wide strategy", vec![("image-list", "a=nginx"), ("update-strategy", "alphabetical")], |s| {
+                s.strategy == UpdateStrategy::Alphabetical
+            }),
+            (
+                "per-alias overrides app-wide",
+                vec![("image-list", "a=nginx"), ("update-strategy", "alphabetical"), ("a.update-strategy", "newest-build")],
+                |s| s.strategy == UpdateStrategy::NewestBuild,
+            ),
+            ("alias-less reads app-wide", vec![("image-list", "nginx"), ("force-update", "true")], |s| s.force_update),
+            (
+                "alias-less ignores per-alias keys like AIU",
+                vec![("image-list", "nginx"), ("nginx.update-strategy", "digest")],
+                |s| s.strategy == UpdateStrategy::Semver,
+            ),
+            ("alias with slash uses underscore", vec![("image-list", "org/app=org/app"), ("org_app.force-update", "yes")], |s| {
+                s.force_update
+            }),
+            ("ignore-tags list", vec![("image-list", "a=nginx"), ("a.ignore-tags", " *-rc*, latest ,,")], |s| {
+                s.ignore_tags == vec!["*-rc*".to_string(), "latest".to_string()]
+            }),
+            ("app-wide ignore-tags", vec![("image-list", "a=nginx"), ("ignore-tags", "latest")], |s| {
+                s.ignore_tags == vec!["latest".to_string()]
+            }),
+            ("platforms", vec![("image-list", "a=nginx"), ("a.platforms", "linux/arm64/v8, linux/amd64")], |s| {
+                s.platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>() == ["linux/arm64/v8", "linux/amd64"]
+            }),
+            (
+                "no app-wide platforms in AIU",
+                vec![("image-list", "a=nginx"), ("platforms", "linux/arm64")],
+                |s| s.platforms == vec![Platform::linux_amd64()],
+            ),
+            ("pull secret app-wide", vec![("image-list", "a=nginx"), ("pull-secret", "pullsecret:argocd/regcred")], |s| {
+                s.pull_secret.as_deref() == Some("pullsecret:argocd/regcred")
+            }),
+            (
+                "helm and kustomize keys",
+                vec![
+                    ("image-list", "a=nginx"),
+                    ("a.helm.image-name", "img.repo"),
+                    ("a.helm.image-tag", "img.tag"),
+                    ("a.helm.image-spec", "img.spec"),
+                    ("a.kustomize.image-name", "docker.io/nginx"),
+                ],
+                |s| {
+                    s.helm.image_name.as_deref() == Some("img.repo")
+                        && s.helm.image_tag.as_deref() == Some("img.tag")
+                        && s.helm.image_spec.as_deref() == Some("img.spec")
+                        && s.kustomize_image_name.as_deref() == Some("docker.io/nginx")
+                },
+            ),
+            ("pin digest", vec![("image-list", "a=nginx"), ("argocd-image-pr.io/a.pin-digest", "true")], |s| s.pin_digest),
+            ("allow any", vec![("image-list", "a=nginx"), ("a.allow-tags", "any")], |s| matches!(s.allow_tags, Some(AllowTags::Any))),
+            ("force-update false", vec![("image-list", "a=nginx"), ("a.force-update", "no")], |s| !s.force_update),
+        ];
+        for (name, pairs, check) in cases {
+            let spec = only_image(name, &pairs);
+            assert!(check(&spec), "case {name}: {spec:?}");
+        }
+        let spec = only_image("regexp", &[("image-list", "a=nginx"), ("a.allow-tags", "regexp:^1\\.2[0-9]+$")]);
+        assert_eq!(re(&spec).as_deref(), Some("^1\\.2[0-9]+$"), "case regexp");
+    }
+
+    #[test]
+    fn bad_options_name_their_key() {
+        // (name, annotations, key in error)
+        let cases: Vec<(&str, Pairs, &str)> = vec![
+            ("unknown strategy", vec![("a.update-strategy", "newest")], "a.update-strategy"),
+            ("unknown app-wide strategy", vec![("update-strategy", "fastest")], "update-strategy"),
+            ("bad regexp", vec![("a.allow-tags", "regexp:^(1")], "a.allow-tags"),
+            ("unknown match function", vec![("a.allow-tags", "glob:1.*")], "a.allow-tags"),
+            ("bare allow-tags", vec![("allow-tags", "1.2")], "allow-tags"),
+            ("bad platform", vec![("a.platforms", "linux")], "a.platforms"),
+            ("bad force-update", vec![("a.force-update", "maybe")], "a.force-update"),
+            ("bad glob", vec![("a.ignore-tags", "[1-")], "a.ignore-tags"),
+        ];
+        for (name, mut pairs, key) in cases {
+            pairs.push(("image-list", "a=nginx, b=redis"));
+            let all = images(&pairs);
+            let err = all.first().and_then(|r| r.as_ref().err());
+            assert_eq!(err.map(|e| e.key.clone()), Some(aiu_key(key)), "case {name}: error names the key");
+            assert_eq!(err.and_then(|e| e.alias.clone()), Some("a".to_string()), "case {name}: error names the alias");
+            let app_wide = !key.starts_with("a.");
+            assert_eq!(all.get(1).is_some_and(|r| r.is_err()), app_wide, "case {name}: image b spoiled only by app-wide keys");
+        }
+    }
+
+    #[test]
+    fn per_alias_value_shields_from_bad_app_wide_value() {
+        let all = images(&[("image-list", "a=nginx"), ("update-strategy", "bogus"), ("a.update-strategy", "digest")]);
+        assert!(all.first().is_some_and(|r| r.as_ref().is_ok_and(|s| s.strategy == UpdateStrategy::Digest)));
+    }
+
+    #[test]
+    fn write_back_settings() {
+        let app = parse(&annotations(&[
+            ("image-list", "nginx"),
+            ("write-back-method", "git:secret:argocd/git-creds"),
+            ("write-back-target", "kustomization:../base"),
+        ]));
+        assert_eq!(app.as_ref().and_then(|a| a.write_back_method.as_deref()), Some("git:secret:argocd/git-creds"));
+        assert_eq!(app.as_ref().and_then(|a| a.write_back_target.as_deref()), Some("kustomization:../base"));
+    }
 }

@@ -1,5 +1,401 @@
-//! The only code that joins the drivers: discover -> read git -> ask registries -> choose.
+//! The only code that joins the drivers. One `plan` pass, as data:
+//! 1. discovery: Applications from the `--apps` locations (directories or git URLs);
+//! 2. git: each source repository fetched once per (URL, revision); manifest: current versions;
+//! 3. registry: one tag list per distinct repository, metadata only where the strategy needs it;
+//!    strategy: choose.
+//!
+//! Every failure is attached to the file, Application or image it belongs to; nothing here stops
+//! the other Applications.
 
-pub struct PlanOptions {}
-pub struct PlanReport {}
-pub async fn plan(_o: PlanOptions) -> PlanReport { todo!() }
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde::Serialize;
+
+use crate::annotations::{self, ImageSpec, UpdateStrategy};
+use crate::discovery::{self, Application};
+use crate::git::{self, Snapshot};
+use crate::manifest::{self, CurrentImage, FileSet};
+use crate::registry::{RegistryClient, RegistrySettings};
+use crate::strategy::{self, Candidate, ChangeKind, Current, Need, Selection};
+
+/// What one `plan` run looks at.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Directories or git URLs holding Application manifests.
+    pub apps: Vec<String>,
+    pub registry: RegistrySettings,
+    /// Where clones are kept between runs; a fresh temporary directory when `None`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The whole answer of `plan`; serialized as the `--output json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    pub applications: Vec<AppReport>,
+    /// Files or `--apps` locations that could not be read.
+    pub errors: Vec<LocationError>,
+    pub stats: Stats,
+}
+
+impl PlanReport {
+    /// Whether anything went wrong anywhere (this decides the exit status).
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+            || self
+                .applications
+                .iter()
+                .any(|a| a.error.is_some() || a.images.iter().any(|i| i.error.is_some()))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocationError {
+    pub file: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub applications: usize,
+    pub images: usize,
+    /// Distinct (repository URL, revision) pairs read from git.
+    pub git_sources: usize,
+    /// Distinct registry repositories whose tags were listed.
+    pub registry_repositories: usize,
+    pub registry_requests: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppReport {
+    pub namespace: String,
+    pub name: String,
+    /// The file that holds the Application, relative to its `--apps` location.
+    pub file: String,
+    pub images: Vec<ImageReport>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    pub alias: String,
+    /// Normalized repository, e.g. `docker.io/library/nginx`.
+    pub image: Option<String>,
+    pub constraint: Option<String>,
+    pub strategy: Option<&'static str>,
+    /// The tag git has now.
+    pub current: Option<String>,
+    pub current_digest: Option<String>,
+    /// Where `current` was read: `file:line`.
+    pub source: Option<String>,
+    /// The tag to move to; `null` means no update.
+    pub proposed: Option<String>,
+    /// The digest to pin, `sha256:...`, when the strategy works with digests.
+    pub digest: Option<String>,
+    /// major, minor, patch, pre-release, digest or build.
+    pub change: Option<&'static str>,
+    /// Why nothing is proposed.
+    pub reason: Option<String>,
+    pub error: Option<String>,
+}
+
+impl ImageReport {
+    fn new(alias: &str) -> Self {
+        ImageReport {
+            alias: alias.to_string(),
+            image: None,
+            constraint: None,
+            strategy: None,
+            current: None,
+            current_digest: None,
+            source: None,
+            proposed: None,
+            digest: None,
+            change: None,
+            reason: None,
+            error: None,
+        }
+    }
+}
+
+/// Runs discovery, reads git and asks the registries; changes nothing anywhere.
+pub async fn plan(options: PlanOptions) -> PlanReport {
+    let mut errors = Vec::new();
+    let registry = match RegistryClient::new(&options.registry) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            errors.push(LocationError { file: "registries".into(), error: e.to_string() });
+            return PlanReport { applications: vec![], errors, stats: Stats::default() };
+        }
+    };
+    let temp;
+    let cache_dir: PathBuf = match &options.cache_dir {
+        Some(d) => d.clone(),
+        None => match tempfile::Builder::new().prefix("argocd-image-pr-").tempdir() {
+            Ok(t) => {
+                temp = t;
+                temp.path().to_path_buf()
+            }
+            Err(e) => {
+                errors.push(LocationError { file: "cache".into(), error: format!("cannot create a temporary directory: {e}") });
+                return PlanReport { applications: vec![], errors, stats: Stats::default() };
+            }
+        },
+    };
+
+    // 1. discovery
+    let mut apps: Vec<Application> = Vec::new();
+    for location in &options.apps {
+        match load_location(location, &cache_dir).await {
+            Ok(files) => {
+                let (found, file_errors) = discovery::find_applications(&files);
+                let prefix = |f: &str| if options.apps.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
+                errors.extend(file_errors.into_iter().map(|e| LocationError {
+                    file: prefix(&e.file),
+                    error: match e.line {
+                        Some(line) => format!("line {line}: {}", e.message),
+                        None => e.message,
+                    },
+                }));
+                apps.extend(found);
+            }
+            Err(e) => errors.push(LocationError { file: location.clone(), error: e }),
+        }
+    }
+    apps.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let annotated: Vec<(Application, annotations::AppAnnotations)> = apps
+        .into_iter()
+        .filter_map(|app| annotations::parse(&app.annotations).map(|ann| (app, ann)))
+        .collect();
+
+    // 2. git: every source once per (URL, revision)
+    let snapshots = fetch_sources(&annotated, &cache_dir).await;
+
+    // 3. current versions, then registries, per image
+    let mut jobs = Vec::new();
+    let mut reports: Vec<AppReport> = Vec::new();
+    for (app_index, (app, ann)) in annotated.iter().enumerate() {
+        reports.push(AppReport {
+            namespace: app.id.namespace.clone(),
+            name: app.id.name.clone(),
+            file: app.file.clone(),
+            images: Vec::new(),
+            error: None,
+        });
+        for entry in &ann.images {
+            let spec = match entry {
+                Ok(spec) => spec,
+                Err(e) => {
+                    let mut r = ImageReport::new(e.alias.as_deref().unwrap_or(""));
+                    r.error = Some(format!("Application {}: {e}", app.id));
+                    reports[app_index].images.push(r);
+                    continue;
+                }
+            };
+            let current = find_current(app, spec, &snapshots);
+            jobs.push(plan_image(app_index, app, spec, current, registry.clone()));
+        }
+    }
+    let mut distinct_repos: BTreeMap<String, ()> = BTreeMap::new();
+    for (app_index, report) in join_all(jobs).await {
+        if let Some(image) = &report.image {
+            distinct_repos.insert(image.clone(), ());
+        }
+        reports[app_index].images.push(report);
+    }
+
+    let stats = Stats {
+        applications: reports.len(),
+        images: reports.iter().map(|a| a.images.len()).sum(),
+        git_sources: snapshots.len(),
+        registry_repositories: distinct_repos.len(),
+        registry_requests: registry.request_count(),
+    };
+    PlanReport { applications: reports, errors, stats }
+}
+
+/// A directory is read as it is; anything else is taken for a git URL and cloned at `HEAD`.
+async fn load_location(location: &str, cache_dir: &Path) -> Result<FileSet, String> {
+    let location = location.to_string();
+    let cache_dir = cache_dir.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || {
+        let path = Path::new(&location);
+        if path.is_dir() {
+            git::read_dir(path).map_err(|e| e.to_string())
+        } else {
+            git::snapshot(&location, "HEAD", &cache_dir).map(|s| s.files).map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    result.unwrap_or_else(|e| Err(format!("reading the Applications failed: {e}")))
+}
+
+type SourceKey = (String, String);
+type Snapshots = HashMap<SourceKey, Result<Arc<Snapshot>, String>>;
+
+async fn fetch_sources(annotated: &[(Application, annotations::AppAnnotations)], cache_dir: &Path) -> Snapshots {
+    let mut keys: Vec<SourceKey> = annotated
+        .iter()
+        .flat_map(|(app, _)| app.sources.iter())
+        .filter(|s| s.chart.is_none())
+        .map(|s| (s.repo_url.clone(), s.target_revision.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    // Clones of one URL share a directory in the cache, so revisions of the same repository are
+    // fetched one after another, distinct repositories in parallel.
+    let mut by_url: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (url, rev) in keys {
+        by_url.entry(url).or_default().push(rev);
+    }
+    let tasks = by_url.into_iter().map(|(url, revs)| {
+        let cache_dir = cache_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            revs.into_iter()
+                .map(|rev| {
+                    let snap = git::snapshot(&url, &rev, &cache_dir).map(Arc::new).map_err(|e| e.to_string());
+                    ((url.clone(), rev), snap)
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut out = HashMap::new();
+    for result in join_all(tasks).await {
+        match result {
+            Ok(list) => out.extend(list),
+            Err(e) => tracing::error!("git worker failed: {e}"),
+        }
+    }
+    out
+}
+
+/// The image's version in git: the first source that mentions it wins.
+fn find_current(app: &Application, spec: &ImageSpec, snapshots: &Snapshots) -> Result<Option<CurrentImage>, String> {
+    let mut problems = Vec::new();
+    for source in app.sources.iter().filter(|s| s.chart.is_none()) {
+        let key = (source.repo_url.clone(), source.target_revision.clone());
+        match snapshots.get(&key) {
+            Some(Ok(snapshot)) => match manifest::find_current(&snapshot.files, app, source, spec) {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => {}
+                Err(e) => problems.push(format!("{}: {e}", source.repo_url)),
+            },
+            Some(Err(e)) => problems.push(e.clone()),
+            None => problems.push(format!("{} at {} was not fetched", source.repo_url, source.target_revision)),
+        }
+    }
+    if problems.is_empty() { Ok(None) } else { Err(problems.join("; ")) }
+}
+
+async fn plan_image(
+    app_index: usize,
+    app: &Application,
+    spec: &ImageSpec,
+    current: Result<Option<CurrentImage>, String>,
+    registry: Arc<RegistryClient>,
+) -> (usize, ImageReport) {
+    let mut r = ImageReport::new(&spec.alias);
+    r.image = Some(spec.name.to_string());
+    r.constraint = spec.constraint.clone();
+    r.strategy = Some(spec.strategy.as_str());
+    let current = match current {
+        Ok(Some(found)) => {
+            r.current = found.tag.clone();
+            r.current_digest = found.digest.clone();
+            r.source = Some(format!("{}:{}", found.file, found.line));
+            Current { tag: found.tag, digest: found.digest }
+        }
+        Ok(None) if spec.force_update => Current::default(),
+        Ok(None) => {
+            r.error = Some(format!(
+                "Application {}: image {} ({}) not found in the manifests of its sources",
+                app.id, spec.alias, spec.name
+            ));
+            return (app_index, r);
+        }
+        Err(e) => {
+            r.error = Some(format!("Application {}: image {}: {e}", app.id, spec.alias));
+            return (app_index, r);
+        }
+    };
+    match choose(spec, &current, &registry).await {
+        Ok(selection) => {
+            r.reason = selection.reason;
+            if let Some(p) = selection.proposed {
+                r.proposed = Some(p.tag);
+                r.digest = p.digest;
+                r.change = Some(change_name(p.kind));
+            }
+        }
+        Err(e) => r.error = Some(format!("Application {}: image {} ({}): {e}", app.id, spec.alias, spec.name)),
+    }
+    (app_index, r)
+}
+
+/// Tag list -> filters -> metadata the strategy needs -> selection (-> digest to pin).
+async fn choose(spec: &ImageSpec, current: &Current, registry: &RegistryClient) -> Result<Selection, String> {
+    let secret = spec.pull_secret.as_deref();
+    let tags = registry.list_tags(&spec.name, secret).await.map_err(|e| e.to_string())?;
+    let filtered = strategy::filter_tags(spec, &tags).map_err(|e| e.to_string())?;
+    let candidates: Vec<Candidate> = match strategy::need(spec, &filtered) {
+        Need::Nothing => filtered
+            .iter()
+            .map(|t| Candidate { tag: t.to_string(), digest: None, created: None })
+            .collect(),
+        Need::Created(wanted) => {
+            let fetches = wanted.iter().map(|tag| async move {
+                let meta = registry.tag_metadata(&spec.name, tag, &spec.platforms, secret).await;
+                (tag, meta)
+            });
+            let mut out = Vec::new();
+            for (tag, meta) in join_all(fetches).await {
+                let meta = meta.map_err(|e| e.to_string())?;
+                if meta.platform_found {
+                    out.push(Candidate { tag: tag.clone(), digest: Some(meta.digest), created: meta.created });
+                }
+            }
+            out
+        }
+        Need::Digest(tag) => {
+            if !tags.iter().any(|t| *t == tag) {
+                return Ok(Selection {
+                    proposed: None,
+                    reason: Some(format!("tag {tag} does not exist in {}", spec.name)),
+                });
+            }
+            let meta = registry.tag_metadata(&spec.name, &tag, &spec.platforms, secret).await.map_err(|e| e.to_string())?;
+            if !meta.platform_found {
+                return Ok(Selection {
+                    proposed: None,
+                    reason: Some(format!("tag {tag} has no image for {}", platforms_text(spec))),
+                });
+            }
+            vec![Candidate { tag, digest: Some(meta.digest), created: meta.created }]
+        }
+    };
+    let mut selection = strategy::select(spec, current, &candidates).map_err(|e| e.to_string())?;
+    if spec.pin_digest && spec.strategy != UpdateStrategy::Digest {
+        if let Some(p) = selection.proposed.as_mut().filter(|p| p.digest.is_none()) {
+            p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await.map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(selection)
+}
+
+fn platforms_text(spec: &ImageSpec) -> String {
+    spec.platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn change_name(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Major => "major",
+        ChangeKind::Minor => "minor",
+        ChangeKind::Patch => "patch",
+        ChangeKind::PreRelease => "pre-release",
+        ChangeKind::Digest => "digest",
+        ChangeKind::Build => "build",
+    }
+}

@@ -1,17 +1,20 @@
 //! argocd-image-pr: a GitOps pull-request bot for Argo CD.
 //!
-//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`) and drivers at the edges
-//! (`registry`, `git`), joined by the `engine`.
+//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`, `output`) and drivers at
+//! the edges (`registry`, `git`), joined by the `engine`.
 
 mod annotations;
+mod config;
 mod discovery;
 mod domain;
 mod engine;
 mod git;
 mod manifest;
+pub mod output;
 mod registry;
 mod strategy;
 
+pub use config::{ConfigError, ConfigFile};
 pub use domain::{AppId, ImageName, ImageReference, Platform};
-pub use engine::{plan, PlanOptions, PlanReport};
+pub use engine::{AppReport, ImageReport, LocationError, PlanOptions, PlanReport, Stats, plan};
 pub use registry::RegistrySettings;

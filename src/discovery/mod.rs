@@ -3,8 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use std::fmt;
+
 use crate::domain::AppId;
-use crate::manifest::FileSet;
+use crate::manifest::yaml::{Node, YamlFile};
+use crate::manifest::{normalize_path, FileSet};
+
+/// Namespace of an Application without `metadata.namespace`.
+pub const DEFAULT_NAMESPACE: &str = "argocd";
 
 /// A Helm parameter from `spec.source.helm.parameters`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,17 +51,286 @@ pub struct Application {
     pub sources: Vec<AppSource>,
 }
 
-/// A file that could not be read as YAML.
+/// A file that could not be read as YAML, or an Application in it that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {message}")]
 pub struct FileError {
     pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
     pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
 }
 
 /// All Applications in `files` (any `.yaml`/`.yml`, multi-document files included), sorted by
 /// namespace and name, plus the files that could not be parsed.
 pub fn find_applications(files: &FileSet) -> (Vec<Application>, Vec<FileError>) {
-    let _ = files;
-    todo!()
+    let mut apps = Vec::new();
+    let mut errors = Vec::new();
+    for path in files.files.keys() {
+        if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
+            continue;
+        }
+        let Some(parsed) = files.yaml(path) else { continue };
+        match parsed {
+            Ok(yaml) => read_file(path, &yaml, &mut apps, &mut errors),
+            Err(e) => errors.push(FileError {
+                file: path.clone(),
+                line: Some(e.line),
+                message: format!("invalid YAML: {}", e.message),
+            }),
+        }
+    }
+    apps.sort_by(|a: &Application, b| {
+        (&a.id, &a.file, a.document).cmp(&(&b.id, &b.file, b.document))
+    });
+    (apps, errors)
+}
+
+fn read_file(path: &str, yaml: &YamlFile, apps: &mut Vec<Application>, errors: &mut Vec<FileError>) {
+    for doc in &yaml.documents {
+        let Some(root) = &doc.root else { continue };
+        let is_app = root.get("apiVersion").and_then(Node::as_str) == Some("argoproj.io/v1alpha1")
+            && root.get("kind").and_then(Node::as_str) == Some("Application");
+        if !is_app {
+            continue;
+        }
+        let metadata = root.get("metadata");
+        let name = metadata.and_then(|m| m.get("name")).and_then(Node::as_str);
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            errors.push(FileError {
+                file: path.to_string(),
+                line: Some(yaml.line_of(root.span.start)),
+                message: format!("document {}: Application has no metadata.name", doc.index),
+            });
+            continue;
+        };
+        let namespace = metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(Node::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(DEFAULT_NAMESPACE);
+        let annotations = metadata
+            .and_then(|m| m.get("annotations"))
+            .and_then(Node::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+            .collect();
+        let spec = root.get("spec");
+        let mut sources: Vec<AppSource> = Vec::new();
+        if let Some(source) = spec.and_then(|s| s.get("source")).filter(|s| s.as_mapping().is_some()) {
+            sources.push(read_source(source));
+        }
+        if let Some(list) = spec.and_then(|s| s.get("sources")).and_then(Node::as_sequence) {
+            sources.extend(list.iter().filter(|s| s.as_mapping().is_some()).map(read_source));
+        }
+        apps.push(Application {
+            id: AppId { namespace: namespace.to_string(), name: name.to_string() },
+            file: path.to_string(),
+            document: doc.index,
+            annotations,
+            sources,
+        });
+    }
+}
+
+fn string(node: &Node, key: &str) -> Option<String> {
+    node.get(key).and_then(Node::as_str).map(str::to_string)
+}
+
+fn strings(node: Option<&Node>) -> Vec<String> {
+    node.and_then(Node::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect()
+}
+
+fn read_source(source: &Node) -> AppSource {
+    let helm = source.get("helm").filter(|h| h.as_mapping().is_some());
+    let kustomize = source.get("kustomize").filter(|k| k.as_mapping().is_some());
+    let helm_parameters = helm
+        .and_then(|h| h.get("parameters"))
+        .and_then(Node::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(HelmParameter {
+                name: string(p, "name")?,
+                value: p.get("value").and_then(|v| v.as_scalar()).map(|s| s.value.clone())?,
+            })
+        })
+        .collect();
+    AppSource {
+        repo_url: string(source, "repoURL").unwrap_or_default(),
+        target_revision: string(source, "targetRevision")
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "HEAD".to_string()),
+        // A path that leaves the repository is kept as written; reading from it fails later
+        // with a message naming it.
+        path: string(source, "path").map(|p| normalize_path(&p).unwrap_or(p)),
+        chart: string(source, "chart"),
+        ref_name: string(source, "ref"),
+        helm_value_files: strings(helm.and_then(|h| h.get("valueFiles"))),
+        helm_parameters,
+        has_helm: helm.is_some(),
+        kustomize_images: strings(kustomize.and_then(|k| k.get("images"))),
+        has_kustomize: kustomize.is_some(),
+        directory_recurse: source
+            .get("directory")
+            .and_then(|d| d.get("recurse"))
+            .and_then(Node::as_str)
+            == Some("true"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(list: &[(&str, &str)]) -> FileSet {
+        let mut fs = FileSet::default();
+        for (path, text) in list {
+            fs.insert(*path, text.as_bytes());
+        }
+        fs
+    }
+
+    const WEB: &str = "\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: web
+  annotations:
+    argocd-image-updater.argoproj.io/image-list: web=ghcr.io/acme/web:~1.2
+    number: 3
+spec:
+  source:
+    repoURL: https://github.com/acme/deploy.git
+    path: ./apps/web/
+    kustomize:
+      images: [\"web=ghcr.io/acme/web:1.2.3\"]
+";
+
+    #[test]
+    fn finds_applications() {
+        struct Case {
+            name: &'static str,
+            files: Vec<(&'static str, &'static str)>,
+            apps: Vec<&'static str>,
+            errors: Vec<&'static str>,
+        }
+        let cases = [
+            Case { name: "single app", files: vec![("apps/web.yaml", WEB)], apps: vec!["argocd/web"], errors: vec![] },
+            Case {
+                name: "multi-doc with other kinds, sorted by namespace and name",
+                files: vec![(
+                    "all.yml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n\
+                     apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: zeta, namespace: team-a}\n---\n\
+                     apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: p}\n---\n\
+                     apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: alpha, namespace: team-b}\n---\n\
+                     apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: beta, namespace: team-a}\n",
+                )],
+                apps: vec!["team-a/beta", "team-a/zeta", "team-b/alpha"],
+                errors: vec![],
+            },
+            Case {
+                name: "invalid YAML file is reported, the rest continues",
+                files: vec![("a/bad.yaml", "a: [1, 2\nb: 3\n"), ("b/web.yaml", WEB)],
+                apps: vec!["argocd/web"],
+                errors: vec!["a/bad.yaml:2: invalid YAML"],
+            },
+            Case {
+                name: "missing name names file and document",
+                files: vec![("apps.yaml", "kind: List\n---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  namespace: x\n")],
+                apps: vec![],
+                errors: vec!["apps.yaml:3: document 1: Application has no metadata.name"],
+            },
+            Case {
+                name: "non-YAML files ignored",
+                files: vec![("README.md", "not: [yaml"), ("Kustomization", "x: [")],
+                apps: vec![],
+                errors: vec![],
+            },
+        ];
+        for c in cases {
+            let (apps, errors) = find_applications(&files(&c.files));
+            let got: Vec<String> = apps.iter().map(|a| a.id.to_string()).collect();
+            assert_eq!(got, c.apps, "case {}", c.name);
+            let got: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            assert_eq!(got.len(), c.errors.len(), "case {}: {got:?}", c.name);
+            for (g, want) in got.iter().zip(&c.errors) {
+                assert!(g.starts_with(want), "case {}: {g:?} should start with {want:?}", c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn reads_source_fields() {
+        let (apps, errors) = find_applications(&files(&[("web.yaml", WEB)]));
+        assert!(errors.is_empty());
+        let app = &apps[0];
+        assert_eq!((app.file.as_str(), app.document), ("web.yaml", 0));
+        assert_eq!(app.annotations["argocd-image-updater.argoproj.io/image-list"], "web=ghcr.io/acme/web:~1.2");
+        assert_eq!(app.annotations["number"], "3");
+        let src = &app.sources[0];
+        assert_eq!(src.path.as_deref(), Some("apps/web"));
+        assert_eq!(src.target_revision, "HEAD");
+        assert!(src.has_kustomize && !src.has_helm);
+        assert_eq!(src.kustomize_images, vec!["web=ghcr.io/acme/web:1.2.3"]);
+    }
+
+    #[test]
+    fn reads_multiple_sources() {
+        let text = "\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: multi, namespace: apps}
+spec:
+  sources:
+  - repoURL: https://charts.example.com
+    chart: web
+    targetRevision: 1.4.0
+    helm:
+      valueFiles: [$values/web/values-prod.yaml]
+      parameters:
+      - name: image.tag
+        value: 1.10
+      - {name: replicas, value: \"2\"}
+  - repoURL: https://github.com/acme/values.git
+    ref: values
+  - repoURL: https://github.com/acme/deploy.git
+    path: manifests/./web/../api
+    directory:
+      recurse: true
+";
+        let (apps, errors) = find_applications(&files(&[("multi.yaml", text)]));
+        assert!(errors.is_empty(), "{errors:?}");
+        let s = &apps[0].sources;
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].chart.as_deref(), Some("web"));
+        assert_eq!(s[0].target_revision, "1.4.0");
+        assert_eq!(s[0].helm_value_files, vec!["$values/web/values-prod.yaml"]);
+        assert_eq!(
+            s[0].helm_parameters,
+            vec![
+                HelmParameter { name: "image.tag".into(), value: "1.10".into() },
+                HelmParameter { name: "replicas".into(), value: "2".into() },
+            ]
+        );
+        assert!(s[0].has_helm);
+        assert_eq!(s[1].ref_name.as_deref(), Some("values"));
+        assert_eq!(s[1].path, None);
+        assert_eq!(s[2].path.as_deref(), Some("manifests/api"));
+        assert!(s[2].directory_recurse);
+    }
 }

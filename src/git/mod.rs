@@ -1,7 +1,15 @@
 //! Git driver: clone or fetch a repository once per (URL, revision) and read its files at
 //! that revision straight from the object database (no working tree).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use git2::{
+    AutotagOption, Commit, Cred, CredentialType, FetchOptions, FetchPrune, ObjectType, Oid, RemoteCallbacks,
+    Repository, TreeWalkMode, TreeWalkResult,
+};
+use sha2::{Digest, Sha256};
 
 use crate::manifest::FileSet;
 
@@ -24,13 +32,379 @@ pub enum GitError {
 
 /// Clones (or fetches into an existing clone under `cache_dir`) and reads every file that can
 /// hold manifests (`*.yaml`, `*.yml`, `Kustomization`) at `revision` (branch, tag, commit, `HEAD`).
+///
+/// The clone is bare, in `cache_dir/<last URL segment>-<hash of the URL>.git`, and is fetched
+/// again on every call, so a new commit on a branch is seen.
 pub fn snapshot(url: &str, revision: &str, cache_dir: &Path) -> Result<Snapshot, GitError> {
-    let _ = (url, revision, cache_dir);
-    todo!()
+    let repo_err = |message: String| GitError::Repo { url: url.to_string(), message };
+    let remote_url = remote_url(url);
+    let dir = cache_dir.join(cache_name(url));
+    let repo = match Repository::open_bare(&dir) {
+        Ok(repo) => repo,
+        Err(_) => {
+            std::fs::create_dir_all(cache_dir)
+                .map_err(|e| repo_err(format!("cannot create cache directory {}: {e}", cache_dir.display())))?;
+            Repository::init_bare(&dir)
+                .map_err(|e| repo_err(format!("cannot create clone in {}: {}", dir.display(), e.message())))?
+        }
+    };
+    let default_branch = fetch(&repo, &remote_url).map_err(|e| repo_err(format!("fetch failed: {}", e.message())))?;
+    let commit = resolve(&repo, revision, default_branch.as_deref()).ok_or_else(|| GitError::Revision {
+        url: url.to_string(),
+        revision: revision.to_string(),
+    })?;
+    let files = read_tree(&repo, &commit)
+        .map_err(|e| repo_err(format!("reading revision {revision:?}: {}", e.message())))?;
+    Ok(Snapshot {
+        url: url.to_string(),
+        revision: revision.to_string(),
+        commit: commit.id().to_string(),
+        files,
+    })
 }
 
 /// Reads the same files from a plain directory.
 pub fn read_dir(dir: &Path) -> Result<FileSet, GitError> {
-    let _ = dir;
-    todo!()
+    let mut files = FileSet::default();
+    let err = |e: std::io::Error, p: &Path| GitError::Repo {
+        url: dir.display().to_string(),
+        message: format!("{}: {e}", p.display()),
+    };
+    let mut pending = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, rel)) = pending.pop() {
+        for entry in std::fs::read_dir(&path).map_err(|e| err(e, &path))? {
+            let entry = entry.map_err(|e| err(e, &path))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let child_rel = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+            let file_type = entry.file_type().map_err(|e| err(e, &entry.path()))?;
+            if file_type.is_dir() {
+                if name != ".git" {
+                    pending.push((entry.path(), child_rel));
+                }
+            } else if wanted(name) {
+                // Symlinked files are read through; symlinked directories are not followed.
+                let is_file = file_type.is_file() || std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
+                if is_file {
+                    let content = std::fs::read(entry.path()).map_err(|e| err(e, &entry.path()))?;
+                    files.insert(child_rel, content);
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Whether a file name can hold manifests (this includes `.argocd-source-<app>.yaml`).
+fn wanted(name: &str) -> bool {
+    name.ends_with(".yaml") || name.ends_with(".yml") || name == "Kustomization"
+}
+
+/// A readable, collision-free directory name for a URL.
+fn cache_name(url: &str) -> String {
+    let hash = hex::encode(&Sha256::digest(url.as_bytes())[..10]);
+    let last = url.trim_end_matches('/').trim_end_matches(".git").rsplit(['/', ':']).next().unwrap_or("");
+    let last: String = last.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(40).collect();
+    if last.is_empty() { format!("{hash}.git") } else { format!("{last}-{hash}.git") }
+}
+
+/// Plain local paths are made absolute, as the clone lives elsewhere.
+fn remote_url(url: &str) -> String {
+    let looks_remote = url.contains("://") || (url.contains('@') && url.contains(':'));
+    if !looks_remote && let Ok(abs) = std::fs::canonicalize(url) {
+        return abs.display().to_string();
+    }
+    url.to_string()
+}
+
+/// Fetches all branches and tags; returns the remote's default branch (`refs/heads/main`).
+fn fetch(repo: &Repository, url: &str) -> Result<Option<String>, git2::Error> {
+    let mut remote = repo.remote_anonymous(url)?;
+    let mut callbacks = RemoteCallbacks::new();
+    let mut attempts = 0;
+    callbacks.credentials(move |_url, username, allowed| {
+        // libgit2 asks again after a rejected credential; one try per kind is enough.
+        attempts += 1;
+        if attempts > 1 {
+            return Err(git2::Error::from_str("authentication failed"));
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            return Cred::ssh_key_from_agent(username.unwrap_or("git"));
+        }
+        if allowed.contains(CredentialType::DEFAULT) {
+            return Cred::default();
+        }
+        Err(git2::Error::from_str("no credentials configured for this repository"))
+    });
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(callbacks).download_tags(AutotagOption::All).prune(FetchPrune::On);
+    remote.fetch(
+        &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+        Some(&mut options),
+        None,
+    )?;
+    let default = remote.default_branch().ok().and_then(|b| b.as_str().ok().map(str::to_string));
+    Ok(default)
+}
+
+/// Branch, tag, `HEAD`, a full ref name, or a full or abbreviated commit id.
+fn resolve<'r>(repo: &'r Repository, revision: &str, default_branch: Option<&str>) -> Option<Commit<'r>> {
+    let rev = revision.trim();
+    let peel = |name: &str| repo.find_reference(name).ok()?.peel_to_commit().ok();
+    if rev.is_empty() || rev == "HEAD" {
+        let branch = default_branch?.strip_prefix("refs/heads/")?;
+        return peel(&format!("refs/remotes/origin/{branch}"));
+    }
+    let by_ref = if let Some(branch) = rev.strip_prefix("refs/heads/") {
+        peel(&format!("refs/remotes/origin/{branch}"))
+    } else if rev.starts_with("refs/tags/") {
+        peel(rev)
+    } else {
+        peel(&format!("refs/remotes/origin/{rev}")).or_else(|| peel(&format!("refs/tags/{rev}")))
+    };
+    if by_ref.is_some() {
+        return by_ref;
+    }
+    let is_hex = rev.len() >= 4 && rev.len() <= 40 && rev.chars().all(|c| c.is_ascii_hexdigit());
+    if !is_hex {
+        return None;
+    }
+    let object = repo.revparse_single(rev).ok()?;
+    object.peel_to_commit().ok()
+}
+
+/// Every manifest-like blob of the commit's tree; identical blobs share one buffer.
+fn read_tree(repo: &Repository, commit: &Commit<'_>) -> Result<FileSet, git2::Error> {
+    let tree = commit.tree()?;
+    let mut wanted_blobs: Vec<(String, Oid)> = Vec::new();
+    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(ObjectType::Blob)
+            && let Ok(name) = entry.name()
+            && wanted(name)
+        {
+            wanted_blobs.push((format!("{dir}{name}"), entry.id()));
+        }
+        TreeWalkResult::Ok
+    })?;
+    let mut files = FileSet::default();
+    let mut seen: HashMap<Oid, Arc<[u8]>> = HashMap::new();
+    for (path, oid) in wanted_blobs {
+        let content = match seen.get(&oid) {
+            Some(c) => c.clone(),
+            None => {
+                let c: Arc<[u8]> = Arc::from(repo.find_blob(oid)?.content());
+                seen.insert(oid, c.clone());
+                c
+            }
+        };
+        files.insert(path, content);
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use git2::{Signature, Time};
+
+    /// A non-bare "origin" repository built with git2, committing whole file lists.
+    struct Origin {
+        repo: Repository,
+        dir: tempfile::TempDir,
+    }
+
+    impl Origin {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let mut opts = git2::RepositoryInitOptions::new();
+            opts.initial_head("main");
+            let repo = Repository::init_opts(dir.path(), &opts).unwrap();
+            Origin { repo, dir }
+        }
+
+        fn url(&self) -> String {
+            format!("file://{}", self.dir.path().display())
+        }
+
+        /// Commits `files` (path, content) on `branch`, on top of its current tip.
+        fn commit(&self, branch: &str, files: &[(&str, &str)]) -> Oid {
+            let refname = format!("refs/heads/{branch}");
+            let parent = self.repo.find_reference(&refname).ok().and_then(|r| r.peel_to_commit().ok());
+            let mut index = git2::Index::new().unwrap();
+            if let Some(p) = &parent {
+                index.read_tree(&p.tree().unwrap()).unwrap();
+            }
+            for (path, content) in files {
+                let oid = self.repo.blob(content.as_bytes()).unwrap();
+                let entry = git2::IndexEntry {
+                    ctime: git2::IndexTime::new(0, 0),
+                    mtime: git2::IndexTime::new(0, 0),
+                    dev: 0,
+                    ino: 0,
+                    mode: 0o100644,
+                    uid: 0,
+                    gid: 0,
+                    file_size: content.len() as u32,
+                    id: oid,
+                    flags: 0,
+                    flags_extended: 0,
+                    path: path.as_bytes().to_vec(),
+                };
+                index.add(&entry).unwrap();
+            }
+            let tree = self.repo.find_tree(index.write_tree_to(&self.repo).unwrap()).unwrap();
+            let sig = Signature::new("test", "test@example.com", &Time::new(1_700_000_000, 0)).unwrap();
+            let parents: Vec<&git2::Commit> = parent.iter().collect();
+            self.repo.commit(Some(&refname), &sig, &sig, &format!("update {branch}"), &tree, &parents).unwrap()
+        }
+    }
+
+    fn text(s: &Snapshot, path: &str) -> String {
+        String::from_utf8(s.files.get(path).unwrap_or_else(|| panic!("no {path}")).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn snapshots_by_branch_tag_sha_and_head() {
+        let origin = Origin::new();
+        let c1 = origin.commit(
+            "main",
+            &[
+                ("apps/web.yaml", "v: main-1\n"),
+                ("apps/k/Kustomization", "resources: []\n"),
+                ("apps/k/.argocd-source-web.yaml", "kustomize: {}\n"),
+                ("deep/a/b/c.yml", "c: 1\n"),
+                ("README.md", "# not a manifest\n"),
+                ("scripts/run.sh", "echo\n"),
+            ],
+        );
+        let sig = Signature::new("t", "t@example.com", &Time::new(1_700_000_000, 0)).unwrap();
+        origin.repo.tag("v1", &origin.repo.find_object(c1, None).unwrap(), &sig, "release", false).unwrap();
+        origin.repo.reference("refs/heads/feature", c1, false, "branch").unwrap();
+        let c2 = origin.commit("feature", &[("apps/web.yaml", "v: feature-2\n")]);
+
+        let cache = tempfile::tempdir().unwrap();
+        let url = origin.url();
+        let c1_hex = c1.to_string();
+        let c2_hex = c2.to_string();
+        let cases = [
+            ("branch", "main", &c1_hex, "v: main-1\n"),
+            ("HEAD is the default branch", "HEAD", &c1_hex, "v: main-1\n"),
+            ("annotated tag", "v1", &c1_hex, "v: main-1\n"),
+            ("full ref of a tag", "refs/tags/v1", &c1_hex, "v: main-1\n"),
+            ("second branch", "feature", &c2_hex, "v: feature-2\n"),
+            ("full ref of a branch", "refs/heads/feature", &c2_hex, "v: feature-2\n"),
+            ("full sha", &c2_hex[..], &c2_hex, "v: feature-2\n"),
+            ("short sha", &c2_hex[..8], &c2_hex, "v: feature-2\n"),
+        ];
+        for (name, rev, commit, web) in cases {
+            let snap = snapshot(&url, rev, cache.path()).unwrap_or_else(|e| panic!("case {name}: {e}"));
+            assert_eq!(&snap.commit, commit, "case {name}");
+            assert_eq!(snap.revision, rev, "case {name}");
+            assert_eq!(text(&snap, "apps/web.yaml"), web, "case {name}");
+        }
+        let snap = snapshot(&url, "main", cache.path()).unwrap();
+        let paths: Vec<&str> = snap.files.files.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["apps/k/.argocd-source-web.yaml", "apps/k/Kustomization", "apps/web.yaml", "deep/a/b/c.yml"]);
+        // One clone for the URL, reused by every call.
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn fetches_again_and_sees_new_commits() {
+        let origin = Origin::new();
+        origin.commit("main", &[("a.yaml", "v: 1\n")]);
+        let cache = tempfile::tempdir().unwrap();
+        // A plain local path works as a URL too.
+        let url = origin.dir.path().display().to_string();
+        assert_eq!(text(&snapshot(&url, "main", cache.path()).unwrap(), "a.yaml"), "v: 1\n");
+        let c2 = origin.commit("main", &[("a.yaml", "v: 2\n")]);
+        let snap = snapshot(&url, "main", cache.path()).unwrap();
+        assert_eq!(snap.commit, c2.to_string());
+        assert_eq!(text(&snap, "a.yaml"), "v: 2\n");
+    }
+
+    #[test]
+    fn unknown_revision_and_url_are_named() {
+        let origin = Origin::new();
+        origin.commit("main", &[("a.yaml", "v: 1\n")]);
+        let cache = tempfile::tempdir().unwrap();
+        let err = snapshot(&origin.url(), "no-such-branch", cache.path()).unwrap_err();
+        assert!(matches!(&err, GitError::Revision { revision, .. } if revision == "no-such-branch"), "{err}");
+        assert!(err.to_string().contains("no-such-branch") && err.to_string().contains(&origin.url()));
+        let err = snapshot(&origin.url(), "deadbeef", cache.path()).unwrap_err();
+        assert!(err.to_string().contains("deadbeef"), "{err}");
+        let missing = format!("file://{}/nothing-here", cache.path().display());
+        let err = snapshot(&missing, "main", cache.path()).unwrap_err();
+        assert!(matches!(err, GitError::Repo { .. }) && err.to_string().contains(&missing), "{err}");
+    }
+
+    #[test]
+    fn reads_a_directory_without_dot_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, content) in [
+            ("apps/web.yaml", "a: 1\n"),
+            ("apps/x/Kustomization", "b: 2\n"),
+            (".git/config.yaml", "no\n"),
+            ("notes.txt", "no\n"),
+            ("c.yml", "c: 3\n"),
+        ] {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), content).unwrap();
+        }
+        let files = read_dir(root).unwrap();
+        let paths: Vec<&str> = files.files.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["apps/web.yaml", "apps/x/Kustomization", "c.yml"]);
+    }
+
+    /// Not a timed test (machines vary); prints the figures with `--nocapture`.
+    #[test]
+    fn a_thousand_applications_over_one_repository() {
+        use crate::annotations::{HelmKeys, ImageSpec, UpdateStrategy};
+        use crate::domain::ImageName;
+        let origin = Origin::new();
+        let mut owned: Vec<(String, String)> = Vec::new();
+        for i in 0..1000 {
+            owned.push((
+                format!("apps/app-{i}.yaml"),
+                format!(
+                    "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: app-{i}\nspec:\n  source:\n    repoURL: x\n    path: envs/app-{i}\n"
+                ),
+            ));
+            owned.push((
+                format!("envs/app-{i}/kustomization.yaml"),
+                "resources: [deploy.yaml, ../../base]\n".to_string(),
+            ));
+            owned.push((
+                format!("envs/app-{i}/deploy.yaml"),
+                format!("kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      - image: ghcr.io/acme/app-{i}:1.{i}\n"),
+            ));
+        }
+        owned.push(("base/kustomization.yaml".into(), "resources: [cm.yaml]\n".into()));
+        owned.push(("base/cm.yaml".into(), "kind: ConfigMap\n".into()));
+        let files: Vec<(&str, &str)> = owned.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        origin.commit("main", &files);
+        let cache = tempfile::tempdir().unwrap();
+
+        let start = std::time::Instant::now();
+        let snap = snapshot(&origin.url(), "main", cache.path()).unwrap();
+        let loaded = start.elapsed();
+        let (apps, errors) = crate::discovery::find_applications(&snap.files);
+        assert_eq!((apps.len(), errors.len()), (1000, 0));
+        let mut found = 0;
+        for app in &apps {
+            let image = ImageSpec::new("app", ImageName::parse(&format!("ghcr.io/acme/{}", app.id.name)).unwrap());
+            let hit = crate::manifest::find_current(&snap.files, app, &app.sources[0], &image).unwrap();
+            found += usize::from(hit.is_some());
+        }
+        assert_eq!(found, 1000);
+        let looked_up = start.elapsed() - loaded;
+        let again = std::time::Instant::now();
+        snapshot(&origin.url(), "main", cache.path()).unwrap();
+        eprintln!(
+            "{} files: first snapshot (clone) {loaded:?}, discovery + 1000 lookups {looked_up:?}, snapshot again (fetch) {:?}",
+            snap.files.files.len(),
+            again.elapsed()
+        );
+    }
 }

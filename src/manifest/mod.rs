@@ -1,22 +1,72 @@
 //! Finding where an image version lives in the manifests of a source (and, later, editing it
 //! in place). Works on text held in memory; no I/O. Pure.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use crate::annotations::ImageSpec;
 use crate::discovery::{AppSource, Application};
+use crate::domain::ImageName;
+
+pub mod yaml;
+
+use yaml::{Node, Value, YamlError, YamlFile};
 
 /// The files of one repository at one revision, keyed by path relative to the repository
 /// root with `/` separators (`apps/web/kustomization.yaml`).
 #[derive(Debug, Clone, Default)]
 pub struct FileSet {
     pub files: BTreeMap<String, Arc<[u8]>>,
+    /// Parsed YAML per path, shared by clones: discovery and 1,000 `find_current` calls over
+    /// one repository parse each file once.
+    parsed: ParseCache,
+}
+
+type Parsed = Result<Arc<YamlFile>, YamlError>;
+
+/// Entries remember the bytes they were parsed from, so a changed `files` map never serves a
+/// stale tree.
+#[derive(Clone, Default)]
+struct ParseCache(Arc<Mutex<HashMap<String, CacheEntry>>>);
+
+/// The bytes a tree was parsed from, and the tree.
+type CacheEntry = (Arc<[u8]>, Parsed);
+
+impl fmt::Debug for ParseCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "ParseCache({n} files)")
+    }
 }
 
 impl FileSet {
+    pub fn new(files: BTreeMap<String, Arc<[u8]>>) -> Self {
+        FileSet { files, parsed: ParseCache::default() }
+    }
+
+    pub fn insert(&mut self, path: impl Into<String>, content: impl Into<Arc<[u8]>>) {
+        self.files.insert(path.into(), content.into());
+    }
+
     pub fn get(&self, path: &str) -> Option<&[u8]> {
         self.files.get(path).map(|b| &b[..])
+    }
+
+    /// The YAML tree of `path`, parsed at most once; `None` when there is no such file.
+    pub fn yaml(&self, path: &str) -> Option<Parsed> {
+        let bytes = self.files.get(path)?;
+        if let Ok(cache) = self.parsed.0.lock()
+            && let Some((src, parsed)) = cache.get(path)
+            && Arc::ptr_eq(src, bytes)
+        {
+            return Some(parsed.clone());
+        }
+        let parsed: Parsed = yaml::parse_bytes(bytes).map(Arc::new);
+        if let Ok(mut cache) = self.parsed.0.lock() {
+            cache.insert(path.to_string(), (bytes.clone(), parsed.clone()));
+        }
+        Some(parsed)
     }
 }
 
@@ -61,12 +111,955 @@ pub enum ManifestError {
 
 /// Reads the current version of `image` for `app` from one of its sources.
 /// `Ok(None)` when the image does not appear in that source.
+///
+/// Looks where Argo CD would take the version from, first hit wins: AIU's
+/// `.argocd-source-<app>.yaml`, the Application's own `kustomize.images` / `helm.parameters`,
+/// then the source itself as Argo CD renders it (Kustomize, Helm or a plain directory).
 pub fn find_current(
     files: &FileSet,
     app: &Application,
     source: &AppSource,
     image: &ImageSpec,
 ) -> Result<Option<CurrentImage>, ManifestError> {
-    let _ = (files, app, source, image);
-    todo!()
+    let Some(raw_path) = &source.path else {
+        // A chart from a Helm repository: nothing of it lives in git.
+        return Ok(None);
+    };
+    let dir = normalize_path(raw_path).ok_or_else(|| ManifestError::Invalid {
+        file: app.file.clone(),
+        message: format!("source path {raw_path:?} leaves the repository"),
+    })?;
+    let finder = Finder::new(files, app, source, image);
+
+    if let Some(hit) = finder.argocd_source(&dir)? {
+        return Ok(Some(hit));
+    }
+    if let Some(hit) = finder.app_overrides() {
+        return Ok(Some(hit));
+    }
+    match finder.layout(&dir) {
+        Layout::Kustomize(kfile) => {
+            let mut visited = HashSet::new();
+            finder.kustomization(&kfile, &finder.kustomize_names(), &mut visited)
+        }
+        Layout::Helm => finder.helm_values(&dir),
+        Layout::Directory => finder.directory(&dir),
+    }
+}
+
+/// Resolves `.` and `..` and drops empty segments; `None` when the path leaves the root.
+pub fn normalize_path(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// `rel` taken relative to the directory `dir`; `None` when the result leaves the repository.
+fn join(dir: &str, rel: &str) -> Option<String> {
+    if rel.starts_with('/') {
+        // Absolute paths point outside the checkout as far as Argo CD is concerned.
+        return None;
+    }
+    normalize_path(&format!("{dir}/{rel}"))
+}
+
+/// The kustomization file of a directory, in the order kustomize looks for them.
+fn kustomization_file(files: &FileSet, dir: &str) -> Option<String> {
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .map(|f| if dir.is_empty() { f.to_string() } else { format!("{dir}/{f}") })
+        .find(|p| files.files.contains_key(p))
+}
+
+/// `name[:tag][@digest]` split into its parts without judging the name.
+fn split_reference(s: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (s, None),
+    };
+    let (name, tag) = crate::domain::split_tag(rest);
+    (name, tag, digest)
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+enum Layout {
+    Kustomize(String),
+    Helm,
+    Directory,
+}
+
+/// One segment of a Helm value key: `containers[0].image.tag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Splits a Helm key at unescaped dots, with `[n]` list indexes (`a\.b` is one key).
+fn helm_key(key: &str) -> Vec<Seg> {
+    let mut segs = Vec::new();
+    let mut cur = String::new();
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'.') => {
+                cur.push('.');
+                chars.next();
+            }
+            '.' => {
+                if !cur.is_empty() {
+                    segs.push(Seg::Key(std::mem::take(&mut cur)));
+                }
+            }
+            '[' => {
+                let digits: String = chars.by_ref().take_while(|&c| c != ']').collect();
+                if !cur.is_empty() {
+                    segs.push(Seg::Key(std::mem::take(&mut cur)));
+                }
+                match digits.trim().parse() {
+                    Ok(i) => segs.push(Seg::Index(i)),
+                    Err(_) => segs.push(Seg::Key(format!("[{digits}]"))),
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        segs.push(Seg::Key(cur));
+    }
+    segs
+}
+
+/// Where a walk through a YAML tree had to stop because the way goes through an alias, an
+/// anchored node or a merge key (`<<`): the byte offset of that node.
+struct Blocked(usize);
+
+/// Follows `path` from `node`. A value reached through (or being) an alias or anchor is
+/// `Blocked`: editing it would change other places too, and reading it would be a guess.
+fn walk<'n>(node: &'n Node, path: &[Seg]) -> Result<Option<&'n Node>, Blocked> {
+    let mut cur = node;
+    for seg in path {
+        if cur.is_alias() || cur.anchored {
+            return Err(Blocked(cur.span.start));
+        }
+        let next = match seg {
+            Seg::Key(k) => cur.entry(k).map(|(_, v)| v),
+            Seg::Index(i) => cur.as_sequence().and_then(|s| s.get(*i)),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => {
+                if let Seg::Key(_) = seg
+                    && let Some((k, _)) = cur.entry("<<")
+                {
+                    return Err(Blocked(k.span.start));
+                }
+                return Ok(None);
+            }
+        }
+    }
+    if cur.is_alias() || cur.anchored {
+        return Err(Blocked(cur.span.start));
+    }
+    Ok(Some(cur))
+}
+
+struct Finder<'a> {
+    files: &'a FileSet,
+    app: &'a Application,
+    source: &'a AppSource,
+    image: &'a ImageSpec,
+}
+
+impl<'a> Finder<'a> {
+    fn new(files: &'a FileSet, app: &'a Application, source: &'a AppSource, image: &'a ImageSpec) -> Self {
+        Finder { files, app, source, image }
+    }
+
+    /// The parsed file, `None` when absent; a parse error names the file and line.
+    fn load(&self, path: &str) -> Result<Option<Arc<YamlFile>>, ManifestError> {
+        match self.files.yaml(path) {
+            None => Ok(None),
+            Some(Ok(y)) => Ok(Some(y)),
+            Some(Err(e)) => Err(ManifestError::Yaml { file: path.to_string(), line: e.line, message: e.message }),
+        }
+    }
+
+    fn unsupported(&self, file: &str, yaml: &YamlFile, offset: usize, what: &str) -> ManifestError {
+        ManifestError::Unsupported {
+            file: file.to_string(),
+            line: yaml.line_of(offset),
+            message: format!(
+                "{what} of image {} goes through a YAML anchor or alias; edit it by hand or remove the alias",
+                self.image.alias
+            ),
+        }
+    }
+
+    fn found(&self, kind: LocationKind, file: &str, line: usize, reference: &str) -> CurrentImage {
+        let (_, tag, digest) = split_reference(reference);
+        CurrentImage { tag: non_empty(tag), digest: non_empty(digest), kind, file: file.to_string(), line }
+    }
+
+    fn is_image(&self, name: &str) -> bool {
+        ImageName::parse(name).is_ok_and(|n| n == self.image.name)
+    }
+
+    /// Names a kustomize `images:` entry is matched against.
+    fn kustomize_names(&self) -> Vec<ImageName> {
+        match &self.image.kustomize_image_name {
+            Some(n) => ImageName::parse(n).into_iter().collect(),
+            None => vec![self.image.name.clone()],
+        }
+    }
+
+    /// The Helm keys AIU uses: `image-spec`, or `image-name`/`image-tag` defaulting to
+    /// `image.name`/`image.tag` (AIU's `DefaultHelmImageName`/`DefaultHelmImageTag`).
+    fn helm_keys(&self) -> HelmLookup<'a> {
+        let h = &self.image.helm;
+        match &h.image_spec {
+            Some(spec) => HelmLookup::Spec(spec),
+            None => HelmLookup::Tag(h.image_tag.as_deref().unwrap_or("image.tag")),
+        }
+    }
+
+    fn layout(&self, dir: &str) -> Layout {
+        let kfile = kustomization_file(self.files, dir);
+        let chart = self.files.files.contains_key(&join(dir, "Chart.yaml").unwrap_or_default());
+        match (self.source.has_helm, self.source.has_kustomize, kfile) {
+            (true, false, _) => Layout::Helm,
+            (_, _, Some(k)) => Layout::Kustomize(k),
+            _ if chart || self.source.has_helm => Layout::Helm,
+            _ => Layout::Directory,
+        }
+    }
+
+    /// A kustomize image override `[old=]name[:tag][@digest]` that applies to our image.
+    fn kustomize_override(&self, entry: &str) -> bool {
+        let (old, new) = match entry.split_once('=') {
+            Some((o, n)) => (Some(o), n),
+            None => (None, entry),
+        };
+        let (name, _, _) = split_reference(new);
+        let names = self.kustomize_names();
+        let matches = |n: &str| ImageName::parse(n).is_ok_and(|n| names.contains(&n));
+        matches(old.unwrap_or(name)) || (old.is_some() && self.is_image(name))
+    }
+
+    /// (a) AIU's `.argocd-source-<app>.yaml` next to the source.
+    fn argocd_source(&self, dir: &str) -> Result<Option<CurrentImage>, ManifestError> {
+        let file = join(dir, &format!(".argocd-source-{}.yaml", self.app.id.name)).unwrap_or_default();
+        let Some(yaml) = self.load(&file)? else { return Ok(None) };
+        for doc in &yaml.documents {
+            let Some(root) = &doc.root else { continue };
+            let images = walk(root, &[Seg::Key("kustomize".into()), Seg::Key("images".into())])
+                .map_err(|Blocked(o)| self.unsupported(&file, &yaml, o, "the override file"))?;
+            for entry in images.and_then(Node::as_sequence).unwrap_or_default() {
+                if let Some(s) = entry.as_str()
+                    && self.kustomize_override(s)
+                {
+                    if entry.anchored {
+                        return Err(self.unsupported(&file, &yaml, entry.span.start, "the override"));
+                    }
+                    let new = s.split_once('=').map_or(s, |(_, n)| n);
+                    return Ok(Some(self.found(LocationKind::ArgocdSource, &file, yaml.line_of(entry.span.start), new)));
+                }
+            }
+            let params = walk(root, &[Seg::Key("helm".into()), Seg::Key("parameters".into())])
+                .map_err(|Blocked(o)| self.unsupported(&file, &yaml, o, "the override file"))?;
+            for p in params.and_then(Node::as_sequence).unwrap_or_default() {
+                let name = p.get("name").and_then(Node::as_str);
+                let Some(value) = p.get("value") else { continue };
+                if let Some(hit) = self.helm_param(name, value.as_scalar().map(|s| s.value.as_str())) {
+                    if value.is_alias() || value.anchored {
+                        return Err(self.unsupported(&file, &yaml, value.span.start, "the override"));
+                    }
+                    return Ok(Some(CurrentImage {
+                        kind: LocationKind::ArgocdSource,
+                        file: file.clone(),
+                        line: yaml.line_of(value.span.start),
+                        ..hit
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A Helm parameter `name=value` that holds our image's spec or tag.
+    fn helm_param(&self, name: Option<&str>, value: Option<&str>) -> Option<CurrentImage> {
+        let (name, value) = (name?, value?);
+        let hit = CurrentImage {
+            tag: None,
+            digest: None,
+            kind: LocationKind::AppHelmParameters,
+            file: self.app.file.clone(),
+            line: 0,
+        };
+        match self.helm_keys() {
+            HelmLookup::Spec(key) if key == name => Some(hit.with_reference(value)),
+            HelmLookup::Tag(key) if key == name => Some(hit.with_tag_value(value)),
+            _ => None,
+        }
+    }
+
+    /// (b) The Application's own `kustomize.images` and `helm.parameters`. Their line in the
+    /// Application manifest is not tracked yet (0).
+    fn app_overrides(&self) -> Option<CurrentImage> {
+        for entry in &self.source.kustomize_images {
+            if self.kustomize_override(entry) {
+                let new = entry.split_once('=').map_or(entry.as_str(), |(_, n)| n);
+                return Some(self.found(LocationKind::AppKustomizeImages, &self.app.file, 0, new));
+            }
+        }
+        // Later parameters win in Helm (`--set a=1 --set a=2`).
+        self.source
+            .helm_parameters
+            .iter()
+            .rev()
+            .find_map(|p| self.helm_param(Some(&p.name), Some(&p.value)))
+    }
+
+    /// (c) A kustomization: its `images:` entry for our image, else the workloads among its
+    /// resources, recursively through nested kustomizations (an outer entry wins, as the
+    /// outermost images transformer runs last).
+    fn kustomization(
+        &self,
+        kfile: &str,
+        names: &[ImageName],
+        visited: &mut HashSet<String>,
+    ) -> Result<Option<CurrentImage>, ManifestError> {
+        if !visited.insert(kfile.to_string()) {
+            return Ok(None);
+        }
+        let Some(yaml) = self.load(kfile)? else { return Ok(None) };
+        let Some(root) = yaml.documents.iter().find_map(|d| d.root.as_ref()) else { return Ok(None) };
+        let dir = kfile.rsplit_once('/').map_or("", |(d, _)| d);
+        let mut names = names.to_vec();
+
+        let images = walk(root, &[Seg::Key("images".into())])
+            .map_err(|Blocked(o)| self.unsupported(kfile, &yaml, o, "the images list"))?;
+        for entry in images.and_then(Node::as_sequence).unwrap_or_default() {
+            let field = |k: &str| entry.get(k).and_then(Node::as_str);
+            if entry.is_alias() {
+                return Err(self.unsupported(kfile, &yaml, entry.span.start, "an images entry"));
+            }
+            let parses_to_ours = |n: Option<&str>| {
+                n.and_then(|n| ImageName::parse(n).ok()).is_some_and(|n| names.contains(&n))
+            };
+            let by_name = parses_to_ours(field("name"));
+            let by_new_name = self.image.kustomize_image_name.is_none()
+                && field("newName").is_some_and(|n| self.is_image(n));
+            if !(by_name || by_new_name) {
+                continue;
+            }
+            let tag = walk(entry, &[Seg::Key("newTag".into())]);
+            let digest = walk(entry, &[Seg::Key("digest".into())]);
+            let (tag, digest) = match (tag, digest) {
+                (Ok(t), Ok(d)) => (t, d),
+                (Err(Blocked(o)), _) | (_, Err(Blocked(o))) => {
+                    return Err(self.unsupported(kfile, &yaml, o, "the images entry"));
+                }
+            };
+            let Some(at) = tag.or(digest) else {
+                // Only `newName`: the version still comes from the resources, under the old name.
+                if let Some(old) = field("name").and_then(|n| ImageName::parse(n).ok()) {
+                    names.push(old);
+                }
+                continue;
+            };
+            return Ok(Some(CurrentImage {
+                tag: non_empty(tag.and_then(Node::as_str)),
+                digest: non_empty(digest.and_then(Node::as_str)),
+                kind: LocationKind::Kustomization,
+                file: kfile.to_string(),
+                line: yaml.line_of(at.span.start),
+            }));
+        }
+
+        for key in ["resources", "bases", "components"] {
+            for res in root.get(key).and_then(Node::as_sequence).unwrap_or_default() {
+                let Some(res) = res.as_str() else { continue };
+                if res.contains("://") || res.starts_with("github.com/") || res.starts_with("git@") {
+                    continue; // remote bases are not in this repository
+                }
+                let target = join(dir, res).ok_or_else(|| ManifestError::Invalid {
+                    file: kfile.to_string(),
+                    message: format!("resource {res:?} leaves the repository"),
+                })?;
+                let hit = if self.files.files.contains_key(&target) {
+                    self.workloads_in(&target, &names)?
+                } else if let Some(nested) = kustomization_file(self.files, &target) {
+                    self.kustomization(&nested, &names, visited)?
+                } else {
+                    None
+                };
+                if hit.is_some() {
+                    return Ok(hit);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// (d) Helm values files: the Application's `valueFiles` (the last one wins) over the
+    /// chart's `values.yaml`.
+    fn helm_values(&self, dir: &str) -> Result<Option<CurrentImage>, ManifestError> {
+        let mut order: Vec<String> = Vec::new();
+        let mut other_source = None;
+        for vf in self.source.helm_value_files.iter().rev() {
+            if vf.starts_with('$') || vf.contains("://") {
+                other_source.get_or_insert(vf);
+                continue;
+            }
+            let path = join(dir, vf).ok_or_else(|| ManifestError::Invalid {
+                file: self.app.file.clone(),
+                message: format!("values file {vf:?} leaves the repository"),
+            })?;
+            if !order.contains(&path) {
+                order.push(path);
+            }
+        }
+        let default = join(dir, "values.yaml").unwrap_or_default();
+        if !order.contains(&default) {
+            order.push(default);
+        }
+        let lookup = self.helm_keys();
+        let (key, what) = match lookup {
+            HelmLookup::Spec(k) => (k, "the image-spec value"),
+            HelmLookup::Tag(k) => (k, "the image-tag value"),
+        };
+        let path = helm_key(key);
+        for file in &order {
+            let Some(yaml) = self.load(file)? else { continue };
+            let Some(root) = yaml.documents.iter().find_map(|d| d.root.as_ref()) else { continue };
+            let node = walk(root, &path).map_err(|Blocked(o)| self.unsupported(file, &yaml, o, what))?;
+            let Some(node) = node else { continue };
+            let Some(scalar) = node.as_scalar() else { continue };
+            let line = yaml.line_of(node.span.start);
+            let value = if scalar.is_null() { "" } else { scalar.value.as_str() };
+            let hit = CurrentImage { tag: None, digest: None, kind: LocationKind::HelmValues, file: file.clone(), line };
+            return Ok(Some(match lookup {
+                HelmLookup::Spec(_) => hit.with_reference(value),
+                HelmLookup::Tag(_) => hit.with_tag_value(value),
+            }));
+        }
+        match other_source {
+            Some(vf) => Err(ManifestError::Unsupported {
+                file: self.app.file.clone(),
+                line: 0,
+                message: format!(
+                    "image {} not found in this source's values; values file {vf:?} from another source is not read yet",
+                    self.image.alias
+                ),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// (e) A plain directory of manifests (recursive with `directory.recurse`).
+    fn directory(&self, dir: &str) -> Result<Option<CurrentImage>, ManifestError> {
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let names = [self.image.name.clone()];
+        for path in self.files.files.range(prefix.clone()..).map(|(p, _)| p) {
+            let Some(rest) = path.strip_prefix(&prefix) else { break };
+            let manifest = rest.ends_with(".yaml") || rest.ends_with(".yml");
+            if !manifest || (!self.source.directory_recurse && rest.contains('/')) {
+                continue;
+            }
+            if rest.rsplit('/').next().is_some_and(|f| f.starts_with(".argocd-source-")) {
+                continue;
+            }
+            if let Some(hit) = self.workloads_in(path, &names)? {
+                return Ok(Some(hit));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first container image among the workloads of one manifest file that is one of `names`.
+    fn workloads_in(&self, file: &str, names: &[ImageName]) -> Result<Option<CurrentImage>, ManifestError> {
+        let Some(yaml) = self.load(file)? else { return Ok(None) };
+        let ours = |s: &str| {
+            let (name, _, _) = split_reference(s);
+            ImageName::parse(name).is_ok_and(|n| names.contains(&n))
+        };
+        for doc in &yaml.documents {
+            let Some(root) = &doc.root else { continue };
+            let Some(pod) = pod_spec(root) else { continue };
+            for list in ["containers", "initContainers", "ephemeralContainers"] {
+                for container in pod.get(list).and_then(Node::as_sequence).unwrap_or_default() {
+                    let Some(image) = container.get("image") else { continue };
+                    match &image.value {
+                        Value::Alias(name) => {
+                            let target = doc.anchor_for(name, image.span.start).and_then(|a| a.scalar.as_deref());
+                            if target.is_some_and(ours) {
+                                return Err(self.unsupported(file, &yaml, image.span.start, "the container image"));
+                            }
+                        }
+                        Value::Scalar(s) if ours(&s.value) => {
+                            if image.anchored {
+                                return Err(self.unsupported(file, &yaml, image.span.start, "the container image"));
+                            }
+                            let line = yaml.line_of(image.span.start);
+                            return Ok(Some(self.found(LocationKind::Workload, file, line, &s.value)));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum HelmLookup<'a> {
+    /// One value holds `name:tag` (`helm.image-spec`).
+    Spec(&'a str),
+    /// The tag lives at this key (`helm.image-tag`, default `image.tag`).
+    Tag(&'a str),
+}
+
+impl CurrentImage {
+    fn with_reference(mut self, reference: &str) -> Self {
+        let (_, tag, digest) = split_reference(reference);
+        self.tag = non_empty(tag);
+        self.digest = non_empty(digest);
+        self
+    }
+
+    /// A value that holds only the version: `1.2` or `1.2@sha256:...`.
+    fn with_tag_value(mut self, value: &str) -> Self {
+        let (tag, digest) = match value.split_once('@') {
+            Some((t, d)) => (t, Some(d)),
+            None => (value, None),
+        };
+        self.tag = non_empty(Some(tag));
+        self.digest = non_empty(digest);
+        self
+    }
+}
+
+/// The pod spec of a workload manifest, for the kinds whose containers Argo CD deploys.
+fn pod_spec(root: &Node) -> Option<&Node> {
+    let kind = root.get("kind").and_then(Node::as_str)?;
+    let api = root.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+    let spec = root.get("spec")?;
+    match kind {
+        "Pod" => Some(spec),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicaSet" | "ReplicationController" => {
+            spec.get("template")?.get("spec")
+        }
+        "Rollout" if api.starts_with("argoproj.io/") => spec.get("template")?.get("spec"),
+        "CronJob" => spec.get("jobTemplate")?.get("spec")?.get("template")?.get("spec"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::{HelmKeys, UpdateStrategy};
+    use crate::discovery::HelmParameter;
+    use crate::domain::AppId;
+
+    fn spec(name: &str) -> ImageSpec {
+        ImageSpec::new("app", ImageName::parse(name).unwrap())
+    }
+
+    fn app() -> Application {
+        Application {
+            id: AppId { namespace: "argocd".into(), name: "web".into() },
+            file: "apps/web.yaml".into(),
+            document: 0,
+            annotations: BTreeMap::new(),
+            sources: vec![],
+        }
+    }
+
+    fn source(path: &str) -> AppSource {
+        AppSource { path: Some(path.into()), target_revision: "HEAD".into(), ..Default::default() }
+    }
+
+    const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      initContainers:
+      - name: migrate
+        image: ghcr.io/acme/migrate:0.9
+      containers:
+      - name: sidecar
+        image: docker.io/library/nginx:1.25
+      - name: web
+        image: ghcr.io/acme/web:1.2.3
+";
+
+    /// (tag, digest, kind, file, line)
+    type Want = (Option<&'static str>, Option<&'static str>, LocationKind, &'static str, usize);
+
+    type Files = Vec<(&'static str, &'static str)>;
+
+    struct Case {
+        name: &'static str,
+        files: Files,
+        source: AppSource,
+        image: ImageSpec,
+        want: Option<Want>,
+    }
+
+    fn with_helm(mut s: ImageSpec, f: impl FnOnce(&mut HelmKeys)) -> ImageSpec {
+        f(&mut s.helm);
+        s
+    }
+
+    fn cases() -> Vec<Case> {
+        use LocationKind::*;
+        vec![
+            Case {
+                name: "kustomize images entry",
+                files: vec![
+                    ("app/kustomization.yaml", "resources:\n- deploy.yaml\nimages:\n- name: ghcr.io/acme/web\n  newTag: \"1.10\"\n"),
+                    ("app/deploy.yaml", DEPLOYMENT),
+                ],
+                source: source("app"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.10"), None, Kustomization, "app/kustomization.yaml", 5)),
+            },
+            Case {
+                name: "kustomize entry matched after normalization, digest kept",
+                files: vec![(
+                    "app/kustomization.yml",
+                    "images:\n- name: nginx\n  newTag: 1.25.3\n  digest: sha256:abc\n",
+                )],
+                source: source("app"),
+                image: spec("index.docker.io/library/nginx"),
+                want: Some((Some("1.25.3"), Some("sha256:abc"), Kustomization, "app/kustomization.yml", 3)),
+            },
+            Case {
+                name: "kustomize image-name option",
+                files: vec![("app/Kustomization", "images:\n- name: web-placeholder\n  newName: ghcr.io/acme/web\n  newTag: v2\n")],
+                source: source("app"),
+                image: ImageSpec { kustomize_image_name: Some("web-placeholder".into()), ..spec("ghcr.io/acme/web") },
+                want: Some((Some("v2"), None, Kustomization, "app/Kustomization", 4)),
+            },
+            Case {
+                name: "kustomize without entry falls back to resources through nested bases",
+                files: vec![
+                    ("overlays/prod/kustomization.yaml", "resources:\n- ../../base\nimages:\n- name: other\n  newTag: x\n"),
+                    ("base/kustomization.yaml", "resources:\n  - ./workloads/deploy.yaml\n"),
+                    ("base/workloads/deploy.yaml", DEPLOYMENT),
+                ],
+                source: source("overlays/prod"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.2.3"), None, Workload, "base/workloads/deploy.yaml", 15)),
+            },
+            Case {
+                name: "overlay entry wins over base entry",
+                files: vec![
+                    ("o/kustomization.yaml", "resources: [../b]\nimages:\n- {name: ghcr.io/acme/web, newTag: \"2.0\"}\n"),
+                    ("b/kustomization.yaml", "images:\n- {name: ghcr.io/acme/web, newTag: \"1.0\"}\n"),
+                ],
+                source: source("o"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("2.0"), None, Kustomization, "o/kustomization.yaml", 3)),
+            },
+            Case {
+                name: "helm default keys image.tag",
+                files: vec![
+                    ("chart/Chart.yaml", "name: web\nversion: 1.0.0\n"),
+                    ("chart/values.yaml", "replicas: 1\nimage:\n  name: ghcr.io/acme/web\n  tag: 1.10 # keep\n"),
+                ],
+                source: source("chart"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.10"), None, HelmValues, "chart/values.yaml", 4)),
+            },
+            Case {
+                name: "helm image-spec key",
+                files: vec![("chart/Chart.yaml", "name: web\n"), ("chart/values.yaml", "web:\n  image: \"ghcr.io/acme/web:1.4@sha256:def\"\n")],
+                source: source("chart"),
+                image: with_helm(spec("ghcr.io/acme/web"), |h| h.image_spec = Some("web.image".into())),
+                want: Some((Some("1.4"), Some("sha256:def"), HelmValues, "chart/values.yaml", 2)),
+            },
+            Case {
+                name: "helm list index keys, value files override values.yaml",
+                files: vec![
+                    ("chart/Chart.yaml", "name: web\n"),
+                    ("chart/values.yaml", "containers:\n- image: {tag: \"0.1\"}\n- image: {tag: \"0.2\"}\n"),
+                    ("chart/values-prod.yaml", "containers:\n- image:\n    tag: \"9.9\"\n- image:\n    tag: \"1.5\"\n"),
+                ],
+                source: AppSource {
+                    helm_value_files: vec!["values-prod.yaml".into()],
+                    has_helm: true,
+                    ..source("chart")
+                },
+                image: with_helm(spec("ghcr.io/acme/web"), |h| h.image_tag = Some("containers[1].image.tag".into())),
+                want: Some((Some("1.5"), None, HelmValues, "chart/values-prod.yaml", 5)),
+            },
+            Case {
+                name: "helm parameters on the source override values",
+                files: vec![("chart/Chart.yaml", "name: web\n"), ("chart/values.yaml", "image:\n  tag: \"1.0\"\n")],
+                source: AppSource {
+                    helm_parameters: vec![HelmParameter { name: "image.tag".into(), value: "1.1".into() }],
+                    has_helm: true,
+                    ..source("chart")
+                },
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.1"), None, AppHelmParameters, "apps/web.yaml", 0)),
+            },
+            Case {
+                name: ".argocd-source override wins",
+                files: vec![
+                    ("app/kustomization.yaml", "images:\n- {name: ghcr.io/acme/web, newTag: \"1.0\"}\n"),
+                    ("app/.argocd-source-web.yaml", "kustomize:\n  images:\n  - ghcr.io/acme/web:1.7\n"),
+                ],
+                source: source("app"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.7"), None, ArgocdSource, "app/.argocd-source-web.yaml", 3)),
+            },
+            Case {
+                name: ".argocd-source helm parameters",
+                files: vec![
+                    ("chart/Chart.yaml", "name: web\n"),
+                    ("chart/.argocd-source-web.yaml", "helm:\n  parameters:\n  - name: image.tag\n    value: \"2.1\"\n    forcestring: true\n"),
+                ],
+                source: source("chart"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("2.1"), None, ArgocdSource, "chart/.argocd-source-web.yaml", 4)),
+            },
+            Case {
+                name: "app kustomize.images",
+                files: vec![("app/kustomization.yaml", "images:\n- {name: nginx, newTag: \"1.0\"}\n")],
+                source: AppSource { kustomize_images: vec!["nginx=nginx:1.27".into()], has_kustomize: true, ..source("app") },
+                image: spec("nginx"),
+                want: Some((Some("1.27"), None, AppKustomizeImages, "apps/web.yaml", 0)),
+            },
+            Case {
+                name: "app kustomize.images with digest only",
+                files: vec![],
+                source: AppSource { kustomize_images: vec!["ghcr.io/acme/web@sha256:123".into()], ..source("app") },
+                image: spec("ghcr.io/acme/web"),
+                want: Some((None, Some("sha256:123"), AppKustomizeImages, "apps/web.yaml", 0)),
+            },
+            Case {
+                name: "plain Deployment with two containers",
+                files: vec![("plain/deploy.yaml", DEPLOYMENT)],
+                source: source("plain"),
+                image: spec("nginx"),
+                want: Some((Some("1.25"), None, Workload, "plain/deploy.yaml", 13)),
+            },
+            Case {
+                name: "plain initContainer",
+                files: vec![("plain/deploy.yaml", DEPLOYMENT)],
+                source: source("plain"),
+                image: spec("ghcr.io/acme/migrate"),
+                want: Some((Some("0.9"), None, Workload, "plain/deploy.yaml", 10)),
+            },
+            Case {
+                name: "CronJob",
+                files: vec![(
+                    "jobs/cron.yaml",
+                    "apiVersion: batch/v1\nkind: CronJob\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n          - image: ghcr.io/acme/backup:3.1@sha256:aa\n",
+                )],
+                source: source("jobs"),
+                image: spec("ghcr.io/acme/backup"),
+                want: Some((Some("3.1"), Some("sha256:aa"), Workload, "jobs/cron.yaml", 9)),
+            },
+            Case {
+                name: "Rollout in a second document",
+                files: vec![(
+                    "r/rollout.yaml",
+                    "kind: Service\n---\napiVersion: argoproj.io/v1alpha1\nkind: Rollout\nspec:\n  template:\n    spec:\n      containers: [{name: web, image: \"ghcr.io/acme/web:4.0\"}]\n",
+                )],
+                source: source("r"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("4.0"), None, Workload, "r/rollout.yaml", 8)),
+            },
+            Case {
+                name: "digest-only reference",
+                files: vec![("p/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: ghcr.io/acme/web@sha256:feed\n")],
+                source: source("p"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((None, Some("sha256:feed"), Workload, "p/pod.yaml", 4)),
+            },
+            Case {
+                name: "localhost:5000 image",
+                files: vec![("p/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: localhost:5000/app:0.3\n  - image: localhost:5000/other:9\n")],
+                source: source("p"),
+                image: spec("localhost:5000/app"),
+                want: Some((Some("0.3"), None, Workload, "p/pod.yaml", 4)),
+            },
+            Case {
+                name: "CRLF file",
+                files: vec![("p/pod.yaml", "kind: Pod\r\nspec:\r\n  containers:\r\n  - name: a\r\n    image: nginx:1.2\r\n")],
+                source: source("p"),
+                image: spec("nginx"),
+                want: Some((Some("1.2"), None, Workload, "p/pod.yaml", 5)),
+            },
+            Case {
+                name: "subdirectories only with recurse",
+                files: vec![("d/sub/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: nginx:1.2\n")],
+                source: source("d"),
+                image: spec("nginx"),
+                want: None,
+            },
+            Case {
+                name: "subdirectories with recurse",
+                files: vec![("d/sub/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: nginx:1.2\n")],
+                source: AppSource { directory_recurse: true, ..source("d") },
+                image: spec("nginx"),
+                want: Some((Some("1.2"), None, Workload, "d/sub/pod.yaml", 4)),
+            },
+            Case {
+                name: "image not in source",
+                files: vec![("plain/deploy.yaml", DEPLOYMENT)],
+                source: source("plain"),
+                image: spec("redis"),
+                want: None,
+            },
+            Case {
+                name: "chart source has nothing in git",
+                files: vec![],
+                source: AppSource { chart: Some("web".into()), ..Default::default() },
+                image: spec("redis"),
+                want: None,
+            },
+        ]
+    }
+
+    fn fileset(list: &[(&str, &str)]) -> FileSet {
+        let mut fs = FileSet::default();
+        for (p, t) in list {
+            fs.insert(*p, t.as_bytes());
+        }
+        fs
+    }
+
+    #[test]
+    fn finds_current_version_per_layout() {
+        for c in cases() {
+            let got = find_current(&fileset(&c.files), &app(), &c.source, &c.image)
+                .unwrap_or_else(|e| panic!("case {}: {e}", c.name));
+            let want = c.want.map(|(tag, digest, kind, file, line)| CurrentImage {
+                tag: tag.map(str::to_string),
+                digest: digest.map(str::to_string),
+                kind,
+                file: file.to_string(),
+                line,
+            });
+            assert_eq!(got, want, "case {}", c.name);
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read_safely() {
+        // (case, files, source, image, start of the error message)
+        let cases: Vec<(&str, Files, AppSource, ImageSpec, &str)> = vec![
+            (
+                "helm tag behind an anchor",
+                vec![("c/Chart.yaml", "name: c\n"), ("c/values.yaml", "defaults:\n  tag: &t \"1.0\"\nimage:\n  tag: *t\n")],
+                source("c"),
+                spec("ghcr.io/acme/web"),
+                "c/values.yaml:4: ",
+            ),
+            (
+                "anchored helm tag",
+                vec![("c/Chart.yaml", "name: c\n"), ("c/values.yaml", "image:\n  tag: &t \"1.0\"\nother: *t\n")],
+                source("c"),
+                spec("ghcr.io/acme/web"),
+                "c/values.yaml:2: ",
+            ),
+            (
+                "helm key behind a merge key",
+                vec![("c/Chart.yaml", "name: c\n"), ("c/values.yaml", "base: &b {tag: \"1\"}\nimage:\n  <<: *b\n")],
+                source("c"),
+                spec("ghcr.io/acme/web"),
+                "c/values.yaml:3: ",
+            ),
+            (
+                "container image alias",
+                vec![("p/pod.yaml", "kind: Pod\nx: &img nginx:1.2\nspec:\n  containers:\n  - image: *img\n")],
+                source("p"),
+                spec("nginx"),
+                "p/pod.yaml:5: ",
+            ),
+            (
+                "invalid YAML names file and line",
+                vec![("p/pod.yaml", "kind: Pod\nspec:\n  containers: [\n")],
+                source("p"),
+                spec("nginx"),
+                "p/pod.yaml:3: invalid YAML: unclosed bracket",
+            ),
+            (
+                "path escaping the repository",
+                vec![],
+                source("../outside"),
+                spec("nginx"),
+                "apps/web.yaml: source path",
+            ),
+            (
+                "kustomize resource escaping the repository",
+                vec![("k/kustomization.yaml", "resources: [../../x]\n")],
+                source("k"),
+                spec("nginx"),
+                "k/kustomization.yaml: resource",
+            ),
+            (
+                "values from another source",
+                vec![("c/Chart.yaml", "name: c\n")],
+                AppSource { helm_value_files: vec!["$values/prod.yaml".into()], has_helm: true, ..source("c") },
+                spec("nginx"),
+                "apps/web.yaml:0: image app not found",
+            ),
+        ];
+        for (name, files, src, image, want) in cases {
+            let err = find_current(&fileset(&files), &app(), &src, &image).expect_err(name);
+            assert!(err.to_string().starts_with(want), "case {name}: {err}");
+        }
+        // An unrelated alias in the same file is no obstacle.
+        let files = fileset(&[("p/pod.yaml", "kind: Pod\nx: &img redis:7\nspec:\n  containers:\n  - image: *img\n  - image: nginx:1.2\n")]);
+        let got = find_current(&files, &app(), &source("p"), &spec("nginx")).unwrap().unwrap();
+        assert_eq!(got.tag.as_deref(), Some("1.2"));
+    }
+
+    #[test]
+    fn helm_keys_split() {
+        assert_eq!(
+            helm_key("containers[0].image.tag"),
+            vec![Seg::Key("containers".into()), Seg::Index(0), Seg::Key("image".into()), Seg::Key("tag".into())]
+        );
+        assert_eq!(helm_key("a\\.b.c"), vec![Seg::Key("a.b".into()), Seg::Key("c".into())]);
+    }
+
+    #[test]
+    fn paths_normalize() {
+        assert_eq!(normalize_path("./a//b/../c/").as_deref(), Some("a/c"));
+        assert_eq!(normalize_path("").as_deref(), Some(""));
+        assert_eq!(normalize_path("a/../.."), None);
+    }
+
+    #[test]
+    fn parse_cache_follows_file_changes() {
+        let mut fs = fileset(&[("a.yaml", "a: 1\n")]);
+        let first = fs.yaml("a.yaml").unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &fs.yaml("a.yaml").unwrap().unwrap()));
+        fs.insert("a.yaml", "a: [\n".as_bytes());
+        assert!(fs.yaml("a.yaml").unwrap().is_err());
+    }
 }

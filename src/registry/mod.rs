@@ -1,12 +1,48 @@
 //! OCI distribution client: tag lists, manifests, image indexes and config blobs, with
 //! anonymous, basic and Bearer-token auth, `registries.conf` and docker `config.json`
 //! credentials, one tag list per repository per run, and bounded concurrency per registry.
+//!
+//! Written on reqwest rather than `oci-client` (checked against oras-project/rust-oci-client
+//! 0.17): its `list_tags(image, auth, n, last)` returns a single page and never follows the
+//! `Link` header; it has no 429 / `Retry-After` handling, so a throttled request is just an
+//! error; and it keeps the `RegistryAuth` of the first call per registry inside the `Client`
+//! (`store_auth_if_needed`), so later calls with another credential set silently reuse the
+//! first one. One shared client here serves images with different credentials.
+//!
+//! Registry resolution is described in [`config`]; credential order per image: the image's
+//! pull-secret reference, else the `registries.conf` entry's `credentials`, else docker config
+//! files. AIU's `ping` (GET `/v2/` first) is not done: the first real request answers the same
+//! question and its 401 challenge is remembered per registry.
 
-use std::sync::Arc;
+mod cache;
+mod config;
+mod credentials;
+mod headers;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, LINK};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use url::Url;
 
 use crate::domain::{ImageName, Platform};
+
+use cache::SingleFlight;
+use config::{Endpoint, RegistriesConf};
+use credentials::{CredentialResolver, Credentials, DockerAuths};
+use headers::parse_link_next;
+use transport::{HostState, Reply, Token};
 
 /// What a tag points to, for the platforms asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,11 +55,71 @@ pub struct TagMetadata {
     pub platform_found: bool,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("registry {registry}: {message}")]
+/// Why a registry call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegistryErrorKind {
+    /// `registries.conf`, a docker config file or the HTTP client could not be set up.
+    Config,
+    /// A credential reference could not be resolved (unset variable, failing script, ...).
+    Credentials,
+    /// The registry or its token server refused the credentials (401/403).
+    Unauthorized,
+    /// Repository, tag, manifest or blob does not exist (404).
+    NotFound,
+    /// Still 429 / 503 after the allowed retries.
+    RateLimited,
+    /// Connection, TLS or timeout failure.
+    Network,
+    /// An answer that does not follow the distribution spec.
+    Protocol,
+}
+
+impl RegistryErrorKind {
+    /// Short label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            RegistryErrorKind::Config => "config",
+            RegistryErrorKind::Credentials => "credentials",
+            RegistryErrorKind::Unauthorized => "unauthorized",
+            RegistryErrorKind::NotFound => "not_found",
+            RegistryErrorKind::RateLimited => "rate_limited",
+            RegistryErrorKind::Network => "network",
+            RegistryErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// A failure, naming the registry host, repository and tag involved (empty `registry` only for
+/// set-up errors, whose message names the file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct RegistryError {
     pub registry: String,
+    pub repository: Option<String>,
+    pub tag: Option<String>,
+    pub kind: RegistryErrorKind,
     pub message: String,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.registry.is_empty() {
+            return f.write_str(&self.message);
+        }
+        write!(f, "registry {}", self.registry)?;
+        if let Some(r) = &self.repository {
+            write!(f, ", repository {r}")?;
+        }
+        if let Some(t) = &self.tag {
+            write!(f, ", tag {t}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl RegistryError {
+    fn setup(message: String) -> Self {
+        RegistryError { registry: String::new(), repository: None, tag: None, kind: RegistryErrorKind::Config, message }
+    }
 }
 
 /// Settings of the registry client for one run.
@@ -35,22 +131,155 @@ pub struct RegistrySettings {
     pub docker_configs: Vec<std::path::PathBuf>,
 }
 
+/// Media types a tag may resolve to; distribution answers 404 to a manifest GET without them.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// Registry API base, repository, credential set: the identity of tag lists and tokens.
+type CacheKey = (String, String, Option<Credentials>);
+
 /// The registry client shared by every Application of a run.
-pub struct RegistryClient {}
+pub struct RegistryClient {
+    conf: RegistriesConf,
+    docker_auths: DockerAuths,
+    resolver: CredentialResolver,
+    http: reqwest::Client,
+    http_insecure: reqwest::Client,
+    requests: AtomicU64,
+    hosts: Mutex<HashMap<String, Arc<HostState>>>,
+    tokens: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+    tag_lists: SingleFlight<CacheKey, Result<Arc<[String]>, RegistryError>>,
+    /// By (key, tag or digest).
+    manifests: SingleFlight<(CacheKey, String), Result<Arc<Manifest>, RegistryError>>,
+    /// By (key, tag): digests from HEAD.
+    digests: SingleFlight<(CacheKey, String), Result<String, RegistryError>>,
+    /// By (registry API base, config digest); failures are not kept.
+    configs: SingleFlight<(String, String), Arc<ImageConfig>>,
+}
+
+/// Everything one call needs about the image's registry.
+pub(crate) struct Target {
+    endpoint: Endpoint,
+    creds: Option<Credentials>,
+    /// Where the credentials came from, for error messages (never the secret itself).
+    creds_source: String,
+    host: Arc<HostState>,
+}
+
+impl Target {
+    fn err(&self, kind: RegistryErrorKind, tag: Option<&str>, message: String) -> RegistryError {
+        RegistryError {
+            registry: self.endpoint.host.clone(),
+            repository: Some(self.endpoint.repository.clone()),
+            tag: tag.map(str::to_string),
+            kind,
+            message,
+        }
+    }
+
+    fn cache_key(&self) -> CacheKey {
+        (self.endpoint.api_url.clone(), self.endpoint.repository.clone(), self.creds.clone())
+    }
+
+    fn url(&self, path: &str) -> Result<Url, RegistryError> {
+        let full = format!("{}{path}", self.endpoint.api_url);
+        Url::parse(&full).map_err(|e| self.err(RegistryErrorKind::Config, None, format!("invalid URL {full}: {e}")))
+    }
+}
+
+/// A manifest or index as fetched.
+#[derive(Debug)]
+struct Manifest {
+    digest: String,
+    kind: ManifestKind,
+}
+
+#[derive(Debug)]
+enum ManifestKind {
+    /// Image index / manifest list: (platform, manifest digest) per entry.
+    Index(Vec<(Option<Platform>, String)>),
+    /// Single image: its config blob digest.
+    Image { config: String },
+}
+
+/// The parts of an image config we read.
+#[derive(Debug, Default)]
+struct ImageConfig {
+    created: Option<DateTime<Utc>>,
+    platform: Option<Platform>,
+}
+
+#[derive(Deserialize)]
+struct ManifestJson {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    manifests: Option<Vec<DescriptorJson>>,
+    config: Option<DescriptorJson>,
+}
+
+#[derive(Deserialize)]
+struct DescriptorJson {
+    digest: String,
+    platform: Option<PlatformJson>,
+}
+
+#[derive(Deserialize)]
+struct PlatformJson {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConfigJson {
+    created: Option<String>,
+    os: Option<String>,
+    architecture: Option<String>,
+    variant: Option<String>,
+}
 
 impl RegistryClient {
     pub fn new(settings: &RegistrySettings) -> Result<Self, RegistryError> {
-        let _ = settings;
-        todo!()
+        let conf = match &settings.registries_conf {
+            Some(path) => RegistriesConf::load(path).map_err(RegistryError::setup)?,
+            None => RegistriesConf::default(),
+        };
+        let docker_auths = DockerAuths::load(&settings.docker_configs).map_err(RegistryError::setup)?;
+        let build = |insecure: bool| {
+            reqwest::Client::builder()
+                .user_agent(concat!("argocd-image-pr/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(60))
+                .tls_danger_accept_invalid_certs(insecure)
+                .build()
+                .map_err(|e| RegistryError::setup(format!("cannot create the HTTP client: {e}")))
+        };
+        Ok(RegistryClient {
+            conf,
+            docker_auths,
+            resolver: CredentialResolver::default(),
+            http: build(false)?,
+            http_insecure: build(true)?,
+            requests: AtomicU64::new(0),
+            hosts: Mutex::default(),
+            tokens: Mutex::default(),
+            tag_lists: SingleFlight::default(),
+            manifests: SingleFlight::default(),
+            digests: SingleFlight::default(),
+            configs: SingleFlight::default(),
+        })
     }
 
     /// Every tag of the repository (cached: one listing per repository per run).
     pub async fn list_tags(&self, image: &ImageName, pull_secret: Option<&str>) -> Result<Arc<[String]>, RegistryError> {
-        let _ = (image, pull_secret);
-        todo!()
+        let t = self.target(image, pull_secret).await?;
+        self.tag_lists.get_or_init(&t.cache_key(), || self.fetch_tags(&t)).await
     }
 
     /// What `tag` points to; config blobs are fetched only for `created` and cached by digest.
+    /// An empty `platforms` accepts any platform.
     pub async fn tag_metadata(
         &self,
         image: &ImageName,
@@ -58,12 +287,236 @@ impl RegistryClient {
         platforms: &[Platform],
         pull_secret: Option<&str>,
     ) -> Result<TagMetadata, RegistryError> {
-        let _ = (image, tag, platforms, pull_secret);
-        todo!()
+        let t = self.target(image, pull_secret).await?;
+        let top = self.manifest(&t, tag, tag).await?;
+        let wanted = |p: &Platform| platforms.is_empty() || platforms.iter().any(|want| want.matches(p));
+        match &top.kind {
+            ManifestKind::Index(entries) => {
+                let matching: Vec<&String> =
+                    entries.iter().filter(|(p, _)| p.as_ref().is_some_and(wanted)).map(|(_, d)| d).collect();
+                if matching.is_empty() {
+                    return Ok(TagMetadata { digest: top.digest.clone(), created: None, platform_found: false });
+                }
+                let created = futures::future::try_join_all(matching.into_iter().map(|digest| async {
+                    let child = self.manifest(&t, digest, tag).await?;
+                    match &child.kind {
+                        ManifestKind::Image { config } => Ok::<_, RegistryError>(self.config(&t, config, tag).await?.created),
+                        // Nested indexes do not occur in practice; they carry no `created`.
+                        ManifestKind::Index(_) => Ok(None),
+                    }
+                }))
+                .await?;
+                Ok(TagMetadata { digest: top.digest.clone(), created: created.into_iter().flatten().max(), platform_found: true })
+            }
+            ManifestKind::Image { config } => {
+                let cfg = self.config(&t, config, tag).await?;
+                let platform_found = platforms.is_empty() || cfg.platform.as_ref().is_some_and(wanted);
+                Ok(TagMetadata { digest: top.digest.clone(), created: cfg.created, platform_found })
+            }
+        }
+    }
+
+    /// Only the digest `tag` points to: one HEAD request (or none if the manifest is known).
+    pub async fn tag_digest(&self, image: &ImageName, tag: &str, pull_secret: Option<&str>) -> Result<String, RegistryError> {
+        let t = self.target(image, pull_secret).await?;
+        let key = (t.cache_key(), tag.to_string());
+        if let Some(Ok(m)) = self.manifests.peek(&key) {
+            return Ok(m.digest.clone());
+        }
+        self.digests
+            .get_or_init(&key, || async {
+                let url = t.url(&format!("/v2/{}/manifests/{tag}", t.endpoint.repository))?;
+                let reply = self.send(&t, Method::HEAD, url, Some(MANIFEST_ACCEPT), Some(tag)).await?;
+                let reply = check_status(&t, reply, Some(tag), "manifest")?;
+                match reply.header("docker-content-digest") {
+                    Some(d) if !d.trim().is_empty() => Ok(d.trim().to_string()),
+                    // No digest header on HEAD: the GET computes it from the body.
+                    _ => Ok(self.manifest(&t, tag, tag).await?.digest.clone()),
+                }
+            })
+            .await
     }
 
     /// Number of HTTP requests sent so far.
     pub fn request_count(&self) -> u64 {
-        0
+        self.requests.load(Ordering::Relaxed)
     }
+
+    async fn target(&self, image: &ImageName, pull_secret: Option<&str>) -> Result<Target, RegistryError> {
+        let endpoint = self.conf.resolve(&image.registry, &image.repository);
+        let fail = |kind, message| RegistryError {
+            registry: image.registry.clone(),
+            repository: Some(endpoint.repository.clone()),
+            tag: None,
+            kind,
+            message,
+        };
+        Url::parse(&endpoint.api_url)
+            .map_err(|e| fail(RegistryErrorKind::Config, format!("invalid registry URL {}: {e}", endpoint.api_url)))?;
+        let reference = pull_secret.map(str::trim).filter(|s| !s.is_empty()).map(|r| (r, "pull secret"));
+        let reference = reference.or(endpoint.credentials.as_deref().map(|r| (r, "registries.conf credentials")));
+        let (creds, creds_source) = match reference {
+            Some((r, origin)) => {
+                let c = self
+                    .resolver
+                    .resolve(r, endpoint.credsexpire)
+                    .await
+                    .map_err(|m| fail(RegistryErrorKind::Credentials, format!("{m} ({origin} of image {image})")))?;
+                (Some(c), format!("{origin} {r}"))
+            }
+            None => match self.docker_auths.get(&image.registry) {
+                Some(c) => (Some(c.clone()), "credentials from docker config".to_string()),
+                None => (None, "no credentials (anonymous)".to_string()),
+            },
+        };
+        let host = self
+            .hosts
+            .lock()
+            .unwrap()
+            .entry(endpoint.api_url.clone())
+            .or_insert_with(|| Arc::new(HostState::new(endpoint.limit)))
+            .clone();
+        Ok(Target { endpoint, creds, creds_source, host })
+    }
+
+    /// GET tags/list and every page its `Link` headers lead to.
+    async fn fetch_tags(&self, t: &Target) -> Result<Arc<[String]>, RegistryError> {
+        #[derive(Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let mut url = t.url(&format!("/v2/{}/tags/list?n=1000", t.endpoint.repository))?;
+        let mut tags = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            if !seen.insert(url.to_string()) {
+                return Err(t.err(RegistryErrorKind::Protocol, None, "tag list pagination loops back to a page already read".into()));
+            }
+            let reply = self.send(t, Method::GET, url.clone(), Some("application/json"), None).await?;
+            let reply = check_status(t, reply, None, "repository")?;
+            let page: TagList = serde_json::from_slice(&reply.body)
+                .map_err(|e| t.err(RegistryErrorKind::Protocol, None, format!("tag list is not valid JSON: {e}")))?;
+            // Distribution answers `"tags": null` when every tag was deleted.
+            tags.extend(page.tags.unwrap_or_default());
+            let next = reply.headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()).find_map(parse_link_next);
+            match next {
+                Some(next) => {
+                    url = reply.url.join(&next).map_err(|e| {
+                        t.err(RegistryErrorKind::Protocol, None, format!("invalid Link target {next:?}: {e}"))
+                    })?;
+                }
+                None => break,
+            }
+        }
+        tracing::debug!(registry = %t.endpoint.host, repository = %t.endpoint.repository, tags = tags.len(), pages = seen.len(), "listed tags");
+        Ok(tags.into())
+    }
+
+    /// The manifest or index at `reference` (a tag or digest), cached per repository.
+    async fn manifest(&self, t: &Target, reference: &str, tag: &str) -> Result<Arc<Manifest>, RegistryError> {
+        self.manifests
+            .get_or_init(&(t.cache_key(), reference.to_string()), || async {
+                let url = t.url(&format!("/v2/{}/manifests/{reference}", t.endpoint.repository))?;
+                let reply = self.send(t, Method::GET, url, Some(MANIFEST_ACCEPT), Some(tag)).await?;
+                let reply = check_status(t, reply, Some(tag), "manifest")?;
+                parse_manifest(t, &reply, tag).map(Arc::new)
+            })
+            .await
+    }
+
+    /// An image config blob, cached by digest per registry.
+    async fn config(&self, t: &Target, digest: &str, tag: &str) -> Result<Arc<ImageConfig>, RegistryError> {
+        self.configs
+            .get_or_try_init(&(t.endpoint.api_url.clone(), digest.to_string()), || async {
+                let url = t.url(&format!("/v2/{}/blobs/{digest}", t.endpoint.repository))?;
+                let reply = self.send(t, Method::GET, url, None, Some(tag)).await?;
+                let reply = check_status(t, reply, Some(tag), &format!("config blob {digest}"))?;
+                if let Some(hex_want) = digest.strip_prefix("sha256:")
+                    && hex::encode(Sha256::digest(&reply.body)) != hex_want
+                {
+                    return Err(t.err(RegistryErrorKind::Protocol, Some(tag), format!("config blob does not match its digest {digest}")));
+                }
+                let cfg: ConfigJson = serde_json::from_slice(&reply.body)
+                    .map_err(|e| t.err(RegistryErrorKind::Protocol, Some(tag), format!("config blob {digest} is not JSON: {e}")))?;
+                let created = cfg.created.as_deref().and_then(|c| DateTime::parse_from_rfc3339(c).ok()).map(|d| d.with_timezone(&Utc));
+                let platform = match (cfg.os, cfg.architecture) {
+                    (Some(os), Some(arch)) => Some(Platform { os, arch, variant: cfg.variant }),
+                    _ => None,
+                };
+                Ok(Arc::new(ImageConfig { created, platform }))
+            })
+            .await
+    }
+}
+
+fn parse_manifest(t: &Target, reply: &Reply, tag: &str) -> Result<Manifest, RegistryError> {
+    let digest = match reply.header("docker-content-digest") {
+        Some(d) if !d.trim().is_empty() => d.trim().to_string(),
+        _ => format!("sha256:{}", hex::encode(Sha256::digest(&reply.body))),
+    };
+    let json: ManifestJson = serde_json::from_slice(&reply.body)
+        .map_err(|e| t.err(RegistryErrorKind::Protocol, Some(tag), format!("manifest is not JSON: {e}")))?;
+    let media_type = json
+        .media_type
+        .clone()
+        .or_else(|| reply.header(CONTENT_TYPE).map(|c| c.split(';').next().unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let kind = if let Some(entries) = json.manifests {
+        ManifestKind::Index(
+            entries
+                .into_iter()
+                .map(|d| (d.platform.map(|p| Platform { os: p.os, arch: p.architecture, variant: p.variant }), d.digest))
+                .collect(),
+        )
+    } else if let Some(config) = json.config {
+        ManifestKind::Image { config: config.digest }
+    } else {
+        return Err(t.err(
+            RegistryErrorKind::Protocol,
+            Some(tag),
+            format!("unsupported manifest (media type {media_type:?}): neither an image manifest nor an index"),
+        ));
+    };
+    Ok(Manifest { digest, kind })
+}
+
+/// Turns a non-2xx answer into an error that says what was missing or refused.
+fn check_status(t: &Target, reply: Reply, tag: Option<&str>, what: &str) -> Result<Reply, RegistryError> {
+    let status = reply.status;
+    if status.is_success() {
+        return Ok(reply);
+    }
+    let detail = error_detail(&reply.body);
+    let (kind, message) = match status.as_u16() {
+        404 => (RegistryErrorKind::NotFound, format!("{what} not found (HTTP 404){detail}")),
+        401 | 403 => (RegistryErrorKind::Unauthorized, format!("access denied (HTTP {}) with {}{detail}", status.as_u16(), t.creds_source)),
+        _ => (RegistryErrorKind::Protocol, format!("{what}: unexpected HTTP {}{detail}", status.as_u16())),
+    };
+    Err(t.err(kind, tag, message))
+}
+
+/// `: CODE message` from a distribution error body, or a short excerpt of a text body.
+fn error_detail(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorItem>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorItem {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    if let Ok(e) = serde_json::from_slice::<Errors>(body) {
+        let parts: Vec<String> = e
+            .errors
+            .iter()
+            .map(|i| format!("{} {}", i.code.as_deref().unwrap_or(""), i.message.as_deref().unwrap_or("")).trim().to_string())
+            .collect();
+        if !parts.is_empty() {
+            return format!(": {}", parts.join("; "));
+        }
+    }
+    let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+    let text = text.trim();
+    if text.is_empty() || text.starts_with('<') { String::new() } else { format!(": {text}") }
 }

@@ -1,0 +1,92 @@
+//! Renders a plan for people (an aligned table) or programs (JSON). Pure.
+
+use crate::engine::PlanReport;
+
+/// One row per image, aligned; the last column says why nothing is proposed, or what failed.
+pub fn table(report: &PlanReport) -> String {
+    let header = ["APPLICATION", "ALIAS", "IMAGE", "STRATEGY", "CURRENT", "PROPOSED", "NOTE"];
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    for app in &report.applications {
+        let name = format!("{}/{}", app.namespace, app.name);
+        if let Some(e) = &app.error {
+            let note = format!("error: {e}").split_whitespace().collect::<Vec<_>>().join(" ");
+            rows.push([name.clone(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), note]);
+        }
+        for img in &app.images {
+            let current = match (&img.current, &img.current_digest) {
+                (Some(t), Some(d)) => format!("{t}@{}", short_digest(d)),
+                (Some(t), None) => t.clone(),
+                (None, Some(d)) => format!("@{}", short_digest(d)),
+                (None, None) => "-".into(),
+            };
+            let proposed = match (&img.proposed, &img.digest) {
+                (Some(t), Some(d)) => format!("{t}@{}", short_digest(d)),
+                (Some(t), None) => t.clone(),
+                (None, _) => "-".into(),
+            };
+            let note = match (&img.error, &img.reason, img.change) {
+                (Some(e), _, _) => format!("error: {e}"),
+                (None, Some(r), _) => r.clone(),
+                (None, None, Some(kind)) => format!("{kind} update"),
+                (None, None, None) => String::new(),
+            };
+            let note = note.split_whitespace().collect::<Vec<_>>().join(" ");
+            rows.push([
+                name.clone(),
+                img.alias.clone(),
+                img.image.clone().unwrap_or_else(|| "-".into()),
+                img.strategy.unwrap_or("-").to_string(),
+                current,
+                proposed,
+                note,
+            ]);
+        }
+    }
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(cell);
+                l.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header.map(String::from));
+    for row in &rows {
+        line(row);
+    }
+    if report.applications.is_empty() {
+        out.push_str("(no Application with an argocd-image-updater.argoproj.io/image-list annotation)\n");
+    }
+    if !report.errors.is_empty() {
+        out.push_str("\nErrors:\n");
+        for e in &report.errors {
+            out.push_str(&format!("  {}: {}\n", e.file, e.error));
+        }
+    }
+    out
+}
+
+pub fn json(report: &PlanReport) -> String {
+    // Serializing plain data with string keys cannot fail.
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// `sha256:0123456789ab…` shortened to 12 hex digits for the table.
+fn short_digest(d: &str) -> String {
+    match d.split_once(':') {
+        Some((algo, hex)) if hex.len() > 12 => format!("{algo}:{}", &hex[..12]),
+        _ => d.to_string(),
+    }
+}

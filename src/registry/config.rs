@@ -1,0 +1,357 @@
+//! argocd-image-updater's `registries.conf` and how an image is mapped to a registry endpoint.
+//!
+//! Resolution of an image `host[:port]/repository`:
+//! 1. the entry whose `prefix` equals the host; else the entry with the longest `prefix` that
+//!    starts `host/repository` at a path boundary (AIU matches plain string prefixes, so a prefix
+//!    may name a path such as `registry.example.com/team`; we also require the match to end at
+//!    `/` or the end so `ghcr.io` does not match `ghcr.io.evil.example`);
+//! 2. no entry: `https://<host>`, except `docker.io` → `https://registry-1.docker.io`, and
+//!    loopback hosts (`localhost`, `127.x.x.x`, `[::1]`, any port) → `http://<host>`, as Docker
+//!    treats loopback registries as insecure by default.
+//!
+//! `defaultns` is prepended to a repository without `/`. `default: true` marks the registry for
+//! images written without one; [`crate::domain::ImageName`] already normalizes such names to
+//! `docker.io`, so it cannot be honoured here (see [`RegistriesConf::default_entry`]).
+//! `ping`, `tagsortmode`, `ca_file` and `ca_data` are accepted and not used.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::DOCKER_HUB;
+
+/// One `registries:` item. Field names and meanings follow AIU's
+/// docs/configuration/registries.md.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub(crate) struct RegistryEntry {
+    /// Informational name.
+    pub name: String,
+    /// Image prefix this entry applies to (a host, optionally with a path).
+    pub prefix: String,
+    /// Registry API base URL, scheme included, e.g. `https://registry-1.docker.io`.
+    pub api_url: Option<String>,
+    /// AIU pings `/v2/` first; this client does not (the first real request tells the same).
+    pub ping: bool,
+    /// Skip TLS certificate verification.
+    pub insecure: bool,
+    /// Registry for images written without one.
+    pub default: bool,
+    /// Namespace for repositories without `/` (`library` on Docker Hub).
+    pub defaultns: Option<String>,
+    /// Credential reference (`env:`, `ext:`, `pullsecret:`, `secret:`) used when the image has none.
+    pub credentials: Option<String>,
+    /// Go duration after which `credentials` are fetched again (`2h`, `30m`, `10s`).
+    pub credsexpire: Option<String>,
+    /// Requests per second to this registry.
+    pub limit: Option<u32>,
+    /// AIU's tag sort mode for the tag list (`latest-first`, ...); not used.
+    pub tagsortmode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RegistriesFile {
+    #[serde(default)]
+    registries: Vec<RegistryEntry>,
+}
+
+/// A loaded and validated `registries.conf`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RegistriesConf {
+    pub entries: Vec<RegistryEntry>,
+}
+
+/// Where and how to talk to the registry of one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// Registry host as in the image name (`docker.io`, `localhost:5000`).
+    pub host: String,
+    /// API base without trailing slash, e.g. `https://registry-1.docker.io`.
+    pub api_url: String,
+    /// Repository on that registry after `defaultns`.
+    pub repository: String,
+    pub insecure: bool,
+    pub credentials: Option<String>,
+    pub credsexpire: Option<Duration>,
+    pub limit: Option<u32>,
+}
+
+impl RegistriesConf {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read registries.conf {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("registries.conf {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: RegistriesFile = if text.trim().is_empty() {
+            RegistriesFile::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?
+        };
+        let mut seen = std::collections::HashSet::new();
+        for e in &file.registries {
+            let who = if e.name.is_empty() { format!("prefix {:?}", e.prefix) } else { format!("registry {:?}", e.name) };
+            if e.prefix.trim().is_empty() {
+                return Err(format!("{who} has no prefix"));
+            }
+            if !seen.insert(e.prefix.as_str()) {
+                return Err(format!("prefix {:?} is configured twice", e.prefix));
+            }
+            if let Some(api) = &e.api_url {
+                let ok = url::Url::parse(api).map(|u| matches!(u.scheme(), "http" | "https")).unwrap_or(false);
+                if !ok {
+                    return Err(format!("{who}: api_url {api:?} is not an http(s) URL"));
+                }
+            }
+            if let Some(exp) = &e.credsexpire {
+                parse_go_duration(exp).map_err(|m| format!("{who}: credsexpire {exp:?}: {m}"))?;
+            }
+            if e.limit == Some(0) {
+                return Err(format!("{who}: limit must be at least 1 request per second"));
+            }
+        }
+        if file.registries.iter().filter(|e| e.default).count() > 1 {
+            return Err("more than one registry has default: true".into());
+        }
+        Ok(RegistriesConf { entries: file.registries })
+    }
+
+    /// The `default: true` entry, for callers that know an image was written without registry.
+    #[allow(dead_code)]
+    pub fn default_entry(&self) -> Option<&RegistryEntry> {
+        self.entries.iter().find(|e| e.default)
+    }
+
+    fn entry_for(&self, host: &str, repository: &str) -> Option<&RegistryEntry> {
+        if let Some(e) = self.entries.iter().find(|e| trim_prefix(&e.prefix) == host) {
+            return Some(e);
+        }
+        let full = format!("{host}/{repository}");
+        self.entries
+            .iter()
+            .filter(|e| {
+                let p = trim_prefix(&e.prefix);
+                full.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .max_by_key(|e| trim_prefix(&e.prefix).len())
+    }
+
+    pub fn resolve(&self, host: &str, repository: &str) -> Endpoint {
+        let entry = self.entry_for(host, repository);
+        let api_url = match entry.and_then(|e| e.api_url.as_deref()) {
+            Some(api) => normalize_api_url(api),
+            None if host == DOCKER_HUB => "https://registry-1.docker.io".to_string(),
+            None if is_loopback(host) => format!("http://{host}"),
+            None => format!("https://{host}"),
+        };
+        let repository = match entry.and_then(|e| e.defaultns.as_deref()).filter(|ns| !ns.is_empty()) {
+            Some(ns) if !repository.contains('/') => format!("{ns}/{repository}"),
+            _ => repository.to_string(),
+        };
+        Endpoint {
+            host: host.to_string(),
+            api_url,
+            repository,
+            insecure: entry.is_some_and(|e| e.insecure),
+            credentials: entry.and_then(|e| e.credentials.clone()).filter(|c| !c.trim().is_empty()),
+            // Validated in `parse`.
+            credsexpire: entry.and_then(|e| e.credsexpire.as_deref()).and_then(|d| parse_go_duration(d).ok()),
+            limit: entry.and_then(|e| e.limit),
+        }
+    }
+}
+
+fn trim_prefix(p: &str) -> &str {
+    p.trim().trim_end_matches('/')
+}
+
+/// `https://r.example/v2/` and `https://r.example` name the same API.
+fn normalize_api_url(api: &str) -> String {
+    let s = api.trim().trim_end_matches('/');
+    s.strip_suffix("/v2").unwrap_or(s).to_string()
+}
+
+/// Whether `host[:port]` is a loopback address (`localhost`, `127.0.0.0/8`, `::1`).
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Parses a Go `time.Duration` string: `2h`, `30m`, `10s`, `1h30m`, `1.5h`, `500ms`.
+pub(crate) fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num: f64 = rest[..num_len].parse().map_err(|_| "expected a number such as 30m, 2h or 10s".to_string())?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err("missing unit (s, m or h)".into()),
+            u => return Err(format!("unknown unit {u:?} (use s, m or h)")),
+        };
+        total += num * factor;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+registries:
+- name: Docker Hub
+  prefix: docker.io
+  api_url: https://registry-1.docker.io
+  ping: yes
+  credentials: secret:foo/bar#creds
+  credsexpire: 2h
+  defaultns: library
+  default: true
+  limit: 10
+  tagsortmode: latest-first
+- name: Internal
+  prefix: registry.example.com
+  api_url: https://registry.example.com/v2/
+  insecure: yes
+  credentials: env:REGISTRY_SECRET
+- name: Team
+  prefix: registry.example.com/team
+  api_url: https://team-mirror.example.com
+  ca_file: /app/config/certs/ca.pem
+"#;
+
+    #[test]
+    fn parses_every_field() {
+        let conf = RegistriesConf::parse(FULL).unwrap();
+        assert_eq!(conf.entries.len(), 3);
+        let hub = &conf.entries[0];
+        assert_eq!(
+            hub,
+            &RegistryEntry {
+                name: "Docker Hub".into(),
+                prefix: "docker.io".into(),
+                api_url: Some("https://registry-1.docker.io".into()),
+                ping: true,
+                insecure: false,
+                default: true,
+                defaultns: Some("library".into()),
+                credentials: Some("secret:foo/bar#creds".into()),
+                credsexpire: Some("2h".into()),
+                limit: Some(10),
+                tagsortmode: Some("latest-first".into()),
+            }
+        );
+        assert!(conf.entries[1].insecure, "YAML 1.1 `yes` is true, as in AIU's Go YAML");
+        assert_eq!(conf.default_entry().unwrap().name, "Docker Hub");
+    }
+
+    #[test]
+    fn resolves_endpoints() {
+        let conf = RegistriesConf::parse(FULL).unwrap();
+        let hub = conf.resolve("docker.io", "library/nginx");
+        assert_eq!(hub.api_url, "https://registry-1.docker.io");
+        assert_eq!(hub.credsexpire, Some(Duration::from_secs(7200)));
+        assert_eq!(hub.limit, Some(10));
+
+        let internal = conf.resolve("registry.example.com", "app");
+        assert_eq!(internal.api_url, "https://registry.example.com");
+        assert!(internal.insecure);
+        assert_eq!(internal.credentials.as_deref(), Some("env:REGISTRY_SECRET"));
+
+        // Exact host match wins over a longer path prefix, as in AIU.
+        let team = conf.resolve("registry.example.com", "team/app");
+        assert_eq!(team.api_url, "https://registry.example.com");
+
+        let none = RegistriesConf::default();
+        let cases = [
+            ("ghcr.io", "https://ghcr.io"),
+            ("docker.io", "https://registry-1.docker.io"),
+            ("localhost:5000", "http://localhost:5000"),
+            ("localhost", "http://localhost"),
+            ("127.0.0.1:41234", "http://127.0.0.1:41234"),
+            ("[::1]:5000", "http://[::1]:5000"),
+            ("registry.local:5000", "https://registry.local:5000"),
+        ];
+        for (host, want) in cases {
+            assert_eq!(none.resolve(host, "a/b").api_url, want, "case {host}");
+        }
+    }
+
+    #[test]
+    fn path_prefixes_and_defaultns() {
+        let conf = RegistriesConf::parse(
+            "registries:\n- name: Team\n  prefix: r.example/team\n  api_url: http://mirror:5000\n  defaultns: base\n- name: R\n  prefix: r.example.org\n",
+        )
+        .unwrap();
+        assert_eq!(conf.resolve("r.example", "team/app").api_url, "http://mirror:5000");
+        assert_eq!(conf.resolve("r.example", "teamx/app").api_url, "https://r.example");
+        assert_eq!(conf.resolve("r.example.org", "app").api_url, "https://r.example.org");
+        let m = conf.resolve("r.example", "team");
+        assert_eq!(m.repository, "base/team");
+    }
+
+    #[test]
+    fn rejects_bad_files_naming_the_problem() {
+        let cases = [
+            ("registries: [\n  - name: x\n", "invalid YAML"),
+            ("registries:\n- name: x\n", "has no prefix"),
+            ("registries:\n- {name: a, prefix: p}\n- {name: b, prefix: p}\n", "configured twice"),
+            ("registries:\n- {name: a, prefix: p, default: true}\n- {name: b, prefix: q, default: true}\n", "more than one"),
+            ("registries:\n- {name: a, prefix: p, api_url: 'ftp://x'}\n", "not an http(s) URL"),
+            ("registries:\n- {name: a, prefix: p, credsexpire: 5 hours}\n", "credsexpire"),
+            ("registries:\n- {name: a, prefix: p, limit: 0}\n", "limit"),
+        ];
+        for (text, want) in cases {
+            let err = RegistriesConf::parse(text).unwrap_err();
+            assert!(err.contains(want), "case {want}: got {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registries.conf");
+        std::fs::write(&path, "registries: {{{").unwrap();
+        let err = RegistriesConf::load(&path).unwrap_err();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(RegistriesConf::parse("").unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn go_durations() {
+        let cases = [
+            ("2h", Some(7200.0)),
+            ("30m", Some(1800.0)),
+            ("10s", Some(10.0)),
+            ("1h30m", Some(5400.0)),
+            ("1.5h", Some(5400.0)),
+            ("500ms", Some(0.5)),
+            ("0", Some(0.0)),
+            ("10", None),
+            ("", None),
+            ("5d", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_go_duration(s).ok().map(|d| d.as_secs_f64()), want, "case {s:?}");
+        }
+    }
+}

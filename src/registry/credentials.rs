@@ -1,0 +1,340 @@
+//! Registry credentials: AIU credential references (`env:`, `ext:`, `pullsecret:`, `secret:`)
+//! and docker `config.json` / `.dockerconfigjson` files. Secrets never reach a log or an error:
+//! [`Credentials`] redacts itself in `Debug`, and errors name only the reference.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::domain::DOCKER_HUB;
+
+/// A username and password (or token) for one registry.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+impl Credentials {
+    /// Splits `user:pass` at the FIRST colon: passwords such as GCR `_json_key` service-account
+    /// keys hold colons and newlines. A trailing newline (script output) is dropped.
+    pub fn from_user_pass(s: &str) -> Option<Self> {
+        let s = s.strip_suffix('\n').unwrap_or(s);
+        let s = s.strip_suffix('\r').unwrap_or(s);
+        let (user, pass) = s.split_once(':')?;
+        if user.is_empty() {
+            return None;
+        }
+        Some(Credentials { username: user.to_string(), password: pass.to_string() })
+    }
+
+    pub fn basic_header(&self) -> String {
+        format!("Basic {}", BASE64.encode(format!("{}:{}", self.username, self.password)))
+    }
+}
+
+/// A parsed credential reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CredentialRef {
+    /// `env:VAR`, value `user:pass`.
+    Env(String),
+    /// `ext:/path/to/script`, stdout `user:pass`.
+    Ext(PathBuf),
+    /// `pullsecret:ns/name` or `secret:ns/name#field`: need the Kubernetes API.
+    Kubernetes,
+}
+
+impl CredentialRef {
+    pub fn parse(reference: &str) -> Result<Self, String> {
+        let r = reference.trim();
+        if let Some(var) = r.strip_prefix("env:") {
+            if var.is_empty() {
+                return Err(format!("credential reference {r:?} names no environment variable"));
+            }
+            return Ok(CredentialRef::Env(var.to_string()));
+        }
+        if let Some(path) = r.strip_prefix("ext:") {
+            if path.is_empty() {
+                return Err(format!("credential reference {r:?} names no script"));
+            }
+            return Ok(CredentialRef::Ext(PathBuf::from(path)));
+        }
+        if r.starts_with("pullsecret:") || r.starts_with("secret:") {
+            return Ok(CredentialRef::Kubernetes);
+        }
+        Err(format!("unknown credential reference {r:?}: use env:VAR, ext:/path, pullsecret:ns/name or secret:ns/name#field"))
+    }
+}
+
+/// Resolves credential references; `ext:` script output is cached until `credsexpire`.
+/// Last output of one `ext:` script and when it expires (`None`: never).
+type ScriptSlot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<Instant>)>>>;
+
+#[derive(Default)]
+pub(crate) struct CredentialResolver {
+    ext: Mutex<HashMap<PathBuf, ScriptSlot>>,
+}
+
+/// How long an `ext:` script may run.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl CredentialResolver {
+    /// Credentials for `reference`; errors name the reference, never a secret value.
+    pub async fn resolve(&self, reference: &str, expire: Option<Duration>) -> Result<Credentials, String> {
+        match CredentialRef::parse(reference)? {
+            CredentialRef::Env(var) => {
+                let value = std::env::var(&var).map_err(|_| format!("credential reference {reference:?}: environment variable {var} is not set"))?;
+                Credentials::from_user_pass(&value).ok_or_else(|| format!("credential reference {reference:?}: value of {var} is not user:password"))
+            }
+            CredentialRef::Ext(path) => self.run_script_cached(reference, &path, expire).await,
+            CredentialRef::Kubernetes => Err(format!(
+                "credential reference {reference:?} needs the Kubernetes API, which is not supported yet; use env:, ext: or a docker config.json"
+            )),
+        }
+    }
+
+    async fn run_script_cached(&self, reference: &str, path: &Path, expire: Option<Duration>) -> Result<Credentials, String> {
+        let slot = self.ext.lock().unwrap().entry(path.to_path_buf()).or_default().clone();
+        // One script run at a time per path; concurrent callers wait and reuse its output.
+        let mut slot = slot.lock().await;
+        if let Some((creds, until)) = slot.as_ref()
+            && until.is_none_or(|t| Instant::now() < t)
+        {
+            return Ok(creds.clone());
+        }
+        let creds = run_script(reference, path).await?;
+        *slot = Some((creds.clone(), expire.map(|d| Instant::now() + d)));
+        Ok(creds)
+    }
+}
+
+async fn run_script(reference: &str, path: &Path) -> Result<Credentials, String> {
+    let fail = |what: String| format!("credential reference {reference:?}: {what}");
+    let mut attempt = 0;
+    let out = loop {
+        let child = tokio::process::Command::new(path)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        match tokio::time::timeout(SCRIPT_TIMEOUT, child).await {
+            Err(_) => return Err(fail(format!("script did not finish within {}s", SCRIPT_TIMEOUT.as_secs()))),
+            // A script written a moment ago can still be open in a forking process (ETXTBSY).
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(Err(e)) => return Err(fail(format!("cannot run script: {e}"))),
+            Ok(Ok(out)) => break out,
+        }
+    };
+    if !out.status.success() {
+        // stderr is diagnostics, not the credential; keep it short.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first: String = stderr.lines().next().unwrap_or("").chars().take(200).collect();
+        return Err(fail(format!("script failed ({}): {first}", out.status)));
+    }
+    let stdout = String::from_utf8(out.stdout).map_err(|_| fail("script output is not UTF-8".into()))?;
+    Credentials::from_user_pass(&stdout).ok_or_else(|| fail("script output is not user:password".into()))
+}
+
+/// Credentials from docker config files, by normalized registry host; earlier files win.
+#[derive(Debug, Default)]
+pub(crate) struct DockerAuths {
+    by_host: HashMap<String, Credentials>,
+}
+
+#[derive(Deserialize)]
+struct DockerConfigFile {
+    auths: Option<HashMap<String, DockerAuthEntry>>,
+}
+
+#[derive(Deserialize)]
+struct DockerAuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl DockerAuths {
+    pub fn load(paths: &[PathBuf]) -> Result<Self, String> {
+        let mut all = DockerAuths::default();
+        for path in paths {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read docker config {}: {e}", path.display()))?;
+            let one = Self::parse(&text).map_err(|e| format!("docker config {}: {e}", path.display()))?;
+            for (host, creds) in one.by_host {
+                all.by_host.entry(host).or_insert(creds);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Parses `{"auths": {...}}` (`config.json`, `.dockerconfigjson`) or the legacy
+    /// `.dockercfg` map without `auths`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        let auths: HashMap<String, DockerAuthEntry> = if value.get("auths").is_some() {
+            serde_json::from_value::<DockerConfigFile>(value).map_err(|e| format!("invalid auths: {e}"))?.auths.unwrap_or_default()
+        } else {
+            // Legacy `.dockercfg`: the map itself; other config.json keys (credHelpers...) are skipped.
+            serde_json::from_value(value).unwrap_or_default()
+        };
+        let mut by_host = HashMap::new();
+        for (key, entry) in auths {
+            let creds = match (&entry.auth, &entry.username, &entry.password) {
+                (Some(auth), _, _) if !auth.is_empty() => {
+                    let raw = BASE64.decode(auth.trim()).map_err(|_| format!("auth of {key:?} is not base64"))?;
+                    let s = String::from_utf8(raw).map_err(|_| format!("auth of {key:?} is not UTF-8"))?;
+                    Credentials::from_user_pass(&s).ok_or_else(|| format!("auth of {key:?} is not user:password"))?
+                }
+                (_, Some(u), Some(p)) => Credentials { username: u.clone(), password: p.clone() },
+                _ => continue,
+            };
+            by_host.insert(normalize_auth_key(&key), creds);
+        }
+        Ok(DockerAuths { by_host })
+    }
+
+    /// Credentials for an image's registry host (`docker.io`, `ghcr.io`, `localhost:5000`).
+    pub fn get(&self, host: &str) -> Option<&Credentials> {
+        self.by_host.get(&normalize_auth_key(host))
+    }
+}
+
+/// `https://index.docker.io/v1/`, `index.docker.io`, `docker.io` → `docker.io`;
+/// `https://ghcr.io/v2/` → `ghcr.io`.
+fn normalize_auth_key(key: &str) -> String {
+    let k = key.trim();
+    let k = k.strip_prefix("https://").or_else(|| k.strip_prefix("http://")).unwrap_or(k);
+    let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB.to_string(),
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON_KEY: &str = "{\n  \"type\": \"service_account\",\n  \"private_key\": \"-----BEGIN PRIVATE KEY-----\\nMIIE:abc\\n\",\n  \"client_email\": \"bot@p.iam.gserviceaccount.com\"\n}";
+
+    #[test]
+    fn user_pass_splits_at_first_colon() {
+        let c = Credentials::from_user_pass(&format!("_json_key:{JSON_KEY}\n")).unwrap();
+        assert_eq!(c.username, "_json_key");
+        assert_eq!(c.password, JSON_KEY);
+        assert_eq!(Credentials::from_user_pass("a:b:c").unwrap().password, "b:c");
+        assert_eq!(Credentials::from_user_pass("a:").unwrap().password, "");
+        assert!(Credentials::from_user_pass("nocolon").is_none());
+        assert!(Credentials::from_user_pass(":pass").is_none());
+        assert!(!format!("{c:?}").contains("PRIVATE"), "Debug must not show the password");
+    }
+
+    #[test]
+    fn docker_config_forms() {
+        let json_key_auth = BASE64.encode(format!("_json_key:{JSON_KEY}"));
+        let text = format!(
+            r#"{{"auths": {{
+                "https://index.docker.io/v1/": {{"auth": "{}"}},
+                "ghcr.io": {{"username": "u", "password": "p:w"}},
+                "https://gcr.io": {{"auth": "{json_key_auth}"}},
+                "localhost:5000": {{"auth": ""}}
+            }}, "credHelpers": {{"x": "y"}}}}"#,
+            BASE64.encode("hub:secret")
+        );
+        let auths = DockerAuths::parse(&text).unwrap();
+        let cases = [
+            ("docker.io", Some(("hub", "secret"))),
+            ("ghcr.io", Some(("u", "p:w"))),
+            ("gcr.io", Some(("_json_key", JSON_KEY))),
+            ("localhost:5000", None),
+            ("quay.io", None),
+        ];
+        for (host, want) in cases {
+            let got = auths.get(host).map(|c| (c.username.as_str(), c.password.as_str()));
+            assert_eq!(got, want, "case {host}");
+        }
+        // Legacy .dockercfg, and host keys written with a scheme and /v2/.
+        let legacy = DockerAuths::parse(&format!(r#"{{"https://r.example/v2/": {{"auth": "{}"}}}}"#, BASE64.encode("a:b"))).unwrap();
+        assert_eq!(legacy.get("r.example").unwrap().username, "a");
+        assert!(DockerAuths::parse("{").unwrap_err().contains("invalid JSON"));
+        assert!(DockerAuths::parse(r#"{"auths":{"x":{"auth":"***"}}}"#).unwrap_err().contains("\"x\""));
+    }
+
+    #[test]
+    fn docker_config_files_earlier_wins_and_errors_name_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.json");
+        let b = dir.path().join("b.json");
+        std::fs::write(&a, r#"{"auths":{"ghcr.io":{"username":"first","password":"1"}}}"#).unwrap();
+        std::fs::write(&b, r#"{"auths":{"ghcr.io":{"username":"second","password":"2"},"quay.io":{"username":"q","password":"3"}}}"#).unwrap();
+        let auths = DockerAuths::load(&[a, b.clone()]).unwrap();
+        assert_eq!(auths.get("ghcr.io").unwrap().username, "first");
+        assert_eq!(auths.get("quay.io").unwrap().username, "q");
+        std::fs::write(&b, "nope").unwrap();
+        let err = DockerAuths::load(std::slice::from_ref(&b)).unwrap_err();
+        assert!(err.contains(&b.display().to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn env_and_kubernetes_references() {
+        let r = CredentialResolver::default();
+        // SAFETY: the variable name is unique to this test; no other thread reads it.
+        unsafe { std::env::set_var("AIPR_TEST_REGISTRY_CREDS_1", "user:pa:ss") };
+        let c = r.resolve("env:AIPR_TEST_REGISTRY_CREDS_1", None).await.unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("user", "pa:ss"));
+        let err = r.resolve("env:AIPR_TEST_REGISTRY_UNSET_VAR", None).await.unwrap_err();
+        assert!(err.contains("env:AIPR_TEST_REGISTRY_UNSET_VAR") && err.contains("not set"), "{err}");
+        for reference in ["pullsecret:argocd/regcred", "secret:argocd/creds#token"] {
+            let err = r.resolve(reference, None).await.unwrap_err();
+            assert!(err.contains(reference) && err.contains("Kubernetes API"), "{err}");
+        }
+        assert!(r.resolve("vault:x", None).await.unwrap_err().contains("unknown credential reference"));
+    }
+
+    #[tokio::test]
+    async fn ext_script_cached_until_credsexpire() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let counter = dir.path().join("runs");
+        let script = dir.path().join("creds.sh");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho x >> '{}'\necho \"robot:tok:$(wc -l < '{}' | tr -d ' ')\"\n", counter.display(), counter.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let reference = format!("ext:{}", script.display());
+
+        let r = CredentialResolver::default();
+        let expire = Some(Duration::from_millis(300));
+        let first = r.resolve(&reference, expire).await.unwrap();
+        assert_eq!((first.username.as_str(), first.password.as_str()), ("robot", "tok:1"));
+        let again = r.resolve(&reference, expire).await.unwrap();
+        assert_eq!(again.password, "tok:1", "cached before credsexpire");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let renewed = r.resolve(&reference, expire).await.unwrap();
+        assert_eq!(renewed.password, "tok:2", "script re-run after credsexpire");
+
+        let failing = dir.path().join("fail.sh");
+        std::fs::write(&failing, "#!/bin/sh\necho 'no session' >&2\nexit 3\n").unwrap();
+        std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = r.resolve(&format!("ext:{}", failing.display()), None).await.unwrap_err();
+        assert!(err.contains("fail.sh") && err.contains("no session"), "{err}");
+        let err = r.resolve("ext:/nonexistent/aipr-script", None).await.unwrap_err();
+        assert!(err.contains("/nonexistent/aipr-script") && err.contains("cannot run"), "{err}");
+    }
+}
