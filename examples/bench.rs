@@ -13,8 +13,8 @@ mod fleet;
 mod gitops;
 #[path = "bench/measure.rs"]
 mod measure;
-#[path = "bench/push.rs"]
-mod push;
+#[path = "../tests/support/oci_push.rs"]
+mod oci_push;
 #[path = "bench/registry.rs"]
 mod registry;
 #[path = "bench/seed.rs"]

@@ -9,7 +9,7 @@ use std::fmt;
 
 /// Bump when the shape of the registry content changes: a seeded registry with another version
 /// is wiped and seeded again.
-pub const FLEET_VERSION: u32 = 1;
+pub const FLEET_VERSION: u32 = 2;
 pub const SEED: u64 = 0x00A1_6D0C_D1A6_E5B7;
 
 /// Repositories come in blocks of ten: nine semver ones and one newest-build one, holding

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::fleet::{FLEET_VERSION, Repo, SEED};
-use crate::push::{OCI_INDEX, OCI_MANIFEST, Pusher, digest};
+use crate::oci_push::{ImageSpec, OCI_INDEX, OCI_MANIFEST, PushAuth, PushedManifest, Pusher};
 
 const MARKER: &str = "bench-fleet.json";
 
@@ -79,67 +79,37 @@ pub struct SeedStats {
     pub secs: f64,
 }
 
-/// One pushed image: the manifest (or index) body every tag of it is put with.
-struct Pushed {
-    media_type: &'static str,
-    body: Arc<Vec<u8>>,
-}
-
-fn config(created: &str, arch: &str, layer_diff: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "created": created,
-        "architecture": arch,
-        "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [layer_diff]},
-    }))
-    .expect("json")
-}
-
-fn manifest(config: &[u8], layer: &[u8]) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(layer), "size": layer.len()}],
-    }))
-    .expect("json")
-}
-
-/// Pushes blobs and child manifests of every image of `repo`; returns what tags point at.
-async fn push_images(p: &Pusher, repo: &Repo) -> Result<Vec<Pushed>> {
+/// Pushes blobs and platform manifests of every image of `repo` (untagged); returns, per image,
+/// what its tags point at: the manifest, or an index over linux/amd64 and linux/arm64.
+async fn push_images(p: &Pusher, repo: &Repo) -> anyhow::Result<Vec<Arc<PushedManifest>>> {
     let path = repo.path();
-    let layer = format!("bench layer of {path}").into_bytes();
-    let diff = digest(&layer);
-    p.blob(&path, &layer).await?;
-    let archs: &[&str] = if repo.multi_arch { &["amd64", "arm64"] } else { &["amd64"] };
+    let err = |e: crate::oci_push::Error| anyhow::anyhow!("{e}");
+    let platforms: &[&str] = if repo.multi_arch { &["linux/amd64", "linux/arm64"] } else { &["linux/amd64"] };
     let mut out = Vec::new();
     for img in &repo.images {
+        // One layer per repository; configs differ by `created` (and architecture).
+        let content = format!("benchmark layer of {path}");
         let mut children = Vec::new();
-        for arch in archs {
-            let cfg = config(&img.created, arch, &diff);
-            p.blob(&path, &cfg).await?;
-            let m = manifest(&cfg, &layer);
-            children.push((arch, m));
+        for platform in platforms {
+            let spec = ImageSpec::for_platform(&img.created, platform, &content);
+            children.push((spec.clone(), p.push_image_untagged(&path, &spec).await.map_err(err)?));
         }
-        if repo.multi_arch {
-            let mut entries = Vec::new();
-            for (arch, m) in &children {
-                let d = digest(m);
-                p.manifest(&path, &d, OCI_MANIFEST, m).await?;
-                entries.push(json!({
-                    "mediaType": OCI_MANIFEST, "digest": d, "size": m.len(),
-                    "platform": {"architecture": arch, "os": "linux"},
-                }));
-            }
-            let index = serde_json::to_vec(&json!({
-                "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries,
-            }))?;
-            out.push(Pushed { media_type: OCI_INDEX, body: Arc::new(index) });
-        } else {
-            let (_, m) = children.pop().expect("one arch");
-            out.push(Pushed { media_type: OCI_MANIFEST, body: Arc::new(m) });
+        if !repo.multi_arch {
+            out.push(Arc::new(children.pop().expect("one platform").1));
+            continue;
         }
+        let entries: Vec<_> = children
+            .iter()
+            .map(|(spec, m)| {
+                json!({
+                    "mediaType": OCI_MANIFEST, "digest": m.digest, "size": m.bytes.len(),
+                    "platform": {"architecture": spec.architecture, "os": spec.os},
+                })
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        out.push(Arc::new(PushedManifest { digest, media_type: OCI_INDEX.into(), bytes }));
     }
     Ok(out)
 }
@@ -156,7 +126,7 @@ pub async fn seed(base_url: &str, storage: &Path, repos: &[Repo], todo: &[usize]
         todo.len()
     );
     let started = Instant::now();
-    let p = Pusher::new(base_url);
+    let p = Pusher::new(base_url, PushAuth::Anonymous);
     let sem = Arc::new(Semaphore::new(concurrency));
     let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -175,10 +145,10 @@ pub async fn seed(base_url: &str, storage: &Path, repos: &[Repo], todo: &[usize]
             for tag in &repo.tags {
                 let permit = sem.clone().acquire_owned().await?;
                 let (p, path, done) = (p.clone(), path.clone(), done.clone());
-                let img = &images[tag.image];
-                let (mt, body, name) = (img.media_type, img.body.clone(), tag.name.clone());
+                let manifest = images[tag.image].clone();
+                let name = tag.name.clone();
                 puts.spawn(async move {
-                    let r = p.manifest(&path, &name, mt, &body).await;
+                    let r = p.put_manifest(&path, &name, &manifest).await.map_err(|e| anyhow::anyhow!("{e}"));
                     drop(permit);
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if n % 10_000 == 0 {
