@@ -257,6 +257,8 @@ struct Row {
     errors: usize,
     pass: bool,
     notes: Vec<String>,
+    /// 1-minute load average before each run: other work on the 2 cores skews the wall time.
+    loads: Vec<String>,
 }
 
 fn bench_scale(fleet: &Fleet, bin: &Path, url: &str, args: &Args) -> Result<Row> {
@@ -275,12 +277,16 @@ fn bench_scale(fleet: &Fleet, bin: &Path, url: &str, args: &Args) -> Result<Row>
         errors: 0,
         pass: false,
         notes: Vec::new(),
+        loads: Vec::new(),
     };
     let mut last = None;
     for i in 0..args.runs.max(1) {
         std::fs::create_dir_all(&scratch)?;
         let cache = tempfile::Builder::new().prefix("cache-").tempdir_in(&scratch)?;
-        eprintln!("bench: run {} of `plan` on the {} fleet", i + 1, fleet.scale.name());
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load1 = load.split_whitespace().next().unwrap_or("?").to_string();
+        eprintln!("bench: run {} of `plan` on the {} fleet (load average {load1})", i + 1, fleet.scale.name());
+        row.loads.push(load1);
         let run = measure::run_plan(bin, url, cache.path(), &scratch)?;
         row.wall_s.push(run.wall_s);
         row.peak_mb = row.peak_mb.max(run.peak_mb);
@@ -454,6 +460,7 @@ fn print_table(rows: &[Row]) {
             r.repos_used,
             r.apps
         );
+        println!("  1-minute load average before the run(s): {}", r.loads.join(", "));
         if r.wall_s.len() > 1 {
             let w: Vec<String> = r.wall_s.iter().map(|w| format!("{w:.2}")).collect();
             println!("  wall times of {} runs: {} s (median reported)", w.len(), w.join(", "));

@@ -23,10 +23,16 @@ pub fn run_plan(bin: &Path, apps_url: &str, cache_dir: &Path, scratch: &Path) ->
     let out = fs::File::create(&out_path)?;
     let err = fs::File::create(&err_path)?;
     let started = Instant::now();
-    let child = Command::new(bin)
-        .args(["plan", "--apps", apps_url, "--output", "json", "--cache-dir"])
-        .arg(cache_dir)
-        .env_remove("RUST_LOG")
+    let mut cmd = Command::new(bin);
+    cmd.args(["plan", "--apps", apps_url, "--output", "json", "--cache-dir"]).arg(cache_dir);
+    // Only the command line configures the run: no settings or logging from the environment.
+    cmd.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ARGOCD_IMAGE_PR_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
