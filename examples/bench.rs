@@ -73,22 +73,38 @@ fn default_bin() -> Result<PathBuf> {
     Ok(dir.join("argocd-image-pr"))
 }
 
-#[tokio::main]
-async fn main() {
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let pid = registry::REGISTRY_PID.load(std::sync::atomic::Ordering::SeqCst);
-            if pid > 0 {
-                // SAFETY: plain syscall on our own child's PID.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-            }
-            eprintln!("bench: interrupted");
-            std::process::exit(130);
+fn main() {
+    let args = Args::parse();
+    // Launchers first, while this process is small (see measure::Launcher).
+    let n = args.runs.max(1) * if matches!(args.scale, ScaleArg::Both) { 2 } else { 1 };
+    let launchers = match (0..if args.generate_only || args.serve { 0 } else { n })
+        .map(|_| measure::Launcher::spawn())
+        .collect::<Result<Vec<_>>>()
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bench: error: starting /bin/sh: {e:#}");
+            std::process::exit(2);
         }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(async {
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let pid = registry::REGISTRY_PID.load(std::sync::atomic::Ordering::SeqCst);
+                if pid > 0 {
+                    // SAFETY: plain syscall on our own child's PID.
+                    unsafe {
+                        libc::kill(pid, libc::SIGTERM);
+                    }
+                }
+                eprintln!("bench: interrupted");
+                std::process::exit(130);
+            }
+        });
+        run(args, launchers).await
     });
-    match run(Args::parse()).await {
+    match result {
         Ok(ok) => std::process::exit(if ok { 0 } else { 1 }),
         Err(e) => {
             eprintln!("bench: error: {e:#}");
@@ -98,7 +114,7 @@ async fn main() {
 }
 
 /// Returns whether every target was met.
-async fn run(args: Args) -> Result<bool> {
+async fn run(args: Args, mut launchers: Vec<measure::Launcher>) -> Result<bool> {
     let scales: Vec<Scale> = match args.scale {
         ScaleArg::Full => vec![Scale::Full],
         ScaleArg::Fifth => vec![Scale::Fifth],
@@ -154,7 +170,7 @@ async fn run(args: Args) -> Result<bool> {
             );
             continue;
         }
-        let row = bench_scale(fleet, &bin, &url, &args)?;
+        let row = bench_scale(fleet, &bin, &url, &args, &mut launchers)?;
         all_ok &= row.pass;
         rows.push(row);
     }
@@ -261,7 +277,13 @@ struct Row {
     loads: Vec<String>,
 }
 
-fn bench_scale(fleet: &Fleet, bin: &Path, url: &str, args: &Args) -> Result<Row> {
+fn bench_scale(
+    fleet: &Fleet,
+    bin: &Path,
+    url: &str,
+    args: &Args,
+    launchers: &mut Vec<measure::Launcher>,
+) -> Result<Row> {
     let scratch = args.dir.join(format!("plan-{}", fleet.scale.name()));
     let mut row = Row {
         scale: fleet.scale,
@@ -287,7 +309,8 @@ fn bench_scale(fleet: &Fleet, bin: &Path, url: &str, args: &Args) -> Result<Row>
         let load1 = load.split_whitespace().next().unwrap_or("?").to_string();
         eprintln!("bench: run {} of `plan` on the {} fleet (load average {load1})", i + 1, fleet.scale.name());
         row.loads.push(load1);
-        let run = measure::run_plan(bin, url, cache.path(), &scratch)?;
+        let launcher = launchers.pop().context("no launcher left")?;
+        let run = launcher.run_plan(bin, url, cache.path(), &scratch)?;
         row.wall_s.push(run.wall_s);
         row.peak_mb = row.peak_mb.max(run.peak_mb);
         last = Some(run);
