@@ -63,7 +63,11 @@ impl Launcher {
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().expect("piped stdin");
-            stdin.write_all(lines.as_bytes())?;
+            if let Err(e) = stdin.write_all(lines.as_bytes()) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("handing the plan command to /bin/sh: {e}");
+            }
         }
         let pid = child.id() as libc::pid_t;
         let mut status: libc::c_int = 0;
