@@ -50,6 +50,11 @@ struct Args {
     /// Timed runs per scale (each from a fresh cache dir); the median wall time is reported.
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Untimed runs per scale before the timed ones, so the registry (a stand-in for a remote
+    /// one that is always up) and the OS caches are warm; the timed runs still start cold: a
+    /// fresh cache dir, the clone included.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
     /// Where registry storage, the GitOps repositories and run files live.
     #[arg(long, default_value = "/var/tmp/argocd-image-pr-bench")]
     dir: PathBuf,
@@ -76,7 +81,7 @@ fn default_bin() -> Result<PathBuf> {
 fn main() {
     let args = Args::parse();
     // Launchers first, while this process is small (see measure::Launcher).
-    let n = args.runs.max(1) * if matches!(args.scale, ScaleArg::Both) { 2 } else { 1 };
+    let n = (args.runs.max(1) + args.warmup) * if matches!(args.scale, ScaleArg::Both) { 2 } else { 1 };
     let launchers = match (0..if args.generate_only || args.serve { 0 } else { n })
         .map(|_| measure::Launcher::spawn())
         .collect::<Result<Vec<_>>>()
@@ -96,6 +101,7 @@ fn main() {
                     // SAFETY: plain syscall on our own child's PID.
                     unsafe {
                         libc::kill(pid, libc::SIGTERM);
+                        libc::waitpid(pid, std::ptr::null_mut(), 0);
                     }
                 }
                 eprintln!("bench: interrupted");
@@ -149,10 +155,9 @@ async fn run(args: Args, mut launchers: Vec<measure::Launcher>) -> Result<bool> 
         seed::verify(&reg.base_url(), &all).await?;
         eprintln!("bench: verified the tag lists of all {} repositories", all.len());
     } else {
-        // Spot check reused storage: the first, a newest-build and the last repository.
-        let r = &biggest.repos;
-        seed::verify(&reg.base_url(), &[&r[0], &r[7], &r[r.len() - 1]]).await?;
-        eprintln!("bench: reusing seeded registry storage ({} repositories)", r.len());
+        let all: Vec<_> = biggest.repos.iter().collect();
+        seed::verify(&reg.base_url(), &all).await?;
+        eprintln!("bench: reusing seeded registry storage (tag lists of all {} repositories verified)", all.len());
     }
 
     let mut rows = Vec::new();
@@ -275,6 +280,7 @@ struct Row {
     notes: Vec<String>,
     /// 1-minute load average before each run: other work on the 2 cores skews the wall time.
     loads: Vec<String>,
+    request_floor: usize,
 }
 
 fn bench_scale(
@@ -300,7 +306,20 @@ fn bench_scale(
         pass: false,
         notes: Vec::new(),
         loads: Vec::new(),
+        request_floor: fleet.request_floor(),
     };
+    for i in 0..args.warmup {
+        std::fs::create_dir_all(&scratch)?;
+        let cache = tempfile::Builder::new().prefix("cache-").tempdir_in(&scratch)?;
+        let launcher = launchers.pop().context("no launcher left")?;
+        let run = launcher.run_plan(bin, url, cache.path(), &scratch)?;
+        eprintln!(
+            "bench: warm-up run {} of `plan` on the {} fleet: {:.2} s (not counted)",
+            i + 1,
+            fleet.scale.name(),
+            run.wall_s
+        );
+    }
     let mut last = None;
     for i in 0..args.runs.max(1) {
         std::fs::create_dir_all(&scratch)?;
@@ -475,7 +494,15 @@ fn print_table(rows: &[Row]) {
     for r in rows {
         let req = r
             .requests
-            .map(|n| format!("{n} requests = {:.2} per repository, {:.2} per Application", n as f64 / r.repos_used as f64, n as f64 / r.apps as f64))
+            .map(|n| {
+                format!(
+                    "{n} requests = {:.2} per repository, {:.2} per Application \
+                     (floor {}: a tag list per repository + newest-build manifests/configs)",
+                    n as f64 / r.repos_used as f64,
+                    n as f64 / r.apps as f64,
+                    r.request_floor
+                )
+            })
             .unwrap_or_else(|| "requests unknown".into());
         println!(
             "{}: {} distinct repositories referenced by {} Applications; {req}",
@@ -483,7 +510,10 @@ fn print_table(rows: &[Row]) {
             r.repos_used,
             r.apps
         );
-        println!("  1-minute load average before the run(s): {}", r.loads.join(", "));
+        println!(
+            "  1-minute load average before the timed run(s): {} (other work on the 2 cores skews wall time)",
+            r.loads.join(", ")
+        );
         if r.wall_s.len() > 1 {
             let w: Vec<String> = r.wall_s.iter().map(|w| format!("{w:.2}")).collect();
             println!("  wall times of {} runs: {} s (median reported)", w.len(), w.join(", "));

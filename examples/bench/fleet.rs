@@ -199,7 +199,7 @@ pub enum RepoKind {
     NewestBuild,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TagKind {
     /// `M.m.p` or `vM.m.p`.
     Release,
@@ -719,5 +719,30 @@ impl Fleet {
             }
         }
         used.iter().filter(|u| **u).count()
+    }
+}
+
+impl Fleet {
+    /// The fewest registry requests a plan can make: one tag list per distinct repository, and
+    /// for newest-build one manifest per allowed tag (the union over the Applications), one
+    /// platform manifest per distinct index and one config blob per distinct image.
+    pub fn request_floor(&self) -> usize {
+        let mut allowed: Vec<std::collections::BTreeSet<TagKind>> = vec![Default::default(); self.repos.len()];
+        let mut used = vec![false; self.repos.len()];
+        for img in self.apps.iter().flat_map(|a| &a.images) {
+            used[img.repo] = true;
+            match img.allow_tags {
+                Some(ALLOW_SHA) => allowed[img.repo].insert(TagKind::Sha),
+                Some(ALLOW_BUILD) => allowed[img.repo].insert(TagKind::Build),
+                _ => false,
+            };
+        }
+        let mut n = used.iter().filter(|u| **u).count();
+        for (repo, kinds) in self.repos.iter().zip(&allowed) {
+            let tags: Vec<&Tag> = repo.tags.iter().filter(|t| kinds.contains(&t.kind)).collect();
+            let images: std::collections::BTreeSet<usize> = tags.iter().map(|t| t.image).collect();
+            n += tags.len() + images.len() * if repo.multi_arch { 2 } else { 1 };
+        }
+        n
     }
 }
