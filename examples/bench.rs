@@ -175,7 +175,7 @@ async fn run(args: Args, mut launchers: Vec<measure::Launcher>) -> Result<bool> 
             );
             continue;
         }
-        let row = bench_scale(fleet, &bin, &url, &args, &mut launchers)?;
+        let row = bench_scale(fleet, &bin, &url, &args, &mut launchers, reg.pid())?;
         all_ok &= row.pass;
         rows.push(row);
     }
@@ -281,6 +281,8 @@ struct Row {
     /// 1-minute load average before each run: other work on the 2 cores skews the wall time.
     loads: Vec<String>,
     request_floor: usize,
+    /// Per timed run: CPU seconds of plan, and of the registry during it.
+    cpu: Vec<(f64, Option<f64>)>,
 }
 
 fn bench_scale(
@@ -289,6 +291,7 @@ fn bench_scale(
     url: &str,
     args: &Args,
     launchers: &mut Vec<measure::Launcher>,
+    registry_pid: i32,
 ) -> Result<Row> {
     let scratch = args.dir.join(format!("plan-{}", fleet.scale.name()));
     let mut row = Row {
@@ -307,6 +310,7 @@ fn bench_scale(
         notes: Vec::new(),
         loads: Vec::new(),
         request_floor: fleet.request_floor(),
+        cpu: Vec::new(),
     };
     for i in 0..args.warmup {
         std::fs::create_dir_all(&scratch)?;
@@ -329,8 +333,11 @@ fn bench_scale(
         eprintln!("bench: run {} of `plan` on the {} fleet (load average {load1})", i + 1, fleet.scale.name());
         row.loads.push(load1);
         let launcher = launchers.pop().context("no launcher left")?;
+        let reg_before = measure::process_cpu_s(registry_pid);
         let run = launcher.run_plan(bin, url, cache.path(), &scratch)?;
+        let reg_after = measure::process_cpu_s(registry_pid);
         row.wall_s.push(run.wall_s);
+        row.cpu.push((run.cpu_s, reg_after.zip(reg_before).map(|(a, b)| a - b)));
         row.peak_mb = row.peak_mb.max(run.peak_mb);
         last = Some(run);
     }
@@ -514,6 +521,15 @@ fn print_table(rows: &[Row]) {
             "  1-minute load average before the timed run(s): {} (other work on the 2 cores skews wall time)",
             r.loads.join(", ")
         );
+        let cpu: Vec<String> = r
+            .cpu
+            .iter()
+            .map(|(p, reg)| match reg {
+                Some(reg) => format!("plan {p:.2} s + registry {reg:.2} s"),
+                None => format!("plan {p:.2} s"),
+            })
+            .collect();
+        println!("  CPU (user+sys) per timed run: {} (2 cores)", cpu.join("; "));
         if r.wall_s.len() > 1 {
             let w: Vec<String> = r.wall_s.iter().map(|w| format!("{w:.2}")).collect();
             println!("  wall times of {} runs: {} s (median reported)", w.len(), w.join(", "));

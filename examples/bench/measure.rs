@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 pub struct Run {
     pub wall_s: f64,
     pub peak_mb: f64,
+    /// User + system CPU seconds of the plan process.
+    pub cpu_s: f64,
     /// Exit code, or None when killed by a signal.
     pub exit: Option<i32>,
     pub stdout: Vec<u8>,
@@ -94,6 +96,7 @@ impl Launcher {
             wall_s,
             // ru_maxrss is in KiB on Linux; MB here are 10^6 bytes.
             peak_mb: usage.ru_maxrss as f64 * 1024.0 / 1e6,
+            cpu_s: tv(usage.ru_utime) + tv(usage.ru_stime),
             exit,
             stdout: fs::read(&out_path)?,
             stderr: fs::read_to_string(&err_path).unwrap_or_default(),
@@ -108,4 +111,20 @@ impl Drop for Launcher {
             let _ = child.wait();
         }
     }
+}
+
+fn tv(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// User + system CPU seconds a process has used so far (from /proc/PID/stat).
+pub fn process_cpu_s(pid: i32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
 }
