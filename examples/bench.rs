@@ -232,7 +232,7 @@ fn print_shape(f: &Fleet) {
         sv.iter().map(|r| r.tags.iter().filter(|t| t.kind == TagKind::Other).count()).sum::<usize>(),
     );
     println!(
-        "  v-prefixed tags: {}; newest-build repos: {} builds each, {}-{} tags each ({} sha + {} build-N allowed per repo)",
+        "  v-prefixed tags: {}; newest-build repos: {} builds each, {}-{} tags each ({} `[0-9a-f]{{7}}` + {} `build-N`; Applications allow one scheme per repository)",
         f.repos.iter().flat_map(|r| &r.tags).filter(|t| t.name.starts_with('v')).count(),
         fleet::BUILDS_PER_NB_REPO,
         nb.iter().map(|r| r.tags.len()).min().unwrap_or(0),

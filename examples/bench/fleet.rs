@@ -615,7 +615,13 @@ fn semver_image(repo: &Repo, alias: String, rng: &mut Rng) -> AppImage {
 }
 
 fn newest_build_image(repo: &Repo, alias: String, rng: &mut Rng) -> AppImage {
-    let (allow, kind) = if rng.chance(70) { (ALLOW_SHA, TagKind::Sha) } else { (ALLOW_BUILD, TagKind::Build) };
+    // One tagging scheme per repository (as a team's CI has), seven in ten by git sha: the
+    // allowed tags are then the repository's 30 builds, one manifest request each.
+    let (allow, kind) = if (repo.index / REPOS_PER_BLOCK) % 10 < 7 {
+        (ALLOW_SHA, TagKind::Sha)
+    } else {
+        (ALLOW_BUILD, TagKind::Build)
+    };
     let allowed: Vec<&Tag> = repo.tags.iter().filter(|t| t.kind == kind).collect();
     let newest = allowed.iter().max_by_key(|t| &repo.images[t.image].created).expect("builds");
     let current = if rng.chance(10) { newest } else { allowed[rng.below(allowed.len())] };
