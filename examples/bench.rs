@@ -169,10 +169,7 @@ async fn run(args: Args, mut launchers: Vec<measure::Launcher>) -> Result<bool> 
         let url = gitops::build(&gitops_dir, fleet, &reg.host)?;
         eprintln!("bench: GitOps repository {url} written in {:.2} s", t.elapsed().as_secs_f64());
         if args.generate_only || args.serve {
-            println!(
-                "  plan by hand: {} plan --apps {url} --output json --cache-dir $(mktemp -d)",
-                bin.display()
-            );
+            println!("  plan by hand: {} plan --apps {url} --output json --cache-dir $(mktemp -d)", bin.display());
             continue;
         }
         let row = bench_scale(fleet, &bin, &url, &args, &mut launchers, reg.pid())?;
@@ -353,19 +350,15 @@ fn bench_scale(
     let json: serde_json::Value = match serde_json::from_slice(&run.stdout) {
         Ok(v) => v,
         Err(e) => {
-            row.notes.push(format!(
-                "output is not JSON ({e}); see {}/plan.json and plan.stderr",
-                scratch.display()
-            ));
+            row.notes.push(format!("output is not JSON ({e}); see {}/plan.json and plan.stderr", scratch.display()));
             row.pass = false;
             return Ok(row);
         }
     };
     check_output(fleet, &json, &mut row);
     let (wall_target, mem_target) = fleet.scale.targets();
-    row.pass = median(&row.wall_s) <= wall_target
-        && mem_target.is_none_or(|m| row.peak_mb <= m)
-        && row.notes.is_empty();
+    row.pass =
+        median(&row.wall_s) <= wall_target && mem_target.is_none_or(|m| row.peak_mb <= m) && row.notes.is_empty();
     Ok(row)
 }
 
@@ -404,8 +397,7 @@ fn check_output(fleet: &Fleet, json: &serde_json::Value, row: &mut Row) {
             let repo = &fleet.repos[m.repo];
             let got = proposed.map(|p| fleet::normalize(repo, p));
             if img["error"].is_null() && !m.expected.contains(&got) {
-                let want: Vec<String> =
-                    m.expected.iter().map(|e| e.clone().unwrap_or_else(|| "none".into())).collect();
+                let want: Vec<String> = m.expected.iter().map(|e| e.clone().unwrap_or_else(|| "none".into())).collect();
                 unexpected.push(format!(
                     "{name}/{alias} ({}{}): proposed {} from {}, expected {}",
                     repo.path(),

@@ -134,9 +134,7 @@ impl Ver {
         let num = |p: Option<&str>| -> Option<Option<u64>> {
             match p {
                 None => Some(None),
-                Some(x) if !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()) => {
-                    x.parse().ok().map(Some)
-                }
+                Some(x) if !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()) => x.parse().ok().map(Some),
                 Some(_) => None,
             }
         };
@@ -617,11 +615,8 @@ fn semver_image(repo: &Repo, alias: String, rng: &mut Rng) -> AppImage {
 fn newest_build_image(repo: &Repo, alias: String, rng: &mut Rng) -> AppImage {
     // One tagging scheme per repository (as a team's CI has), seven in ten by git sha: the
     // allowed tags are then the repository's 30 builds, one manifest request each.
-    let (allow, kind) = if (repo.index / REPOS_PER_BLOCK) % 10 < 7 {
-        (ALLOW_SHA, TagKind::Sha)
-    } else {
-        (ALLOW_BUILD, TagKind::Build)
-    };
+    let (allow, kind) =
+        if (repo.index / REPOS_PER_BLOCK) % 10 < 7 { (ALLOW_SHA, TagKind::Sha) } else { (ALLOW_BUILD, TagKind::Build) };
     let allowed: Vec<&Tag> = repo.tags.iter().filter(|t| t.kind == kind).collect();
     let newest = allowed.iter().max_by_key(|t| &repo.images[t.image].created).expect("builds");
     let current = if rng.chance(10) { newest } else { allowed[rng.below(allowed.len())] };

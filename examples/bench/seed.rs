@@ -1,8 +1,8 @@
 //! Seeds the registry with the fleet's repositories, reusing storage a marker file says is
 //! complete for this fleet version and seed.
 
-use std::fs;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -115,7 +115,13 @@ async fn push_images(p: &Pusher, repo: &Repo) -> anyhow::Result<Vec<Arc<PushedMa
 }
 
 /// Seeds the repositories `todo` (indices into `repos`) with `concurrency` requests in flight.
-pub async fn seed(base_url: &str, storage: &Path, repos: &[Repo], todo: &[usize], concurrency: usize) -> Result<SeedStats> {
+pub async fn seed(
+    base_url: &str,
+    storage: &Path,
+    repos: &[Repo],
+    todo: &[usize],
+    concurrency: usize,
+) -> Result<SeedStats> {
     let todo: Vec<&Repo> = todo.iter().map(|&i| &repos[i]).collect();
     let total_tags: usize = todo.iter().map(|r| r.tags.len()).sum();
     if todo.is_empty() {
