@@ -11,7 +11,7 @@ use serde_json::Value;
 use support::cli::Plan;
 use support::gitops::{App, GitHttpServer, GitRepo, deployment, kustomization};
 use support::oci_push::ImageSpec;
-use support::registry::{Auth, TestRegistry, closed_port, day};
+use support::registry::{Auth, ClosedPort, TestRegistry, day};
 
 /// A GitOps repository holding one Application (in `apps/<name>.yaml`) whose source is
 /// `envs/<name>` of the same repository.
@@ -313,7 +313,7 @@ fn plain_deployment_app_reads_the_container_image() {
     plan.assert_digest_if_given("plain", "app", &digests[2]);
 }
 
-/// One app on a htpasswd registry, in a GitOps repo; returns (registry, repo, registries.conf dir).
+/// One app on a htpasswd registry (user `ci`, password `s3cret`) in a GitOps repository.
 fn private_registry_app() -> (TestRegistry, GitRepo) {
     let reg = TestRegistry::start(Auth::htpasswd("ci", "s3cret"));
     reg.push_tags("team/private", &["1.0.0", "1.0.1"]);
@@ -333,8 +333,7 @@ fn registries_conf(dir: &std::path::Path, host: &str, credentials: &str) -> std:
     std::fs::write(
         &path,
         format!(
-            "registries:\n- name: private\n  prefix: {host}\n  api_url: http://{host}\n  credentials: {credentials}\n  \
-             defaultns: library\n"
+            "registries:\n- name: private\n  prefix: {host}\n  api_url: http://{host}\n  credentials: {credentials}\n"
         ),
     )
     .unwrap();
@@ -408,11 +407,18 @@ fn pull_secret_annotation_env_works_and_kubernetes_secrets_fail_clearly() {
     }
 }
 
-fn docker_config(dir: &std::path::Path, host: &str, user: &str, pass: &str) -> std::path::PathBuf {
+/// A docker `config.json`: `auth` only, as `docker login` writes it, or with `username` and
+/// `password` beside it, as in a `.dockerconfigjson` pull secret.
+fn docker_config(dir: &std::path::Path, host: &str, user: &str, pass: &str, pull_secret_form: bool) -> std::path::PathBuf {
     use base64::Engine as _;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     let path = dir.join("config.json");
-    let body = serde_json::json!({ "auths": { host: { "username": user, "password": pass, "auth": auth } } });
+    let entry = if pull_secret_form {
+        serde_json::json!({ "username": user, "password": pass, "auth": auth })
+    } else {
+        serde_json::json!({ "auth": auth })
+    };
+    let body = serde_json::json!({ "auths": { host: entry } });
     std::fs::write(&path, serde_json::to_vec_pretty(&body).unwrap()).unwrap();
     path
 }
@@ -439,7 +445,7 @@ fn token_registry_with_docker_config_credentials() {
     let dir = tempfile::tempdir().unwrap();
 
     let before = ts.issued();
-    let good = docker_config(dir.path(), reg.host(), "robot", "t0ken-pass");
+    let good = docker_config(dir.path(), reg.host(), "robot", "t0ken-pass", false);
     let plan = Plan::new().apps(git.path()).docker_config(&good).json();
     plan.assert_exit(0).assert_no_file_errors();
     plan.assert_proposes("secure", "svc", "3.0.0", "3.1.0");
@@ -447,7 +453,7 @@ fn token_registry_with_docker_config_credentials() {
 
     let refused = ts.refused();
     let bad_dir = tempfile::tempdir().unwrap();
-    let bad = docker_config(bad_dir.path(), reg.host(), "robot", "wrong");
+    let bad = docker_config(bad_dir.path(), reg.host(), "robot", "wrong", false);
     let plan = Plan::new().apps(git.path()).docker_config(&bad).json();
     plan.assert_exit(1);
     plan.assert_image_error("secure", "svc");
@@ -462,7 +468,7 @@ fn gcr_json_key_from_a_dockerconfigjson_pull_secret_works() {
                \"private_key_id\": \"abc123\",\n  \"client_email\": \"bot@some-project.iam.gserviceaccount.com\"\n}";
     let (reg, git) = token_registry_app("_json_key", key);
     let dir = tempfile::tempdir().unwrap();
-    let config = docker_config(dir.path(), reg.host(), "_json_key", key);
+    let config = docker_config(dir.path(), reg.host(), "_json_key", key, true);
 
     let plan = Plan::new().apps(git.path()).docker_config(&config).json();
 
@@ -475,7 +481,8 @@ fn an_unreachable_registry_fails_only_its_images() {
     let reg = TestRegistry::start(Auth::Anonymous);
     reg.push_tags("team/alive", &["1.0.0", "1.1.0"]);
     let alive = reg.image("team/alive");
-    let gone = format!("127.0.0.1:{}/team/gone", closed_port());
+    let closed = ClosedPort::new();
+    let gone = format!("{}/team/gone", closed.host());
     let git = GitRepo::new();
     app_in(
         &git,
@@ -655,7 +662,7 @@ fn table_output_is_aligned_and_shows_why_nothing_is_proposed() {
     let limit = payments_row.find(&reason).unwrap();
     let api_starts = starts(&api_row, limit);
     let common = starts(&payments_row, limit).into_iter().filter(|p| api_starts.contains(p)).count();
-    assert!(common >= 3, "rows are not aligned in columns{table}");
+    assert!(common >= 2, "rows are not aligned in columns{table}");
 }
 
 #[test]

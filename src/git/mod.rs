@@ -360,7 +360,7 @@ mod tests {
     /// Not a timed test (machines vary); prints the figures with `--nocapture`.
     #[test]
     fn a_thousand_applications_over_one_repository() {
-        use crate::annotations::{HelmKeys, ImageSpec, UpdateStrategy};
+        use crate::annotations::ImageSpec;
         use crate::domain::ImageName;
         let origin = Origin::new();
         let mut owned: Vec<(String, String)> = Vec::new();

@@ -9,6 +9,7 @@ use crate::annotations::ImageSpec;
 use crate::discovery::{AppSource, Application};
 use crate::domain::ImageName;
 
+pub mod edit;
 pub mod yaml;
 
 use yaml::{Node, Value, YamlError, YamlFile};
@@ -671,7 +672,7 @@ fn pod_spec(root: &Node) -> Option<&Node> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::annotations::{HelmKeys, UpdateStrategy};
+    use crate::annotations::HelmKeys;
     use crate::discovery::HelmParameter;
     use crate::domain::AppId;
 

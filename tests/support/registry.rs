@@ -156,6 +156,11 @@ impl TestRegistry {
         self.token_server.as_ref()
     }
 
+    /// The registry process id (gone once this value is dropped).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -234,9 +239,55 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A loopback port that nothing listens on (for "registry unreachable").
-pub fn closed_port() -> u16 {
-    free_port()
+/// A loopback port that refuses connections for as long as this value lives (for "registry
+/// unreachable"): a socket bound to it without listening, so no other test can take it.
+pub struct ClosedPort {
+    fd: libc::c_int,
+    port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        // SAFETY: plain socket calls on a zeroed sockaddr_in owned by this frame; the fd is
+        // closed exactly once, in Drop.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket(): {}", std::io::Error::last_os_error());
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len);
+            assert_eq!(rc, 0, "bind(): {}", std::io::Error::last_os_error());
+            let rc = libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len);
+            assert_eq!(rc, 0, "getsockname(): {}", std::io::Error::last_os_error());
+            ClosedPort { fd, port: u16::from_be(addr.sin_port) }
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ClosedPort {
+    fn drop(&mut self) {
+        // SAFETY: fd came from socket() and is closed only here.
+        unsafe {
+            libc::close(self.fd);
+        }
+    }
 }
 
 /// The status of a plain `GET path` over HTTP/1.0, or None if nothing answers.
