@@ -4,6 +4,7 @@
 //! the edges (`registry`, `git`), joined by the `engine`.
 
 mod annotations;
+mod commands;
 mod config;
 mod discovery;
 mod domain;
@@ -15,6 +16,7 @@ pub mod output;
 mod registry;
 mod strategy;
 
+pub use commands::{Command, CommandError, CommandName, format_help, parse_comment};
 pub use config::{ConfigError, ConfigFile};
 pub use domain::{AppId, ImageName, ImageReference, Platform};
 pub use engine::{AppReport, ImageReport, LocationError, PlanOptions, PlanReport, Stats, plan};
