@@ -14,6 +14,7 @@ mod manifest;
 mod ports;
 pub mod output;
 mod registry;
+pub mod server;
 mod strategy;
 
 pub use commands::{Command, CommandError, CommandName, format_help, parse_comment};
