@@ -108,7 +108,10 @@ pub(super) fn convert(event: &str, delivery: Option<&str>, body: &[u8]) -> Resul
             };
             let p: IssueCommentPayload = parse(event, body)?;
             if p.issue.pull_request.is_none() {
-                return Ok(Conversion::Ignored(format!("issue_comment on issue #{}, not a pull request", p.issue.number)));
+                return Ok(Conversion::Ignored(format!(
+                    "issue_comment on issue #{}, not a pull request",
+                    p.issue.number
+                )));
             }
             if p.comment.user.kind.as_deref() == Some("Bot") {
                 return Ok(Conversion::Ignored(format!("issue_comment by bot {}", p.comment.user.login)));

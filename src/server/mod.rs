@@ -66,11 +66,9 @@ impl ServerArgs {
         match (&self.webhook_secret_file, from_env) {
             (Some(_), Some(_)) => Err(SecretError::Ambiguous),
             (Some(path), None) => WebhookSecret::from_file(path).map(Some),
-            (None, Some(value)) => {
-                WebhookSecret::new(value.into_encoded_bytes()).map(Some).map_err(|_| SecretError::Empty {
-                    origin: SECRET_ENV.to_string(),
-                })
-            }
+            (None, Some(value)) => WebhookSecret::new(value.into_encoded_bytes())
+                .map(Some)
+                .map_err(|_| SecretError::Empty { origin: SECRET_ENV.to_string() }),
             (None, None) => Ok(None),
         }
     }

@@ -24,9 +24,8 @@ impl WebhookSecret {
     /// Reads a secret file (a mounted Kubernetes Secret); one trailing newline (`\n` or `\r\n`),
     /// as `echo` and editors leave, is not part of the secret.
     pub fn from_file(path: &Path) -> Result<WebhookSecret, SecretError> {
-        let mut bytes = Zeroizing::new(
-            std::fs::read(path).map_err(|e| SecretError::Read { path: path.to_path_buf(), error: e })?,
-        );
+        let mut bytes =
+            Zeroizing::new(std::fs::read(path).map_err(|e| SecretError::Read { path: path.to_path_buf(), error: e })?);
         if bytes.ends_with(b"\n") {
             bytes.pop();
             if bytes.ends_with(b"\r") {
