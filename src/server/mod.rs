@@ -62,15 +62,21 @@ pub struct ServerArgs {
 impl ServerArgs {
     /// The configured secret, if any, from the file or from [`SECRET_ENV`] (not both).
     pub fn webhook_secret(&self) -> Result<Option<WebhookSecret>, SecretError> {
-        let from_env = std::env::var_os(SECRET_ENV);
-        match (&self.webhook_secret_file, from_env) {
-            (Some(_), Some(_)) => Err(SecretError::Ambiguous),
-            (Some(path), None) => WebhookSecret::from_file(path).map(Some),
-            (None, Some(value)) => WebhookSecret::new(value.into_encoded_bytes())
-                .map(Some)
-                .map_err(|_| SecretError::Empty { origin: SECRET_ENV.to_string() }),
-            (None, None) => Ok(None),
-        }
+        secret_from(self.webhook_secret_file.as_deref(), std::env::var_os(SECRET_ENV))
+    }
+}
+
+fn secret_from(
+    file: Option<&std::path::Path>,
+    env: Option<std::ffi::OsString>,
+) -> Result<Option<WebhookSecret>, SecretError> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(SecretError::Ambiguous),
+        (Some(path), None) => WebhookSecret::from_file(path).map(Some),
+        (None, Some(value)) => WebhookSecret::new(value.into_encoded_bytes())
+            .map(Some)
+            .map_err(|_| SecretError::Empty { origin: SECRET_ENV.to_string() }),
+        (None, None) => Ok(None),
     }
 }
 
@@ -212,5 +218,23 @@ fn handle(
                 (StatusCode::SERVICE_UNAVAILABLE, "busy", "the bot is shutting down".into())
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_from_file_or_environment_not_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        assert!(secret_from(None, None).unwrap().is_none());
+        assert!(secret_from(Some(&file), None).unwrap().is_some());
+        assert!(secret_from(None, Some("from-env".into())).unwrap().is_some());
+        assert!(matches!(secret_from(Some(&file), Some("x".into())), Err(SecretError::Ambiguous)));
+        let empty = secret_from(None, Some("".into())).unwrap_err();
+        assert_eq!(empty.to_string(), "the webhook secret from ARGOCD_IMAGE_PR_WEBHOOK_SECRET is empty");
     }
 }
