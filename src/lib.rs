@@ -17,7 +17,7 @@ mod registry;
 pub mod server;
 mod strategy;
 
-pub use commands::{Command, CommandError, CommandName, format_help, parse_comment};
+pub use commands::{Command, CommandError, CommandName, format_help, help_list, parse_comment};
 pub use config::{ConfigError, ConfigFile};
 pub use domain::{AppId, ImageName, ImageReference, Platform};
 pub use engine::{AppReport, ImageReport, LocationError, PlanOptions, PlanReport, Stats, plan};

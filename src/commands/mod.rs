@@ -170,15 +170,19 @@ pub fn parse_comment(body: &str) -> Vec<Result<Command, CommandError>> {
     markdown::visible_lines(body).iter().flatten().filter_map(|line| parse_line(line)).collect()
 }
 
+/// Every form of every command as `(usage, summary)`, in help order: the one list the `/help`
+/// reply and the pull request body's command table are built from.
+pub fn help_list() -> Vec<(&'static str, &'static str)> {
+    CommandName::ALL.into_iter().flat_map(|name| help_entries(name).iter().copied()).collect()
+}
+
 /// The reply to `/help`, in Markdown.
 pub fn format_help() -> String {
     let mut help = String::from(
         "Commands for this pull request, each on a line of its own, from people with write access to the repository:\n\n",
     );
-    for name in CommandName::ALL {
-        for (form, text) in help_entries(name) {
-            help.push_str(&format!("- `{form}`: {text}\n"));
-        }
+    for (form, text) in help_list() {
+        help.push_str(&format!("- `{form}`: {text}\n"));
     }
     help.push_str(
         "\n`<alias>` is an image's alias in the Application's `argocd-image-updater.argoproj.io/image-list` \
