@@ -17,6 +17,28 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# npm packages the tests check against: GitHub's real webhook payloads.
+export ARGOCD_IMAGE_PR_NPM="${ARGOCD_IMAGE_PR_NPM:-/var/tmp/argocd-image-pr-npm}"
+npm_packages=("@octokit/webhooks-examples@7.6.1")
+npm_missing=()
+for spec in "${npm_packages[@]}"; do
+    name="${spec%@*}"
+    version="${spec##*@}"
+    manifest="$ARGOCD_IMAGE_PR_NPM/node_modules/$name/package.json"
+    grep -q "\"version\": *\"$version\"" "$manifest" 2>/dev/null || npm_missing+=("$spec")
+done
+if [ ${#npm_missing[@]} -gt 0 ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+    fi
+    echo "==> npm install ${npm_missing[*]} (into $ARGOCD_IMAGE_PR_NPM)"
+    mkdir -p "$ARGOCD_IMAGE_PR_NPM"
+    npm install --prefix "$ARGOCD_IMAGE_PR_NPM" --no-save --no-audit --no-fund "${npm_packages[@]}"
+fi
+
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/argocd-image-pr-target}"
 echo "==> cargo test --locked --all-targets (target dir $CARGO_TARGET_DIR)"
 log="$(mktemp)"
