@@ -152,11 +152,7 @@ impl Session<'_, '_> {
             if let Some(link) = self.req.files.escaping_symlink(path) {
                 return Err(symlink_out_of_repo(path, &link));
             }
-            let bytes = self.req.files.get(path).ok_or_else(|| ManifestError::Invalid {
-                file: path.to_string(),
-                message: "no such file in the repository".into(),
-            })?;
-            let ed = FileEditor::new(path, bytes)?;
+            let ed = FileEditor::from_set(self.req.files, path)?;
             self.editors.insert(path.to_string(), ed);
         }
         Ok(self.editors.get_mut(path).expect("inserted"))
@@ -332,14 +328,14 @@ impl Session<'_, '_> {
         }
         if let Some(dir) = self.req.source.path.as_deref() {
             let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-            for (path, bytes) in self.req.files.files.range(prefix.clone()..) {
+            for (path, _) in self.req.files.files.range(prefix.clone()..) {
                 if !path.starts_with(&prefix) {
                     break;
                 }
                 if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
                     continue;
                 }
-                let Ok(ed) = FileEditor::new(path, bytes) else { continue };
+                let Ok(ed) = FileEditor::from_set(self.req.files, path) else { continue };
                 for doc in 0..ed.yaml().documents.len() {
                     for (_, written) in containers(&ed, doc) {
                         if ref_matches(&written, &image.name) {
@@ -434,7 +430,7 @@ impl Session<'_, '_> {
         let files = &self.req.files.files;
         if let Some(k) = kustomization {
             // Only what the kustomization deploys from inside the source path.
-            let ed = FileEditor::new(k, self.req.files.get(k).unwrap_or_default())?;
+            let ed = FileEditor::from_set(self.req.files, k)?;
             let mut out = Vec::new();
             let root = ed.yaml().documents.first().and_then(|d| d.root.as_ref());
             for r in root.and_then(|r| r.get("resources")).and_then(Node::as_sequence).unwrap_or_default() {

@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 
-use crate::manifest::ManifestError;
+use crate::manifest::{FileSet, ManifestError};
 use crate::manifest::yaml::{self, Node, Style, Value, YamlFile};
 
 /// One step from a node to a child.
@@ -72,33 +72,45 @@ struct Splice {
 pub struct FileEditor {
     path: String,
     text: String,
-    yaml: YamlFile,
+    yaml: Arc<YamlFile>,
     eol: &'static str,
     splices: Vec<Splice>,
     expect: BTreeMap<NodePath, Expect>,
 }
 
+fn utf8<'a>(path: &str, bytes: &'a [u8]) -> Result<&'a str, ManifestError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        ManifestError::Yaml { file: path.to_string(), line, message: "not valid UTF-8".into() }
+    })
+}
+
+fn yaml_error(path: &str, e: yaml::YamlError) -> ManifestError {
+    ManifestError::Yaml { file: path.to_string(), line: e.line, message: e.message }
+}
+
 impl FileEditor {
-    /// Refuses a file that is not UTF-8 YAML, naming the file and line.
-    pub fn new(path: &str, bytes: &[u8]) -> Result<Self, ManifestError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
-            ManifestError::Yaml { file: path.to_string(), line, message: "not valid UTF-8".into() }
-        })?;
-        let yaml = yaml::parse(text).map_err(|e| ManifestError::Yaml {
-            file: path.to_string(),
-            line: e.line,
-            message: e.message,
-        })?;
+    /// An editor for `path` of the file set, on the tree the set already parsed (each file is
+    /// parsed once per run, however many images and Applications look at it). Refuses a file
+    /// that is not UTF-8 YAML, naming the file and line.
+    pub fn from_set(files: &FileSet, path: &str) -> Result<Self, ManifestError> {
+        let no_file = || ManifestError::Invalid { file: path.to_string(), message: "no such file in the repository".into() };
+        let bytes = files.get(path).ok_or_else(no_file)?;
+        let text = utf8(path, bytes)?;
+        let yaml = files.yaml(path).ok_or_else(no_file)?.map_err(|e| yaml_error(path, e))?;
+        Ok(Self::with_tree(path, text, yaml))
+    }
+
+    fn with_tree(path: &str, text: &str, yaml: Arc<YamlFile>) -> Self {
         let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
-        Ok(FileEditor {
+        FileEditor {
             path: path.to_string(),
             text: text.to_string(),
             yaml,
             eol,
             splices: Vec::new(),
             expect: BTreeMap::new(),
-        })
+        }
     }
 
     pub fn path(&self) -> &str {
