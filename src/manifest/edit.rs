@@ -86,7 +86,9 @@ mod tests {
     use super::*;
 
     fn edit(text: &str, f: impl FnOnce(&mut FileEditor) -> Result<(), ManifestError>) -> Result<String, ManifestError> {
-        let mut ed = FileEditor::new("f.yaml", text.as_bytes())?;
+        let mut files = FileSet::default();
+        files.insert("f.yaml", text.as_bytes());
+        let mut ed = FileEditor::from_set(&files, "f.yaml")?;
         f(&mut ed)?;
         Ok(ed.finish()?.map(|b| String::from_utf8(b).unwrap()).unwrap_or_else(|| text.to_string()))
     }
@@ -146,7 +148,9 @@ mod tests {
             assert!(err.to_string().contains(want), "case {name}: {err}");
             assert!(err.to_string().starts_with("f.yaml:"), "case {name}: {err}");
         }
-        let err = FileEditor::new("x.yaml", b"a: [1\n").err().unwrap();
+        let mut files = FileSet::default();
+        files.insert("x.yaml", &b"a: [1\n"[..]);
+        let err = FileEditor::from_set(&files, "x.yaml").err().unwrap();
         assert!(err.to_string().starts_with("x.yaml:"), "{err}");
     }
 
