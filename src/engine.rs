@@ -226,6 +226,7 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
     }
 
     // 4. the edits each proposal needs, as diffs
+    let mut workspace = Workspace::default();
     for (app_index, app_edits) in edits.into_iter().enumerate() {
         if app_edits.is_empty() {
             continue;
@@ -233,7 +234,7 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
         let (app, ann) = &annotated[app_index];
         let context = EditContext { app, ann, snapshots: &snapshots, apps_origin: &apps_origin[app_index] };
         let report = &mut reports[app_index];
-        report.changes = app_changes(&context, app_edits, &mut report.images);
+        report.changes = app_changes(&context, &mut workspace, app_edits, &mut report.images);
     }
 
     let stats = Stats {
@@ -468,17 +469,22 @@ struct EditContext<'a> {
 /// Applies every proposal of one Application to its sources, one after another on the same
 /// files (two images may live in one file), and returns the diffs. An edit that is refused
 /// becomes its image's error and changes nothing.
-fn app_changes(ctx: &EditContext<'_>, edits: Vec<(usize, PlannedEdit)>, images: &mut [ImageReport]) -> Vec<FileDiff> {
+fn app_changes(
+    ctx: &EditContext<'_>,
+    workspace: &mut Workspace,
+    edits: Vec<(usize, PlannedEdit)>,
+    images: &mut [ImageReport],
+) -> Vec<FileDiff> {
     let specs: Vec<&ImageSpec> = ctx.ann.images.iter().filter_map(|i| i.as_ref().ok()).collect();
-    let mut per_source: BTreeMap<usize, (FileSet, BTreeMap<String, FileChange>)> = BTreeMap::new();
+    let mut per_source: BTreeMap<usize, BTreeMap<String, FileChange>> = BTreeMap::new();
     for (image_index, planned) in edits {
         let image = &mut images[image_index];
         let Some(spec) = specs.iter().find(|s| s.alias == image.alias) else { continue };
         let source = &ctx.app.sources[planned.source];
         let key = (source.repo_url.clone(), source.target_revision.clone());
         let Some(Ok(snapshot)) = ctx.snapshots.get(&key) else { continue };
-        let (files, changes) =
-            per_source.entry(planned.source).or_insert_with(|| (snapshot.files.clone(), BTreeMap::new()));
+        let files = workspace.files(&key, snapshot);
+        let changes = per_source.entry(planned.source).or_default();
         let app_manifest = ctx
             .apps_origin
             .as_ref()
@@ -508,9 +514,25 @@ fn app_changes(ctx: &EditContext<'_>, edits: Vec<(usize, PlannedEdit)>, images: 
             }
         }
     }
+    // Leave the working copies as git has them for the next Application.
+    for (source, changes) in &per_source {
+        let source = &ctx.app.sources[*source];
+        let key = (source.repo_url.clone(), source.target_revision.clone());
+        if let Some(Ok(snapshot)) = ctx.snapshots.get(&key) {
+            let files = workspace.files(&key, snapshot);
+            for path in changes.keys() {
+                match snapshot.files.files.get(path) {
+                    Some(original) => files.insert(path.clone(), original.clone()),
+                    None => {
+                        files.files.remove(path);
+                    }
+                }
+            }
+        }
+    }
     per_source
         .into_iter()
-        .flat_map(|(source, (_, changes))| {
+        .flat_map(|(source, changes)| {
             let repo = ctx.app.sources[source].repo_url.clone();
             changes.into_values().map(move |c| FileDiff {
                 repo: repo.clone(),
@@ -520,6 +542,20 @@ fn app_changes(ctx: &EditContext<'_>, edits: Vec<(usize, PlannedEdit)>, images: 
         })
         .filter(|d| !d.diff.is_empty())
         .collect()
+}
+
+/// Working copies of the source repositories, one per (URL, revision), made once per run: an
+/// Application's edits are stacked on them (two images may live in one file) and undone once its
+/// diffs are taken, which is far cheaper than copying the file set per Application.
+#[derive(Default)]
+struct Workspace {
+    copies: HashMap<SourceKey, FileSet>,
+}
+
+impl Workspace {
+    fn files(&mut self, key: &SourceKey, snapshot: &Snapshot) -> &mut FileSet {
+        self.copies.entry(key.clone()).or_insert_with(|| snapshot.files.clone())
+    }
 }
 
 /// Whether two git URLs name the same repository (`.git` suffix and trailing `/` aside).
