@@ -8,6 +8,7 @@ mod config;
 mod discovery;
 mod domain;
 mod engine;
+pub mod forge;
 mod git;
 mod manifest;
 mod ports;
