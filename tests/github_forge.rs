@@ -211,11 +211,11 @@ async fn listing_follows_pages_and_keeps_only_the_bots_branches_of_this_reposito
 async fn github_app_auth_mints_installation_tokens_and_refreshes_them_before_expiry() {
     let fake = fake_with_repo();
     let key = openssl::rsa::Rsa::generate(2048).unwrap();
-    fake.register_app(4242, "argocd-image-pr", &key.public_key_to_pem().unwrap(), Duration::from_secs(4));
+    fake.register_app(4242, "argocd-image-pr", &key.public_key_to_pem().unwrap(), Duration::from_secs(8));
     fake.install_app(REPO);
     let pem = String::from_utf8(key.private_key_to_pem().unwrap()).unwrap();
     let mut settings = GithubSettings::new(Some(fake.url()), GithubAuth::App { app_id: 4242, private_key_pem: pem.clone() });
-    settings.token_refresh_margin = Duration::from_secs(2);
+    settings.token_refresh_margin = Duration::from_secs(4);
     assert!(!format!("{settings:?}").contains("PRIVATE KEY"), "the key leaks through Debug");
     let forge = GithubForge::new(settings).unwrap();
     let repo = repo_ref(&fake, REPO);
@@ -234,11 +234,17 @@ async fn github_app_auth_mints_installation_tokens_and_refreshes_them_before_exp
     let pr = forge.create_pull_request(&repo, &new_pr(branch)).await.unwrap();
     assert_eq!(fake.pull(REPO, pr.number).user, fake.app_user());
 
-    // 4 s tokens are replaced when less than 2 s are left.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // 8 s tokens are replaced when less than 4 s are left.
+    let minted = fake.tokens_issued();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     forge.list_pull_requests(&repo, PREFIX).await.unwrap();
-    assert_eq!(fake.tokens_issued(), 2, "the token was refreshed before it expired");
-    assert_eq!(forge.stats().tokens_minted, 2);
+    assert_eq!(fake.tokens_issued(), minted + 1, "the token was refreshed before it expired");
+    assert_eq!(forge.stats().tokens_minted as usize, fake.tokens_issued());
+
+    // A token that stops working early (revoked, clock skew) is replaced once, on its 401.
+    fake.revoke_installation_tokens();
+    assert_eq!(forge.default_branch(&repo).await.unwrap(), "main");
+    assert_eq!(fake.tokens_issued(), minted + 2);
     let installation_lookups = fake.requests().iter().filter(|r| r.operation == "apps/get-repo-installation").count();
     assert_eq!(installation_lookups, 1, "the installation id is cached");
 

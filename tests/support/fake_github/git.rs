@@ -79,6 +79,7 @@ pub fn merge(bare: &Path, base: &str, head: &str, message: &str, author: &str) -
 }
 
 /// Runs `git http-backend` for one request; returns status, headers and body.
+#[allow(clippy::too_many_arguments)]
 pub async fn http_backend(
     root: &Path,
     method: &str,

@@ -361,6 +361,11 @@ impl FakeGithub {
         id
     }
 
+    /// Revokes every installation token issued so far (calls with them get 401).
+    pub fn revoke_installation_tokens(&self) {
+        self.state().tokens.retain(|_, t| t.expires_at.is_none());
+    }
+
     /// Installation tokens minted so far.
     pub fn tokens_issued(&self) -> usize {
         self.state().tokens_issued
@@ -651,7 +656,7 @@ fn caller(st: &State, headers: &HeaderMap) -> Caller {
             Err(e) => Caller::Invalid(e),
         };
     }
-    token_user(st, token).map(Caller::User).unwrap_or_else(|e| Caller::Invalid(e))
+    token_user(st, token).map(Caller::User).unwrap_or_else(Caller::Invalid)
 }
 
 fn token_user(st: &State, token: &str) -> Result<String, String> {
@@ -726,7 +731,7 @@ fn rest_call(shared: &Shared, method: &Method, path: &str, query: &str, headers:
     problems.extend(contract.check_request(&op, body.as_ref()));
     st.violations.extend(problems.into_iter().map(|p| format!("request {method} {path}: {p}")));
 
-    let (status, mut out, extra) = answer(shared, &mut st, &op, method, query, headers, body.as_ref());
+    let (status, mut out, extra) = answer(shared, &mut st, &op, query, headers, body.as_ref());
     if let Some(i) = st.corrupt.iter().position(|o| *o == op.id) {
         st.corrupt.remove(i);
         out = Some(match out {
@@ -746,7 +751,6 @@ fn answer(
     shared: &Shared,
     st: &mut State,
     op: &Operation,
-    method: &Method,
     query: &str,
     headers: &HeaderMap,
     body: Option<&Value>,
@@ -771,7 +775,6 @@ fn answer(
         let fault = st.faults.remove(i);
         return reply_error(fault.status, &format!("injected fault on {} call {n}", op.id));
     }
-    let _ = method;
     handle(shared, st, op, &user, query, body)
 }
 
