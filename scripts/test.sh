@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the integration tests run for real (the CNCF Distribution
-# registry from Debian's docker-registry package, htpasswd, git) and the contracts they check
-# fakes against (GitHub's OpenAPI description and webhook examples, from npm) when missing, then
-# runs every test target. Extra arguments go to `cargo test` (e.g. a test name filter).
+# registry from Debian's docker-registry package, htpasswd, git) when missing, then runs every
+# test target. Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,22 +17,29 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-# GitHub's REST contract and real webhook payloads, for the fake GitHub's checks. Kept outside
-# the repository; a package.json pins both so that a later install never prunes the other.
-npm_dir="${ARGOCD_IMAGE_PR_NPM:-/var/tmp/argocd-image-pr-npm}"
-openapi_version=23.0.2
-webhooks_version=7.6.1
-installed() { grep -qs "\"version\": \"$2\"" "$npm_dir/node_modules/$1/package.json"; }
-if ! installed @octokit/openapi "$openapi_version" || ! installed @octokit/webhooks-examples "$webhooks_version"; then
-    echo "==> npm install @octokit/openapi@$openapi_version @octokit/webhooks-examples@$webhooks_version into $npm_dir"
-    mkdir -p "$npm_dir"
-    printf '{"private": true, "dependencies": {"@octokit/openapi": "%s", "@octokit/webhooks-examples": "%s"}}\n' \
-        "$openapi_version" "$webhooks_version" >"$npm_dir/package.json"
-    npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error
+# npm packages the tests check against: GitHub's REST description (the fake GitHub's contract)
+# and its real webhook payloads. Installed together: `--no-save` prunes what a command omits.
+export ARGOCD_IMAGE_PR_NPM="${ARGOCD_IMAGE_PR_NPM:-/var/tmp/argocd-image-pr-npm}"
+npm_packages=("@octokit/openapi@23.0.2" "@octokit/webhooks-examples@7.6.1")
+npm_missing=()
+for spec in "${npm_packages[@]}"; do
+    name="${spec%@*}"
+    version="${spec##*@}"
+    manifest="$ARGOCD_IMAGE_PR_NPM/node_modules/$name/package.json"
+    grep -q "\"version\": *\"$version\"" "$manifest" 2>/dev/null || npm_missing+=("$spec")
+done
+if [ ${#npm_missing[@]} -gt 0 ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+    fi
+    echo "==> npm install ${npm_missing[*]} (into $ARGOCD_IMAGE_PR_NPM)"
+    mkdir -p "$ARGOCD_IMAGE_PR_NPM"
+    npm install --prefix "$ARGOCD_IMAGE_PR_NPM" --no-save --no-audit --no-fund "${npm_packages[@]}"
 fi
-export ARGOCD_IMAGE_PR_NPM="$npm_dir"
-export GITHUB_OPENAPI_SPEC="$npm_dir/node_modules/@octokit/openapi/generated/api.github.com.json"
-export GITHUB_WEBHOOKS_EXAMPLES="$npm_dir/node_modules/@octokit/webhooks-examples/api.github.com/index.json"
+export GITHUB_OPENAPI_SPEC="$ARGOCD_IMAGE_PR_NPM/node_modules/@octokit/openapi/generated/api.github.com.json"
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/argocd-image-pr-target}"
 echo "==> cargo test --locked --all-targets (target dir $CARGO_TARGET_DIR)"

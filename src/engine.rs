@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::annotations::{self, ImageSpec, UpdateStrategy};
 use crate::discovery::{self, Application};
 use crate::git::{self, Snapshot};
+use crate::manifest::edit::{self, EditRequest, FileChange, Target};
 use crate::manifest::{self, CurrentImage, FileSet};
 use crate::registry::{RegistryClient, RegistrySettings};
 use crate::strategy::{self, Candidate, ChangeKind, Current, Need, Selection};
@@ -75,7 +76,18 @@ pub struct AppReport {
     /// The file that holds the Application, relative to its `--apps` location.
     pub file: String,
     pub images: Vec<ImageReport>,
+    /// The exact change the bot would commit, one unified diff per file.
+    pub changes: Vec<FileDiff>,
     pub error: Option<String>,
+}
+
+/// One file the bot would change, with its diff (paths relative to the repository root).
+#[derive(Debug, Clone, Serialize)]
+pub struct FileDiff {
+    /// `repoURL` of the source the file belongs to.
+    pub repo: String,
+    pub file: String,
+    pub diff: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,11 +158,12 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
     };
 
     // 1. discovery
-    let mut apps: Vec<Application> = Vec::new();
+    let mut apps: Vec<(Application, Option<AppsOrigin>)> = Vec::new();
     for location in &options.apps {
         match load_location(location, &cache_dir).await {
-            Ok(files) => {
+            Ok((files, commit)) => {
                 let (found, file_errors) = discovery::find_applications(&files);
+                let origin = commit.map(|commit| AppsOrigin { url: location.clone(), commit });
                 let prefix = |f: &str| if options.apps.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
                 errors.extend(file_errors.into_iter().map(|e| LocationError {
                     file: prefix(&e.file),
@@ -159,17 +172,17 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
                         None => e.message,
                     },
                 }));
-                apps.extend(found);
+                apps.extend(found.into_iter().map(|app| (app, origin.clone())));
             }
             Err(e) => errors.push(LocationError { file: location.clone(), error: e }),
         }
     }
-    apps.sort_by(|a, b| a.id.cmp(&b.id));
+    apps.sort_by(|a, b| a.0.id.cmp(&b.0.id));
 
-    let annotated: Vec<(Application, annotations::AppAnnotations)> = apps
+    let (annotated, apps_origin): (Vec<(Application, annotations::AppAnnotations)>, Vec<Option<AppsOrigin>>) = apps
         .into_iter()
-        .filter_map(|app| annotations::parse(&app.annotations).map(|ann| (app, ann)))
-        .collect();
+        .filter_map(|(app, origin)| annotations::parse(&app.annotations).map(|ann| ((app, ann), origin)))
+        .unzip();
 
     // 2. git: every source once per (URL, revision)
     let snapshots = fetch_sources(&annotated, &cache_dir).await;
@@ -183,6 +196,7 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
             name: app.id.name.clone(),
             file: app.file.clone(),
             images: Vec::new(),
+            changes: Vec::new(),
             error: None,
         });
         for entry in &ann.images {
@@ -200,11 +214,26 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
         }
     }
     let mut distinct_repos: BTreeMap<String, ()> = BTreeMap::new();
-    for (app_index, report) in join_all(jobs).await {
+    let mut edits: Vec<Vec<(usize, PlannedEdit)>> = (0..reports.len()).map(|_| Vec::new()).collect();
+    for (app_index, report, edit) in join_all(jobs).await {
         if let Some(image) = &report.image {
             distinct_repos.insert(image.clone(), ());
         }
+        if let Some(edit) = edit {
+            edits[app_index].push((reports[app_index].images.len(), edit));
+        }
         reports[app_index].images.push(report);
+    }
+
+    // 4. the edits each proposal needs, as diffs
+    for (app_index, app_edits) in edits.into_iter().enumerate() {
+        if app_edits.is_empty() {
+            continue;
+        }
+        let (app, ann) = &annotated[app_index];
+        let context = EditContext { app, ann, snapshots: &snapshots, apps_origin: &apps_origin[app_index] };
+        let report = &mut reports[app_index];
+        report.changes = app_changes(&context, app_edits, &mut report.images);
     }
 
     let stats = Stats {
@@ -217,16 +246,27 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
     PlanReport { applications: reports, errors, stats }
 }
 
-/// A directory is read as it is; anything else is taken for a git URL and cloned at `HEAD`.
-async fn load_location(location: &str, cache_dir: &Path) -> Result<FileSet, String> {
+/// The git repository and commit an `--apps` location was read from, so that an Application
+/// manifest kept in the very repository its source points to can be edited too.
+#[derive(Debug, Clone)]
+struct AppsOrigin {
+    url: String,
+    commit: String,
+}
+
+/// A directory is read as it is; anything else is taken for a git URL and cloned at `HEAD`
+/// (then the commit is returned too).
+async fn load_location(location: &str, cache_dir: &Path) -> Result<(FileSet, Option<String>), String> {
     let location = location.to_string();
     let cache_dir = cache_dir.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
         let path = Path::new(&location);
         if path.is_dir() {
-            git::read_dir(path).map_err(|e| e.to_string())
+            git::read_dir(path).map(|files| (files, None)).map_err(|e| e.to_string())
         } else {
-            git::snapshot(&location, "HEAD", &cache_dir).map(|s| s.files).map_err(|e| e.to_string())
+            git::snapshot(&location, "HEAD", &cache_dir)
+                .map(|s| (s.files, Some(s.commit)))
+                .map_err(|e| e.to_string())
         }
     })
     .await;
@@ -273,13 +313,17 @@ async fn fetch_sources(annotated: &[(Application, annotations::AppAnnotations)],
 }
 
 /// The image's version in git: the first source that mentions it wins.
-fn find_current(app: &Application, spec: &ImageSpec, snapshots: &Snapshots) -> Result<Option<CurrentImage>, String> {
+fn find_current(
+    app: &Application,
+    spec: &ImageSpec,
+    snapshots: &Snapshots,
+) -> Result<Option<(usize, CurrentImage)>, String> {
     let mut problems = Vec::new();
-    for source in app.sources.iter().filter(|s| s.chart.is_none()) {
+    for (index, source) in app.sources.iter().enumerate().filter(|(_, s)| s.chart.is_none()) {
         let key = (source.repo_url.clone(), source.target_revision.clone());
         match snapshots.get(&key) {
             Some(Ok(snapshot)) => match manifest::find_current(&snapshot.files, app, source, spec) {
-                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(Some(found)) => return Ok(Some((index, found))),
                 Ok(None) => {}
                 Err(e) => problems.push(format!("{}: {e}", source.repo_url)),
             },
@@ -294,15 +338,18 @@ async fn plan_image(
     app_index: usize,
     app: &Application,
     spec: &ImageSpec,
-    current: Result<Option<CurrentImage>, String>,
+    current: Result<Option<(usize, CurrentImage)>, String>,
     registry: Arc<RegistryClient>,
-) -> (usize, ImageReport) {
+) -> (usize, ImageReport, Option<PlannedEdit>) {
     let mut r = ImageReport::new(&spec.alias);
     r.image = Some(spec.name.to_string());
     r.constraint = spec.constraint.clone();
     r.strategy = Some(spec.strategy.as_str());
+    // Where the image lives; a forced image that git does not mention goes into the first source.
+    let mut source_index = app.sources.iter().position(|s| s.chart.is_none());
     let current = match current {
-        Ok(Some(found)) => {
+        Ok(Some((index, found))) => {
+            source_index = Some(index);
             r.current = found.tag.clone();
             r.current_digest = found.digest.clone();
             r.source = Some(format!("{}:{}", found.file, found.line));
@@ -314,17 +361,22 @@ async fn plan_image(
                 "Application {}: image {} ({}) not found in the manifests of its sources",
                 app.id, spec.alias, spec.name
             ));
-            return (app_index, r);
+            return (app_index, r, None);
         }
         Err(e) => {
             r.error = Some(format!("Application {}: image {}: {e}", app.id, spec.alias));
-            return (app_index, r);
+            return (app_index, r, None);
         }
     };
+    let mut edit = None;
     match choose(spec, &current, &registry).await {
         Ok(selection) => {
             r.reason = selection.reason;
             if let Some(p) = selection.proposed {
+                edit = source_index.map(|source| PlannedEdit {
+                    source,
+                    target: Target { tag: Some(p.tag.clone()), digest: p.digest.clone() },
+                });
                 r.proposed = Some(p.tag);
                 r.digest = p.digest;
                 r.change = Some(change_name(p.kind));
@@ -332,7 +384,13 @@ async fn plan_image(
         }
         Err(e) => r.error = Some(format!("Application {}: image {} ({}): {e}", app.id, spec.alias, spec.name)),
     }
-    (app_index, r)
+    (app_index, r, edit)
+}
+
+/// A proposal to write into one source of an Application.
+struct PlannedEdit {
+    source: usize,
+    target: Target,
 }
 
 /// Tag list -> filters -> metadata the strategy needs -> selection (-> digest to pin).
@@ -398,4 +456,74 @@ fn change_name(kind: ChangeKind) -> &'static str {
         ChangeKind::Digest => "digest",
         ChangeKind::Build => "build",
     }
+}
+
+struct EditContext<'a> {
+    app: &'a Application,
+    ann: &'a annotations::AppAnnotations,
+    snapshots: &'a Snapshots,
+    apps_origin: &'a Option<AppsOrigin>,
+}
+
+/// Applies every proposal of one Application to its sources, one after another on the same
+/// files (two images may live in one file), and returns the diffs. An edit that is refused
+/// becomes its image's error and changes nothing.
+fn app_changes(ctx: &EditContext<'_>, edits: Vec<(usize, PlannedEdit)>, images: &mut [ImageReport]) -> Vec<FileDiff> {
+    let specs: Vec<&ImageSpec> = ctx.ann.images.iter().filter_map(|i| i.as_ref().ok()).collect();
+    let mut per_source: BTreeMap<usize, (FileSet, BTreeMap<String, FileChange>)> = BTreeMap::new();
+    for (image_index, planned) in edits {
+        let image = &mut images[image_index];
+        let Some(spec) = specs.iter().find(|s| s.alias == image.alias) else { continue };
+        let source = &ctx.app.sources[planned.source];
+        let key = (source.repo_url.clone(), source.target_revision.clone());
+        let Some(Ok(snapshot)) = ctx.snapshots.get(&key) else { continue };
+        let (files, changes) =
+            per_source.entry(planned.source).or_insert_with(|| (snapshot.files.clone(), BTreeMap::new()));
+        let app_manifest = ctx
+            .apps_origin
+            .as_ref()
+            .filter(|o| same_repo(&o.url, &source.repo_url) && o.commit == snapshot.commit)
+            .map(|_| ctx.app.file.as_str());
+        let request = EditRequest {
+            files,
+            app: ctx.app,
+            source,
+            image: spec,
+            target: &planned.target,
+            write_back_target: ctx.ann.write_back_target.as_deref(),
+            app_manifest,
+        };
+        match edit::edit_image(&request) {
+            Ok(file_changes) => {
+                for change in file_changes {
+                    files.insert(change.path.clone(), change.after.clone());
+                    changes
+                        .entry(change.path.clone())
+                        .and_modify(|c| c.after = change.after.clone())
+                        .or_insert(change);
+                }
+            }
+            Err(e) => {
+                image.error = Some(format!("Application {}: image {}: cannot write {}: {e}", ctx.app.id, spec.alias, source.repo_url))
+            }
+        }
+    }
+    per_source
+        .into_iter()
+        .flat_map(|(source, (_, changes))| {
+            let repo = ctx.app.sources[source].repo_url.clone();
+            changes.into_values().map(move |c| FileDiff {
+                repo: repo.clone(),
+                diff: edit::unified_diff(&c.path, &c.before, &c.after),
+                file: c.path,
+            })
+        })
+        .filter(|d| !d.diff.is_empty())
+        .collect()
+}
+
+/// Whether two git URLs name the same repository (`.git` suffix and trailing `/` aside).
+fn same_repo(a: &str, b: &str) -> bool {
+    let norm = |u: &str| u.trim().trim_end_matches('/').trim_end_matches(".git").to_string();
+    norm(a) == norm(b)
 }

@@ -1,6 +1,6 @@
 //! Command line: options (every flag also from an environment variable) and wiring only.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -94,7 +94,7 @@ fn run_plan(args: PlanArgs) -> ExitCode {
     };
     let report = runtime.block_on(plan(options));
     let text = match args.output {
-        Output::Table => output::table(&report),
+        Output::Table => output::table(&report, std::io::stdout().is_terminal()),
         Output::Json => output::json(&report),
     };
     let mut stdout = std::io::stdout().lock();

@@ -3,7 +3,8 @@
 use crate::engine::PlanReport;
 
 /// One row per image, aligned; the last column says why nothing is proposed, or what failed.
-pub fn table(report: &PlanReport) -> String {
+/// The diffs of the proposed changes follow the table, coloured when `color` is set.
+pub fn table(report: &PlanReport, color: bool) -> String {
     let header = ["APPLICATION", "ALIAS", "IMAGE", "STRATEGY", "CURRENT", "PROPOSED", "NOTE"];
     let mut rows: Vec<[String; 7]> = Vec::new();
     for app in &report.applications {
@@ -69,6 +70,16 @@ pub fn table(report: &PlanReport) -> String {
     if report.applications.is_empty() {
         out.push_str("(no Application with an argocd-image-updater.argoproj.io/image-list annotation)\n");
     }
+    for app in report.applications.iter().filter(|a| !a.changes.is_empty()) {
+        out.push_str(&format!("\n{}/{}:\n", app.namespace, app.name));
+        for change in &app.changes {
+            out.push_str(&format!("# {} {}\n", change.repo, change.file));
+            for line in change.diff.lines() {
+                out.push_str(&paint(line, color));
+                out.push('\n');
+            }
+        }
+    }
     if !report.errors.is_empty() {
         out.push_str("\nErrors:\n");
         for e in &report.errors {
@@ -89,4 +100,23 @@ fn short_digest(d: &str) -> String {
         Some((algo, hex)) if hex.len() > 12 => format!("{algo}:{}", &hex[..12]),
         _ => d.to_string(),
     }
+}
+
+/// ANSI colours for a diff line: additions green, removals red, hunk headers cyan.
+fn paint(line: &str, color: bool) -> String {
+    if !color {
+        return line.to_string();
+    }
+    let code = if line.starts_with("+++") || line.starts_with("---") {
+        "1"
+    } else if line.starts_with('+') {
+        "32"
+    } else if line.starts_with('-') {
+        "31"
+    } else if line.starts_with("@@") {
+        "36"
+    } else {
+        return line.to_string();
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
 }

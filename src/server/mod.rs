@@ -1,0 +1,240 @@
+//! The daemon's HTTP side: `POST /webhooks/github` (signed deliveries become [`WebhookEvent`]s on
+//! a channel the engine loop reads), `GET /healthz`, `GET /metrics`. It decides nothing about
+//! pull requests: it authenticates, converts and hands over.
+//!
+//! Responses to GitHub (docs/webhooks.md has the table for operators):
+//! - 404 when no secret is configured: the bot then takes no webhooks at all.
+//! - 413 when the body is larger than [`MAX_BODY_BYTES`].
+//! - 401 when `X-Hub-Signature-256` is missing, malformed or wrong. Nothing else is looked at
+//!   before the signature is verified.
+//! - 400 without `X-GitHub-Event`, or when a payload we act on does not parse; 415 when the
+//!   webhook sends form data instead of JSON.
+//! - 200 for `ping`, and for deliveries the bot has nothing to do with (the body says why).
+//! - 202 when an event was queued for the engine; 503 when the queue is full or closed (the
+//!   next cycle finds the change anyway; GitHub shows the failed delivery, which can be redelivered).
+
+mod event;
+mod metrics;
+mod signature;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub use event::{CommentAction, CommentEvent, PrAction, PullRequestEvent, WebhookEvent, WebhookRepo};
+pub use metrics::Metrics;
+pub use signature::{SecretError, WebhookSecret, sign};
+
+use event::Conversion;
+
+/// Largest webhook body taken. GitHub caps payloads at 25 MB, but the events the bot reads are a
+/// few kB to a few hundred kB (a comment is at most 65,536 characters).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Where the secret is configured from: `--webhook-secret-file` or `ARGOCD_IMAGE_PR_WEBHOOK_SECRET`.
+pub const SECRET_ENV: &str = "ARGOCD_IMAGE_PR_WEBHOOK_SECRET";
+
+/// The server's command-line options, for `run` to flatten into its own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Address to serve webhooks, /healthz and /metrics on.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// File holding the GitHub webhook secret (a mounted Secret). The environment variable
+    /// ARGOCD_IMAGE_PR_WEBHOOK_SECRET may hold the secret itself instead. Without either, webhooks
+    /// are refused (404) and the bot relies on its cycle alone.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The configured secret, if any, from the file or from [`SECRET_ENV`] (not both).
+    pub fn webhook_secret(&self) -> Result<Option<WebhookSecret>, SecretError> {
+        secret_from(self.webhook_secret_file.as_deref(), std::env::var_os(SECRET_ENV))
+    }
+}
+
+fn secret_from(
+    file: Option<&std::path::Path>,
+    env: Option<std::ffi::OsString>,
+) -> Result<Option<WebhookSecret>, SecretError> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(SecretError::Ambiguous),
+        (Some(path), None) => WebhookSecret::from_file(path).map(Some),
+        (None, Some(value)) => WebhookSecret::new(value.into_encoded_bytes())
+            .map(Some)
+            .map_err(|_| SecretError::Empty { origin: SECRET_ENV.to_string() }),
+        (None, None) => Ok(None),
+    }
+}
+
+/// What the handlers share: the secret, the engine's queue, the counters.
+#[derive(Clone)]
+pub struct ServerState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    secret: Option<WebhookSecret>,
+    events: mpsc::Sender<WebhookEvent>,
+    metrics: Arc<Metrics>,
+}
+
+impl ServerState {
+    /// `secret: None` disables webhooks (404). Events go to `events`; use a bounded channel.
+    pub fn new(secret: Option<WebhookSecret>, events: mpsc::Sender<WebhookEvent>, metrics: Arc<Metrics>) -> Self {
+        ServerState { inner: Arc::new(Inner { secret, events, metrics }) }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState").field("secret", &self.inner.secret).finish_non_exhaustive()
+    }
+}
+
+/// The routes, for [`serve`] or for a test.
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/webhooks/github", post(github_webhook))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Listens on `addr` and serves [`router`] until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    state: ServerState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let listener =
+        TcpListener::bind(addr).await.map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    serve_on(listener, state, shutdown).await
+}
+
+/// [`serve`] on a listener already bound (port 0 in tests).
+pub async fn serve_on(
+    listener: TcpListener,
+    state: ServerState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, webhooks = state.inner.secret.is_some(), "serving /webhooks/github, /healthz, /metrics");
+    }
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn metrics(State(state): State<ServerState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.inner.metrics.render()).into_response()
+}
+
+async fn github_webhook(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let event_header = headers.get("x-github-event").and_then(|v| v.to_str().ok());
+    let event_label = match event_header {
+        Some("issue_comment") => "issue_comment",
+        Some("pull_request") => "pull_request",
+        Some("ping") => "ping",
+        Some(_) => "other",
+        None => "none",
+    };
+    let (status, result, message) = handle(&state, &headers, event_header, body);
+    state.inner.metrics.delivery(event_label, result);
+    let delivery = headers.get("x-github-delivery").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if status.is_client_error() || status.is_server_error() {
+        tracing::warn!(delivery, event = event_label, status = status.as_u16(), "webhook refused: {message}");
+    } else {
+        tracing::debug!(delivery, event = event_label, status = status.as_u16(), "webhook: {message}");
+    }
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
+}
+
+/// (status, metric result label, message for GitHub's delivery log)
+fn handle(
+    state: &ServerState,
+    headers: &HeaderMap,
+    event: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> (StatusCode, &'static str, String) {
+    let Some(secret) = &state.inner.secret else {
+        return (StatusCode::NOT_FOUND, "disabled", "webhooks are not enabled: no webhook secret is configured".into());
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("body larger than {MAX_BODY_BYTES} bytes"));
+        }
+        Err(rejection) => return (StatusCode::BAD_REQUEST, "bad_request", rejection.body_text()),
+    };
+    let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
+    if let Err(e) = signature::verify(secret, signature, &body) {
+        return (StatusCode::UNAUTHORIZED, "unauthorized", format!("signature refused: {e}"));
+    }
+    let Some(event) = event else {
+        return (StatusCode::BAD_REQUEST, "bad_request", "no X-GitHub-Event header".into());
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    if !content_type.starts_with("application/json") {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("content type {content_type:?}: set the webhook's content type to application/json"),
+        );
+    }
+    if event == "ping" {
+        return (StatusCode::OK, "ping", "pong".into());
+    }
+    let delivery = headers.get("x-github-delivery").and_then(|v| v.to_str().ok());
+    match event::convert(event, delivery, &body) {
+        Err(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
+        Ok(Conversion::Ignored(reason)) => (StatusCode::OK, "ignored", format!("ignored: {reason}")),
+        Ok(Conversion::Event(event)) => match state.inner.events.try_send(event) {
+            Ok(()) => (StatusCode::ACCEPTED, "queued", "queued".into()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "busy", "the bot is busy; the next cycle will see this change".into())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "busy", "the bot is shutting down".into())
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_from_file_or_environment_not_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        assert!(secret_from(None, None).unwrap().is_none());
+        assert!(secret_from(Some(&file), None).unwrap().is_some());
+        assert!(secret_from(None, Some("from-env".into())).unwrap().is_some());
+        assert!(matches!(secret_from(Some(&file), Some("x".into())), Err(SecretError::Ambiguous)));
+        let empty = secret_from(None, Some("".into())).unwrap_err();
+        assert_eq!(empty.to_string(), "the webhook secret from ARGOCD_IMAGE_PR_WEBHOOK_SECRET is empty");
+    }
+}
