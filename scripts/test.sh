@@ -17,9 +17,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-# npm packages the tests check against: GitHub's real webhook payloads.
+# npm packages the tests check against: GitHub's REST description (the fake GitHub's contract)
+# and its real webhook payloads. Installed together: `--no-save` prunes what a command omits.
 export ARGOCD_IMAGE_PR_NPM="${ARGOCD_IMAGE_PR_NPM:-/var/tmp/argocd-image-pr-npm}"
-npm_packages=("@octokit/webhooks-examples@7.6.1")
+npm_packages=("@octokit/openapi@23.0.2" "@octokit/webhooks-examples@7.6.1")
 npm_missing=()
 for spec in "${npm_packages[@]}"; do
     name="${spec%@*}"
@@ -38,6 +39,7 @@ if [ ${#npm_missing[@]} -gt 0 ]; then
     mkdir -p "$ARGOCD_IMAGE_PR_NPM"
     npm install --prefix "$ARGOCD_IMAGE_PR_NPM" --no-save --no-audit --no-fund "${npm_packages[@]}"
 fi
+export GITHUB_OPENAPI_SPEC="$ARGOCD_IMAGE_PR_NPM/node_modules/@octokit/openapi/generated/api.github.com.json"
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/argocd-image-pr-target}"
 echo "==> cargo test --locked --all-targets (target dir $CARGO_TARGET_DIR)"

@@ -7,3 +7,4 @@ pub mod registry;
 pub mod token_server;
 pub mod gitops;
 pub mod cli;
+pub mod fake_github;
