@@ -10,6 +10,7 @@ mod domain;
 mod engine;
 mod git;
 mod manifest;
+mod planner;
 mod ports;
 pub mod output;
 mod registry;
