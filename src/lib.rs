@@ -15,6 +15,7 @@ mod ports;
 pub mod output;
 mod registry;
 mod strategy;
+mod templates;
 
 pub use config::{ConfigError, ConfigFile};
 pub use domain::{AppId, ImageName, ImageReference, Platform};

@@ -1,0 +1,1198 @@
+//! What the bot writes for people: pull-request title and body, commit message and comments,
+//! rendered from Tera templates (defaults in `templates/`, replaceable from a directory), and
+//! the hidden metadata block by which the bot recognises its own pull requests later.
+//!
+//! Every value reaching a template is untrusted (tags, digests, label and annotation values,
+//! comment text). Autoescaping is on for every template: Markdown templates escape values for
+//! Markdown and HTML ([`escape_markdown`]), plain-text templates (title, commit message) keep
+//! values on one line without control characters ([`escape_text`]). Values are data: they are
+//! never rendered as templates. The metadata block is not part of any template, so an override
+//! cannot break it. The variables are documented in `docs/templates.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tera::{Context, Filter, Tera};
+
+use crate::domain::{DOCKER_HUB, ImageName};
+use crate::strategy::ChangeKind;
+
+// ---------------------------------------------------------------------------------------------
+// Template names
+
+/// One template the bot renders; its file name is what an override directory uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TemplateName {
+    PrTitle,
+    PrBody,
+    CommitMessage,
+    ClosedObsolete,
+    ClosedIgnored,
+    ForeignCommit,
+    RollbackNoticed,
+    CommandAck,
+    CommandError,
+    CommandRefused,
+    Help,
+}
+
+/// How a template's output is read, and so how values are escaped in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Markdown,
+    Text,
+}
+
+impl TemplateName {
+    pub const ALL: [TemplateName; 11] = [
+        TemplateName::PrTitle,
+        TemplateName::PrBody,
+        TemplateName::CommitMessage,
+        TemplateName::ClosedObsolete,
+        TemplateName::ClosedIgnored,
+        TemplateName::ForeignCommit,
+        TemplateName::RollbackNoticed,
+        TemplateName::CommandAck,
+        TemplateName::CommandError,
+        TemplateName::CommandRefused,
+        TemplateName::Help,
+    ];
+
+    /// The file name, in `templates/` and in an override directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            TemplateName::PrTitle => "pr-title.txt.tera",
+            TemplateName::PrBody => "pr-body.md.tera",
+            TemplateName::CommitMessage => "commit-message.txt.tera",
+            TemplateName::ClosedObsolete => "closed-obsolete.md.tera",
+            TemplateName::ClosedIgnored => "closed-ignored.md.tera",
+            TemplateName::ForeignCommit => "foreign-commit.md.tera",
+            TemplateName::RollbackNoticed => "rollback-noticed.md.tera",
+            TemplateName::CommandAck => "command-ack.md.tera",
+            TemplateName::CommandError => "command-error.md.tera",
+            TemplateName::CommandRefused => "command-refused.md.tera",
+            TemplateName::Help => "help.md.tera",
+        }
+    }
+
+    pub fn from_file_name(name: &str) -> Option<TemplateName> {
+        TemplateName::ALL.into_iter().find(|t| t.file_name() == name)
+    }
+
+    fn default_source(self) -> &'static str {
+        match self {
+            TemplateName::PrTitle => include_str!("../templates/pr-title.txt.tera"),
+            TemplateName::PrBody => include_str!("../templates/pr-body.md.tera"),
+            TemplateName::CommitMessage => include_str!("../templates/commit-message.txt.tera"),
+            TemplateName::ClosedObsolete => include_str!("../templates/closed-obsolete.md.tera"),
+            TemplateName::ClosedIgnored => include_str!("../templates/closed-ignored.md.tera"),
+            TemplateName::ForeignCommit => include_str!("../templates/foreign-commit.md.tera"),
+            TemplateName::RollbackNoticed => include_str!("../templates/rollback-noticed.md.tera"),
+            TemplateName::CommandAck => include_str!("../templates/command-ack.md.tera"),
+            TemplateName::CommandError => include_str!("../templates/command-error.md.tera"),
+            TemplateName::CommandRefused => include_str!("../templates/command-refused.md.tera"),
+            TemplateName::Help => include_str!("../templates/help.md.tera"),
+        }
+    }
+
+    fn format(self) -> Format {
+        match self {
+            TemplateName::PrTitle | TemplateName::CommitMessage => Format::Text,
+            _ => Format::Markdown,
+        }
+    }
+}
+
+impl fmt::Display for TemplateName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.file_name())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The override directory or one of its files could not be read.
+    #[error("cannot read templates from {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A file in the override directory is not one of the bot's templates.
+    #[error("{path}: not a template the bot knows; expected one of: {expected}")]
+    UnknownFile { path: PathBuf, expected: String },
+    /// An override does not parse.
+    #[error("{}: {message}", location(path, *line))]
+    Syntax { path: PathBuf, line: Option<usize>, message: String },
+    /// An override parses but fails on the example context (e.g. an unknown variable).
+    #[error("{path}: fails to render an example: {message}")]
+    Check { path: PathBuf, message: String },
+    /// Rendering failed; names the template.
+    #[error("template {template}: {message}")]
+    Render { template: TemplateName, message: String },
+}
+
+fn location(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{}:{l}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+/// Tera's error with its causes, on one line.
+fn error_chain(e: &tera::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Line and message of a parse error; the parser reports ` --> line:col` and `= expected ...`.
+fn syntax_error(e: &tera::Error) -> (Option<usize>, String) {
+    let mut text = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&s.to_string());
+        text.push('\n');
+        source = s.source();
+    }
+    let line = text.lines().find_map(|l| {
+        let pos = l.trim_start().strip_prefix("--> ")?;
+        pos.split(':').next()?.trim().parse().ok()
+    });
+    let detail = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("= "))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let message = if detail.is_empty() {
+        error_chain(e)
+    } else {
+        format!("syntax error: {detail}")
+    };
+    (line, message)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contexts
+
+/// The Argo CD Application a pull request or comment is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInfo {
+    pub namespace: String,
+    pub name: String,
+    /// Argo CD project, `default` unless the Application says otherwise.
+    pub project: String,
+    pub destination: Destination,
+}
+
+impl AppInfo {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        AppInfo {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            project: "default".to_string(),
+            destination: Destination::default(),
+        }
+    }
+}
+
+/// `spec.destination` of the Application: a cluster by URL or by name, and a namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    pub server: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+}
+
+/// The GitOps repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoInfo {
+    /// `repoURL` as the Application writes it.
+    pub url: String,
+    /// `owner/name` on the forge.
+    pub slug: String,
+}
+
+/// A version as git or a registry names it: a tag, a digest, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRef {
+    pub tag: Option<String>,
+    /// `sha256:...`
+    pub digest: Option<String>,
+}
+
+impl VersionRef {
+    pub fn new(tag: Option<&str>, digest: Option<&str>) -> Self {
+        VersionRef { tag: tag.map(str::to_string), digest: digest.map(str::to_string) }
+    }
+
+    pub fn tag(tag: &str) -> Self {
+        VersionRef::new(Some(tag), None)
+    }
+}
+
+/// How big a change is, for people reading the proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    Major,
+    Minor,
+    Patch,
+    PreRelease,
+    Digest,
+    /// newest-build / alphabetical: no version order to speak of.
+    Build,
+}
+
+impl From<ChangeKind> for Change {
+    fn from(k: ChangeKind) -> Self {
+        match k {
+            ChangeKind::Major => Change::Major,
+            ChangeKind::Minor => Change::Minor,
+            ChangeKind::Patch => Change::Patch,
+            ChangeKind::PreRelease => Change::PreRelease,
+            ChangeKind::Digest => Change::Digest,
+            ChangeKind::Build => Change::Build,
+        }
+    }
+}
+
+/// One image the pull request moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageChange {
+    pub alias: String,
+    /// Normalized repository, e.g. `docker.io/library/nginx`.
+    pub image: String,
+    /// A page about the image for people, see [`registry_url`].
+    pub registry_url: String,
+    pub from: VersionRef,
+    pub to: VersionRef,
+    pub change: Change,
+    /// `created` of the proposed image, RFC 3339.
+    pub build_date: Option<String>,
+    /// The platforms the image was checked for, `os/arch[/variant]`.
+    pub platforms: Vec<String>,
+}
+
+impl ImageChange {
+    pub fn new(alias: &str, image: &ImageName, from: VersionRef, to: VersionRef, change: Change) -> Self {
+        ImageChange {
+            alias: alias.to_string(),
+            image: image.to_string(),
+            registry_url: registry_url(image),
+            from,
+            to,
+            change,
+            build_date: None,
+            platforms: Vec::new(),
+        }
+    }
+
+    pub fn with_build_date(mut self, created: Option<DateTime<Utc>>) -> Self {
+        self.build_date = created.map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true));
+        self
+    }
+
+    pub fn with_platforms<P: fmt::Display>(mut self, platforms: &[P]) -> Self {
+        self.platforms = platforms.iter().map(|p| p.to_string()).collect();
+        self
+    }
+}
+
+/// A file the commit changes, relative to the repository root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    pub path: String,
+}
+
+/// One comment command, for the body's "how to hold" table and for `help`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandHelp {
+    /// E.g. `/pin <alias> <version>`.
+    pub usage: String,
+    /// One line of plain text (no Markdown: it is escaped).
+    pub summary: String,
+}
+
+impl CommandHelp {
+    pub fn new(usage: &str, summary: &str) -> Self {
+        CommandHelp { usage: usage.to_string(), summary: summary.to_string() }
+    }
+
+    /// The commands of the product, in the order `/help` lists them.
+    pub fn defaults() -> Vec<CommandHelp> {
+        vec![
+            CommandHelp::new("/pin", "Hold every image at the version git has now and close this pull request."),
+            CommandHelp::new("/pin <alias>", "Hold one image at the version git has now."),
+            CommandHelp::new(
+                "/pin <alias> <version>",
+                "Hold one image at exactly that version; this pull request proposes it if git has another.",
+            ),
+            CommandHelp::new("/unpin [<alias>]", "Release the hold on one image, or on all of them."),
+            CommandHelp::new("/ignore <version>", "Skip one version; newer versions are still proposed."),
+            CommandHelp::new("/recreate", "Regenerate the branch from the base, dropping commits by others."),
+            CommandHelp::new("/help", "List these commands."),
+        ]
+    }
+}
+
+/// Who is writing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotInfo {
+    pub name: String,
+}
+
+impl Default for BotInfo {
+    fn default() -> Self {
+        BotInfo { name: "argocd-image-pr".to_string() }
+    }
+}
+
+/// What the title, body and commit message of one pull request are rendered from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrContext {
+    pub app: AppInfo,
+    pub repo: RepoInfo,
+    /// The branch the pull request merges into.
+    pub base: String,
+    /// The bot's branch.
+    pub branch: String,
+    pub images: Vec<ImageChange>,
+    pub files: Vec<FileChange>,
+    pub commands: Vec<CommandHelp>,
+    pub bot: BotInfo,
+}
+
+/// Why a pull request is closed as obsolete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObsoleteReason {
+    /// The base already has the proposed versions (someone did it by hand).
+    BaseHasVersions,
+    /// The Application no longer carries the annotations.
+    AnnotationsRemoved,
+    /// The Application is gone from git.
+    ApplicationRemoved,
+}
+
+/// A commit on the bot's branch that the bot did not make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitInfo {
+    pub sha: String,
+    /// Author name or forge login, when known.
+    pub author: Option<String>,
+}
+
+/// One image of a merged pull request that git moved back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub alias: String,
+    pub image: String,
+    /// The version the pull request delivered and that was rolled back.
+    pub from: VersionRef,
+    /// The version git has now.
+    pub to: VersionRef,
+    /// The bot proposes only versions newer than this one.
+    pub waiting_for: VersionRef,
+}
+
+/// An image and a version, as a command left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffectedImage {
+    pub alias: String,
+    pub version: VersionRef,
+}
+
+/// What a command did to the pull request itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrAction {
+    #[default]
+    None,
+    Updated,
+    Closed,
+    Reopened,
+}
+
+/// The comments the bot posts; each has its own template and variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Comment {
+    ClosedObsolete {
+        reason: ObsoleteReason,
+        base: String,
+        branch: String,
+        /// What the pull request proposed.
+        images: Vec<ImageChange>,
+    },
+    ClosedIgnored {
+        /// What the pull request proposed; the `to` versions are now ignored.
+        images: Vec<ImageChange>,
+    },
+    ForeignCommit {
+        base: String,
+        branch: String,
+        commit: CommitInfo,
+    },
+    RollbackNoticed {
+        base: String,
+        rolled_back: Vec<Rollback>,
+    },
+    CommandAck {
+        /// Login of who commented.
+        user: String,
+        /// The command line as written.
+        command: String,
+        /// `pin`, `unpin`, `ignore` or `recreate`.
+        action: String,
+        alias: Option<String>,
+        version: Option<String>,
+        base: String,
+        /// The images the command holds, releases or skips, with their versions.
+        affected: Vec<AffectedImage>,
+        pr_action: PrAction,
+    },
+    CommandError {
+        user: String,
+        command: String,
+        /// What is wrong, plain text.
+        problem: String,
+        /// The command's usage, e.g. `/pin [<alias> [<version>]]`.
+        usage: String,
+    },
+    CommandRefused {
+        user: String,
+        command: String,
+    },
+    Help {
+        commands: Vec<CommandHelp>,
+    },
+}
+
+impl Comment {
+    pub fn template(&self) -> TemplateName {
+        match self {
+            Comment::ClosedObsolete { .. } => TemplateName::ClosedObsolete,
+            Comment::ClosedIgnored { .. } => TemplateName::ClosedIgnored,
+            Comment::ForeignCommit { .. } => TemplateName::ForeignCommit,
+            Comment::RollbackNoticed { .. } => TemplateName::RollbackNoticed,
+            Comment::CommandAck { .. } => TemplateName::CommandAck,
+            Comment::CommandError { .. } => TemplateName::CommandError,
+            Comment::CommandRefused { .. } => TemplateName::CommandRefused,
+            Comment::Help { .. } => TemplateName::Help,
+        }
+    }
+}
+
+/// What a comment is rendered from: the Application and the bot, plus the comment's own values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommentContext {
+    pub app: AppInfo,
+    pub bot: BotInfo,
+    #[serde(flatten)]
+    pub comment: Comment,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Links
+
+/// A page about the image for people: Docker Hub's repository page, the GHCR package page
+/// (ghcr.io redirects a browser there), Quay's and ECR Public Gallery's pages, and
+/// `https://<registry>/<repository>` elsewhere.
+pub fn registry_url(image: &ImageName) -> String {
+    let repo = &image.repository;
+    match image.registry.as_str() {
+        DOCKER_HUB => match repo.strip_prefix("library/") {
+            Some(official) if !official.contains('/') => format!("https://hub.docker.com/_/{official}"),
+            _ => format!("https://hub.docker.com/r/{repo}"),
+        },
+        "quay.io" => format!("https://quay.io/repository/{repo}"),
+        "public.ecr.aws" => format!("https://gallery.ecr.aws/{repo}"),
+        host => format!("https://{host}/{repo}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Escaping
+
+/// Characters removed from values: control characters and the bidirectional overrides that
+/// make text read differently from what it is.
+fn is_stripped(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn is_line_break(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\t' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Escapes a value for Markdown and the HTML GitHub allows in it: `< > & " '` become entities
+/// (which also hold inside raw HTML blocks), every other character that Markdown gives a meaning
+/// to gets a backslash, line breaks become spaces and control characters are removed.
+pub fn escape_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 4);
+    for c in s.chars() {
+        match c {
+            c if is_line_break(c) => out.push(' '),
+            c if is_stripped(c) => {}
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.' | '!' | '|'
+            | '~' | '=' | '$' | '@' | '^' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a value for one line of plain text (a title, a commit message): line breaks become
+/// spaces and control characters are removed; nothing else has a meaning there.
+pub fn escape_text(s: &str) -> String {
+    s.chars()
+        .filter_map(|c| {
+            if is_line_break(c) {
+                Some(' ')
+            } else if is_stripped(c) {
+                None
+            } else {
+                Some(c)
+            }
+        })
+        .collect()
+}
+
+/// An inline code span that holds `s` literally: the fence is one backtick longer than the
+/// longest run in `s`, so `s` cannot close it. `|` is escaped so the span also works in a table
+/// cell (GitHub drops that backslash in tables).
+pub fn code_span(s: &str) -> String {
+    let s = escape_text(s).replace('|', "\\|");
+    if s.is_empty() {
+        return String::new();
+    }
+    let mut longest = 0;
+    let mut run = 0;
+    for c in s.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    // A span that starts or ends with a backtick needs a space to separate it from the fence;
+    // one space on each side is stripped again when both are there.
+    let pad = s.starts_with('`') || s.ends_with('`') || (s.starts_with(' ') && s.ends_with(' ') && s.trim() != "");
+    if pad { format!("{fence} {s} {fence}") } else { format!("{fence}{s}{fence}") }
+}
+
+/// An http(s) URL made safe for a Markdown link destination or an HTML attribute; anything else
+/// becomes `#`.
+pub fn safe_url(s: &str) -> String {
+    let Ok(url) = url::Url::parse(s.trim()) else { return "#".to_string() };
+    if !matches!(url.scheme(), "http" | "https") {
+        return "#".to_string();
+    }
+    let mut out = String::new();
+    for c in url.as_str().chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '(' | ')' | '<' | '>' | '"' | '\'' | '`' | '|' | '\\' | ' ' => {
+                out.push_str(&format!("%{:02X}", c as u32))
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `sha256:` and the first 12 hex digits.
+fn short_digest(d: &str) -> String {
+    match d.split_once(':') {
+        Some((algo, hex)) => format!("{algo}:{}", hex.chars().take(12).collect::<String>()),
+        None => d.chars().take(12).collect(),
+    }
+}
+
+/// A version for people: `tag`, `tag@sha256:0123456789ab` when asked for the digest too,
+/// the short digest alone when there is no tag, `none` when there is neither.
+fn version_text(v: &Value, with_digest: bool) -> String {
+    let field = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    match (field("tag"), field("digest")) {
+        (Some(t), Some(d)) if with_digest => format!("{t}@{}", short_digest(d)),
+        (Some(t), _) => t.to_string(),
+        (None, Some(d)) => short_digest(d),
+        (None, None) => "none".to_string(),
+    }
+}
+
+fn string_arg(name: &str, v: &Value) -> tera::Result<String> {
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(tera::Error::msg(format!("filter `{name}` expects a string"))),
+    }
+}
+
+/// A filter whose output is already escaped for its place, so autoescaping leaves it alone.
+struct SafeFilter(fn(&str) -> String, &'static str);
+
+impl Filter for SafeFilter {
+    fn filter(&self, value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+        Ok(Value::String((self.0)(&string_arg(self.1, value)?)))
+    }
+
+    fn is_safe(&self) -> bool {
+        true
+    }
+}
+
+fn new_tera(format: Format) -> Tera {
+    let mut tera = Tera::default();
+    // Every template, whatever its name, is escaped.
+    tera.autoescape_on(vec![""]);
+    tera.set_escape_fn(match format {
+        Format::Markdown => escape_markdown,
+        Format::Text => escape_text,
+    });
+    tera.register_filter("code", SafeFilter(code_span, "code"));
+    tera.register_filter("url", SafeFilter(safe_url, "url"));
+    // Not safe: the results go through autoescaping like any other value.
+    tera.register_filter("short_digest", |v: &Value, _: &HashMap<String, Value>| {
+        Ok(Value::String(short_digest(&string_arg("short_digest", v)?)))
+    });
+    tera.register_filter("short_sha", |v: &Value, _: &HashMap<String, Value>| {
+        Ok(Value::String(string_arg("short_sha", v)?.chars().take(7).collect()))
+    });
+    tera.register_filter("version", |v: &Value, args: &HashMap<String, Value>| {
+        let with_digest = args.get("digest").and_then(Value::as_bool).unwrap_or(false);
+        Ok(Value::String(version_text(v, with_digest)))
+    });
+    // Templates may come from a repository; they must not read the bot's environment (tokens).
+    tera.register_function("get_env", |_: &HashMap<String, Value>| -> tera::Result<Value> {
+        Err(tera::Error::msg("get_env is disabled in argocd-image-pr templates"))
+    });
+    tera
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates
+
+/// The loaded templates; cheap to share, pure to render.
+pub struct Templates {
+    markdown: Tera,
+    text: Tera,
+}
+
+impl fmt::Debug for Templates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Templates").finish_non_exhaustive()
+    }
+}
+
+impl Templates {
+    /// The templates shipped in `templates/`.
+    pub fn defaults() -> Templates {
+        let mut t = Templates { markdown: new_tera(Format::Markdown), text: new_tera(Format::Text) };
+        for name in TemplateName::ALL {
+            t.tera_mut(name)
+                .add_raw_template(name.file_name(), name.default_source())
+                .unwrap_or_else(|e| panic!("default template {name} does not parse: {}", error_chain(&e)));
+        }
+        t
+    }
+
+    /// The defaults, with every file of `dir` replacing the default of the same name. Hidden
+    /// entries and directories are skipped (a mounted ConfigMap has `..data`). Each override
+    /// is rendered once with example values, so a misspelt variable fails here, not mid-cycle.
+    pub fn with_overrides(dir: &Path) -> Result<Templates, TemplateError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TemplateError::Io { path, source }
+        };
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let path = entry.path();
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name.starts_with('.') || path.is_dir() {
+                continue;
+            }
+            entries.push((file_name, path));
+        }
+        entries.sort();
+
+        let mut t = Templates::defaults();
+        let mut replaced = Vec::new();
+        for (file_name, path) in entries {
+            let Some(name) = TemplateName::from_file_name(&file_name) else {
+                let expected = TemplateName::ALL.iter().map(|n| n.file_name()).collect::<Vec<_>>().join(", ");
+                return Err(TemplateError::UnknownFile { path, expected });
+            };
+            let source = std::fs::read_to_string(&path).map_err(io(&path))?;
+            t.tera_mut(name).add_raw_template(name.file_name(), &source).map_err(|e| {
+                let (line, message) = syntax_error(&e);
+                TemplateError::Syntax { path: path.clone(), line, message }
+            })?;
+            replaced.push((name, path));
+        }
+        for (name, path) in replaced {
+            for example in examples::contexts(name) {
+                t.render(name, &example)
+                    .map_err(|e| TemplateError::Check { path: path.clone(), message: e.to_string() })?;
+            }
+        }
+        Ok(t)
+    }
+
+    fn tera_mut(&mut self, name: TemplateName) -> &mut Tera {
+        match name.format() {
+            Format::Markdown => &mut self.markdown,
+            Format::Text => &mut self.text,
+        }
+    }
+
+    /// Renders one template with any serializable context (an object).
+    pub fn render<T: Serialize>(&self, name: TemplateName, context: &T) -> Result<String, TemplateError> {
+        let err = |message: String| TemplateError::Render { template: name, message };
+        let context = Context::from_serialize(context).map_err(|e| err(error_chain(&e)))?;
+        let tera = match name.format() {
+            Format::Markdown => &self.markdown,
+            Format::Text => &self.text,
+        };
+        let out = tera.render(name.file_name(), &context).map_err(|e| err(error_chain(&e)))?;
+        Ok(match name {
+            TemplateName::PrTitle => out.split_whitespace().collect::<Vec<_>>().join(" "),
+            _ => tidy(&out),
+        })
+    }
+
+    /// One line.
+    pub fn pr_title(&self, ctx: &PrContext) -> Result<String, TemplateError> {
+        self.render(TemplateName::PrTitle, ctx)
+    }
+
+    /// Markdown, without the metadata block: append [`metadata_block`] to it.
+    pub fn pr_body(&self, ctx: &PrContext) -> Result<String, TemplateError> {
+        self.render(TemplateName::PrBody, ctx)
+    }
+
+    /// Subject, blank line, body; ends with a newline.
+    pub fn commit_message(&self, ctx: &PrContext) -> Result<String, TemplateError> {
+        self.render(TemplateName::CommitMessage, ctx)
+    }
+
+    pub fn comment(&self, ctx: &CommentContext) -> Result<String, TemplateError> {
+        self.render(ctx.comment.template(), ctx)
+    }
+}
+
+/// Trailing spaces off every line, no leading or trailing blank lines, one final newline.
+fn tidy(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim_end).collect();
+    let text = lines.join("\n");
+    let text = text.trim_matches('\n');
+    if text.is_empty() { String::new() } else { format!("{text}\n") }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata block
+
+const METADATA_OPEN: &str = "<!-- argocd-image-pr:metadata ";
+const METADATA_CLOSE: &str = "-->";
+
+/// The hidden, machine-readable block the bot appends to its pull-request bodies:
+/// `<!-- argocd-image-pr:metadata {json} -->`. Inside JSON strings `-`, `<` and `>` are written
+/// as `\u002d`, `\u003c` and `\u003e`, so no value can end the comment early.
+pub fn metadata_block<T: Serialize>(meta: &T) -> Result<String, serde_json::Error> {
+    let json = serde_json::to_string(meta)?;
+    let mut out = String::with_capacity(json.len() + 48);
+    out.push_str(METADATA_OPEN);
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            match c {
+                _ if escaped => {
+                    escaped = false;
+                    out.push(c);
+                    continue;
+                }
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                '-' => {
+                    out.push_str("\\u002d");
+                    continue;
+                }
+                '<' => {
+                    out.push_str("\\u003c");
+                    continue;
+                }
+                '>' => {
+                    out.push_str("\\u003e");
+                    continue;
+                }
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        }
+        // Outside strings only numbers hold `-`, never two in a row and never before `>`.
+        out.push(c);
+    }
+    out.push(' ');
+    out.push_str(METADATA_CLOSE);
+    Ok(out)
+}
+
+/// The metadata of the last block in `body`; `None` when there is none or it does not parse.
+pub fn parse_metadata_block<T: DeserializeOwned>(body: &str) -> Option<T> {
+    let start = body.rfind(METADATA_OPEN)? + METADATA_OPEN.len();
+    let rest = &body[start..];
+    let end = rest.find(METADATA_CLOSE)?;
+    serde_json::from_str(rest[..end].trim()).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Examples
+
+/// Realistic contexts: documentation, the check of overrides, and the tests.
+pub mod examples {
+    use super::*;
+
+    pub fn app() -> AppInfo {
+        AppInfo {
+            namespace: "argocd".into(),
+            name: "shop-prod".into(),
+            project: "shop".into(),
+            destination: Destination {
+                server: Some("https://kubernetes.default.svc".into()),
+                name: None,
+                namespace: Some("shop".into()),
+            },
+        }
+    }
+
+    fn image(s: &str) -> ImageName {
+        ImageName::parse(s).expect("example image")
+    }
+
+    pub fn images() -> Vec<ImageChange> {
+        let created = DateTime::parse_from_rfc3339("2024-05-02T09:30:00Z").unwrap().with_timezone(&Utc);
+        vec![
+            ImageChange::new(
+                "api",
+                &image("ghcr.io/acme/shop-api"),
+                VersionRef::new(Some("1.2.0"), Some("sha256:1111111111111111111111111111111111111111111111111111111111111111")),
+                VersionRef::new(Some("1.3.0"), Some("sha256:2222222222222222222222222222222222222222222222222222222222222222")),
+                Change::Minor,
+            )
+            .with_build_date(Some(created))
+            .with_platforms(&["linux/amd64", "linux/arm64"]),
+            ImageChange::new(
+                "web",
+                &image("nginx"),
+                VersionRef::new(Some("stable"), Some("sha256:3333333333333333333333333333333333333333333333333333333333333333")),
+                VersionRef::new(Some("stable"), Some("sha256:4444444444444444444444444444444444444444444444444444444444444444")),
+                Change::Digest,
+            )
+            .with_platforms(&["linux/amd64"]),
+        ]
+    }
+
+    pub fn pr() -> PrContext {
+        PrContext {
+            app: app(),
+            repo: RepoInfo { url: "https://github.com/acme/gitops.git".into(), slug: "acme/gitops".into() },
+            base: "main".into(),
+            branch: "argocd-image-pr/argocd/shop-prod".into(),
+            images: images(),
+            files: vec![
+                FileChange { path: "apps/shop/prod/kustomization.yaml".into() },
+                FileChange { path: "apps/shop/prod/values.yaml".into() },
+            ],
+            commands: CommandHelp::defaults(),
+            bot: BotInfo::default(),
+        }
+    }
+
+    /// One example per variant that changes the wording.
+    pub fn comments() -> Vec<Comment> {
+        let affected = |alias: &str, tag: &str| AffectedImage { alias: alias.into(), version: VersionRef::tag(tag) };
+        let ack = |action: &str, alias: Option<&str>, version: Option<&str>, affected, pr_action| Comment::CommandAck {
+            user: "alice".into(),
+            command: format!(
+                "/{action}{}{}",
+                alias.map(|a| format!(" {a}")).unwrap_or_default(),
+                version.map(|v| format!(" {v}")).unwrap_or_default()
+            ),
+            action: action.into(),
+            alias: alias.map(str::to_string),
+            version: version.map(str::to_string),
+            base: "main".into(),
+            affected,
+            pr_action,
+        };
+        let mut out = Vec::new();
+        for reason in [ObsoleteReason::BaseHasVersions, ObsoleteReason::AnnotationsRemoved, ObsoleteReason::ApplicationRemoved] {
+            out.push(Comment::ClosedObsolete {
+                reason,
+                base: "main".into(),
+                branch: "argocd-image-pr/argocd/shop-prod".into(),
+                images: images(),
+            });
+        }
+        out.push(Comment::ClosedIgnored { images: images() });
+        out.push(Comment::ForeignCommit {
+            base: "main".into(),
+            branch: "argocd-image-pr/argocd/shop-prod".into(),
+            commit: CommitInfo { sha: "9fceb02d0ae598e95dc970b74767f19372d61af8".into(), author: Some("bob".into()) },
+        });
+        out.push(Comment::RollbackNoticed {
+            base: "main".into(),
+            rolled_back: vec![Rollback {
+                alias: "api".into(),
+                image: "ghcr.io/acme/shop-api".into(),
+                from: VersionRef::tag("1.3.0"),
+                to: VersionRef::tag("1.2.0"),
+                waiting_for: VersionRef::tag("1.3.0"),
+            }],
+        });
+        out.push(ack("pin", None, None, vec![affected("api", "1.2.0"), affected("web", "stable")], PrAction::Closed));
+        out.push(ack("pin", Some("api"), None, vec![affected("api", "1.2.0")], PrAction::Updated));
+        out.push(ack("pin", Some("api"), Some("1.2.5"), vec![affected("api", "1.2.5")], PrAction::Updated));
+        out.push(ack("unpin", Some("api"), None, vec![], PrAction::None));
+        out.push(ack("unpin", None, None, vec![], PrAction::Reopened));
+        out.push(ack("ignore", None, Some("1.3.0"), vec![affected("api", "1.3.0")], PrAction::Updated));
+        out.push(ack("recreate", None, None, vec![], PrAction::Updated));
+        out.push(Comment::CommandError {
+            user: "alice".into(),
+            command: "/pin api 1.2.0 now".into(),
+            problem: "too many arguments".into(),
+            usage: "/pin [<alias> [<version>]]".into(),
+        });
+        out.push(Comment::CommandRefused { user: "mallory".into(), command: "/pin".into() });
+        out.push(Comment::Help { commands: CommandHelp::defaults() });
+        out
+    }
+
+    pub fn comment(c: Comment) -> CommentContext {
+        CommentContext { app: app(), bot: BotInfo::default(), comment: c }
+    }
+
+    /// Every example context for one template, as JSON.
+    pub fn contexts(name: TemplateName) -> Vec<Value> {
+        match name {
+            TemplateName::PrTitle | TemplateName::PrBody | TemplateName::CommitMessage => {
+                let mut one = pr();
+                one.images.truncate(1);
+                vec![serde_json::to_value(pr()).unwrap(), serde_json::to_value(one).unwrap()]
+            }
+            _ => comments()
+                .into_iter()
+                .filter(|c| c.template() == name)
+                .map(|c| serde_json::to_value(comment(c)).unwrap())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Every default template rendered with the examples, labelled for the failure message.
+    fn rendered_examples() -> Vec<(String, String)> {
+        let t = Templates::defaults();
+        let pr = examples::pr();
+        let mut one = examples::pr();
+        one.images.truncate(1);
+        let mut out = vec![
+            ("pr-title".to_string(), t.pr_title(&pr).unwrap()),
+            ("pr-title, one image".to_string(), t.pr_title(&one).unwrap()),
+            ("pr-body".to_string(), t.pr_body(&pr).unwrap()),
+            ("commit-message".to_string(), t.commit_message(&pr).unwrap()),
+            ("commit-message, one image".to_string(), t.commit_message(&one).unwrap()),
+        ];
+        for (i, c) in examples::comments().into_iter().enumerate() {
+            let label = format!("{} #{i}", c.template());
+            out.push((label, t.comment(&examples::comment(c)).unwrap()));
+        }
+        out
+    }
+
+    #[test]
+    fn default_templates_render_the_examples_exactly() {
+        let got = rendered_examples();
+        let mut failures = Vec::new();
+        for (i, (label, text)) in got.iter().enumerate() {
+            let want = SNAPSHOTS.get(i).map(|(l, w)| (*l, *w));
+            if want != Some((label.as_str(), text.as_str())) {
+                failures.push(format!("case {label}:\n(\"{label}\", r#\"{text}\"#),"));
+            }
+        }
+        assert!(failures.is_empty() && got.len() == SNAPSHOTS.len(), "snapshots differ:\n{}", failures.join("\n"));
+    }
+
+    const SNAPSHOTS: &[(&str, &str)] = &[
+        ("pr-title", r#"chore(deploy): update 2 images in shop-prod"#),
+        ("pr-title, one image", r#"chore(deploy): update api to 1.3.0 in shop-prod"#),
+        ("pr-body", r#"### Deploy review: `shop-prod`
+
+Merging this pull request deploys new image versions to the Argo CD Application `argocd/shop-prod` (project `shop`).
+
+- **Destination:** cluster `https://kubernetes.default.svc`, namespace `shop`
+- **Base branch:** `main` of `acme/gitops`, from `argocd-image-pr/argocd/shop-prod`
+
+| Image | Version | Change | Built | Digest | Registry |
+| --- | --- | --- | --- | --- | --- |
+| `api` | `1.2.0` → `1.3.0` | minor | 2024\-05\-02T09:30:00Z | `sha256:222222222222` | [ghcr\.io/acme/shop\-api](https://ghcr.io/acme/shop-api) |
+| `web` | `stable@sha256:333333333333` → `stable@sha256:444444444444` | digest | unknown | `sha256:444444444444` | [docker\.io/library/nginx](https://hub.docker.com/_/nginx) |
+
+<details><summary>Files changed: 2</summary>
+
+- `apps/shop/prod/kustomization.yaml`
+- `apps/shop/prod/values.yaml`
+
+</details>
+
+#### Roll back
+
+After merging, revert this pull request (the **Revert** button, or any commit that puts the older versions back). argocd\-image\-pr notices the rollback and proposes only versions newer than the ones reverted.
+
+#### Hold
+
+Comment on this pull request (write access to the repository is needed):
+
+| Command | What it does |
+| --- | --- |
+| `/pin` | Hold every image at the version git has now and close this pull request\. |
+| `/pin <alias>` | Hold one image at the version git has now\. |
+| `/pin <alias> <version>` | Hold one image at exactly that version; this pull request proposes it if git has another\. |
+| `/unpin [<alias>]` | Release the hold on one image, or on all of them\. |
+| `/ignore <version>` | Skip one version; newer versions are still proposed\. |
+| `/recreate` | Regenerate the branch from the base, dropping commits by others\. |
+| `/help` | List these commands\. |
+"#),
+        ("commit-message", r#"chore(deploy): update 2 images in shop-prod
+
+Argo CD Application argocd/shop-prod (project shop):
+
+- api (ghcr.io/acme/shop-api): 1.2.0@sha256:111111111111 -> 1.3.0@sha256:222222222222 (minor)
+- web (docker.io/library/nginx): stable@sha256:333333333333 -> stable@sha256:444444444444 (digest)
+"#),
+        ("commit-message, one image", r#"chore(deploy): update api to 1.3.0 in shop-prod
+
+Argo CD Application argocd/shop-prod (project shop):
+
+- api (ghcr.io/acme/shop-api): 1.2.0@sha256:111111111111 -> 1.3.0@sha256:222222222222 (minor)
+"#),
+        ("closed-obsolete.md.tera #0", r#"Closing: `main` already has the versions this pull request proposed:
+
+- `api` at `1.3.0`
+- `web` at `stable@sha256:444444444444`
+
+Nothing is left to deploy, so argocd\-image\-pr deletes the branch `argocd-image-pr/argocd/shop-prod`.
+"#),
+        ("closed-obsolete.md.tera #1", r#"Closing: the Argo CD Application `argocd/shop-prod` no longer has the annotations that ask argocd\-image\-pr to update its images, so this pull request is obsolete. argocd\-image\-pr deletes the branch `argocd-image-pr/argocd/shop-prod`.
+"#),
+        ("closed-obsolete.md.tera #2", r#"Closing: the Argo CD Application `argocd/shop-prod` is gone from `main`, so this pull request is obsolete. argocd\-image\-pr deletes the branch `argocd-image-pr/argocd/shop-prod`.
+"#),
+        ("closed-ignored.md.tera #3", r#"This pull request was closed without merging, so argocd\-image\-pr ignores the versions it proposed:
+
+- `api` at `1.3.0`
+- `web` at `stable@sha256:444444444444`
+
+A newer version of any of these images brings a pull request back. To undo, reopen this pull request.
+"#),
+        ("foreign-commit.md.tera #4", r#"Someone else pushed to `argocd-image-pr/argocd/shop-prod`: commit `9fceb02` by bob was not made by argocd\-image\-pr.
+
+From now on argocd\-image\-pr leaves this branch and this pull request alone: no pushes, no new title or description, no closing.
+
+To hand it back, comment `/recreate`: argocd\-image\-pr regenerates the branch from `main` and drops the other commits.
+"#),
+        ("rollback-noticed.md.tera #5", r#"argocd\-image\-pr noticed a rollback: after this pull request was merged, `main` went back to older versions.
+
+| Image | Rolled back | Now in git | Waiting for |
+| --- | --- | --- | --- |
+| `api` | `1.3.0` | `1.2.0` | a version newer than `1.3.0` |
+
+argocd\-image\-pr will not propose that version again, nor anything older; it opens a pull request when a newer version appears.
+"#),
+        ("command-ack.md.tera #6", r#"@alice done: every image of `shop-prod` is held at what git has now.
+
+- `api`: `1.2.0`
+- `web`: `stable`
+
+
+This pull request is closed and stays closed until `/unpin`.
+"#),
+        ("command-ack.md.tera #7", r#"@alice done: `api` is held at what git has now.
+
+- `api`: `1.2.0`
+
+
+This pull request is updated accordingly.
+"#),
+        ("command-ack.md.tera #8", r#"@alice done: `api` is held at `1.2.5`.
+
+- `api`: `1.2.5`
+
+
+This pull request is updated accordingly.
+"#),
+        ("command-ack.md.tera #9", r#"@alice done: `api` is no longer held.
+"#),
+        ("command-ack.md.tera #10", r#"@alice done: no image of `shop-prod` is held any more.
+
+This pull request is open again.
+"#),
+        ("command-ack.md.tera #11", r#"@alice done: `1.3.0` is skipped; newer versions are still proposed.
+
+- `api`: `1.3.0`
+
+
+This pull request is updated accordingly.
+"#),
+        ("command-ack.md.tera #12", r#"@alice done: the branch is regenerated from `main`; commits by others are dropped.
+
+This pull request is updated accordingly.
+"#),
+        ("command-error.md.tera #13", r#"@alice I could not run `/pin api 1.2.0 now`: too many arguments.
+
+Usage: `/pin [<alias> [<version>]]`
+
+Comment `/help` for every command.
+"#),
+        ("command-refused.md.tera #14", r#"@mallory thank you, but `/pin` needs write access to this repository, and you don't have it, so nothing changed. Someone with write access can run it for you.
+"#),
+        ("help.md.tera #15", r#"argocd\-image\-pr understands these commands in a comment on its pull requests (write access to the repository is needed):
+
+| Command | What it does |
+| --- | --- |
+| `/pin` | Hold every image at the version git has now and close this pull request\. |
+| `/pin <alias>` | Hold one image at the version git has now\. |
+| `/pin <alias> <version>` | Hold one image at exactly that version; this pull request proposes it if git has another\. |
+| `/unpin [<alias>]` | Release the hold on one image, or on all of them\. |
+| `/ignore <version>` | Skip one version; newer versions are still proposed\. |
+| `/recreate` | Regenerate the branch from the base, dropping commits by others\. |
+| `/help` | List these commands\. |
+
+A command starts its own line; commands inside quotes or code blocks are ignored.
+"#),
+    ];
+}
