@@ -112,7 +112,6 @@ pub struct BranchCommit {
     pub parents: Vec<String>,
     pub author_email: String,
     pub committer_email: String,
-    pub message: String,
 }
 
 /// The remote branch as git shows it.
@@ -122,6 +121,9 @@ pub struct BranchState {
     /// Commits on the branch that are not on the base, newest first; `None` when the engine
     /// did not need to look (the head is the commit the PR's metadata records).
     pub commits: Option<Vec<BranchCommit>>,
+    /// Whether the head's tree is exactly the base commit's tree with the proposal's changes
+    /// written in (asked only when the branch is one commit of the bot's).
+    pub head_matches_desired: Option<bool>,
 }
 
 /// Everything [`decide`] looks at for one Application.
@@ -217,9 +219,6 @@ pub struct Decision {
 /// The marker that identifies the bot's foreign-commit comment.
 pub const FOREIGN_COMMIT_MARKER: &str = "<!-- argocd-image-pr:foreign-commit -->";
 
-/// The trailer line the bot's commit message ends with, carrying the change's fingerprint.
-pub const FINGERPRINT_TRAILER: &str = "Argocd-Image-Pr-Fingerprint:";
-
 /// A stable digest of a change: the images (from and to) and every changed file's path and new
 /// content. Two runs that would write the same files the same way agree on it.
 pub fn fingerprint<'a>(images: &[ImageChange], files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
@@ -238,11 +237,6 @@ pub fn fingerprint<'a>(images: &[ImageChange], files: impl IntoIterator<Item = (
     hex::encode(&h.finalize()[..16])
 }
 
-/// The fingerprint a commit message carries in its trailer, if any.
-pub fn fingerprint_of_message(message: &str) -> Option<&str> {
-    message.lines().rev().find_map(|l| l.trim().strip_prefix(FINGERPRINT_TRAILER)).map(str::trim)
-}
-
 /// Whether [`decide`] needs the open PR's comments: only when the branch carries someone
 /// else's commits (to say so once). Keeps comment listings off the no-op path.
 pub fn wants_comments(input: &Input) -> bool {
@@ -257,8 +251,9 @@ enum BranchView {
     Missing,
     /// The head is the commit the open PR's metadata records.
     Recorded,
-    /// One commit of the bot's on a base commit, carrying this fingerprint (if readable).
-    BotOwn { fingerprint: Option<String> },
+    /// One commit of the bot's on a base commit; whether it is exactly the desired change on
+    /// the current base.
+    BotOwn { matches_desired: bool },
     /// The bot's commits only, but not one clean commit (should not happen; regenerate).
     BotMessy,
     /// A commit committed by someone else.
@@ -279,10 +274,16 @@ fn branch_view(input: &Input) -> BranchView {
     }
     match commits.as_slice() {
         [only] if only.parents.len() == 1 => {
-            BranchView::BotOwn { fingerprint: fingerprint_of_message(&only.message).map(str::to_string) }
+            BranchView::BotOwn { matches_desired: branch.head_matches_desired == Some(true) }
         }
         _ => BranchView::BotMessy,
     }
+}
+
+/// Whether the engine must compare the head's tree with the desired change: the branch is
+/// exactly one commit, committed by the bot.
+pub fn wants_tree_check(commits: &[BranchCommit], bot_email: &str) -> bool {
+    matches!(commits, [only] if only.parents.len() == 1 && only.committer_email.eq_ignore_ascii_case(bot_email))
 }
 
 /// Whether the engine must read the branch's commits: the branch exists and its head is not
@@ -332,7 +333,7 @@ pub fn decide(input: &Input) -> Decision {
         BranchView::Recorded => pr
             .and_then(|p| p.metadata.as_ref())
             .is_some_and(|m| m.fingerprint == proposal.fingerprint || same_images(&m.images, &proposal.images)),
-        BranchView::BotOwn { fingerprint } => fingerprint.as_deref() == Some(proposal.fingerprint.as_str()),
+        BranchView::BotOwn { matches_desired } => *matches_desired,
         _ => false,
     };
     let push = if carries_desired {

@@ -72,13 +72,12 @@ fn pr(to: &str, commit: &str) -> ExistingPr {
     }
 }
 
-fn bot_commit(sha: &str, to: &str) -> BranchCommit {
+fn bot_commit(sha: &str) -> BranchCommit {
     BranchCommit {
         sha: sha.into(),
         parents: vec![BASE.into()],
         author_email: BOT.into(),
         committer_email: BOT.into(),
-        message: format!("api {to}\n\n{FINGERPRINT_TRAILER} {}\n", fp(to)),
     }
 }
 
@@ -88,12 +87,16 @@ fn foreign_commit(sha: &str) -> BranchCommit {
         parents: vec!["c1".into()],
         author_email: "dev@example.com".into(),
         committer_email: "dev@example.com".into(),
-        message: "fix by hand".into(),
     }
 }
 
 fn branch(head: &str, commits: Option<Vec<BranchCommit>>) -> Option<BranchState> {
-    Some(BranchState { head: head.into(), commits })
+    Some(BranchState { head: head.into(), commits, head_matches_desired: None })
+}
+
+/// The branch is one commit of the bot's; `matches` says whether it is the desired change.
+fn own_branch(head: &str, matches: bool) -> Option<BranchState> {
+    Some(BranchState { head: head.into(), commits: Some(vec![bot_commit(head)]), head_matches_desired: Some(matches) })
 }
 
 fn input(desired: Desired, open_prs: Vec<ExistingPr>, branch: Option<BranchState>) -> Input {
@@ -134,19 +137,19 @@ fn lifecycle_rules() {
         ("new proposal, no branch: create branch and PR", input(proposal("1.1.0"), vec![], None), Action::Open { push: Some(Push::Create) }, all_fix_ups()),
         (
             "crash after push: branch is the bot's with the desired change: adopt it",
-            input(proposal("1.1.0"), vec![], branch("c1", Some(vec![bot_commit("c1", "1.1.0")]))),
+            input(proposal("1.1.0"), vec![], own_branch("c1", true)),
             Action::Open { push: None },
             all_fix_ups(),
         ),
         (
             "crash after push, then a newer version: replace with lease on the old head",
-            input(proposal("1.2.0"), vec![], branch("c1", Some(vec![bot_commit("c1", "1.1.0")]))),
+            input(proposal("1.2.0"), vec![], own_branch("c1", false)),
             Action::Open { push: replace("c1") },
             all_fix_ups(),
         ),
         (
             "leftover branch of two bot commits: replace",
-            input(proposal("1.1.0"), vec![], branch("c2", Some(vec![bot_commit("c2", "1.1.0"), bot_commit("c1", "1.1.0")]))),
+            input(proposal("1.1.0"), vec![], branch("c2", Some(vec![bot_commit("c2"), bot_commit("c1")]))),
             Action::Open { push: replace("c2") },
             all_fix_ups(),
         ),
@@ -189,13 +192,13 @@ fn lifecycle_rules() {
         ),
         (
             "push done, body edit failed: the bot's own commit carries the change: fix the body, no push",
-            input(proposal("1.2.0"), vec![pr("1.1.0", "c1")], branch("c2", Some(vec![bot_commit("c2", "1.2.0")]))),
+            input(proposal("1.2.0"), vec![pr("1.1.0", "c1")], own_branch("c2", true)),
             Action::Update { number: 7, push: None, edit_title_body: true },
             no_fix_ups(),
         ),
         (
             "push done with an older change, body stale: regenerate",
-            input(proposal("1.3.0"), vec![pr("1.1.0", "c1")], branch("c2", Some(vec![bot_commit("c2", "1.2.0")]))),
+            input(proposal("1.3.0"), vec![pr("1.1.0", "c1")], own_branch("c2", false)),
             Action::Update { number: 7, push: replace("c2"), edit_title_body: true },
             review_again(),
         ),
@@ -207,7 +210,7 @@ fn lifecycle_rules() {
         ),
         (
             "metadata block removed by a person: rewrite the body, keep the branch",
-            input(proposal("1.1.0"), vec![ExistingPr { metadata: None, ..pr("1.1.0", "c1") }], branch("c1", Some(vec![bot_commit("c1", "1.1.0")]))),
+            input(proposal("1.1.0"), vec![ExistingPr { metadata: None, ..pr("1.1.0", "c1") }], own_branch("c1", true)),
             Action::Update { number: 7, push: None, edit_title_body: true },
             no_fix_ups(),
         ),
@@ -226,13 +229,13 @@ fn lifecycle_rules() {
         ),
         (
             "up to date with a foreign commit on the branch: close, keep the branch",
-            input(Desired::UpToDate, vec![pr("1.1.0", "c1")], branch("f1", Some(vec![foreign_commit("f1"), bot_commit("c1", "1.1.0")]))),
+            input(Desired::UpToDate, vec![pr("1.1.0", "c1")], branch("f1", Some(vec![foreign_commit("f1"), bot_commit("c1")]))),
             Action::Close { number: Some(7), reason: CloseReason::UpToDate, delete_branch: false },
             no_fix_ups(),
         ),
         (
             "up to date, PR gone, bot's branch left over: delete it",
-            input(Desired::UpToDate, vec![], branch("c1", Some(vec![bot_commit("c1", "1.1.0")]))),
+            input(Desired::UpToDate, vec![], own_branch("c1", true)),
             Action::Close { number: None, reason: CloseReason::UpToDate, delete_branch: true },
             no_fix_ups(),
         ),
@@ -246,13 +249,13 @@ fn lifecycle_rules() {
         // Foreign commits
         (
             "foreign commit, not said yet: comment",
-            Input { foreign_comment_posted: Some(false), ..input(proposal("1.2.0"), vec![pr("1.1.0", "c1")], branch("f1", Some(vec![foreign_commit("f1"), bot_commit("c1", "1.1.0")]))) },
+            Input { foreign_comment_posted: Some(false), ..input(proposal("1.2.0"), vec![pr("1.1.0", "c1")], branch("f1", Some(vec![foreign_commit("f1"), bot_commit("c1")]))) },
             Action::ForeignCommit { number: Some(7), comment: true },
             no_fix_ups(),
         ),
         (
             "foreign commit, already said: silence",
-            Input { foreign_comment_posted: Some(true), ..input(proposal("1.2.0"), vec![pr("1.1.0", "c1")], branch("f1", Some(vec![foreign_commit("f1"), bot_commit("c1", "1.1.0")]))) },
+            Input { foreign_comment_posted: Some(true), ..input(proposal("1.2.0"), vec![pr("1.1.0", "c1")], branch("f1", Some(vec![foreign_commit("f1"), bot_commit("c1")]))) },
             Action::ForeignCommit { number: Some(7), comment: false },
             no_fix_ups(),
         ),
@@ -318,6 +321,20 @@ fn branch_commits_are_read_only_when_the_head_moved() {
 }
 
 #[test]
+fn the_tree_is_compared_only_for_one_commit_of_the_bots() {
+    let cases = [
+        ("one bot commit", vec![bot_commit("c1")], true),
+        ("two bot commits", vec![bot_commit("c2"), bot_commit("c1")], false),
+        ("a foreign commit", vec![foreign_commit("f1")], false),
+        ("a merge commit", vec![BranchCommit { parents: vec!["a".into(), "b".into()], ..bot_commit("m") }], false),
+        ("nothing beyond the base", vec![], false),
+    ];
+    for (name, commits, want) in cases {
+        assert_eq!(wants_tree_check(&commits, BOT), want, "case {name}");
+    }
+}
+
+#[test]
 fn a_second_open_pr_for_the_branch_is_reported_not_touched() {
     let d = decide(&input(proposal("1.1.0"), vec![pr("1.1.0", "c1"), ExistingPr { number: 9, ..pr("1.1.0", "c1") }], branch("c1", None)));
     assert_eq!(d.action, Action::Noop);
@@ -331,7 +348,4 @@ fn fingerprints_follow_content_not_order() {
     let c = fingerprint(&[image("1.1.0")], [("a.yaml", &b"x"[..]), ("b.yaml", &b"z"[..])]);
     assert_eq!(a, b);
     assert_ne!(a, c);
-    let msg = format!("Update api\n\nbody\n\n{FINGERPRINT_TRAILER} {a}\n");
-    assert_eq!(fingerprint_of_message(&msg), Some(a.as_str()));
-    assert_eq!(fingerprint_of_message("no trailer"), None);
 }
