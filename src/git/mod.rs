@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::FileSet;
 
+pub mod push;
+
 /// The files of one repository at one resolved commit.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
