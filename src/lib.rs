@@ -8,6 +8,7 @@ mod config;
 mod discovery;
 mod domain;
 mod engine;
+mod forge_local;
 mod git;
 mod manifest;
 mod planner;

@@ -1,0 +1,781 @@
+//! The `local` forge: pull requests without a server, for the demo and air-gapped previews.
+//!
+//! Branches are pushed to the source repository itself (the push target is the Application's
+//! `repoURL`, a local path or `file://` URL, no credentials). Pull requests are JSON files:
+//!
+//! ```text
+//! <state-dir>/
+//!   permissions.json              optional: {"alice": "read", "*": "write"} (default: write for everyone)
+//!   <repo-key>/                   repo slug made filesystem-safe + a short hash, e.g. srv-git-gitops-1a2b3c4d
+//!     next.json                   counters: {"pull": 3, "comment": 7}
+//!     pulls/<number>.json         one pull request (see [`LocalPullRequest`])
+//!     .lock                       flock(2) lock taken by every writer
+//! ```
+//!
+//! Every write goes to a temporary file renamed into place, so a crash never leaves half-written
+//! JSON; writers of one repository are serialised with `flock`, across threads and processes.
+//! A PR's `head_sha` is read from the branch in the repository; `merge`, `close`, `reopen`,
+//! `comment` and `revert` act on local pull requests the way a person would on GitHub (the CLI
+//! exposes them as `argocd-image-pr local ...`).
+
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use git2::{Oid, Repository, Signature};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ports::{
+    Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
+    RepoRef,
+};
+
+const KIND: &str = "local";
+
+/// A pull request as stored in `pulls/<number>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalPullRequest {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub head: String,
+    /// Last commit of the head branch seen (kept for when the branch is deleted).
+    #[serde(default)]
+    pub head_sha: String,
+    pub base: String,
+    pub state: PrState,
+    #[serde(default)]
+    pub draft: bool,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default)]
+    pub assignees: Vec<String>,
+    /// Merge method when auto-merge is on.
+    #[serde(default)]
+    pub auto_merge: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub closed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub merged_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub merge_commit_sha: Option<String>,
+    #[serde(default)]
+    pub comments: Vec<LocalComment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalComment {
+    /// Unique within the repository (reactions name a comment by id alone).
+    pub id: u64,
+    pub author: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub user: String,
+    /// `+1`, `eyes`, `confused`...
+    pub content: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counters {
+    pull: u64,
+    comment: u64,
+}
+
+/// A pull request with its conversation and changes, for `argocd-image-pr local show`.
+#[derive(Debug, Clone)]
+pub struct LocalPrView {
+    pub pr: PullRequest,
+    pub comments: Vec<Comment>,
+    /// Unified diff of the branch against its base (the merge base), or of the merge commit
+    /// once the branch is gone.
+    pub diff: String,
+}
+
+impl fmt::Display for LocalPrView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pr = &self.pr;
+        let state = match pr.state {
+            PrState::Open if pr.draft => "draft",
+            PrState::Open => "open",
+            PrState::Closed => "closed",
+            PrState::Merged => "merged",
+        };
+        writeln!(f, "#{} {} [{state}]", pr.number, pr.title)?;
+        writeln!(f, "{} -> {} ({})", pr.head, pr.base, short(&pr.head_sha))?;
+        if let Some(sha) = &pr.merge_commit_sha {
+            writeln!(f, "merge commit: {sha}")?;
+        }
+        for (name, list) in [("labels", &pr.labels), ("reviewers", &pr.requested_reviewers), ("assignees", &pr.assignees)] {
+            if !list.is_empty() {
+                writeln!(f, "{name}: {}", list.join(", "))?;
+            }
+        }
+        writeln!(f, "\n{}\n", pr.body.trim_end())?;
+        for c in &self.comments {
+            writeln!(f, "--- comment {} by {} at {}\n{}\n", c.id, c.author, c.created_at.to_rfc3339(), c.body.trim_end())?;
+        }
+        write!(f, "{}", self.diff)
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// Pull requests as JSON files next to a local git repository. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct LocalForge {
+    state_dir: PathBuf,
+    /// Who the bot's comments and reactions are by.
+    user: String,
+}
+
+impl LocalForge {
+    pub fn new(state_dir: impl Into<PathBuf>, user: impl Into<String>) -> Self {
+        LocalForge { state_dir: state_dir.into(), user: user.into() }
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Where the pull requests of `repo` live: `<state-dir>/<repo-key>`.
+    pub fn repo_dir(&self, repo: &RepoRef) -> PathBuf {
+        self.state_dir.join(repo_key(repo))
+    }
+
+    /// Every pull request of the repository, newest first.
+    pub fn list(&self, repo: &RepoRef) -> Result<Vec<PullRequest>, ForgeError> {
+        let git = self.open(repo)?;
+        let mut records = self.records(repo)?;
+        records.sort_by(|a, b| b.number.cmp(&a.number));
+        Ok(records.iter().map(|r| self.to_pr(repo, &git, r)).collect())
+    }
+
+    /// One pull request with its comments and its diff.
+    pub fn show(&self, repo: &RepoRef, number: u64) -> Result<LocalPrView, ForgeError> {
+        let git = self.open(repo)?;
+        let record = self.load(repo, number)?;
+        let diff = self.diff(repo, &git, &record)?;
+        Ok(LocalPrView { pr: self.to_pr(repo, &git, &record), comments: self.comments(repo, &record), diff })
+    }
+
+    /// Merges an open pull request the way GitHub's merge button does: a merge commit on the
+    /// base branch (with the base and the head as parents), then the PR is `merged`.
+    pub fn merge(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError> {
+        self.write(repo, |git| {
+            let mut record = self.load(repo, number)?;
+            if record.state != PrState::Open {
+                return Err(self.error(repo, ForgeErrorKind::Conflict, format!("pull request #{number} is not open")));
+            }
+            let head = self.branch_commit(repo, git, &record.head)?;
+            let base = self.branch_commit(repo, git, &record.base)?;
+            let g = |e: git2::Error| self.git_error(repo, e);
+            let mut index = git.merge_commits(&base, &head, None).map_err(g)?;
+            if index.has_conflicts() {
+                return Err(self.error(
+                    repo,
+                    ForgeErrorKind::Conflict,
+                    format!("pull request #{number} conflicts with {}: {}", record.base, conflict_paths(&index)),
+                ));
+            }
+            let tree = git.find_tree(index.write_tree_to(git).map_err(g)?).map_err(g)?;
+            let sig = signature(git);
+            let message = format!("Merge pull request #{number} from {}\n\n{}", record.head, record.title);
+            let merge = git.commit(None, &sig, &sig, &message, &tree, &[&base, &head]).map_err(g)?;
+            self.advance_branch(repo, git, &record.base, base.id(), merge)?;
+            let now = Utc::now();
+            record.state = PrState::Merged;
+            record.head_sha = head.id().to_string();
+            record.merge_commit_sha = Some(merge.to_string());
+            record.merged_at = Some(now);
+            record.closed_at = Some(now);
+            record.updated_at = now;
+            self.save(repo, &record)?;
+            Ok(self.to_pr(repo, git, &record))
+        })
+    }
+
+    /// Reverts a merged pull request directly on its base branch (GitHub's Revert button, minus
+    /// the pull request): one commit undoing the merge. Returns the revert commit.
+    pub fn revert(&self, repo: &RepoRef, number: u64) -> Result<String, ForgeError> {
+        self.write(repo, |git| {
+            let record = self.load(repo, number)?;
+            let Some(merged) = record.merge_commit_sha.as_deref().filter(|_| record.state == PrState::Merged) else {
+                return Err(self.error(repo, ForgeErrorKind::Conflict, format!("pull request #{number} is not merged")));
+            };
+            let g = |e: git2::Error| self.git_error(repo, e);
+            let merged = git.find_commit(Oid::from_str(merged).map_err(g)?).map_err(g)?;
+            let base = self.branch_commit(repo, git, &record.base)?;
+            let mainline = if merged.parent_count() > 1 { 1 } else { 0 };
+            let mut index = git.revert_commit(&merged, &base, mainline, None).map_err(g)?;
+            if index.has_conflicts() {
+                return Err(self.error(
+                    repo,
+                    ForgeErrorKind::Conflict,
+                    format!("reverting #{number} conflicts with {}: {}", record.base, conflict_paths(&index)),
+                ));
+            }
+            let tree = git.find_tree(index.write_tree_to(git).map_err(g)?).map_err(g)?;
+            let sig = signature(git);
+            let message = format!(
+                "Revert \"{}\"\n\nThis reverts commit {}, pull request #{number}.",
+                record.title,
+                merged.id()
+            );
+            let revert = git.commit(None, &sig, &sig, &message, &tree, &[&base]).map_err(g)?;
+            self.advance_branch(repo, git, &record.base, base.id(), revert)?;
+            Ok(revert.to_string())
+        })
+    }
+
+    pub fn close(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError> {
+        self.update(repo, number, &PrUpdate { state: Some(PrState::Closed), ..PrUpdate::default() })
+    }
+
+    pub fn reopen(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError> {
+        self.update(repo, number, &PrUpdate { state: Some(PrState::Open), ..PrUpdate::default() })
+    }
+
+    /// Adds a comment by `author` (a person, for trying comment commands).
+    pub fn comment(&self, repo: &RepoRef, number: u64, author: &str, body: &str) -> Result<Comment, ForgeError> {
+        self.write(repo, |_| {
+            let mut record = self.load(repo, number)?;
+            let mut counters = self.counters(repo)?;
+            counters.comment += 1;
+            let now = Utc::now();
+            let comment =
+                LocalComment { id: counters.comment, author: author.to_string(), body: body.to_string(), created_at: now, reactions: vec![] };
+            record.comments.push(comment.clone());
+            record.updated_at = now;
+            // Counter first: a crash in between skips an id, never reuses one.
+            self.save_counters(repo, &counters)?;
+            self.save(repo, &record)?;
+            Ok(self.to_comment(repo, &record, &comment))
+        })
+    }
+
+    fn update(&self, repo: &RepoRef, number: u64, update: &PrUpdate) -> Result<PullRequest, ForgeError> {
+        self.write(repo, |git| {
+            let mut record = self.load(repo, number)?;
+            let before = record.clone();
+            if let Some(title) = &update.title {
+                record.title = title.clone();
+            }
+            if let Some(body) = &update.body {
+                record.body = body.clone();
+            }
+            match (update.state, record.state) {
+                (None, _) | (Some(PrState::Open), PrState::Open) | (Some(PrState::Closed), PrState::Closed) => {}
+                (Some(PrState::Merged), _) => {
+                    return Err(self.error(repo, ForgeErrorKind::Protocol, "a pull request is merged with merge, not by update".into()));
+                }
+                (Some(_), PrState::Merged) => {
+                    return Err(self.error(repo, ForgeErrorKind::Conflict, format!("pull request #{number} is already merged")));
+                }
+                (Some(PrState::Closed), PrState::Open) => {
+                    record.state = PrState::Closed;
+                    record.closed_at = Some(Utc::now());
+                }
+                (Some(PrState::Open), PrState::Closed) => {
+                    // As on GitHub: a pull request whose branch is gone cannot be reopened.
+                    self.branch_commit(repo, git, &record.head)?;
+                    if let Some(open) = self.records(repo)?.iter().find(|r| {
+                        r.state == PrState::Open && r.head == record.head && r.base == record.base && r.number != number
+                    }) {
+                        return Err(self.error(
+                            repo,
+                            ForgeErrorKind::Conflict,
+                            format!("pull request #{} is already open for {}", open.number, record.head),
+                        ));
+                    }
+                    record.state = PrState::Open;
+                    record.closed_at = None;
+                }
+            }
+            if record != before {
+                record.updated_at = Utc::now();
+                self.save(repo, &record)?;
+            }
+            Ok(self.to_pr(repo, git, &record))
+        })
+    }
+
+    /// Runs `f` holding the repository's lock.
+    fn write<T>(&self, repo: &RepoRef, f: impl FnOnce(&Repository) -> Result<T, ForgeError>) -> Result<T, ForgeError> {
+        let git = self.open(repo)?;
+        let dir = self.repo_dir(repo);
+        let io = |e: std::io::Error, what: &Path| self.error(repo, ForgeErrorKind::Protocol, format!("{}: {e}", what.display()));
+        std::fs::create_dir_all(dir.join("pulls")).map_err(|e| io(e, &dir))?;
+        let lock_path = dir.join(".lock");
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io(e, &lock_path))?;
+        // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+            return Err(io(std::io::Error::last_os_error(), &lock_path));
+        }
+        let result = f(&git);
+        drop(lock);
+        result
+    }
+
+    fn open(&self, repo: &RepoRef) -> Result<Repository, ForgeError> {
+        let path = repo_path(repo);
+        Repository::open(&path).map_err(|e| {
+            self.error(repo, ForgeErrorKind::NotFound, format!("no git repository at {}: {}", path.display(), e.message()))
+        })
+    }
+
+    fn pull_path(&self, repo: &RepoRef, number: u64) -> PathBuf {
+        self.repo_dir(repo).join("pulls").join(format!("{number}.json"))
+    }
+
+    fn load(&self, repo: &RepoRef, number: u64) -> Result<LocalPullRequest, ForgeError> {
+        let path = self.pull_path(repo, number);
+        match std::fs::read(&path) {
+            Ok(bytes) => self.parse(repo, &path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(self.error(repo, ForgeErrorKind::NotFound, format!("no pull request #{number} ({})", path.display())))
+            }
+            Err(e) => Err(self.error(repo, ForgeErrorKind::Protocol, format!("{}: {e}", path.display()))),
+        }
+    }
+
+    fn parse(&self, repo: &RepoRef, path: &Path, bytes: &[u8]) -> Result<LocalPullRequest, ForgeError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| self.error(repo, ForgeErrorKind::Protocol, format!("corrupt pull request file {}: {e}", path.display())))
+    }
+
+    fn records(&self, repo: &RepoRef) -> Result<Vec<LocalPullRequest>, ForgeError> {
+        let dir = self.repo_dir(repo).join("pulls");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(self.error(repo, ForgeErrorKind::Protocol, format!("{}: {e}", dir.display()))),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| self.error(repo, ForgeErrorKind::Protocol, format!("{}: {e}", dir.display())))?.path();
+            let is_pull = path.extension().is_some_and(|x| x == "json")
+                && path.file_stem().and_then(|s| s.to_str()).is_some_and(|s| s.parse::<u64>().is_ok());
+            if !is_pull {
+                continue; // temporary files of an interrupted write, or anything else
+            }
+            let bytes = std::fs::read(&path)
+                .map_err(|e| self.error(repo, ForgeErrorKind::Protocol, format!("{}: {e}", path.display())))?;
+            out.push(self.parse(repo, &path, &bytes)?);
+        }
+        Ok(out)
+    }
+
+    fn save(&self, repo: &RepoRef, record: &LocalPullRequest) -> Result<(), ForgeError> {
+        let json = serde_json::to_vec_pretty(record).expect("pull request serialises");
+        self.write_atomic(repo, &self.pull_path(repo, record.number), &json, false)
+    }
+
+    /// Writes through a temporary file renamed into place; `exclusive` fails if `path` exists.
+    fn write_atomic(&self, repo: &RepoRef, path: &Path, bytes: &[u8], exclusive: bool) -> Result<(), ForgeError> {
+        let io = |e: std::io::Error| self.error(repo, ForgeErrorKind::Protocol, format!("writing {}: {e}", path.display()));
+        let dir = path.parent().expect("file in a directory");
+        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io)?;
+        tmp.write_all(bytes).map_err(io)?;
+        tmp.write_all(b"\n").map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        if exclusive {
+            tmp.persist_noclobber(path).map_err(|e| io(e.error))?;
+        } else {
+            tmp.persist(path).map_err(|e| io(e.error))?;
+        }
+        Ok(())
+    }
+
+    fn counters(&self, repo: &RepoRef) -> Result<Counters, ForgeError> {
+        let path = self.repo_dir(repo).join("next.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| self.error(repo, ForgeErrorKind::Protocol, format!("corrupt counter file {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // First use, or the file was lost: continue after what exists.
+                let records = self.records(repo)?;
+                Ok(Counters {
+                    pull: records.iter().map(|r| r.number).max().unwrap_or(0),
+                    comment: records.iter().flat_map(|r| r.comments.iter().map(|c| c.id)).max().unwrap_or(0),
+                })
+            }
+            Err(e) => Err(self.error(repo, ForgeErrorKind::Protocol, format!("{}: {e}", path.display()))),
+        }
+    }
+
+    fn save_counters(&self, repo: &RepoRef, counters: &Counters) -> Result<(), ForgeError> {
+        let json = serde_json::to_vec(counters).expect("counters serialise");
+        self.write_atomic(repo, &self.repo_dir(repo).join("next.json"), &json, false)
+    }
+
+    fn branch_commit<'r>(&self, repo: &RepoRef, git: &'r Repository, branch: &str) -> Result<git2::Commit<'r>, ForgeError> {
+        git.find_reference(&format!("refs/heads/{branch}"))
+            .and_then(|r| r.peel_to_commit())
+            .map_err(|_| self.error(repo, ForgeErrorKind::NotFound, format!("no branch {branch:?}")))
+    }
+
+    /// Moves `branch` from `old` to `new` (compare-and-swap); when the branch is checked out in
+    /// a working tree, that tree must be clean and is updated to match.
+    fn advance_branch(&self, repo: &RepoRef, git: &Repository, branch: &str, old: Oid, new: Oid) -> Result<(), ForgeError> {
+        let refname = format!("refs/heads/{branch}");
+        let checked_out = !git.is_bare() && git.head().ok().and_then(|h| h.name().ok().map(str::to_string)).as_deref() == Some(&refname);
+        if checked_out {
+            let mut options = git2::StatusOptions::new();
+            options.include_untracked(false).include_ignored(false);
+            let dirty = git.statuses(Some(&mut options)).map_err(|e| self.git_error(repo, e))?.len();
+            if dirty > 0 {
+                return Err(self.error(
+                    repo,
+                    ForgeErrorKind::Conflict,
+                    format!("{branch} is checked out with {dirty} uncommitted change(s); commit or stash them first"),
+                ));
+            }
+        }
+        git.reference_matching(&refname, new, true, old, "argocd-image-pr local")
+            .map_err(|e| self.error(repo, ForgeErrorKind::Conflict, format!("{branch} moved meanwhile: {}", e.message())))?;
+        if checked_out {
+            git.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).map_err(|e| self.git_error(repo, e))?;
+        }
+        Ok(())
+    }
+
+    fn diff(&self, repo: &RepoRef, git: &Repository, record: &LocalPullRequest) -> Result<String, ForgeError> {
+        let g = |e: git2::Error| self.git_error(repo, e);
+        let head = git.find_reference(&format!("refs/heads/{}", record.head)).and_then(|r| r.peel_to_commit()).ok();
+        let base = git.find_reference(&format!("refs/heads/{}", record.base)).and_then(|r| r.peel_to_commit()).ok();
+        let merged = record.merge_commit_sha.as_deref().and_then(|s| Oid::from_str(s).ok()).and_then(|o| git.find_commit(o).ok());
+        let (old, new) = match (record.state, merged, head, base) {
+            (PrState::Merged, Some(m), _, _) => (m.parent(0).ok(), m),
+            (_, _, Some(h), Some(b)) => {
+                let mb = git.merge_base(h.id(), b.id()).map_err(g)?;
+                (Some(git.find_commit(mb).map_err(g)?), h)
+            }
+            _ => return Ok(format!("(branch {} is gone: no diff)\n", record.head)),
+        };
+        let old_tree = old.map(|c| c.tree()).transpose().map_err(g)?;
+        let diff = git.diff_tree_to_tree(old_tree.as_ref(), Some(&new.tree().map_err(g)?), None).map_err(g)?;
+        let mut out = String::new();
+        diff.print(git2::DiffFormat::Patch, |_, _, line| {
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                out.push(line.origin());
+            }
+            out.push_str(&String::from_utf8_lossy(line.content()));
+            true
+        })
+        .map_err(g)?;
+        Ok(out)
+    }
+
+    fn to_pr(&self, repo: &RepoRef, git: &Repository, r: &LocalPullRequest) -> PullRequest {
+        let live = git.find_reference(&format!("refs/heads/{}", r.head)).ok().and_then(|x| x.target());
+        PullRequest {
+            number: r.number,
+            url: format!("local://{}/pulls/{}", repo_key(repo), r.number),
+            title: r.title.clone(),
+            body: r.body.clone(),
+            head: r.head.clone(),
+            head_sha: live.map_or_else(|| r.head_sha.clone(), |o| o.to_string()),
+            base: r.base.clone(),
+            state: r.state,
+            draft: r.draft,
+            labels: r.labels.clone(),
+            requested_reviewers: r.reviewers.clone(),
+            requested_teams: r.teams.clone(),
+            assignees: r.assignees.clone(),
+            auto_merge: r.auto_merge.is_some(),
+            merge_commit_sha: r.merge_commit_sha.clone(),
+            updated_at: Some(r.updated_at),
+            closed_at: r.closed_at,
+        }
+    }
+
+    fn comments(&self, repo: &RepoRef, r: &LocalPullRequest) -> Vec<Comment> {
+        r.comments.iter().map(|c| self.to_comment(repo, r, c)).collect()
+    }
+
+    fn to_comment(&self, repo: &RepoRef, r: &LocalPullRequest, c: &LocalComment) -> Comment {
+        Comment {
+            id: c.id,
+            author: c.author.clone(),
+            body: c.body.clone(),
+            created_at: c.created_at,
+            url: format!("local://{}/pulls/{}#comment-{}", repo_key(repo), r.number, c.id),
+        }
+    }
+
+    /// Applies `f` to pull request `number` under the lock and saves it if it changed.
+    fn modify(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        f: impl FnOnce(&mut LocalPullRequest) -> Result<(), ForgeError>,
+    ) -> Result<(), ForgeError> {
+        self.write(repo, |_| {
+            let mut record = self.load(repo, number)?;
+            let before = record.clone();
+            f(&mut record)?;
+            if record != before {
+                record.updated_at = Utc::now();
+                self.save(repo, &record)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn error(&self, repo: &RepoRef, kind: ForgeErrorKind, message: String) -> ForgeError {
+        ForgeError { forge: KIND, repo: repo.to_string(), kind, message }
+    }
+
+    fn git_error(&self, repo: &RepoRef, e: git2::Error) -> ForgeError {
+        self.error(repo, ForgeErrorKind::Protocol, format!("git: {}", e.message()))
+    }
+}
+
+/// A readable, filesystem-safe name for a repository: its slug's characters that are safe,
+/// others as `-`, plus a short hash of the slug so that different slugs never collide.
+pub fn repo_key(repo: &RepoRef) -> String {
+    let hash = hex::encode(&Sha256::digest(repo.to_string().as_bytes())[..4]);
+    let mut readable: String =
+        repo.to_string().chars().map(|c| if c.is_ascii_alphanumeric() || "._".contains(c) { c } else { '-' }).collect();
+    readable = readable.trim_matches(|c| c == '-' || c == '.').to_string();
+    if readable.len() > 60 {
+        readable = readable[readable.len() - 60..].trim_start_matches(['-', '.']).to_string();
+    }
+    if readable.is_empty() { hash } else { format!("{readable}-{hash}") }
+}
+
+fn repo_path(repo: &RepoRef) -> PathBuf {
+    PathBuf::from(repo.url.trim().strip_prefix("file://").unwrap_or(repo.url.trim()))
+}
+
+/// The repository's configured identity, or a fixed one when git has none.
+fn signature(git: &Repository) -> Signature<'static> {
+    git.signature()
+        .map(|s| s.to_owned())
+        .or_else(|_| Signature::now("argocd-image-pr local forge", "local-forge@argocd-image-pr.invalid"))
+        .expect("a fixed signature is valid")
+}
+
+fn conflict_paths(index: &git2::Index) -> String {
+    let mut paths: Vec<String> = index
+        .conflicts()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    paths.dedup();
+    paths.join(", ")
+}
+
+fn parse_permission(s: &str) -> Option<Permission> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "none" => Permission::None,
+        "read" | "pull" => Permission::Read,
+        "triage" => Permission::Triage,
+        "write" | "push" => Permission::Write,
+        "maintain" => Permission::Maintain,
+        "admin" => Permission::Admin,
+        _ => return None,
+    })
+}
+
+fn add_missing(list: &mut Vec<String>, items: &[String]) {
+    for item in items {
+        if !list.contains(item) {
+            list.push(item.clone());
+        }
+    }
+}
+
+impl Forge for LocalForge {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn push_target(&self, repo: &RepoRef) -> PushTarget {
+        PushTarget { url: repo.url.clone(), username: None, password: None }
+    }
+
+    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
+        let git = self.open(repo)?;
+        let head = git.find_reference("HEAD").map_err(|e| self.git_error(repo, e))?;
+        head.symbolic_target()
+            .ok()
+            .flatten()
+            .and_then(|t| t.strip_prefix("refs/heads/"))
+            .map(str::to_string)
+            .ok_or_else(|| self.error(repo, ForgeErrorKind::Protocol, "HEAD does not name a branch".into()))
+    }
+
+    async fn list_pull_requests(&self, repo: &RepoRef, head_prefix: &str) -> Result<Vec<PullRequest>, ForgeError> {
+        Ok(self.list(repo)?.into_iter().filter(|pr| pr.head.starts_with(head_prefix)).collect())
+    }
+
+    async fn create_pull_request(&self, repo: &RepoRef, new: &NewPullRequest) -> Result<PullRequest, ForgeError> {
+        self.write(repo, |git| {
+            let head = self.branch_commit(repo, git, &new.head)?;
+            self.branch_commit(repo, git, &new.base)?;
+            if let Some(open) =
+                self.records(repo)?.iter().find(|r| r.state == PrState::Open && r.head == new.head && r.base == new.base)
+            {
+                return Err(self.error(
+                    repo,
+                    ForgeErrorKind::Conflict,
+                    format!("a pull request already exists for {}: #{}", new.head, open.number),
+                ));
+            }
+            let mut counters = self.counters(repo)?;
+            let now = Utc::now();
+            let mut record = LocalPullRequest {
+                number: 0,
+                title: new.title.clone(),
+                body: new.body.clone(),
+                head: new.head.clone(),
+                head_sha: head.id().to_string(),
+                base: new.base.clone(),
+                state: PrState::Open,
+                draft: new.draft,
+                labels: vec![],
+                reviewers: vec![],
+                teams: vec![],
+                assignees: vec![],
+                auto_merge: None,
+                created_at: now,
+                updated_at: now,
+                closed_at: None,
+                merged_at: None,
+                merge_commit_sha: None,
+                comments: vec![],
+            };
+            // Claim the number by creating its file; a stale counter (crash after the file was
+            // written) just moves on to the next free number.
+            loop {
+                counters.pull += 1;
+                record.number = counters.pull;
+                let json = serde_json::to_vec_pretty(&record).expect("pull request serialises");
+                match self.write_atomic(repo, &self.pull_path(repo, record.number), &json, true) {
+                    Ok(()) => break,
+                    Err(_) if self.pull_path(repo, record.number).exists() => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.save_counters(repo, &counters)?;
+            Ok(self.to_pr(repo, git, &record))
+        })
+    }
+
+    async fn update_pull_request(&self, repo: &RepoRef, number: u64, update: &PrUpdate) -> Result<PullRequest, ForgeError> {
+        self.update(repo, number, update)
+    }
+
+    async fn list_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<Comment>, ForgeError> {
+        let record = self.load(repo, number)?;
+        Ok(self.comments(repo, &record))
+    }
+
+    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<Comment, ForgeError> {
+        self.comment(repo, number, &self.user, body)
+    }
+
+    async fn add_labels(&self, repo: &RepoRef, number: u64, labels: &[String]) -> Result<(), ForgeError> {
+        self.modify(repo, number, |r| {
+            add_missing(&mut r.labels, labels);
+            Ok(())
+        })
+    }
+
+    async fn request_reviewers(&self, repo: &RepoRef, number: u64, users: &[String], teams: &[String]) -> Result<(), ForgeError> {
+        self.modify(repo, number, |r| {
+            add_missing(&mut r.reviewers, users);
+            add_missing(&mut r.teams, teams);
+            Ok(())
+        })
+    }
+
+    async fn add_assignees(&self, repo: &RepoRef, number: u64, users: &[String]) -> Result<(), ForgeError> {
+        self.modify(repo, number, |r| {
+            add_missing(&mut r.assignees, users);
+            Ok(())
+        })
+    }
+
+    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: &str) -> Result<(), ForgeError> {
+        if !["merge", "squash", "rebase"].contains(&method) {
+            return Err(self.error(repo, ForgeErrorKind::Protocol, format!("unknown merge method {method:?}")));
+        }
+        self.modify(repo, number, |r| {
+            if r.state != PrState::Open {
+                return Err(self.error(repo, ForgeErrorKind::Conflict, format!("pull request #{number} is not open")));
+            }
+            r.auto_merge = Some(method.to_string());
+            Ok(())
+        })
+    }
+
+    async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), ForgeError> {
+        let git = self.open(repo)?;
+        let refname = format!("refs/heads/{branch}");
+        if !git.is_bare() && git.head().ok().and_then(|h| h.name().ok().map(str::to_string)).as_deref() == Some(&refname) {
+            return Err(self.error(repo, ForgeErrorKind::Conflict, format!("{branch} is checked out; not deleting it")));
+        }
+        match git.find_reference(&refname) {
+            Ok(mut r) => r.delete().map_err(|e| self.git_error(repo, e)),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(()),
+            Err(e) => Err(self.git_error(repo, e)),
+        }
+    }
+
+    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
+        let path = self.state_dir.join("permissions.json");
+        let map: std::collections::BTreeMap<String, String> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                self.error(repo, ForgeErrorKind::Protocol, format!("corrupt permissions file {}: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Permission::Write),
+            Err(e) => return Err(self.error(repo, ForgeErrorKind::Protocol, format!("{}: {e}", path.display()))),
+        };
+        let Some(level) = map.get(user).or_else(|| map.get("*")) else { return Ok(Permission::Write) };
+        parse_permission(level).ok_or_else(|| {
+            self.error(
+                repo,
+                ForgeErrorKind::Protocol,
+                format!("{}: unknown permission {level:?} for {user:?} (none, read, triage, write, maintain, admin)", path.display()),
+            )
+        })
+    }
+
+    async fn add_reaction(&self, repo: &RepoRef, comment_id: u64, reaction: &str) -> Result<(), ForgeError> {
+        self.write(repo, |_| {
+            for mut record in self.records(repo)? {
+                let Some(comment) = record.comments.iter_mut().find(|c| c.id == comment_id) else { continue };
+                let reaction = Reaction { user: self.user.clone(), content: reaction.to_string() };
+                // As on GitHub, the same reaction twice is one reaction.
+                if !comment.reactions.contains(&reaction) {
+                    comment.reactions.push(reaction);
+                    self.save(repo, &record)?;
+                }
+                return Ok(());
+            }
+            Err(self.error(repo, ForgeErrorKind::NotFound, format!("no comment {comment_id}")))
+        })
+    }
+}
