@@ -22,6 +22,9 @@ use crate::manifest::{self, CurrentImage, FileSet};
 use crate::registry::{RegistryClient, RegistrySettings};
 use crate::strategy::{self, Candidate, ChangeKind, Current, Need, Selection};
 
+mod run;
+pub use run::{RunAction, RunAppReport, RunOptions, RunReport, RunStats, run_once};
+
 /// What one `plan` run looks at.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
