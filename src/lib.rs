@@ -18,7 +18,14 @@ mod registry;
 mod strategy;
 mod templates;
 
-pub use config::{ConfigError, ConfigFile};
+pub use config::{ConfigError, ConfigFile, Identity};
+pub use forge_local::LocalForge;
+pub use git::push::Identity as GitIdentity;
+pub use ports::RepoRef;
+pub use templates::Templates;
 pub use domain::{AppId, ImageName, ImageReference, Platform};
-pub use engine::{AppReport, ImageReport, LocationError, PlanOptions, PlanReport, Stats, plan};
+pub use engine::{
+    AppReport, ImageReport, LocationError, PlanOptions, PlanReport, RunAction, RunAppReport, RunOptions, RunReport,
+    RunStats, Stats, plan, run_once,
+};
 pub use registry::RegistrySettings;

@@ -130,8 +130,16 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         urls.extend(app.sources.iter().filter(|s| s.chart.is_none()).map(|s| s.repo_url.clone()));
     }
     urls.extend(options.repositories.iter().map(|r| r.url.clone()));
+    // Repositories only Applications without annotations use: looked at for the bot's
+    // obsolete PRs, quietly (the bot may have no access to them at all).
+    let quiet: BTreeSet<String> = found
+        .unannotated
+        .iter()
+        .flat_map(|a| a.sources.iter().filter(|s| s.chart.is_none()).map(|s| s.repo_url.clone()))
+        .filter(|u| !urls.contains(u))
+        .collect();
     let mut repos: BTreeMap<String, RepoState> = BTreeMap::new();
-    for url in urls {
+    for url in urls.iter().chain(quiet.iter()).cloned() {
         let Some(repo) = RepoRef::from_url(&url) else {
             errors.push(LocationError { file: url.clone(), error: "cannot tell the repository from this URL".into() });
             continue;
@@ -143,6 +151,16 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
             move || push::remote_heads(&url, "", Some(&target)).map_err(|e| e.to_string())
         })
         .await;
+        if quiet.contains(&url) {
+            match heads {
+                Ok(h) if h.branches.keys().any(|b| b.starts_with(&prefix)) => {
+                    repos.insert(url, RepoState { repo, target, heads: Ok(h), listing: None });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("{url}: {e}"),
+            }
+            continue;
+        }
         repos.insert(url, RepoState { repo, target, heads, listing: None });
     }
 
