@@ -691,7 +691,8 @@ fn new_tera(format: Format) -> Tera {
 // ---------------------------------------------------------------------------------------------
 // Templates
 
-/// The loaded templates; cheap to share, pure to render.
+/// The loaded templates; pure to render, shareable across threads.
+#[derive(Clone)]
 pub struct Templates {
     markdown: Tera,
     text: Tera,
@@ -1046,6 +1047,388 @@ mod tests {
             }
         }
         assert!(failures.is_empty() && got.len() == SNAPSHOTS.len(), "snapshots differ:\n{}", failures.join("\n"));
+    }
+
+    const HOSTILE: &[&str] = &[
+        "1.0.0<script>alert(1)</script>",
+        "[click](http://evil)",
+        "{{ secret }}{% if true %}x{% endif %}{# c #}",
+        "<!-- -->",
+        "-->",
+        "a|b||c\\|d",
+        "line1\nline2\r\n\n# heading\n- item\n\n    code",
+        "``` `x` ``",
+        "javascript:alert(1)",
+        "\u{1b}[31mred\u{202e}dlrow\u{0}",
+        "**bold** _it_ ~~s~~ @everyone #1 ![img](http://evil/x.png) &lt;b&gt; &#60;",
+        "<img src=x onerror=alert(1)>",
+        "=====",
+    ];
+
+    /// Fields that select wording (typed enums in Rust); every other string is untrusted.
+    const CONTROL_FIELDS: &[&str] = &["change", "reason", "pr_action", "action"];
+
+    fn replace_strings(v: &mut Value, with: &str) {
+        match v {
+            Value::String(s) => *s = with.to_string(),
+            Value::Array(a) => a.iter_mut().for_each(|v| replace_strings(v, with)),
+            Value::Object(o) => {
+                for (k, v) in o.iter_mut() {
+                    if !CONTROL_FIELDS.contains(&k.as_str()) {
+                        replace_strings(v, with);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The line without its code spans, found the way CommonMark finds them: a run of n
+    /// backticks up to the next run of exactly n; a backslash-escaped backtick opens nothing.
+    fn strip_code_spans(line: &str) -> String {
+        let chars: Vec<char> = line.chars().collect();
+        let run_at = |i: usize| chars[i..].iter().take_while(|&&c| c == '`').count();
+        let mut out = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            match chars[i] {
+                '\\' if i + 1 < chars.len() => {
+                    out.push(chars[i]);
+                    out.push(chars[i + 1]);
+                    i += 2;
+                }
+                '`' => {
+                    let n = run_at(i);
+                    let mut j = i + n;
+                    let mut close = None;
+                    while j < chars.len() {
+                        if chars[j] == '`' {
+                            let m = run_at(j);
+                            if m == n {
+                                close = Some(j + m);
+                                break;
+                            }
+                            j += m;
+                        } else {
+                            j += 1;
+                        }
+                    }
+                    match close {
+                        Some(end) => {
+                            out.push_str("CODE");
+                            i = end;
+                        }
+                        None => {
+                            (0..n).for_each(|_| out.push('`'));
+                            i += n;
+                        }
+                    }
+                }
+                c => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// `|` that split a GFM table row: those with no backslash right before them.
+    fn cell_breaks(line: &str) -> usize {
+        let mut prev = ' ';
+        let mut n = 0;
+        for c in line.chars() {
+            if c == '|' && prev != '\\' {
+                n += 1;
+            }
+            prev = c;
+        }
+        n
+    }
+
+    /// Renders every template with every example, once with every untrusted string set to
+    /// `payload` and once set to a harmless word, and hands both outputs to `check`.
+    fn for_each_rendering(payload: &str, mut check: impl FnMut(&str, TemplateName, &str, &str)) {
+        let t = Templates::defaults();
+        for name in TemplateName::ALL {
+            for example in examples::contexts(name) {
+                let mut hostile = example.clone();
+                replace_strings(&mut hostile, payload);
+                let mut plain = example.clone();
+                replace_strings(&mut plain, "word");
+                let got = t.render(name, &hostile).unwrap_or_else(|e| panic!("payload {payload:?}: {e}"));
+                let benign = t.render(name, &plain).unwrap();
+                check(payload, name, &got, &benign);
+            }
+        }
+    }
+
+    #[test]
+    fn untrusted_values_cannot_change_the_markdown() {
+        for payload in HOSTILE {
+            for_each_rendering(payload, |payload, name, got, benign| {
+                let case = format!("template {name}, payload {payload:?}:\n{got}");
+                assert!(!got.contains(['\u{1b}', '\u{202e}', '\u{0}']), "control characters kept; {case}");
+                // No new lines, so no headings, list items, code blocks or closed paragraphs.
+                assert_eq!(got.lines().count(), benign.lines().count(), "line count changed; {case}");
+                if name.format() == Format::Text {
+                    // Plain text has no markup; the value shows as it is, on its line.
+                    if !payload.contains(['\n', '\u{1b}']) {
+                        assert!(got.contains(payload), "value not shown literally; {case}");
+                    }
+                    return;
+                }
+                for (line, plain) in got.lines().zip(benign.lines()) {
+                    let outside = strip_code_spans(line);
+                    let without_tags = ["<details>", "<summary>", "</summary>", "</details>"]
+                        .iter()
+                        .fold(outside.clone(), |s, tag| s.replace(tag, ""));
+                    assert!(!without_tags.contains('<'), "raw `<` outside code: {outside:?}; {case}");
+                    assert!(!outside.replace("\\{", "").contains('{'), "unescaped brace: {outside:?}; {case}");
+                    assert!(!outside.contains("](http://evil"), "link injected: {outside:?}; {case}");
+                    assert!(!outside.contains("**bold**") && !outside.contains("~~s~~"), "emphasis: {outside:?}; {case}");
+                    assert!(!outside.contains("&lt;b") || outside.contains("&amp;lt;b"), "entity kept: {outside:?}; {case}");
+                    assert!(!outside.contains("<!--") && !outside.contains("-->"), "comment: {outside:?}; {case}");
+                    assert_eq!(cell_breaks(line), cell_breaks(plain), "table cells changed: {line:?}; {case}");
+                    let spans = |s: &str| strip_code_spans(s).matches("CODE").count();
+                    assert_eq!(spans(plain), spans(line), "code spans changed: {line:?}; {case}");
+                    // Links point where the template says or nowhere.
+                    for (i, _) in outside.match_indices("](") {
+                        let dest = &outside[i + 2..];
+                        assert!(dest.starts_with("https://") || dest.starts_with('#'), "link to {dest:.40}; {case}");
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn template_syntax_in_values_is_shown_not_run() {
+        let t = Templates::defaults();
+        let mut pr = examples::pr();
+        pr.images.truncate(1);
+        pr.images[0].to.tag = Some("{{ bot.name }}".into());
+        pr.app.name = "{% for i in images %}x{% endfor %}".into();
+        assert_eq!(t.pr_title(&pr).unwrap(), "chore(deploy): update api to {{ bot.name }} in {% for i in images %}x{% endfor %}");
+        let body = t.pr_body(&pr).unwrap();
+        assert!(body.contains("`{{ bot.name }}`"), "{body}");
+        assert!(body.contains("`{% for i in images %}x{% endfor %}`"), "{body}");
+        let commit = t.commit_message(&pr).unwrap();
+        assert!(commit.contains("-> {{ bot.name }}@sha256:222222222222 (minor)"), "{commit}");
+    }
+
+    #[test]
+    fn markdown_escaping() {
+        let cases = [
+            ("1.2.3", r"1\.2\.3"),
+            ("a|b", r"a\|b"),
+            ("<script>", "&lt;script&gt;"),
+            ("[x](y)", r"\[x\]\(y\)"),
+            ("\\", r"\\"),
+            ("line\nbreak\r\tx", "line break  x"),
+            ("bell\u{7}\u{202e}", "bell"),
+            ("'\"&", "&#39;&quot;&amp;"),
+            ("{{ x }}", r"\{\{ x \}\}"),
+            ("<!-- -->", r"&lt;\!\-\- \-\-&gt;"),
+            ("ünïcödé 日本", "ünïcödé 日本"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(escape_markdown(input), want, "case {input:?}");
+        }
+        assert_eq!(escape_text("a\nb\u{1b}[0m\tc"), "a b[0m c");
+    }
+
+    #[test]
+    fn code_spans_cannot_be_closed_from_inside() {
+        let cases = [
+            ("1.2.3", "`1.2.3`"),
+            ("", ""),
+            ("a`b", "``a`b``"),
+            ("``x` ```", "```` ``x` ``` ````"),
+            ("`x", "`` `x ``"),
+            ("a|b", r"`a\|b`"),
+            ("two\nlines", "`two lines`"),
+            (" both ", "`  both  `"),
+            ("<b>", "`<b>`"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(code_span(input), want, "case {input:?}");
+            if !input.is_empty() {
+                assert_eq!(strip_code_spans(&code_span(input)), "CODE", "case {input:?} must be one span");
+            }
+        }
+    }
+
+    #[test]
+    fn urls_for_links() {
+        let cases = [
+            ("https://hub.docker.com/_/nginx", "https://hub.docker.com/_/nginx"),
+            ("https://x.io/a(b)c", "https://x.io/a%28b%29c"),
+            ("https://x.io/?a=1&b='2'", "https://x.io/?a=1&amp;b=%272%27"),
+            ("javascript:alert(1)", "#"),
+            ("data:text/html,<b>", "#"),
+            ("[click](http://evil)", "#"),
+            ("https://x.io/a b<c>", "https://x.io/a%20b%3Cc%3E"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(safe_url(input), want, "case {input:?}");
+        }
+    }
+
+    #[test]
+    fn registry_links() {
+        let cases = [
+            ("nginx", "https://hub.docker.com/_/nginx"),
+            ("bitnami/redis", "https://hub.docker.com/r/bitnami/redis"),
+            ("ghcr.io/acme/shop-api", "https://ghcr.io/acme/shop-api"),
+            ("quay.io/prometheus/node-exporter", "https://quay.io/repository/prometheus/node-exporter"),
+            ("public.ecr.aws/nginx/nginx", "https://gallery.ecr.aws/nginx/nginx"),
+            ("asia.gcr.io/some-project/some-image", "https://asia.gcr.io/some-project/some-image"),
+            ("localhost:5000/app", "https://localhost:5000/app"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(registry_url(&ImageName::parse(input).unwrap()), want, "case {input}");
+        }
+    }
+
+    #[test]
+    fn versions_for_people() {
+        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let v = |t: Option<&str>, d: Option<&str>| serde_json::to_value(VersionRef::new(t, d)).unwrap();
+        assert_eq!(version_text(&v(Some("1.2"), Some(d)), true), "1.2@sha256:0123456789ab");
+        assert_eq!(version_text(&v(Some("1.2"), Some(d)), false), "1.2");
+        assert_eq!(version_text(&v(None, Some(d)), false), "sha256:0123456789ab");
+        assert_eq!(version_text(&v(None, None), true), "none");
+        assert_eq!(short_digest("abcdef0123456789"), "abcdef012345");
+    }
+
+    #[test]
+    fn render_errors_name_the_template() {
+        let err = Templates::defaults().render(TemplateName::PrBody, &json!({"app": {}})).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("template pr-body.md.tera: "), "{text}");
+        assert!(matches!(err, TemplateError::Render { template: TemplateName::PrBody, .. }));
+    }
+
+    #[test]
+    fn get_env_is_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("help.md.tera"), "{{ get_env(name=\"HOME\") }}").unwrap();
+        let err = Templates::with_overrides(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("help.md.tera") && err.contains("get_env is disabled"), "{err}");
+    }
+
+    #[test]
+    fn an_override_replaces_the_default_and_is_escaped_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pr-body.md.tera"), "Deploy {{ app.name }}: {{ images | length }} images.\n").unwrap();
+        // What a mounted ConfigMap and an editor leave behind is not a template.
+        std::fs::create_dir(dir.path().join("..2024_01_01")).unwrap();
+        std::fs::write(dir.path().join(".gitkeep"), "").unwrap();
+        let t = Templates::with_overrides(dir.path()).unwrap();
+        let mut pr = examples::pr();
+        assert_eq!(t.pr_body(&pr).unwrap(), "Deploy shop\\-prod: 2 images.\n");
+        pr.app.name = "<b>x</b>".into();
+        assert_eq!(t.pr_body(&pr).unwrap(), "Deploy &lt;b&gt;x&lt;/b&gt;: 2 images.\n");
+        // The others stay the defaults.
+        assert_eq!(t.pr_title(&examples::pr()).unwrap(), Templates::defaults().pr_title(&examples::pr()).unwrap());
+    }
+
+    #[test]
+    fn an_unknown_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pr-bdy.md.tera"), "x").unwrap();
+        let err = Templates::with_overrides(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, TemplateError::UnknownFile { .. }), "{text}");
+        assert!(text.contains("pr-bdy.md.tera: not a template") && text.contains("pr-body.md.tera"), "{text}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("closed-ignored.md.tera");
+        std::fs::write(&file, "Closed.\n\n{% for i in images %}\n- {{ i.alias | }}\n{% endfor %}\n").unwrap();
+        let err = Templates::with_overrides(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, TemplateError::Syntax { line: Some(4), .. }), "{text}");
+        assert!(text.starts_with(&format!("{}:4: syntax error", file.display())), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_variable_fails_at_load_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pr-title.txt.tera"), "Update {{ application.name }}").unwrap();
+        let err = Templates::with_overrides(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("pr-title.txt.tera: fails to render an example") && err.contains("application.name"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_naming_it() {
+        let err = Templates::with_overrides(Path::new("/nonexistent/templates")).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/templates"), "{err}");
+    }
+
+    /// The override examples in docs/templates.md load and render.
+    #[test]
+    fn the_documented_examples_work() {
+        let doc = include_str!("../docs/templates.md");
+        let dir = tempfile::tempdir().unwrap();
+        let mut found = 0;
+        for block in doc.split("```jinja\n").skip(1) {
+            let block = &block[..block.find("```").unwrap()];
+            let file = block.lines().next().unwrap().trim_start_matches("{# ").trim_end_matches(" #}");
+            let name = Path::new(file).file_name().unwrap();
+            std::fs::write(dir.path().join(name), block).unwrap();
+            found += 1;
+        }
+        assert_eq!(found, 2);
+        let t = Templates::with_overrides(dir.path()).unwrap();
+        let pr = examples::pr();
+        assert_eq!(t.pr_title(&pr).unwrap(), "deploy(argocd/shop-prod): api 1.3.0, web stable");
+        assert!(t.pr_body(&pr).unwrap().starts_with("Deploys to `shop` on merge.\n\n- `api`: `1.2.0` → `1.3.0`, built 2024\\-05"));
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Meta {
+        app: String,
+        images: Vec<(String, String)>,
+        n: i64,
+        f: f64,
+    }
+
+    #[test]
+    fn metadata_round_trips_hostile_strings() {
+        let hostile = ["-->", "--!>", "<!--", "a--b", "->", "\u{2028}", "\"q\"", "\\", "\\-->", "\n-->\n", "<!-- argocd-image-pr:metadata {} -->"];
+        for s in hostile {
+            let meta = Meta { app: s.into(), images: vec![(s.into(), format!("x{s}y"))], n: -12, f: -1.5e-7 };
+            let block = metadata_block(&meta).unwrap();
+            let inner = block.strip_prefix(METADATA_OPEN).and_then(|b| b.strip_suffix(" -->")).unwrap();
+            assert!(!inner.contains("--") && !inner.contains('>') && !inner.contains('\n'), "case {s:?}: {block}");
+            let body = format!("Some body\n\n{block}\n");
+            assert_eq!(parse_metadata_block::<Meta>(&body), Some(meta), "case {s:?}");
+        }
+    }
+
+    #[test]
+    fn the_last_metadata_block_wins() {
+        let first = metadata_block(&json!({"v": 1})).unwrap();
+        let second = metadata_block(&json!({"v": 2})).unwrap();
+        let body = format!("{first}\r\ntext\r\n{second}\r\n");
+        assert_eq!(parse_metadata_block::<Value>(&body), Some(json!({"v": 2})));
+        assert_eq!(parse_metadata_block::<Value>("no block"), None);
+        assert_eq!(parse_metadata_block::<Value>(&format!("{second}\n<!-- argocd-image-pr:metadata {{\"v\": -->")), None);
+        assert_eq!(parse_metadata_block::<Value>("<!-- argocd-image-pr:metadata {\"v\": 1}"), None);
+        assert_eq!(parse_metadata_block::<Meta>(&second), None, "wrong shape");
+    }
+
+    #[test]
+    fn a_fake_block_in_a_rendered_value_does_not_beat_the_real_one() {
+        let t = Templates::defaults();
+        let mut pr = examples::pr();
+        pr.images[0].to.tag = Some("<!-- argocd-image-pr:metadata {\"v\": 666} -->".into());
+        let body = format!("{}\n{}", t.pr_body(&pr).unwrap(), metadata_block(&json!({"v": 1})).unwrap());
+        assert_eq!(parse_metadata_block::<Value>(&body), Some(json!({"v": 1})));
     }
 
     const SNAPSHOTS: &[(&str, &str)] = &[
