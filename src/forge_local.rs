@@ -163,7 +163,7 @@ impl LocalForge {
     pub fn list(&self, repo: &RepoRef) -> Result<Vec<PullRequest>, ForgeError> {
         let git = self.open(repo)?;
         let mut records = self.records(repo)?;
-        records.sort_by(|a, b| b.number.cmp(&a.number));
+        records.sort_by_key(|r| std::cmp::Reverse(r.number));
         Ok(records.iter().map(|r| self.to_pr(repo, &git, r)).collect())
     }
 
@@ -777,5 +777,377 @@ impl Forge for LocalForge {
             }
             Err(self.error(repo, ForgeErrorKind::NotFound, format!("no comment {comment_id}")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::push::{Identity, Lease, commit_on_base, push_branch};
+
+    /// A non-bare repository on `main` (the demo's case: the source repository is a checkout).
+    struct Source {
+        dir: tempfile::TempDir,
+        git: Repository,
+    }
+
+    impl Source {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let mut opts = git2::RepositoryInitOptions::new();
+            opts.initial_head("main");
+            let git = Repository::init_opts(dir.path(), &opts).unwrap();
+            let source = Source { dir, git };
+            source.commit("main", &[("apps/web.yaml", "image: web:1.0\n"), ("apps/api.yaml", "image: api:1.0\n")]);
+            source.git.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).unwrap();
+            source
+        }
+
+        fn repo(&self) -> RepoRef {
+            RepoRef::from_url(&format!("file://{}", self.dir.path().display())).unwrap()
+        }
+
+        /// Commits `files` on `branch` (created from main when missing).
+        fn commit(&self, branch: &str, files: &[(&str, &str)]) -> Oid {
+            let refname = format!("refs/heads/{branch}");
+            let parent = self
+                .git
+                .find_reference(&refname)
+                .or_else(|_| self.git.find_reference("refs/heads/main"))
+                .ok()
+                .and_then(|r| r.peel_to_commit().ok());
+            let mut index = git2::Index::new().unwrap();
+            if let Some(p) = &parent {
+                index.read_tree(&p.tree().unwrap()).unwrap();
+            }
+            for (path, content) in files {
+                let id = self.git.blob(content.as_bytes()).unwrap();
+                index
+                    .add(&git2::IndexEntry {
+                        ctime: git2::IndexTime::new(0, 0),
+                        mtime: git2::IndexTime::new(0, 0),
+                        dev: 0,
+                        ino: 0,
+                        mode: 0o100644,
+                        uid: 0,
+                        gid: 0,
+                        file_size: 0,
+                        id,
+                        flags: 0,
+                        flags_extended: 0,
+                        path: path.as_bytes().to_vec(),
+                    })
+                    .unwrap();
+            }
+            let tree = self.git.find_tree(index.write_tree_to(&self.git).unwrap()).unwrap();
+            let sig = Signature::now("someone", "someone@example.com").unwrap();
+            let parents: Vec<&git2::Commit> = parent.iter().collect();
+            self.git.commit(Some(&refname), &sig, &sig, &format!("change {branch}"), &tree, &parents).unwrap()
+        }
+
+        fn tip(&self, branch: &str) -> Option<Oid> {
+            self.git.find_reference(&format!("refs/heads/{branch}")).ok().and_then(|r| r.target())
+        }
+
+        fn file_at(&self, rev: Oid, path: &str) -> String {
+            let tree = self.git.find_commit(rev).unwrap().tree().unwrap();
+            let blob = tree.get_path(Path::new(path)).unwrap().to_object(&self.git).unwrap().peel_to_blob().unwrap();
+            String::from_utf8(blob.content().to_vec()).unwrap()
+        }
+
+        fn worktree(&self, path: &str) -> String {
+            std::fs::read_to_string(self.dir.path().join(path)).unwrap()
+        }
+    }
+
+    const BRANCH: &str = "argocd-image-pr/argocd/web";
+
+    fn new_pr(head: &str, title: &str) -> NewPullRequest {
+        NewPullRequest { title: title.into(), body: "body".into(), head: head.into(), base: "main".into(), draft: false }
+    }
+
+    fn setup() -> (Source, tempfile::TempDir, LocalForge) {
+        let source = Source::new();
+        let state = tempfile::tempdir().unwrap();
+        let forge = LocalForge::new(state.path().join("local-forge"), "argocd-image-pr[bot]");
+        (source, state, forge)
+    }
+
+    fn kind<T: fmt::Debug>(r: Result<T, ForgeError>) -> ForgeErrorKind {
+        r.unwrap_err().kind
+    }
+
+    #[tokio::test]
+    async fn the_bot_pushes_opens_and_updates_a_pull_request_through_the_trait() {
+        let (source, state, forge) = setup();
+        let repo = source.repo();
+        assert_eq!(forge.default_branch(&repo).await.unwrap(), "main");
+
+        // The engine's write path: snapshot, commit on the base, push with a lease, open.
+        let cache = state.path().join("cache");
+        let base = crate::git::snapshot(&repo.url, "main", &cache).unwrap().commit;
+        let bot = Identity { name: "argocd-image-pr".into(), email: "bot@example.com".into() };
+        let change = vec![("apps/web.yaml".to_string(), b"image: web:2.0\n".to_vec())];
+        let c1 = commit_on_base(&cache, &repo.url, &base, &change, "web 2.0", &bot).unwrap();
+        let target = forge.push_target(&repo);
+        assert_eq!((target.url.as_str(), target.username.as_deref()), (repo.url.as_str(), None));
+        push_branch(&cache, &repo.url, &target, BRANCH, &c1, &Lease::MustNotExist).unwrap();
+        let pr = forge.create_pull_request(&repo, &new_pr(BRANCH, "Update web to 2.0")).await.unwrap();
+        assert_eq!((pr.number, pr.state, pr.head_sha.as_str()), (1, PrState::Open, c1.as_str()));
+        assert_eq!(pr.url, format!("local://{}/pulls/1", repo_key(&repo)));
+
+        // A newer version: the branch is regenerated and force-pushed, the PR keeps its number.
+        let change = vec![("apps/web.yaml".to_string(), b"image: web:3.0\n".to_vec())];
+        let c2 = commit_on_base(&cache, &repo.url, &base, &change, "web 3.0", &bot).unwrap();
+        push_branch(&cache, &repo.url, &target, BRANCH, &c2, &Lease::Expect(c1.clone())).unwrap();
+        let update = PrUpdate { title: Some("Update web to 3.0".into()), body: Some("new body".into()), state: None };
+        let pr = forge.update_pull_request(&repo, 1, &update).await.unwrap();
+        assert_eq!((pr.title.as_str(), pr.body.as_str(), pr.head_sha.as_str()), ("Update web to 3.0", "new body", c2.as_str()));
+        let listed = forge.list_pull_requests(&repo, "argocd-image-pr/").await.unwrap();
+        assert_eq!(listed, std::slice::from_ref(&pr));
+        assert_eq!(forge.list_pull_requests(&repo, "other/").await.unwrap(), []);
+        // An unchanged update writes nothing.
+        let file = forge.repo_dir(&repo).join("pulls/1.json");
+        let before = std::fs::read(&file).unwrap();
+        forge.update_pull_request(&repo, 1, &update).await.unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), before);
+
+        // The file is the documented JSON.
+        let json: serde_json::Value = serde_json::from_slice(&before).unwrap();
+        for key in ["number", "title", "body", "head", "base", "state", "draft", "labels", "reviewers", "teams", "assignees",
+            "auto_merge", "created_at", "updated_at", "closed_at", "merge_commit_sha", "comments"]
+        {
+            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        }
+        assert_eq!(json["state"], "open");
+    }
+
+    #[tokio::test]
+    async fn trait_round_trips_of_everything_but_the_branch() {
+        let (source, _state, forge) = setup();
+        let repo = source.repo();
+        source.commit(BRANCH, &[("apps/web.yaml", "image: web:2.0\n")]);
+        source.commit("argocd-image-pr/argocd/api", &[("apps/api.yaml", "image: api:2.0\n")]);
+        let one = forge.create_pull_request(&repo, &new_pr(BRANCH, "web")).await.unwrap();
+        let draft = NewPullRequest { draft: true, ..new_pr("argocd-image-pr/argocd/api", "api") };
+        let two = forge.create_pull_request(&repo, &draft).await.unwrap();
+        assert_eq!((one.number, two.number, two.draft), (1, 2, true));
+        // One open pull request per branch; branches must exist.
+        assert_eq!(kind(forge.create_pull_request(&repo, &new_pr(BRANCH, "again")).await), ForgeErrorKind::Conflict);
+        assert_eq!(kind(forge.create_pull_request(&repo, &new_pr("nope", "x")).await), ForgeErrorKind::NotFound);
+        assert_eq!(kind(forge.update_pull_request(&repo, 9, &PrUpdate::default()).await), ForgeErrorKind::NotFound);
+        // Newest first.
+        let numbers: Vec<u64> = forge.list_pull_requests(&repo, "").await.unwrap().iter().map(|p| p.number).collect();
+        assert_eq!(numbers, [2, 1]);
+
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        forge.add_labels(&repo, 1, &strings(&["images", "env/prod"])).await.unwrap();
+        forge.add_labels(&repo, 1, &strings(&["images"])).await.unwrap();
+        forge.request_reviewers(&repo, 1, &strings(&["alice"]), &strings(&["org/sre"])).await.unwrap();
+        forge.add_assignees(&repo, 1, &strings(&["bob"])).await.unwrap();
+        forge.enable_auto_merge(&repo, 1, "squash").await.unwrap();
+        assert_eq!(kind(forge.enable_auto_merge(&repo, 1, "yolo").await), ForgeErrorKind::Protocol);
+        let pr = &forge.list_pull_requests(&repo, BRANCH).await.unwrap()[0];
+        assert_eq!(pr.labels, ["images", "env/prod"]);
+        assert_eq!((pr.requested_reviewers.as_slice(), pr.requested_teams.as_slice()), (&strings(&["alice"])[..], &strings(&["org/sre"])[..]));
+        assert_eq!((pr.assignees.as_slice(), pr.auto_merge), (&strings(&["bob"])[..], true));
+
+        // Comments: ids unique across the repository; reactions by the bot, once each.
+        let c1 = forge.create_comment(&repo, 1, "Proposed web 2.0").await.unwrap();
+        let c2 = forge.comment(&repo, 2, "alice", "/pin 1.0").unwrap();
+        let c3 = forge.comment(&repo, 1, "bob", "/ignore 2.0").unwrap();
+        assert_eq!((c1.id, c2.id, c3.id), (1, 2, 3));
+        assert_eq!(c1.author, "argocd-image-pr[bot]");
+        forge.add_reaction(&repo, 3, "+1").await.unwrap();
+        forge.add_reaction(&repo, 3, "+1").await.unwrap();
+        forge.add_reaction(&repo, 2, "eyes").await.unwrap();
+        assert_eq!(kind(forge.add_reaction(&repo, 99, "+1").await), ForgeErrorKind::NotFound);
+        let comments = forge.list_comments(&repo, 1).await.unwrap();
+        assert_eq!(comments.iter().map(|c| (c.id, c.author.as_str(), c.body.as_str())).collect::<Vec<_>>(),
+            [(1, "argocd-image-pr[bot]", "Proposed web 2.0"), (3, "bob", "/ignore 2.0")]);
+        let stored = forge.load(&repo, 1).unwrap();
+        assert_eq!(stored.comments[1].reactions, [Reaction { user: "argocd-image-pr[bot]".into(), content: "+1".into() }]);
+
+        // Close, reopen; a branch that is gone cannot be reopened; deleting twice is fine.
+        let closed = forge.update_pull_request(&repo, 1, &PrUpdate { state: Some(PrState::Closed), ..Default::default() }).await.unwrap();
+        assert_eq!(closed.state, PrState::Closed);
+        assert!(closed.closed_at.is_some());
+        let reopened = forge.reopen(&repo, 1).unwrap();
+        assert_eq!((reopened.state, reopened.closed_at), (PrState::Open, None));
+        forge.close(&repo, 1).unwrap();
+        let head = source.tip(BRANCH).unwrap().to_string();
+        forge.delete_branch(&repo, BRANCH).await.unwrap();
+        forge.delete_branch(&repo, BRANCH).await.unwrap();
+        assert_eq!(source.tip(BRANCH), None);
+        assert_eq!(kind(forge.reopen(&repo, 1)), ForgeErrorKind::NotFound);
+        // The last known head stays on record.
+        assert_eq!(forge.list_pull_requests(&repo, BRANCH).await.unwrap()[0].head_sha, head);
+        assert_eq!(kind(forge.delete_branch(&repo, "main").await), ForgeErrorKind::Conflict);
+        assert!(source.tip("main").is_some());
+        // No temporary files left behind.
+        let names: Vec<String> = std::fs::read_dir(forge.repo_dir(&repo).join("pulls")).unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, ["1.json", "2.json"]);
+    }
+
+    #[tokio::test]
+    async fn permissions_default_to_write_and_come_from_permissions_json() {
+        let (source, _state, forge) = setup();
+        let repo = source.repo();
+        assert_eq!(forge.permission(&repo, "anyone").await.unwrap(), Permission::Write);
+        std::fs::create_dir_all(forge.state_dir()).unwrap();
+        let path = forge.state_dir().join("permissions.json");
+        std::fs::write(&path, r#"{"reader": "read", "boss": "admin"}"#).unwrap();
+        let cases = [("reader", Permission::Read), ("boss", Permission::Admin), ("other", Permission::Write)];
+        for (user, want) in cases {
+            assert_eq!(forge.permission(&repo, user).await.unwrap(), want, "case {user}");
+        }
+        std::fs::write(&path, r#"{"*": "none", "boss": "maintain"}"#).unwrap();
+        assert_eq!(forge.permission(&repo, "other").await.unwrap(), Permission::None);
+        std::fs::write(&path, r#"{"x": "god"}"#).unwrap();
+        let err = forge.permission(&repo, "x").await.unwrap_err();
+        assert!(err.message.contains("god") && err.message.contains("permissions.json"), "{err}");
+        std::fs::write(&path, "{").unwrap();
+        assert!(forge.permission(&repo, "x").await.unwrap_err().message.contains("permissions.json"));
+    }
+
+    #[tokio::test]
+    async fn corrupt_files_are_named_and_numbers_survive_a_stale_counter() {
+        let (source, _state, forge) = setup();
+        let repo = source.repo();
+        source.commit(BRANCH, &[("apps/web.yaml", "image: web:2.0\n")]);
+        source.commit("argocd-image-pr/b", &[("apps/web.yaml", "image: web:3.0\n")]);
+        source.commit("argocd-image-pr/c", &[("apps/web.yaml", "image: web:4.0\n")]);
+        forge.create_pull_request(&repo, &new_pr(BRANCH, "one")).await.unwrap();
+        // A crash after the PR file was written and before the counter: the number is not reused.
+        std::fs::write(forge.repo_dir(&repo).join("next.json"), r#"{"pull":0,"comment":0}"#).unwrap();
+        assert_eq!(forge.create_pull_request(&repo, &new_pr("argocd-image-pr/b", "two")).await.unwrap().number, 2);
+        // The counter file lost altogether: numbering continues after the files.
+        std::fs::remove_file(forge.repo_dir(&repo).join("next.json")).unwrap();
+        assert_eq!(forge.create_pull_request(&repo, &new_pr("argocd-image-pr/c", "three")).await.unwrap().number, 3);
+
+        let file = forge.repo_dir(&repo).join("pulls/2.json");
+        std::fs::write(&file, "{\"number\": 2, \"tit").unwrap();
+        let err = forge.list_pull_requests(&repo, "").await.unwrap_err();
+        assert_eq!(err.kind, ForgeErrorKind::Protocol);
+        assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+        // Interrupted writes leave temporary files that are not pull requests.
+        std::fs::write(&file, "").unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(forge.repo_dir(&repo).join("pulls/.tmp-abc"), "{").unwrap();
+        assert_eq!(forge.list_pull_requests(&repo, "").await.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_writers_never_share_a_number() {
+        let (source, _state, forge) = setup();
+        let repo = source.repo();
+        source.commit(BRANCH, &[("apps/web.yaml", "image: web:2.0\n")]);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(forge.create_pull_request(&repo, &new_pr(BRANCH, "one"))).unwrap();
+        let ids: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (forge, repo) = (forge.clone(), repo.clone());
+                    s.spawn(move || (0..5).map(|j| forge.comment(&repo, 1, "x", &format!("{i}-{j}")).unwrap().id).collect::<Vec<_>>())
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, (1..=40).collect::<Vec<u64>>());
+        assert_eq!(forge.load(&repo, 1).unwrap().comments.len(), 40);
+    }
+
+    #[test]
+    fn show_merge_and_revert_act_on_the_repository() {
+        let (source, _state, forge) = setup();
+        let repo = source.repo();
+        source.commit(BRANCH, &[("apps/web.yaml", "image: web:2.0\n")]);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(forge.create_pull_request(&repo, &new_pr(BRANCH, "Update web to 2.0"))).unwrap();
+        // main moves on meanwhile, without conflict.
+        source.commit("main", &[("apps/api.yaml", "image: api:1.1\n")]);
+        source.git.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).unwrap();
+
+        let view = forge.show(&repo, 1).unwrap();
+        assert!(view.diff.contains("-image: web:1.0\n+image: web:2.0\n"), "{}", view.diff);
+        assert!(!view.diff.contains("api"), "only the branch's own change: {}", view.diff);
+        let text = view.to_string();
+        assert!(text.starts_with("#1 Update web to 2.0 [open]\nargocd-image-pr/argocd/web -> main"), "{text}");
+
+        // A dirty checkout of main is not trampled.
+        std::fs::write(source.dir.path().join("apps/api.yaml"), "local edit\n").unwrap();
+        let main_before = source.tip("main").unwrap();
+        assert_eq!(kind(forge.merge(&repo, 1)), ForgeErrorKind::Conflict);
+        assert_eq!(source.tip("main"), Some(main_before));
+        std::fs::write(source.dir.path().join("apps/api.yaml"), "image: api:1.1\n").unwrap();
+
+        let merged = forge.merge(&repo, 1).unwrap();
+        assert_eq!(merged.state, PrState::Merged);
+        let merge = source.tip("main").unwrap();
+        assert_eq!(merged.merge_commit_sha, Some(merge.to_string()));
+        let commit = source.git.find_commit(merge).unwrap();
+        assert_eq!(commit.parent_ids().collect::<Vec<_>>(), [main_before, source.tip(BRANCH).unwrap()]);
+        assert_eq!(source.file_at(merge, "apps/web.yaml"), "image: web:2.0\n");
+        assert_eq!(source.file_at(merge, "apps/api.yaml"), "image: api:1.1\n");
+        assert_eq!(source.worktree("apps/web.yaml"), "image: web:2.0\n", "checkout follows main");
+        assert_eq!(kind(forge.merge(&repo, 1)), ForgeErrorKind::Conflict);
+        assert_eq!(kind(forge.close(&repo, 1)), ForgeErrorKind::Conflict);
+        assert_eq!(kind(forge.reopen(&repo, 1)), ForgeErrorKind::Conflict);
+        // After the branch is deleted, show still has the merged change.
+        rt.block_on(forge.delete_branch(&repo, BRANCH)).unwrap();
+        let view = forge.show(&repo, 1).unwrap();
+        assert!(view.diff.contains("+image: web:2.0"), "{}", view.diff);
+        assert!(view.to_string().contains("[merged]"));
+
+        let revert = forge.revert(&repo, 1).unwrap();
+        let revert = Oid::from_str(&revert).unwrap();
+        assert_eq!(source.tip("main"), Some(revert));
+        let commit = source.git.find_commit(revert).unwrap();
+        assert_eq!(commit.parent_ids().collect::<Vec<_>>(), [merge]);
+        assert!(commit.message().unwrap().starts_with("Revert \"Update web to 2.0\""));
+        assert_eq!(source.file_at(revert, "apps/web.yaml"), "image: web:1.0\n");
+        assert_eq!(source.file_at(revert, "apps/api.yaml"), "image: api:1.1\n", "later changes stay");
+        assert_eq!(source.worktree("apps/web.yaml"), "image: web:1.0\n");
+    }
+
+    #[test]
+    fn merging_a_conflict_and_reverting_an_unmerged_pr_are_refused() {
+        let (source, _state, forge) = setup();
+        let repo = source.repo();
+        source.commit(BRANCH, &[("apps/web.yaml", "image: web:2.0\n")]);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(forge.create_pull_request(&repo, &new_pr(BRANCH, "web"))).unwrap();
+        assert_eq!(kind(forge.revert(&repo, 1)), ForgeErrorKind::Conflict);
+        source.commit("main", &[("apps/web.yaml", "image: web:9.0\n")]);
+        source.git.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).unwrap();
+        let before = source.tip("main");
+        let err = forge.merge(&repo, 1).unwrap_err();
+        assert!(err.kind == ForgeErrorKind::Conflict && err.message.contains("apps/web.yaml"), "{err}");
+        assert_eq!(source.tip("main"), before);
+        assert_eq!(forge.list(&repo).unwrap()[0].state, PrState::Open);
+        // Closed pull requests are not merged either.
+        forge.close(&repo, 1).unwrap();
+        assert_eq!(kind(forge.merge(&repo, 1)), ForgeErrorKind::Conflict);
+    }
+
+    #[test]
+    fn repo_keys_are_readable_safe_and_distinct() {
+        let key = |url: &str| repo_key(&RepoRef::from_url(url).unwrap());
+        let a = key("/srv/git/gitops");
+        assert!(a.starts_with("srv-git-gitops-") && a.len() == "srv-git-gitops-".len() + 8, "{a}");
+        assert_eq!(key("file:///srv/git/gitops"), a);
+        assert_ne!(key("/srv/git/gitops.git"), a);
+        let b = key("https://github.com/org/gitops.git");
+        assert!(b.starts_with("github.com-org-gitops-"), "{b}");
+        let long = key(&format!("/{}", "x/".repeat(80)));
+        assert!(long.len() <= 69 && !long.contains('/'), "{long}");
+        for k in [a, b, long] {
+            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) && !k.starts_with('.'), "{k}");
+        }
     }
 }

@@ -196,6 +196,12 @@ pub fn push_branch(
         Lease::MustNotExist => None,
         Lease::Expect(sha) => Some(Oid::from_str(sha).map_err(err)?),
     };
+    if let Some(worktree_repo) = local_non_bare(&target.url) {
+        return push_to_checkout(&repo, &worktree_repo, branch, commit_oid, expected).map_err(|e| match e {
+            Local::Push(p) => p,
+            Local::Git(e) => err(e),
+        });
+    }
     // (found on the remote, whether our ref was negotiated at all)
     let lease_broken: RefCell<Option<Option<Oid>>> = RefCell::new(None);
     let rejected: RefCell<Option<String>> = RefCell::new(None);
@@ -235,6 +241,100 @@ pub fn push_branch(
     }
     if let Some(reason) = rejected.into_inner() {
         return Err(PushError::Rejected { branch: branch.to_string(), reason });
+    }
+    Ok(())
+}
+
+/// A local repository with a working tree (libgit2 cannot push into one), e.g. the demo's
+/// source repository.
+fn local_non_bare(url: &str) -> Option<Repository> {
+    let looks_remote = url.contains("://") && !url.starts_with("file://") || (url.contains('@') && url.contains(':'));
+    if looks_remote {
+        return None;
+    }
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    Repository::open(path).ok().filter(|r| !r.is_bare())
+}
+
+enum Local {
+    Push(PushError),
+    Git(git2::Error),
+}
+
+impl From<git2::Error> for Local {
+    fn from(e: git2::Error) -> Self {
+        Local::Git(e)
+    }
+}
+
+/// "Pushes" into a local repository with a working tree by copying the missing objects and
+/// moving the branch with a compare-and-swap on its old value, which enforces the lease
+/// atomically. The checked-out branch is refused, as git's `receive.denyCurrentBranch` does.
+fn push_to_checkout(src: &Repository, dst: &Repository, branch: &str, commit: Oid, expected: Option<Oid>) -> Result<(), Local> {
+    let refname = format!("refs/heads/{branch}");
+    let current = || dst.find_reference(&refname).ok().and_then(|r| r.target());
+    let lease_failed = |found: Option<Oid>| {
+        Local::Push(PushError::LeaseFailed {
+            branch: branch.to_string(),
+            expected: expected.map(|o| o.to_string()),
+            found: found.map(|o| o.to_string()),
+        })
+    };
+    let found = current();
+    if found == Some(commit) {
+        return Ok(());
+    }
+    if found != expected {
+        return Err(lease_failed(found));
+    }
+    if dst.head().ok().and_then(|h| h.name().ok().map(str::to_string)).as_deref() == Some(refname.as_str()) {
+        return Err(Local::Push(PushError::Rejected {
+            branch: branch.to_string(),
+            reason: format!("{branch} is checked out in {}", dst.workdir().unwrap_or(dst.path()).display()),
+        }));
+    }
+    copy_objects(src, dst, commit)?;
+    let moved = match expected {
+        None => dst.reference(&refname, commit, false, "argocd-image-pr push"),
+        Some(old) => dst.reference_matching(&refname, commit, true, old, "argocd-image-pr push"),
+    };
+    match moved {
+        Ok(_) => Ok(()),
+        Err(_) if current() != expected => Err(lease_failed(current())),
+        Err(e) => Err(Local::Git(e)),
+    }
+}
+
+/// Copies `root` and whatever it reaches that `dst` lacks (a tree `dst` has is complete),
+/// children before the objects naming them, so an interruption never leaves an object in
+/// `dst` whose contents are missing.
+fn copy_objects(src: &Repository, dst: &Repository, root: Oid) -> Result<(), git2::Error> {
+    let (from, to) = (src.odb()?, dst.odb()?);
+    let mut seen = BTreeSet::new();
+    // (object, children already queued)
+    let mut stack = vec![(root, false)];
+    while let Some((oid, expanded)) = stack.pop() {
+        if expanded {
+            let object = from.read(oid)?;
+            to.write(object.kind(), object.data())?;
+            continue;
+        }
+        if to.exists(oid) || !seen.insert(oid) {
+            continue;
+        }
+        stack.push((oid, true));
+        match from.read_header(oid)?.1 {
+            ObjectType::Commit => {
+                let commit = src.find_commit(oid)?;
+                stack.push((commit.tree_id(), false));
+                stack.extend(commit.parent_ids().map(|p| (p, false)));
+            }
+            ObjectType::Tree => {
+                let tree = src.find_tree(oid)?;
+                stack.extend(tree.iter().filter(|e| e.kind() != Some(ObjectType::Commit)).map(|e| (e.id(), false)));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -317,7 +417,7 @@ pub(crate) fn callbacks<'a>(auth: Option<&PushTarget>) -> RemoteCallbacks<'a> {
 /// directory should be, an invalid or duplicate path.
 fn build_tree(repo: &Repository, base: &Tree<'_>, changes: &[(String, Vec<u8>)]) -> Result<Oid, String> {
     let mut seen = BTreeSet::new();
-    let mut split: Vec<(Vec<&str>, &[u8])> = Vec::new();
+    let mut split: Changes<'_> = Vec::new();
     for (path, content) in changes {
         let parts: Vec<&str> = path.split('/').collect();
         if parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.eq_ignore_ascii_case(".git") || p.contains('\0')) {
@@ -331,10 +431,13 @@ fn build_tree(repo: &Repository, base: &Tree<'_>, changes: &[(String, Vec<u8>)])
     write_level(repo, Some(base), "", &split)
 }
 
+/// Changes below one directory: the remaining path components and the new content.
+type Changes<'c> = Vec<(Vec<&'c str>, &'c [u8])>;
+
 fn write_level(repo: &Repository, base: Option<&Tree<'_>>, dir: &str, changes: &[(Vec<&str>, &[u8])]) -> Result<Oid, String> {
     let e = |e: git2::Error| e.message().to_string();
     let mut builder = repo.treebuilder(base).map_err(e)?;
-    let mut subdirs: BTreeMap<&str, Vec<(Vec<&str>, &[u8])>> = BTreeMap::new();
+    let mut subdirs: BTreeMap<&str, Changes<'_>> = BTreeMap::new();
     for (parts, content) in changes {
         let name = parts[0];
         let path = format!("{dir}{name}");
@@ -389,7 +492,11 @@ mod tests {
 
     impl Remote {
         fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
+            Self::new_in(&std::env::temp_dir())
+        }
+
+        fn new_in(parent: &Path) -> Self {
+            let dir = tempfile::tempdir_in(parent).unwrap();
             let mut opts = git2::RepositoryInitOptions::new();
             opts.bare(true).initial_head("main");
             let repo = Repository::init_opts(dir.path(), &opts).unwrap();
@@ -490,7 +597,7 @@ mod tests {
         let sha = commit_on_base(cache.path(), &url, &base, &changes, "Update web to 2.0\n\nbody", &bot()).unwrap();
         let repo = open_clone(cache.path(), &url).unwrap();
         let commit = repo.find_commit(Oid::from_str(&sha).unwrap()).unwrap();
-        assert_eq!(commit.parent_ids().map(|p| p.to_string()).collect::<Vec<_>>(), [base.clone()]);
+        assert_eq!(commit.parent_ids().map(|p| p.to_string()).collect::<Vec<_>>(), std::slice::from_ref(&base));
         assert_eq!((commit.author().name().ok(), commit.author().email().ok()), (Some("argocd-image-pr"), Some("bot@example.com")));
         assert_eq!((commit.committer().name().ok(), commit.committer().email().ok()), (Some("argocd-image-pr"), Some("bot@example.com")));
         assert_eq!(commit.message().ok(), Some("Update web to 2.0\n\nbody"));
@@ -674,5 +781,177 @@ mod tests {
         assert_eq!(fetch_branch(cache.path(), &url, "no/such/branch", None).unwrap(), None);
         let err = branch_commits(cache.path(), &url, &"2".repeat(40), &base, None).unwrap_err();
         assert!(matches!(err, GitError::Revision { .. }), "{err}");
+    }
+
+    #[test]
+    fn pushes_into_a_checkout_move_branches_with_a_lease_and_spare_the_checked_out_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        let checkout = Repository::init_opts(dir.path(), &opts).unwrap();
+        let remote = Remote { repo: checkout, dir };
+        let base = remote.commit_main(&base_files()).to_string();
+        let url = remote.dir.path().display().to_string();
+        let target = PushTarget { url: url.clone(), username: None, password: None };
+        let cache = tempfile::tempdir().unwrap();
+        super::super::snapshot(&url, "main", cache.path()).unwrap();
+        let branch = "argocd-image-pr/argocd/web";
+        let changes = [change("envs/new/deep/a.yaml", "a: 1\n")];
+        let c1 = commit_on_base(cache.path(), &url, &base, &changes, "one", &bot()).unwrap();
+        push_branch(cache.path(), &url, &target, branch, &c1, &Lease::MustNotExist).unwrap();
+        assert_eq!(remote.branch(branch).as_deref(), Some(c1.as_str()));
+        // Every object arrived: the checkout can read the new file.
+        let tree = remote.repo.find_commit(Oid::from_str(&c1).unwrap()).unwrap().tree().unwrap();
+        let blob = tree.get_path(Path::new("envs/new/deep/a.yaml")).unwrap().to_object(&remote.repo).unwrap();
+        assert_eq!(blob.peel_to_blob().unwrap().content(), b"a: 1\n");
+
+        let c2 = commit_on_base(cache.path(), &url, &base, &[change("top.yaml", "2")], "two", &bot()).unwrap();
+        let err = push_branch(cache.path(), &url, &target, branch, &c2, &Lease::MustNotExist).unwrap_err();
+        assert!(matches!(&err, PushError::LeaseFailed { found: Some(f), .. } if *f == c1), "{err}");
+        let err = push_branch(cache.path(), &url, &target, branch, &c2, &Lease::Expect(base.clone())).unwrap_err();
+        assert!(matches!(&err, PushError::LeaseFailed { found: Some(f), .. } if *f == c1), "{err}");
+        push_branch(cache.path(), &url, &target, branch, &c2, &Lease::Expect(c1.clone())).unwrap();
+        assert_eq!(remote.branch(branch).as_deref(), Some(c2.as_str()));
+        push_branch(cache.path(), &url, &target, branch, &c2, &Lease::Expect(c1.clone())).unwrap();
+
+        let err = push_branch(cache.path(), &url, &target, "main", &c2, &Lease::Expect(base.clone())).unwrap_err();
+        assert!(matches!(&err, PushError::Rejected { reason, .. } if reason.contains("checked out")), "{err}");
+        assert_eq!(remote.branch("main").as_deref(), Some(base.as_str()));
+    }
+
+    /// `git http-backend` behind a loopback server that wants HTTP basic auth
+    /// (`x-access-token:secret`), serving the bare repositories below `root`.
+    struct HttpGit {
+        addr: std::net::SocketAddr,
+        _shutdown: tokio::sync::oneshot::Sender<()>,
+    }
+
+    impl HttpGit {
+        fn start(root: &Path) -> Self {
+            let root = root.to_path_buf();
+            let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+            let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                    let app = axum::Router::new().fallback(cgi).with_state(std::sync::Arc::new(root));
+                    tokio::select! {
+                        _ = axum::serve(listener, app) => {}
+                        _ = shutdown_rx => {}
+                    }
+                });
+            });
+            HttpGit { addr: addr_rx.recv().unwrap(), _shutdown: shutdown }
+        }
+    }
+
+    async fn cgi(
+        axum::extract::State(root): axum::extract::State<std::sync::Arc<std::path::PathBuf>>,
+        method: axum::http::Method,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        use base64::Engine;
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let wanted = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("x-access-token:secret"));
+        if header("authorization") != wanted {
+            return (axum::http::StatusCode::UNAUTHORIZED, [("www-authenticate", "Basic realm=\"git\"")], "").into_response();
+        }
+        let mut child = tokio::process::Command::new("git")
+            .arg("http-backend")
+            .env("GIT_PROJECT_ROOT", root.as_path())
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("REMOTE_USER", "x-access-token")
+            .env("REQUEST_METHOD", method.as_str())
+            .env("PATH_INFO", uri.path())
+            .env("QUERY_STRING", uri.query().unwrap_or(""))
+            .env("CONTENT_TYPE", header("content-type"))
+            .env("GIT_PROTOCOL", header("git-protocol"))
+            .env("REMOTE_ADDR", "127.0.0.1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("git http-backend");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = tokio::spawn(async move { tokio::io::AsyncWriteExt::write_all(&mut stdin, &body).await });
+        let out = child.wait_with_output().await.unwrap();
+        let _ = writer.await;
+        let raw = out.stdout;
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::from_utf8_lossy(&out.stderr).into_owned())
+                .into_response();
+        };
+        let mut builder = axum::http::Response::builder();
+        for line in String::from_utf8_lossy(&raw[..end]).lines() {
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("status") {
+                    let code = v.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(200);
+                    builder = builder.status(code);
+                } else {
+                    builder = builder.header(k.trim(), v.trim());
+                }
+            }
+        }
+        builder.body(axum::body::Body::from(raw[end + 4..].to_vec())).unwrap()
+    }
+
+    #[test]
+    fn pushes_over_smart_http_with_credentials_a_lease_and_hooks() {
+        if std::process::Command::new("git").arg("--version").output().is_err() {
+            eprintln!("skipped: no git CLI for git http-backend");
+            return;
+        }
+        let served = tempfile::tempdir().unwrap();
+        let remote = Remote::new_in(served.path());
+        let base = remote.commit_main(&base_files()).to_string();
+        // A server-side hook that protects one namespace.
+        let hook = remote.dir.path().join("hooks/pre-receive");
+        std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+        std::fs::write(&hook, "#!/bin/sh\nwhile read old new ref; do case $ref in refs/heads/protected/*) exit 1;; esac; done\n").unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let server = HttpGit::start(served.path());
+        let name = remote.dir.path().file_name().unwrap().to_str().unwrap();
+        let url = format!("http://{}/{name}", server.addr);
+        let target = PushTarget { url: url.clone(), username: Some("x-access-token".into()), password: Some("secret".into()) };
+
+        // The source URL is the local path (fetching needs no credentials); the push goes to http.
+        let source = remote.url();
+        let cache = tempfile::tempdir().unwrap();
+        super::super::snapshot(&source, "main", cache.path()).unwrap();
+        let branch = "argocd-image-pr/argocd/web";
+        let c1 = commit_on_base(cache.path(), &source, &base, &[change("top.yaml", "2")], "two", &bot()).unwrap();
+        push_branch(cache.path(), &source, &target, branch, &c1, &Lease::MustNotExist).unwrap();
+        assert_eq!(remote.branch(branch).as_deref(), Some(c1.as_str()));
+        let heads = remote_heads(&source, "argocd-image-pr/", Some(&target)).unwrap();
+        assert_eq!(heads.branches.get(branch), Some(&c1));
+        assert_eq!(heads.default_branch.map(|(b, _)| b).as_deref(), Some("main"));
+
+        // Someone else moves the branch; the bot's stale lease fails and changes nothing.
+        let theirs = remote.repo.find_commit(Oid::from_str(&base).unwrap()).unwrap();
+        remote.repo.reference(&format!("refs/heads/{branch}"), theirs.id(), true, "someone").unwrap();
+        let c2 = commit_on_base(cache.path(), &source, &base, &[change("top.yaml", "3")], "three", &bot()).unwrap();
+        let err = push_branch(cache.path(), &source, &target, branch, &c2, &Lease::Expect(c1.clone())).unwrap_err();
+        assert!(matches!(&err, PushError::LeaseFailed { found: Some(f), .. } if *f == base), "{err}");
+        assert_eq!(remote.branch(branch).as_deref(), Some(base.as_str()));
+        push_branch(cache.path(), &source, &target, branch, &c2, &Lease::Expect(base.clone())).unwrap();
+        assert_eq!(remote.branch(branch).as_deref(), Some(c2.as_str()));
+
+        // The server refuses a ref: reported as rejected, not as success.
+        let err = push_branch(cache.path(), &source, &target, "protected/x", &c2, &Lease::MustNotExist).unwrap_err();
+        assert!(matches!(&err, PushError::Rejected { .. }), "{err}");
+        assert_eq!(remote.branch("protected/x"), None);
+
+        // Wrong credentials fail (and do not loop).
+        let wrong = PushTarget { password: Some("nope".into()), ..target.clone() };
+        let err = push_branch(cache.path(), &source, &wrong, "argocd-image-pr/other", &c2, &Lease::MustNotExist).unwrap_err();
+        assert!(matches!(&err, PushError::Git(_)) && err.to_string().contains("auth"), "{err}");
+        assert!(remote_heads(&source, "", Some(&wrong)).is_err());
     }
 }
