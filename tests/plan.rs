@@ -646,7 +646,9 @@ fn table_output_is_aligned_and_shows_why_nothing_is_proposed() {
     let table = Plan::new().apps(git.path()).table();
     table.assert_exit(0);
     let row = |needle: &str| -> String {
-        let rows: Vec<&str> = table.stdout.lines().filter(|l| l.contains(needle)).collect();
+        // The table ends at the first blank line; the diffs that follow mention the image too.
+        let rows: Vec<&str> =
+            table.stdout.lines().take_while(|l| !l.is_empty()).filter(|l| l.contains(needle)).collect();
         assert_eq!(rows.len(), 1, "one row per image for {needle}{table}");
         rows[0].to_string()
     };

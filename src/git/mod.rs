@@ -79,18 +79,21 @@ pub fn read_dir(dir: &Path) -> Result<FileSet, GitError> {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let child_rel = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+            // `file_type` does not follow links: a link is recorded with its text, as git
+            // would store it, and what it points to is never read from disk.
             let file_type = entry.file_type().map_err(|e| err(e, &entry.path()))?;
-            if file_type.is_dir() {
+            if file_type.is_symlink() {
+                let target = std::fs::read_link(entry.path()).map_err(|e| err(e, &entry.path()))?;
+                if let Some(target) = target.to_str() {
+                    files.insert_symlink(child_rel, target);
+                }
+            } else if file_type.is_dir() {
                 if name != ".git" {
                     pending.push((entry.path(), child_rel));
                 }
-            } else if wanted(name) {
-                // Symlinked files are read through; symlinked directories are not followed.
-                let is_file = file_type.is_file() || std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
-                if is_file {
-                    let content = std::fs::read(entry.path()).map_err(|e| err(e, &entry.path()))?;
-                    files.insert(child_rel, content);
-                }
+            } else if file_type.is_file() && wanted(name) {
+                let content = std::fs::read(entry.path()).map_err(|e| err(e, &entry.path()))?;
+                files.insert(child_rel, content);
             }
         }
     }
@@ -175,20 +178,33 @@ fn resolve<'r>(repo: &'r Repository, revision: &str, default_branch: Option<&str
     object.peel_to_commit().ok()
 }
 
-/// Every manifest-like blob of the commit's tree; identical blobs share one buffer.
+/// Git's file mode of a symbolic link: the blob holds the link text.
+const SYMLINK_MODE: i32 = 0o120000;
+
+/// Every manifest-like blob of the commit's tree, and every symbolic link (with its text);
+/// identical blobs share one buffer.
 fn read_tree(repo: &Repository, commit: &Commit<'_>) -> Result<FileSet, git2::Error> {
     let tree = commit.tree()?;
     let mut wanted_blobs: Vec<(String, Oid)> = Vec::new();
+    let mut links: Vec<(String, Oid)> = Vec::new();
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         if entry.kind() == Some(ObjectType::Blob)
             && let Ok(name) = entry.name()
-            && wanted(name)
         {
-            wanted_blobs.push((format!("{dir}{name}"), entry.id()));
+            if entry.filemode() == SYMLINK_MODE {
+                links.push((format!("{dir}{name}"), entry.id()));
+            } else if wanted(name) {
+                wanted_blobs.push((format!("{dir}{name}"), entry.id()));
+            }
         }
         TreeWalkResult::Ok
     })?;
     let mut files = FileSet::default();
+    for (path, oid) in links {
+        if let Ok(text) = std::str::from_utf8(repo.find_blob(oid)?.content()) {
+            files.insert_symlink(path, text);
+        }
+    }
     let mut seen: HashMap<Oid, Arc<[u8]>> = HashMap::new();
     for (path, oid) in wanted_blobs {
         let content = match seen.get(&oid) {
@@ -230,20 +246,27 @@ mod tests {
 
         /// Commits `files` (path, content) on `branch`, on top of its current tip.
         fn commit(&self, branch: &str, files: &[(&str, &str)]) -> Oid {
+            let entries: Vec<(&str, &str, u32)> = files.iter().map(|&(p, c)| (p, c, 0o100644)).collect();
+            self.commit_entries(branch, &entries)
+        }
+
+        /// Commits `(path, content, file mode)`: `0o120000` makes a symbolic link whose text
+        /// is the content.
+        fn commit_entries(&self, branch: &str, files: &[(&str, &str, u32)]) -> Oid {
             let refname = format!("refs/heads/{branch}");
             let parent = self.repo.find_reference(&refname).ok().and_then(|r| r.peel_to_commit().ok());
             let mut index = git2::Index::new().unwrap();
             if let Some(p) = &parent {
                 index.read_tree(&p.tree().unwrap()).unwrap();
             }
-            for (path, content) in files {
+            for &(path, content, mode) in files {
                 let oid = self.repo.blob(content.as_bytes()).unwrap();
                 let entry = git2::IndexEntry {
                     ctime: git2::IndexTime::new(0, 0),
                     mtime: git2::IndexTime::new(0, 0),
                     dev: 0,
                     ino: 0,
-                    mode: 0o100644,
+                    mode,
                     uid: 0,
                     gid: 0,
                     file_size: content.len() as u32,
@@ -357,6 +380,68 @@ mod tests {
         let files = read_dir(root).unwrap();
         let paths: Vec<&str> = files.files.keys().map(String::as_str).collect();
         assert_eq!(paths, ["apps/web.yaml", "apps/x/Kustomization", "c.yml"]);
+    }
+
+    #[test]
+    fn symlinks_are_recorded_with_their_text_and_never_read_as_files() {
+        let origin = Origin::new();
+        origin.commit_entries(
+            "main",
+            &[
+                ("base/kustomization.yaml", "images: []\n", 0o100644),
+                ("apps/web/kustomization.yaml", "../../base/kustomization.yaml", 0o120000),
+                ("apps/prod", "../base", 0o120000),
+                ("apps/secret.yaml", "/etc/passwd", 0o120000),
+                ("apps/notes", "../README.md", 0o120000),
+            ],
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let snap = snapshot(&origin.url(), "main", cache.path()).unwrap();
+        let paths: Vec<&str> = snap.files.files.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["base/kustomization.yaml"], "a link is not a file");
+        let links: Vec<(&str, &str)> = snap.files.symlinks.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        assert_eq!(
+            links,
+            [
+                ("apps/notes", "../README.md"),
+                ("apps/prod", "../base"),
+                ("apps/secret.yaml", "/etc/passwd"),
+                ("apps/web/kustomization.yaml", "../../base/kustomization.yaml"),
+            ]
+        );
+        // Reading follows links that stay inside the repository, from the snapshot.
+        assert_eq!(snap.files.get("apps/web/kustomization.yaml"), Some(&b"images: []\n"[..]));
+        assert_eq!(snap.files.get("apps/prod/kustomization.yaml"), Some(&b"images: []\n"[..]));
+        assert_eq!(snap.files.get("apps/secret.yaml"), None);
+        assert_eq!(snap.files.escaping_symlink("apps/secret.yaml").as_deref(), Some("apps/secret.yaml"));
+        assert_eq!(snap.files.symlink_of("apps/prod/kustomization.yaml"), Some("apps/prod"));
+        assert_eq!(snap.files.symlink_of("base/kustomization.yaml"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_dir_records_symlinks_without_following_them() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("app.yaml"), "kind: Application\n").unwrap();
+        std::fs::create_dir(outside.path().join("more")).unwrap();
+        std::fs::write(outside.path().join("more/x.yaml"), "x: 1\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("apps")).unwrap();
+        std::fs::write(root.join("apps/web.yaml"), "a: 1\n").unwrap();
+        let link = |target: &Path, name: &str| std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+        link(&outside.path().join("app.yaml"), "apps/outside.yaml");
+        link(&outside.path().join("more"), "apps/more");
+        link(Path::new("web.yaml"), "apps/copy.yaml");
+        let files = read_dir(root).unwrap();
+        let paths: Vec<&str> = files.files.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["apps/web.yaml"]);
+        let links: Vec<&str> = files.symlinks.keys().map(String::as_str).collect();
+        assert_eq!(links, ["apps/copy.yaml", "apps/more", "apps/outside.yaml"]);
+        assert_eq!(files.get("apps/copy.yaml"), Some(&b"a: 1\n"[..]));
+        assert_eq!(files.get("apps/outside.yaml"), None, "never read from outside");
+        assert_eq!(files.get("apps/more/x.yaml"), None);
+        assert!(files.escaping_symlink("apps/more/x.yaml").is_some());
     }
 
     /// Not a timed test (machines vary); prints the figures with `--nocapture`.

@@ -16,9 +16,18 @@ use yaml::{Node, Value, YamlError, YamlFile};
 
 /// The files of one repository at one revision, keyed by path relative to the repository
 /// root with `/` separators (`apps/web/kustomization.yaml`).
+///
+/// Symbolic links are kept apart, as git stores them: the link's path and its text, never
+/// what the link points to on disk. Reading a path (`get`, `yaml`) follows links that stay
+/// inside the repository, as Argo CD does, from the files held here; a link that leads out
+/// of the repository is never followed (`escaping_symlink`). Writing through a link is the
+/// editor's to refuse (`symlink_of`).
 #[derive(Debug, Clone, Default)]
 pub struct FileSet {
+    /// Regular files only.
     pub files: BTreeMap<String, Arc<[u8]>>,
+    /// Every symbolic link (to a file or a directory), path -> link text.
+    pub symlinks: BTreeMap<String, String>,
     /// Parsed YAML per path, shared by clones: discovery and 1,000 `find_current` calls over
     /// one repository parse each file once.
     parsed: ParseCache,
@@ -43,20 +52,90 @@ impl fmt::Debug for ParseCache {
 
 impl FileSet {
     pub fn new(files: BTreeMap<String, Arc<[u8]>>) -> Self {
-        FileSet { files, parsed: ParseCache::default() }
+        FileSet { files, symlinks: BTreeMap::new(), parsed: ParseCache::default() }
+    }
+
+    /// Records a symbolic link at `path` whose text is `target` (as `readlink` gives it).
+    pub fn insert_symlink(&mut self, path: impl Into<String>, target: impl Into<String>) {
+        self.symlinks.insert(path.into(), target.into());
+    }
+
+    /// The symbolic link that `path` is, or lies under (the outermost one), if any.
+    pub fn symlink_of(&self, path: &str) -> Option<&str> {
+        if self.symlinks.is_empty() {
+            return None;
+        }
+        let mut end = 0;
+        loop {
+            let next = path[end..].find('/').map(|i| end + i);
+            let prefix = &path[..next.unwrap_or(path.len())];
+            if let Some((link, _)) = self.symlinks.get_key_value(prefix) {
+                return Some(link);
+            }
+            match next {
+                Some(i) => end = i + 1,
+                None => return None,
+            }
+        }
+    }
+
+    /// `path` with every symbolic link on it followed; `Err(link)` names the link that leads
+    /// out of the repository (or loops).
+    fn follow(&self, path: &str) -> Result<String, String> {
+        let mut cur = path.to_string();
+        for _ in 0..32 {
+            let Some(link) = self.symlink_of(&cur) else { return Ok(cur) };
+            let text = &self.symlinks[link];
+            let rest = &cur[link.len()..];
+            let parent = link.rsplit_once('/').map_or("", |(d, _)| d);
+            let target = (!text.starts_with('/'))
+                .then(|| normalize_path(&format!("{parent}/{text}")))
+                .flatten()
+                .ok_or_else(|| link.to_string())?;
+            cur = format!("{target}{rest}").trim_start_matches('/').to_string();
+        }
+        Err(self.symlink_of(path).unwrap_or(path).to_string())
+    }
+
+    /// The link on `path` that leads out of the repository, when reading `path` would have
+    /// to follow one.
+    pub fn escaping_symlink(&self, path: &str) -> Option<String> {
+        self.symlink_of(path)?;
+        self.follow(path).err()
+    }
+
+    /// The content of `path`, following symbolic links inside the repository.
+    fn bytes(&self, path: &str) -> Option<&Arc<[u8]>> {
+        if let Some(b) = self.files.get(path) {
+            return Some(b);
+        }
+        self.symlink_of(path)?;
+        self.files.get(&self.follow(path).ok()?)
+    }
+
+    /// Whether `path` exists: a file, a link to a file inside the repository, or a link out
+    /// of the repository (which exists, but is not read).
+    pub fn contains(&self, path: &str) -> bool {
+        self.bytes(path).is_some() || self.escaping_symlink(path).is_some()
     }
 
     pub fn insert(&mut self, path: impl Into<String>, content: impl Into<Arc<[u8]>>) {
         self.files.insert(path.into(), content.into());
     }
 
+    /// The content of `path`, following symbolic links that stay inside the repository.
     pub fn get(&self, path: &str) -> Option<&[u8]> {
-        self.files.get(path).map(|b| &b[..])
+        self.bytes(path).map(|b| &b[..])
+    }
+
+    /// Like `get`, sharing the buffer.
+    pub fn get_shared(&self, path: &str) -> Option<Arc<[u8]>> {
+        self.bytes(path).cloned()
     }
 
     /// The YAML tree of `path`, parsed at most once; `None` when there is no such file.
     pub fn yaml(&self, path: &str) -> Option<Parsed> {
-        let bytes = self.files.get(path)?;
+        let bytes = self.bytes(path)?;
         if let Ok(cache) = self.parsed.0.lock()
             && let Some((src, parsed)) = cache.get(path)
             && Arc::ptr_eq(src, bytes)
@@ -130,6 +209,9 @@ pub fn find_current(
         file: app.file.clone(),
         message: format!("source path {raw_path:?} leaves the repository"),
     })?;
+    if let Some(link) = files.escaping_symlink(&dir) {
+        return Err(symlink_out_of_repo(&dir, &link));
+    }
     let finder = Finder::new(files, app, source, image);
 
     if let Some(hit) = finder.argocd_source(&dir)? {
@@ -145,6 +227,14 @@ pub fn find_current(
         }
         Layout::Helm => finder.helm_values(&dir),
         Layout::Directory => finder.directory(&dir),
+    }
+}
+
+/// The error for a path whose reading would follow a link out of the repository.
+pub fn symlink_out_of_repo(path: &str, link: &str) -> ManifestError {
+    ManifestError::Invalid {
+        file: path.to_string(),
+        message: format!("{link} is a symlink pointing outside the repository; not following it"),
     }
 }
 
@@ -177,7 +267,7 @@ fn kustomization_file(files: &FileSet, dir: &str) -> Option<String> {
     ["kustomization.yaml", "kustomization.yml", "Kustomization"]
         .iter()
         .map(|f| if dir.is_empty() { f.to_string() } else { format!("{dir}/{f}") })
-        .find(|p| files.files.contains_key(p))
+        .find(|p| files.contains(p))
 }
 
 /// `name[:tag][@digest]` split into its parts without judging the name.
@@ -290,6 +380,9 @@ impl<'a> Finder<'a> {
 
     /// The parsed file, `None` when absent; a parse error names the file and line.
     fn load(&self, path: &str) -> Result<Option<Arc<YamlFile>>, ManifestError> {
+        if let Some(link) = self.files.escaping_symlink(path) {
+            return Err(symlink_out_of_repo(path, &link));
+        }
         match self.files.yaml(path) {
             None => Ok(None),
             Some(Ok(y)) => Ok(Some(y)),
@@ -337,7 +430,7 @@ impl<'a> Finder<'a> {
 
     fn layout(&self, dir: &str) -> Layout {
         let kfile = kustomization_file(self.files, dir);
-        let chart = self.files.files.contains_key(&join(dir, "Chart.yaml").unwrap_or_default());
+        let chart = self.files.contains(&join(dir, "Chart.yaml").unwrap_or_default());
         match (self.source.has_helm, self.source.has_kustomize, kfile) {
             (true, false, _) => Layout::Helm,
             (_, _, Some(k)) => Layout::Kustomize(k),
@@ -358,9 +451,20 @@ impl<'a> Finder<'a> {
         matches(old.unwrap_or(name)) || (old.is_some() && self.is_image(name))
     }
 
-    /// (a) AIU's `.argocd-source-<app>.yaml` next to the source.
+    /// (a) The override files next to the source: Argo CD applies `.argocd-source.yaml`, then
+    /// `.argocd-source-<app>.yaml` (AIU's), so the app's own file wins.
     fn argocd_source(&self, dir: &str) -> Result<Option<CurrentImage>, ManifestError> {
-        let file = join(dir, &format!(".argocd-source-{}.yaml", self.app.id.name)).unwrap_or_default();
+        for name in [format!(".argocd-source-{}.yaml", self.app.id.name), ".argocd-source.yaml".to_string()] {
+            let file = join(dir, &name).unwrap_or_default();
+            if let Some(hit) = self.argocd_source_file(&file)? {
+                return Ok(Some(hit));
+            }
+        }
+        Ok(None)
+    }
+
+    fn argocd_source_file(&self, file: &str) -> Result<Option<CurrentImage>, ManifestError> {
+        let file = file.to_string();
         let Some(yaml) = self.load(&file)? else { return Ok(None) };
         for doc in &yaml.documents {
             let Some(root) = &doc.root else { continue };
@@ -499,7 +603,7 @@ impl<'a> Finder<'a> {
                     file: kfile.to_string(),
                     message: format!("resource {res:?} leaves the repository"),
                 })?;
-                let hit = if self.files.files.contains_key(&target) {
+                let hit = if self.files.contains(&target) {
                     self.workloads_in(&target, &names)?
                 } else if let Some(nested) = kustomization_file(self.files, &target) {
                     self.kustomization(&nested, &names, visited)?
@@ -579,7 +683,7 @@ impl<'a> Finder<'a> {
             if !manifest || (!self.source.directory_recurse && rest.contains('/')) {
                 continue;
             }
-            if rest.rsplit('/').next().is_some_and(|f| f.starts_with(".argocd-source-")) {
+            if rest.rsplit('/').next().is_some_and(|f| f.starts_with(".argocd-source")) {
                 continue;
             }
             if let Some(hit) = self.workloads_in(path, &names)? {
@@ -835,6 +939,47 @@ spec:
                 want: Some((Some("1.7"), None, ArgocdSource, "app/.argocd-source-web.yaml", 3)),
             },
             Case {
+                name: ".argocd-source.yaml without the app name",
+                files: vec![
+                    ("app/kustomization.yaml", "images:\n- {name: ghcr.io/acme/web, newTag: \"1.0\"}\n"),
+                    ("app/.argocd-source.yaml", "kustomize:\n  images:\n  - ghcr.io/acme/web:1.8\n"),
+                ],
+                source: source("app"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.8"), None, ArgocdSource, "app/.argocd-source.yaml", 3)),
+            },
+            Case {
+                name: ".argocd-source-<app>.yaml is applied after .argocd-source.yaml",
+                files: vec![
+                    ("app/.argocd-source.yaml", "kustomize:\n  images:\n  - ghcr.io/acme/web:1.8\n"),
+                    ("app/.argocd-source-web.yaml", "kustomize:\n  images:\n  - ghcr.io/acme/web:1.9\n"),
+                ],
+                source: source("app"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("1.9"), None, ArgocdSource, "app/.argocd-source-web.yaml", 3)),
+            },
+            Case {
+                name: ".argocd-source.yaml when the app's own file does not name the image",
+                files: vec![
+                    ("app/.argocd-source.yaml", "helm:\n  parameters:\n  - {name: image.tag, value: \"3.0\"}\n"),
+                    ("app/.argocd-source-web.yaml", "kustomize:\n  images:\n  - other:1\n"),
+                    ("app/Chart.yaml", "name: web\n"),
+                ],
+                source: source("app"),
+                image: spec("ghcr.io/acme/web"),
+                want: Some((Some("3.0"), None, ArgocdSource, "app/.argocd-source.yaml", 3)),
+            },
+            Case {
+                name: ".argocd-source.yaml in a plain directory is not a manifest",
+                files: vec![
+                    ("plain/.argocd-source.yaml", "kind: Pod\nspec:\n  containers:\n  - image: nginx:9\n"),
+                    ("plain/deploy.yaml", DEPLOYMENT),
+                ],
+                source: source("plain"),
+                image: spec("nginx"),
+                want: Some((Some("1.25"), None, Workload, "plain/deploy.yaml", 13)),
+            },
+            Case {
                 name: ".argocd-source helm parameters",
                 files: vec![
                     ("chart/Chart.yaml", "name: web\n"),
@@ -1037,6 +1182,36 @@ spec:
         let files = fileset(&[("p/pod.yaml", "kind: Pod\nx: &img redis:7\nspec:\n  containers:\n  - image: *img\n  - image: nginx:1.2\n")]);
         let got = find_current(&files, &app(), &source("p"), &spec("nginx")).unwrap().unwrap();
         assert_eq!(got.tag.as_deref(), Some("1.2"));
+    }
+
+    #[test]
+    fn symlinks_inside_the_repository_are_read_and_outside_ones_refused() {
+        let kustomization = "images:\n- name: nginx\n  newTag: 1.2.3\n";
+        let mut files = fileset(&[("base/kustomization.yaml", kustomization), ("c/Chart.yaml", "name: c\n")]);
+        files.insert_symlink("app/kustomization.yaml", "../base/kustomization.yaml");
+        files.insert_symlink("linked", "base");
+        files.insert_symlink("out/kustomization.yaml", "../../elsewhere/kustomization.yaml");
+        files.insert_symlink("abs", "/srv/gitops/app");
+        files.insert_symlink("c/values.yaml", "/etc/values.yaml");
+        let read = |path: &str| find_current(&files, &app(), &source(path), &spec("nginx"));
+        for (path, file) in [("app", "app/kustomization.yaml"), ("linked", "linked/kustomization.yaml")] {
+            let got = read(path).unwrap_or_else(|e| panic!("{path}: {e}")).unwrap_or_else(|| panic!("{path}: not found"));
+            assert_eq!((got.tag.as_deref(), got.file.as_str(), got.line), (Some("1.2.3"), file, 3), "{path}");
+        }
+        let cases = [
+            ("out", "out/kustomization.yaml: out/kustomization.yaml is a symlink pointing outside the repository; not following it"),
+            ("abs", "abs: abs is a symlink pointing outside the repository; not following it"),
+            ("c", "c/values.yaml: c/values.yaml is a symlink pointing outside the repository; not following it"),
+        ];
+        for (path, want) in cases {
+            let err = read(path).expect_err(path);
+            assert_eq!(err.to_string(), want, "{path}");
+        }
+        // A link loop is refused, not followed forever.
+        let mut files = fileset(&[]);
+        files.insert_symlink("a", "b");
+        files.insert_symlink("b", "a");
+        assert!(files.escaping_symlink("a/kustomization.yaml").is_some());
     }
 
     #[test]

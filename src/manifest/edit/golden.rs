@@ -2,7 +2,8 @@
 //! plus the Application manifest when the case needs one), `case.yaml` (what to edit) and
 //! either `out/` (every file the edit changes, byte for byte; files not in `out/` must stay
 //! unchanged) or `error.txt` (a substring of the expected error). `GOLDEN_BLESS=1` writes
-//! `out/` from the current results, for review with `git diff`.
+//! `out/` from the current results, for review with `git diff`. `case.yaml` may list
+//! `symlinks:` (path -> link text) that the repository holds besides the files of `in/`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -40,6 +41,10 @@ struct Case {
     kustomize_image_name: Option<String>,
     target: TargetCase,
     write_back_target: Option<String>,
+    /// Symbolic links of the repository, path -> link text (git stores links as their text,
+    /// so the case states them rather than holding real links under `in/`).
+    #[serde(default)]
+    symlinks: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -131,6 +136,9 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
     for (path, bytes) in &input {
         files.files.insert(path.clone(), bytes.clone().into());
     }
+    for (path, target) in &case.symlinks {
+        files.insert_symlink(path.clone(), target.clone());
+    }
     let mut sources: Vec<AppSource> = case.other_sources.iter().map(source).collect();
     sources.insert(case.source_index, source(&case.source));
     let app = Application {
@@ -186,6 +194,7 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
     for c in &changes {
         edited.files.insert(c.path.clone(), c.after.clone().into());
     }
+    edited.symlinks = files.symlinks.clone();
     match find_current(&edited, &app, &sources[case.source_index], &image) {
         Ok(Some(cur)) => {
             let tag_ok = target.tag.is_none() || cur.tag == target.tag;

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use crate::annotations::ImageSpec;
 use crate::domain::{split_tag, ImageName, ImageReference, DOCKER_HUB};
 use crate::manifest::yaml::{Node, Value};
-use crate::manifest::{helm_key, Finder, ManifestError};
+use crate::manifest::{helm_key, symlink_out_of_repo, Finder, ManifestError};
 
 use super::text::{FileEditor, NodePath, Plain, Seg};
 use super::{EditRequest, FileChange, Target};
@@ -50,11 +50,18 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
         Some(w) => Some(parse_write_back(w, src_dir.unwrap_or(""), &req.app.file)?),
         None => None,
     };
+    // A write-back target reached through a symbolic link is refused before anything is read:
+    // the write would land wherever the link points, maybe outside the repository.
+    if let Some(WriteBack::Kustomization(at) | WriteBack::HelmValues(at)) = &write_back
+        && let Some(link) = req.files.symlink_of(at)
+    {
+        return Err(symlink_refused(at, link));
+    }
 
     if let Some(dir) = src_dir {
         for name in [format!(".argocd-source-{}.yaml", req.app.id.name), ".argocd-source.yaml".to_string()] {
             let path = join(dir, &name);
-            if req.files.get(&path).is_some() {
+            if req.files.contains(&path) {
                 s.argocd_source(&path)?;
             }
         }
@@ -75,7 +82,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
 
     let helm_source = req.source.has_helm
         || !req.source.helm_value_files.is_empty()
-        || src_dir.is_some_and(|d| req.files.get(&join(d, "Chart.yaml")).is_some());
+        || src_dir.is_some_and(|d| req.files.contains(&join(d, "Chart.yaml")));
     match &write_back {
         Some(WriteBack::HelmValues(file)) => s.helm_values(std::slice::from_ref(file), true)?,
         _ if helm_source || req.source.ref_name.is_some() => {
@@ -121,7 +128,10 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
     let mut changes = Vec::new();
     for (path, ed) in s.editors {
         if let Some(after) = ed.finish()? {
-            let before = req.files.files.get(&path).cloned().unwrap_or_else(|| Vec::new().into());
+            if let Some(link) = req.files.symlink_of(&path) {
+                return Err(symlink_refused(&path, link));
+            }
+            let before = req.files.get_shared(&path).unwrap_or_else(|| Vec::new().into());
             changes.push(FileChange { path, before, after });
         }
     }
@@ -139,6 +149,9 @@ impl Session<'_, '_> {
 
     fn editor(&mut self, path: &str) -> Result<&mut FileEditor, ManifestError> {
         if !self.editors.contains_key(path) {
+            if let Some(link) = self.req.files.escaping_symlink(path) {
+                return Err(symlink_out_of_repo(path, &link));
+            }
             let bytes = self.req.files.get(path).ok_or_else(|| ManifestError::Invalid {
                 file: path.to_string(),
                 message: "no such file in the repository".into(),
@@ -150,7 +163,7 @@ impl Session<'_, '_> {
     }
 
     fn kustomization_file(&self, dir: &str) -> Option<String> {
-        KUSTOMIZATION_FILES.iter().map(|n| join(dir, n)).find(|p| self.req.files.get(p).is_some())
+        KUSTOMIZATION_FILES.iter().map(|n| join(dir, n)).find(|p| self.req.files.contains(p))
     }
 
     // ---- AIU override file and the Application manifest -------------------------------
@@ -365,7 +378,7 @@ impl Session<'_, '_> {
                 }
             }
         }
-        out.retain(|p| self.req.files.get(p).is_some());
+        out.retain(|p| self.req.files.contains(p));
         Ok(out)
     }
 
@@ -421,13 +434,13 @@ impl Session<'_, '_> {
         let files = &self.req.files.files;
         if let Some(k) = kustomization {
             // Only what the kustomization deploys from inside the source path.
-            let ed = FileEditor::new(k, files.get(k).map(|b| &b[..]).unwrap_or_default())?;
+            let ed = FileEditor::new(k, self.req.files.get(k).unwrap_or_default())?;
             let mut out = Vec::new();
             let root = ed.yaml().documents.first().and_then(|d| d.root.as_ref());
             for r in root.and_then(|r| r.get("resources")).and_then(Node::as_sequence).unwrap_or_default() {
                 if let Some(p) = r.as_str().and_then(|r| resolve(dir, r))
                     && is_under(&p, dir)
-                    && files.contains_key(&p)
+                    && self.req.files.contains(&p)
                 {
                     out.push(p);
                 }
@@ -852,6 +865,14 @@ fn resolve(dir: &str, rel: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
+}
+
+/// The error for a write that would go through a symbolic link.
+fn symlink_refused(path: &str, link: &str) -> ManifestError {
+    ManifestError::Invalid {
+        file: path.to_string(),
+        message: format!("{link} is a symlink; refusing to write through it"),
+    }
 }
 
 fn escape_error(file: &str, target: &str) -> ManifestError {
