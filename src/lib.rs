@@ -8,6 +8,7 @@ mod config;
 mod discovery;
 mod domain;
 mod engine;
+pub mod forge;
 mod forge_local;
 mod git;
 mod manifest;

@@ -193,8 +193,17 @@ pub trait Forge: Send + Sync {
     /// `github`, `gitlab`, `local`.
     fn kind(&self) -> &'static str;
 
-    /// Where to push branches of `repo`, with the credentials git needs.
+    /// Where to push branches of `repo`, with the credentials git needs as far as they are known
+    /// without asking the forge (a GitHub App's cached installation token may be missing or old:
+    /// use [`Forge::authorized_push_target`] right before a push).
     fn push_target(&self, repo: &RepoRef) -> PushTarget;
+
+    /// Like [`Forge::push_target`], but with credentials that stay valid for the next minutes,
+    /// minting or refreshing a token when the forge needs one (GitHub App installation tokens).
+    fn authorized_push_target(&self, repo: &RepoRef) -> impl Future<Output = Result<PushTarget, ForgeError>> + Send {
+        let target = self.push_target(repo);
+        async move { Ok(target) }
+    }
 
     fn default_branch(&self, repo: &RepoRef) -> impl Future<Output = Result<String, ForgeError>> + Send;
 

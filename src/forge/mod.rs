@@ -1,0 +1,11 @@
+//! Forge drivers: the servers the bot opens pull requests on. Each driver implements
+//! [`Forge`](crate::ports::Forge) and converts its vendor JSON into the ports' types at its edge;
+//! nothing vendor-shaped leaves a driver's module.
+
+pub mod github;
+
+pub use crate::ports::{
+    Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
+    RepoRef,
+};
+pub use github::{GithubAuth, GithubForge, GithubSettings, GithubStats};
