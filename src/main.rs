@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use argocd_image_pr::forge::{GithubAuth, GithubForge, GithubSettings};
 use argocd_image_pr::{
     ConfigFile, Identity, LocalForge, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan, run_once,
 };
@@ -229,9 +230,41 @@ fn run_run(args: RunArgs) -> ExitCode {
             runtime.block_on(run_once(&forge, options))
         }
         ForgeKind::Github => {
-            let _ = (&args.github_url, &args.github_token, &args.github_token_env, &args.github_app_id, &args.github_app_key);
-            eprintln!("error: --forge github is not available in this build yet; use --forge local");
-            return ExitCode::from(2);
+            let token = args
+                .github_token_env
+                .as_deref()
+                .and_then(|var| std::env::var(var).ok())
+                .or(args.github_token.clone())
+                .filter(|t| !t.trim().is_empty());
+            let auth = match (args.github_app_id, &args.github_app_key, token) {
+                (Some(app_id), Some(key), _) => match std::fs::read_to_string(key) {
+                    Ok(pem) => GithubAuth::App { app_id, private_key_pem: pem },
+                    Err(e) => {
+                        eprintln!("error: --github-app-key {}: {e}", key.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                (Some(_), None, _) | (None, Some(_), _) => {
+                    eprintln!("error: a GitHub App needs both --github-app-id and --github-app-key");
+                    return ExitCode::from(2);
+                }
+                (None, None, Some(token)) => GithubAuth::Token(token),
+                (None, None, None) => {
+                    eprintln!(
+                        "error: --forge github needs a token (GITHUB_TOKEN, --github-token or --github-token-env VAR) or a GitHub App (--github-app-id and --github-app-key)"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            let url = args.github_url.or(file.github_url.clone());
+            let forge = match GithubForge::new(GithubSettings::new(url, auth)) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(run_once(&forge, options))
         }
     };
     let text = match output_kind {

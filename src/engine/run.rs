@@ -144,7 +144,15 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
             errors.push(LocationError { file: url.clone(), error: "cannot tell the repository from this URL".into() });
             continue;
         };
-        let target = forge.push_target(&repo);
+        let target = match forge.authorized_push_target(&repo).await {
+            Ok(t) => t,
+            Err(e) => {
+                if !quiet.contains(&url) {
+                    errors.push(LocationError { file: url.clone(), error: e.to_string() });
+                }
+                continue;
+            }
+        };
         let heads = blocking({
             let url = url.clone();
             let target = target.clone();
@@ -768,8 +776,8 @@ impl<F: Forge> Ctx<'_, F> {
             push::commit_on_base(&cache, &url_owned, &base, &files, &message, &identity).map_err(|e| e.to_string())
         })
         .await?;
-        // Asked right before the push: a GitHub App token may have been refreshed meanwhile.
-        let target = self.forge.push_target(&state.repo);
+        // Asked right before the push: a GitHub App token may need refreshing meanwhile.
+        let target = self.forge.authorized_push_target(&state.repo).await.map_err(|e| e.to_string())?;
         let (cache, url_owned, branch, sha) = (self.cache.to_path_buf(), url.to_string(), p.branch.clone(), commit.clone());
         blocking(move || {
             push::push_branch(&cache, &url_owned, &target, &branch, &sha, &lease).map_err(|e| match e {
@@ -943,6 +951,10 @@ impl<F: Forge> Forge for Counted<'_, F> {
 
     fn push_target(&self, repo: &RepoRef) -> PushTarget {
         self.inner.push_target(repo)
+    }
+
+    async fn authorized_push_target(&self, repo: &RepoRef) -> Result<PushTarget, ForgeError> {
+        self.inner.authorized_push_target(repo).await
     }
 
     async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
