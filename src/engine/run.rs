@@ -1022,3 +1022,7 @@ impl<F: Forge> Forge for Counted<'_, F> {
         self.inner.add_reaction(repo, comment_id, reaction).await
     }
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
