@@ -325,8 +325,6 @@ async fn evaluate(
 /// The files one Application's proposal changes in one source's repository.
 #[derive(Debug, Clone)]
 struct SourceChange {
-    /// Index in the Application's sources.
-    source: usize,
     repo_url: String,
     /// The revision read (in `run`: the base branch).
     revision: String,
@@ -615,7 +613,6 @@ fn app_changes(
         }
         if !files.is_empty() {
             raw.push(SourceChange {
-                source,
                 repo_url: src.repo_url.clone(),
                 revision: src.target_revision.clone(),
                 files,

@@ -23,6 +23,7 @@ pub use config::{ConfigError, ConfigFile, Identity};
 pub use forge_local::LocalForge;
 pub use git::push::Identity as GitIdentity;
 pub use ports::RepoRef;
+pub use planner::DEFAULT_BRANCH_TEMPLATE;
 pub use templates::Templates;
 pub use domain::{AppId, ImageName, ImageReference, Platform};
 pub use engine::{

@@ -207,7 +207,7 @@ fn run_run(args: RunArgs) -> ExitCode {
     let identity = file.identity.clone().unwrap_or_default();
     let options = RunOptions {
         plan: plan_options(args.plan, &file),
-        branch_template: file.branch_template.clone().unwrap_or_else(|| "argocd-image-pr/{{namespace}}/{{name}}".into()),
+        branch_template: file.branch_template.clone().unwrap_or_else(|| argocd_image_pr::DEFAULT_BRANCH_TEMPLATE.into()),
         identity: argocd_image_pr::GitIdentity { name: identity.name.clone(), email: identity.email.clone() },
         repositories: file.repositories.clone(),
         templates: std::sync::Arc::new(templates),

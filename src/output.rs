@@ -141,7 +141,7 @@ pub fn run_table(report: &RunReport) -> String {
             format!("{}/{}", app.namespace, app.name),
             action.to_string(),
             app.pr.map(|n| format!("#{n}")).unwrap_or_else(|| "-".into()),
-            app.branch.clone().unwrap_or_else(|| "-".into()),
+            app.branch.clone().filter(|_| app.pr.is_some()).unwrap_or_else(|| "-".into()),
             note.split_whitespace().collect::<Vec<_>>().join(" "),
         ]);
     }
@@ -171,7 +171,7 @@ pub fn run_table(report: &RunReport) -> String {
     }
     let s = &report.stats;
     out.push_str(&format!(
-        "\n{} repositories, {} forge calls ({} writes), {} pushes\n",
+        "\nrepositories: {}, forge calls: {} ({} writes), pushes: {}\n",
         s.repositories, s.forge_calls, s.forge_writes, s.git_pushes
     ));
     out

@@ -252,7 +252,6 @@ struct RepoState {
 /// One Application on its way through the run.
 struct AppWork {
     id: AppId,
-    app: Application,
     settings: Result<planner::PrSettings, String>,
     /// Base branch per source repository URL.
     bases: BTreeMap<String, String>,
@@ -294,7 +293,6 @@ impl AppWork {
         }
         AppWork {
             id: app.id.clone(),
-            app: app.clone(),
             settings,
             bases,
             held,
@@ -863,16 +861,8 @@ impl<F: Forge> Ctx<'_, F> {
             errors: vec![],
         };
         let state = &repos[url];
-        let app = Application {
-            id: id.clone(),
-            file: String::new(),
-            document: 0,
-            annotations: BTreeMap::new(),
-            sources: vec![],
-        };
         let work = AppWork {
             id,
-            app,
             settings: Ok(Default::default()),
             bases: BTreeMap::new(),
             held: None,
