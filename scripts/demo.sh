@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: a throwaway local registry, a few image tags, a local GitOps repository with three
 # Argo CD Applications (Kustomize, Helm values, plain Deployment), then `argocd-image-pr plan`
-# on it, as a table and as JSON. Nothing outside a temp dir is touched; the registry is stopped
-# on exit.
+# on it, as a table and as JSON; then `run --once --forge local` opens pull requests, a newer
+# tag arrives, and the same pull request is updated in place. Nothing outside a temp dir is
+# touched; the registry is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -191,5 +192,37 @@ heading "argocd-image-pr plan --apps $repo_url --output json"
 
 if [ "$status" -ne 0 ]; then
     heading "plan exited with status $status"
+    exit "$status"
+fi
+
+# Proposing: the local forge pushes branches to the repository and keeps PRs as JSON files.
+prs="$work/prs"
+run_once() {
+    "$bin" run --once --forge local --local-forge-dir "$prs" --apps "$repo_url" \
+        --cache-dir "$work/cache" --output table || status=$?
+}
+local_forge() { "$bin" local --local-forge-dir "$prs" --repo "$repo_url" "$@"; }
+
+heading "argocd-image-pr run --once --forge local --local-forge-dir $prs"
+run_once
+
+heading "argocd-image-pr local show 1   (the pull request for api: title, body, diff)"
+local_forge show 1
+
+heading "Running again right away: nothing to do, nothing written"
+run_once
+
+heading "Pushing demo/api:1.3.0, then run --once again"
+seed demo/api 1.3.0
+run_once
+
+heading "argocd-image-pr local show 1   (the same pull request, updated in place)"
+local_forge show 1
+
+heading "argocd-image-pr local list"
+local_forge list
+
+if [ "$status" -ne 0 ]; then
+    heading "exited with status $status"
 fi
 exit "$status"

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::planner::RepoSettings;
+
 /// The `--config` file. Every key is optional; see docs/configuration.md.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -18,6 +20,35 @@ pub struct ConfigFile {
     pub docker_configs: Vec<PathBuf>,
     /// Where git clones are kept between runs.
     pub cache_dir: Option<PathBuf>,
+    /// `run`: the forge, `github` or `local`.
+    pub forge: Option<String>,
+    /// `run`: the bot's branch per Application; `{{namespace}}` and `{{name}}` are replaced.
+    pub branch_template: Option<String>,
+    /// `run`: who the bot's commits are by.
+    pub identity: Option<Identity>,
+    /// `run`: a directory of templates replacing the defaults (see docs/templates.md).
+    pub templates_dir: Option<PathBuf>,
+    /// `run --forge local`: where pull-request records are kept.
+    pub local_forge_dir: Option<PathBuf>,
+    /// `run --forge github`: the API base URL (GitHub Enterprise: `https://ghe.example.com/api/v3`).
+    pub github_url: Option<String>,
+    /// `run`: per-repository pull-request settings.
+    #[serde(default)]
+    pub repositories: Vec<RepoSettings>,
+}
+
+/// The git identity of the bot's commits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity { name: "argocd-image-pr".into(), email: "argocd-image-pr@users.noreply.local".into() }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +86,27 @@ mod tests {
         assert_eq!(c.registries_conf.as_deref(), Some(Path::new("/etc/aip/registries.conf")));
         assert_eq!(c.docker_configs, vec![PathBuf::from("/secrets/config.json")]);
         assert_eq!(c.cache_dir.as_deref(), Some(Path::new("/var/cache/aip")));
+    }
+
+    #[test]
+    fn reads_the_run_keys() {
+        let c = ConfigFile::parse(
+            "forge: local\nbranchTemplate: bot/{{name}}\nidentity: {name: Bot, email: bot@example.com}\ntemplatesDir: /t\nlocalForgeDir: /prs\ngithubUrl: https://ghe.example.com/api/v3\nrepositories:\n  - url: https://github.com/o/r.git\n    labels: [deps]\n    reviewers: [alice]\n    teamReviewers: [platform]\n    assignees: [bob]\n    draft: true\n    autoMerge: squash\n    base: main\n",
+        )
+        .unwrap();
+        assert_eq!(c.forge.as_deref(), Some("local"));
+        assert_eq!(c.branch_template.as_deref(), Some("bot/{{name}}"));
+        assert_eq!(c.identity, Some(Identity { name: "Bot".into(), email: "bot@example.com".into() }));
+        assert_eq!(c.templates_dir.as_deref(), Some(Path::new("/t")));
+        assert_eq!(c.local_forge_dir.as_deref(), Some(Path::new("/prs")));
+        assert_eq!(c.github_url.as_deref(), Some("https://ghe.example.com/api/v3"));
+        let r = &c.repositories[0];
+        assert_eq!(
+            (r.url.as_str(), &r.labels[..], &r.reviewers[..], &r.team_reviewers[..], &r.assignees[..], r.draft),
+            ("https://github.com/o/r.git", &["deps".to_string()][..], &["alice".to_string()][..], &["platform".to_string()][..], &["bob".to_string()][..], true)
+        );
+        assert_eq!((r.auto_merge.as_deref(), r.base.as_deref()), (Some("squash"), Some("main")));
+        assert!(ConfigFile::parse("repositories: [{url: x, lables: [a]}]\n").unwrap_err().contains("lables"));
     }
 
     #[test]

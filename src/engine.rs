@@ -22,6 +22,9 @@ use crate::manifest::{self, CurrentImage, FileSet};
 use crate::registry::{RegistryClient, RegistrySettings};
 use crate::strategy::{self, Candidate, ChangeKind, Current, Need, Selection};
 
+mod run;
+pub use run::{RunAction, RunAppReport, RunOptions, RunReport, RunStats, run_once};
+
 /// What one `plan` run looks at.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -142,29 +145,54 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
             return PlanReport { applications: vec![], errors, stats: Stats::default() };
         }
     };
-    let temp;
-    let cache_dir: PathBuf = match &options.cache_dir {
-        Some(d) => d.clone(),
+    let (_temp, cache_dir) = match cache_dir(&options) {
+        Ok(c) => c,
+        Err(e) => {
+            errors.push(e);
+            return PlanReport { applications: vec![], errors, stats: Stats::default() };
+        }
+    };
+    let found = discover(&options.apps, &cache_dir).await;
+    errors.extend(found.errors);
+    let evaluated = evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone()).await;
+    PlanReport { applications: evaluated.reports, errors, stats: evaluated.stats }
+}
+
+/// The cache directory to use, and the temporary directory to keep alive when there is none.
+fn cache_dir(options: &PlanOptions) -> Result<(Option<tempfile::TempDir>, PathBuf), LocationError> {
+    match &options.cache_dir {
+        Some(d) => Ok((None, d.clone())),
         None => match tempfile::Builder::new().prefix("argocd-image-pr-").tempdir() {
             Ok(t) => {
-                temp = t;
-                temp.path().to_path_buf()
+                let path = t.path().to_path_buf();
+                Ok((Some(t), path))
             }
-            Err(e) => {
-                errors.push(LocationError { file: "cache".into(), error: format!("cannot create a temporary directory: {e}") });
-                return PlanReport { applications: vec![], errors, stats: Stats::default() };
-            }
+            Err(e) => Err(LocationError { file: "cache".into(), error: format!("cannot create a temporary directory: {e}") }),
         },
-    };
+    }
+}
 
-    // 1. discovery
+/// Applications found in the `--apps` locations.
+struct Discovered {
+    /// Applications with an image-list annotation, sorted, with what the annotations say.
+    annotated: Vec<(Application, annotations::AppAnnotations)>,
+    /// Where each of `annotated` was read from (same order).
+    origins: Vec<Option<AppsOrigin>>,
+    /// Applications without the annotation (their bot PRs are obsolete).
+    unannotated: Vec<Application>,
+    errors: Vec<LocationError>,
+}
+
+/// 1. discovery
+async fn discover(locations: &[String], cache_dir: &Path) -> Discovered {
+    let mut errors = Vec::new();
     let mut apps: Vec<(Application, Option<AppsOrigin>)> = Vec::new();
-    for location in &options.apps {
-        match load_location(location, &cache_dir).await {
+    for location in locations {
+        match load_location(location, cache_dir).await {
             Ok((files, commit)) => {
                 let (found, file_errors) = discovery::find_applications(&files);
                 let origin = commit.map(|commit| AppsOrigin { url: location.clone(), commit });
-                let prefix = |f: &str| if options.apps.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
+                let prefix = |f: &str| if locations.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
                 errors.extend(file_errors.into_iter().map(|e| LocationError {
                     file: prefix(&e.file),
                     error: match e.line {
@@ -178,14 +206,55 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
         }
     }
     apps.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let mut annotated = Vec::new();
+    let mut origins = Vec::new();
+    let mut unannotated = Vec::new();
+    for (app, origin) in apps {
+        match annotations::parse(&app.annotations) {
+            Some(ann) => {
+                annotated.push((app, ann));
+                origins.push(origin);
+            }
+            None => unannotated.push(app),
+        }
+    }
+    Discovered { annotated, origins, unannotated, errors }
+}
 
-    let (annotated, apps_origin): (Vec<(Application, annotations::AppAnnotations)>, Vec<Option<AppsOrigin>>) = apps
-        .into_iter()
-        .filter_map(|(app, origin)| annotations::parse(&app.annotations).map(|ann| ((app, ann), origin)))
-        .unzip();
+/// What git and the registries say about the annotated Applications.
+struct Evaluated {
+    reports: Vec<AppReport>,
+    /// Per Application (same order), the files each proposal changes, per source.
+    changes: Vec<Vec<SourceChange>>,
+    /// The commit each (URL, revision) read resolved to.
+    commits: HashMap<SourceKey, String>,
+    stats: Stats,
+}
+
+/// 2.-4.: git (each source at the revision `revision_of` gives), current versions, registries
+/// and strategies, and the edits of every proposal.
+async fn evaluate(
+    annotated: &[(Application, annotations::AppAnnotations)],
+    origins: &[Option<AppsOrigin>],
+    cache_dir: &Path,
+    registry: &Arc<RegistryClient>,
+    revision_of: impl Fn(&Application, &discovery::AppSource) -> String,
+) -> Evaluated {
+    // Reads happen at the revision the caller chooses (`run` reads the base branch).
+    let annotated: Vec<(Application, annotations::AppAnnotations)> = annotated
+        .iter()
+        .map(|(app, ann)| {
+            let mut app = app.clone();
+            let revisions: Vec<String> = app.sources.iter().map(|s| revision_of(&app, s)).collect();
+            for (source, rev) in app.sources.iter_mut().zip(revisions) {
+                source.target_revision = rev;
+            }
+            (app, ann.clone())
+        })
+        .collect();
 
     // 2. git: every source once per (URL, revision)
-    let snapshots = fetch_sources(&annotated, &cache_dir).await;
+    let snapshots = fetch_sources(&annotated, cache_dir).await;
 
     // 3. current versions, then registries, per image
     let mut jobs = Vec::new();
@@ -227,14 +296,17 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
 
     // 4. the edits each proposal needs, as diffs
     let mut workspace = Workspace::default();
+    let mut changes: Vec<Vec<SourceChange>> = (0..reports.len()).map(|_| Vec::new()).collect();
     for (app_index, app_edits) in edits.into_iter().enumerate() {
         if app_edits.is_empty() {
             continue;
         }
         let (app, ann) = &annotated[app_index];
-        let context = EditContext { app, ann, snapshots: &snapshots, apps_origin: &apps_origin[app_index] };
+        let context = EditContext { app, ann, snapshots: &snapshots, apps_origin: &origins[app_index] };
         let report = &mut reports[app_index];
-        report.changes = app_changes(&context, &mut workspace, app_edits, &mut report.images);
+        let (diffs, raw) = app_changes(&context, &mut workspace, app_edits, &mut report.images);
+        report.changes = diffs;
+        changes[app_index] = raw;
     }
 
     let stats = Stats {
@@ -244,7 +316,21 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
         registry_repositories: distinct_repos.len(),
         registry_requests: registry.request_count(),
     };
-    PlanReport { applications: reports, errors, stats }
+    let commits = snapshots
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().ok().map(|s| (k.clone(), s.commit.clone())))
+        .collect();
+    Evaluated { reports, changes, commits, stats }
+}
+
+/// The files one Application's proposal changes in one source's repository.
+#[derive(Debug, Clone)]
+struct SourceChange {
+    repo_url: String,
+    /// The revision read (in `run`: the base branch).
+    revision: String,
+    /// Path and new content of every changed file.
+    files: Vec<(String, Vec<u8>)>,
 }
 
 /// The git repository and commit an `--apps` location was read from, so that an Application
@@ -474,7 +560,7 @@ fn app_changes(
     workspace: &mut Workspace,
     edits: Vec<(usize, PlannedEdit)>,
     images: &mut [ImageReport],
-) -> Vec<FileDiff> {
+) -> (Vec<FileDiff>, Vec<SourceChange>) {
     let specs: Vec<&ImageSpec> = ctx.ann.images.iter().filter_map(|i| i.as_ref().ok()).collect();
     let mut per_source: BTreeMap<usize, BTreeMap<String, FileChange>> = BTreeMap::new();
     for (image_index, planned) in edits {
@@ -530,18 +616,28 @@ fn app_changes(
             }
         }
     }
-    per_source
-        .into_iter()
-        .flat_map(|(source, changes)| {
-            let repo = ctx.app.sources[source].repo_url.clone();
-            changes.into_values().map(move |c| FileDiff {
-                repo: repo.clone(),
-                diff: edit::unified_diff(&c.path, &c.before, &c.after),
-                file: c.path,
-            })
-        })
-        .filter(|d| !d.diff.is_empty())
-        .collect()
+    let mut diffs = Vec::new();
+    let mut raw = Vec::new();
+    for (source, changes) in per_source {
+        let src = &ctx.app.sources[source];
+        let mut files = Vec::new();
+        for c in changes.into_values() {
+            let diff = edit::unified_diff(&c.path, &c.before, &c.after);
+            if diff.is_empty() {
+                continue;
+            }
+            diffs.push(FileDiff { repo: src.repo_url.clone(), file: c.path.clone(), diff });
+            files.push((c.path, c.after));
+        }
+        if !files.is_empty() {
+            raw.push(SourceChange {
+                repo_url: src.repo_url.clone(),
+                revision: src.target_revision.clone(),
+                files,
+            });
+        }
+    }
+    (diffs, raw)
 }
 
 /// Working copies of the source repositories, one per (URL, revision), made once per run: an

@@ -13,6 +13,7 @@ pub mod forge;
 mod forge_local;
 mod git;
 mod manifest;
+mod planner;
 mod ports;
 pub mod output;
 mod registry;
@@ -21,7 +22,15 @@ mod strategy;
 mod templates;
 
 pub use commands::{Command, CommandError, CommandName, format_help, help_list, parse_comment};
-pub use config::{ConfigError, ConfigFile};
+pub use config::{ConfigError, ConfigFile, Identity};
+pub use forge_local::LocalForge;
+pub use git::push::Identity as GitIdentity;
+pub use planner::DEFAULT_BRANCH_TEMPLATE;
+pub use ports::RepoRef;
+pub use templates::Templates;
 pub use domain::{AppId, ImageName, ImageReference, Platform};
-pub use engine::{AppReport, ImageReport, LocationError, PlanOptions, PlanReport, Stats, plan};
+pub use engine::{
+    AppReport, ImageReport, LocationError, PlanOptions, PlanReport, RunAction, RunAppReport, RunOptions, RunReport,
+    RunStats, Stats, plan, run_once,
+};
 pub use registry::RegistrySettings;

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use argocd_image_pr::{ConfigFile, PlanOptions, RegistrySettings, output, plan};
+use argocd_image_pr::forge::{GithubAuth, GithubForge, GithubSettings};
+use argocd_image_pr::{
+    ConfigFile, Identity, LocalForge, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan, run_once,
+};
 
 #[derive(Parser)]
 #[command(name = "argocd-image-pr", version, about = "A GitOps pull-request bot for Argo CD")]
@@ -22,6 +25,86 @@ struct Cli {
 enum Command {
     /// Show, for every annotated Application, the version git has and the version the bot would propose. Changes nothing.
     Plan(PlanArgs),
+    /// Propose updates: open, update or close one pull request per Application.
+    Run(RunArgs),
+    /// Act on the local forge's pull requests the way a person would on GitHub.
+    Local(LocalArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    /// One pass, then exit (the only mode for now; the daemon comes with webhooks).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_ONCE")]
+    once: bool,
+    /// Where pull requests go: `github` or `local` (branches pushed to the repository itself,
+    /// pull requests as JSON files in --local-forge-dir).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_FORGE")]
+    forge: Option<ForgeKind>,
+    /// A directory of templates replacing the defaults (docs/templates.md).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_TEMPLATES_DIR")]
+    templates_dir: Option<PathBuf>,
+    /// `--forge local`: where pull-request records are kept.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_LOCAL_FORGE_DIR")]
+    local_forge_dir: Option<PathBuf>,
+    /// `--forge github`: API base URL (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_URL")]
+    github_url: Option<String>,
+    /// `--forge github`: a token.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    github_token: Option<String>,
+    /// `--forge github`: read the token from this environment variable instead.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_TOKEN_ENV")]
+    github_token_env: Option<String>,
+    /// `--forge github`: GitHub App id (with --github-app-key).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_APP_ID")]
+    github_app_id: Option<u64>,
+    /// `--forge github`: the GitHub App's private key (PEM file).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_APP_KEY")]
+    github_app_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ForgeKind {
+    Github,
+    Local,
+}
+
+#[derive(clap::Args)]
+struct LocalArgs {
+    /// Where pull-request records are kept (as for `run --forge local`).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_LOCAL_FORGE_DIR")]
+    local_forge_dir: PathBuf,
+    /// The repository (path or file:// URL, as the Applications' repoURL names it).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_REPO")]
+    repo: String,
+    #[command(subcommand)]
+    action: LocalAction,
+}
+
+#[derive(Subcommand)]
+enum LocalAction {
+    /// Every pull request, newest first.
+    List,
+    /// One pull request: title, body, comments and diff.
+    Show { number: u64 },
+    /// Merge it (a merge commit on the base branch).
+    Merge { number: u64 },
+    /// Close it without merging.
+    Close { number: u64 },
+    /// Reopen a closed pull request.
+    Reopen { number: u64 },
+    /// Comment on it.
+    Comment {
+        number: u64,
+        body: String,
+        /// Who comments.
+        #[arg(long = "as", default_value = "someone")]
+        author: String,
+    },
+    /// Revert a merged pull request on its base branch.
+    Revert { number: u64 },
 }
 
 #[derive(clap::Args)]
@@ -59,6 +142,171 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Plan(args) => run_plan(args),
+        Command::Run(args) => run_run(args),
+        Command::Local(args) => run_local(args),
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<ConfigFile, ExitCode> {
+    match path {
+        Some(path) => ConfigFile::load(path).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }),
+        None => Ok(ConfigFile::default()),
+    }
+}
+
+fn plan_options(args: PlanArgs, file: &ConfigFile) -> PlanOptions {
+    PlanOptions {
+        apps: if args.apps.is_empty() { file.apps.clone() } else { args.apps },
+        registry: RegistrySettings {
+            registries_conf: args.registries_conf.or(file.registries_conf.clone()),
+            docker_configs: if args.docker_configs.is_empty() { file.docker_configs.clone() } else { args.docker_configs },
+        },
+        cache_dir: args.cache_dir.or(file.cache_dir.clone()),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run_run(args: RunArgs) -> ExitCode {
+    let file = match load_config(args.plan.config.as_ref()) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    if !args.once {
+        eprintln!("error: only `run --once` is available for now (the daemon comes with webhooks)");
+        return ExitCode::from(2);
+    }
+    let output_kind = args.plan.output;
+    let forge_kind = match (args.forge, file.forge.as_deref()) {
+        (Some(k), _) => k,
+        (None, Some("local")) => ForgeKind::Local,
+        (None, Some("github") | None) => ForgeKind::Github,
+        (None, Some(other)) => {
+            eprintln!("error: config key forge: {other:?} is not github or local");
+            return ExitCode::from(2);
+        }
+    };
+    let templates = match args.templates_dir.as_ref().or(file.templates_dir.as_ref()) {
+        Some(dir) => match Templates::with_overrides(dir) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: templates: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Templates::defaults(),
+    };
+    let identity = file.identity.clone().unwrap_or_default();
+    let options = RunOptions {
+        plan: plan_options(args.plan, &file),
+        branch_template: file.branch_template.clone().unwrap_or_else(|| argocd_image_pr::DEFAULT_BRANCH_TEMPLATE.into()),
+        identity: argocd_image_pr::GitIdentity { name: identity.name.clone(), email: identity.email.clone() },
+        repositories: file.repositories.clone(),
+        templates: std::sync::Arc::new(templates),
+    };
+    if options.plan.apps.is_empty() {
+        eprintln!("error: no Applications to look at: give --apps <DIR or git URL> (or `apps:` in --config)");
+        return ExitCode::from(2);
+    }
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let report = match forge_kind {
+        ForgeKind::Local => {
+            let Some(dir) = args.local_forge_dir.or(file.local_forge_dir.clone()) else {
+                eprintln!("error: --forge local needs --local-forge-dir DIR (or `localForgeDir:` in --config)");
+                return ExitCode::from(2);
+            };
+            let forge = LocalForge::new(dir, identity.name.clone());
+            runtime.block_on(run_once(&forge, options))
+        }
+        ForgeKind::Github => {
+            let token = args
+                .github_token_env
+                .as_deref()
+                .and_then(|var| std::env::var(var).ok())
+                .or(args.github_token.clone())
+                .filter(|t| !t.trim().is_empty());
+            let auth = match (args.github_app_id, &args.github_app_key, token) {
+                (Some(app_id), Some(key), _) => match std::fs::read_to_string(key) {
+                    Ok(pem) => GithubAuth::App { app_id, private_key_pem: pem },
+                    Err(e) => {
+                        eprintln!("error: --github-app-key {}: {e}", key.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                (Some(_), None, _) | (None, Some(_), _) => {
+                    eprintln!("error: a GitHub App needs both --github-app-id and --github-app-key");
+                    return ExitCode::from(2);
+                }
+                (None, None, Some(token)) => GithubAuth::Token(token),
+                (None, None, None) => {
+                    eprintln!(
+                        "error: --forge github needs a token (GITHUB_TOKEN, --github-token or --github-token-env VAR) or a GitHub App (--github-app-id and --github-app-key)"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            let url = args.github_url.or(file.github_url.clone());
+            let forge = match GithubForge::new(GithubSettings::new(url, auth)) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(run_once(&forge, options))
+        }
+    };
+    let text = match output_kind {
+        Output::Table => output::run_table(&report),
+        Output::Json => output::run_json(&report),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", text.trim_end());
+    if report.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn run_local(args: LocalArgs) -> ExitCode {
+    let Some(repo) = RepoRef::from_url(&args.repo) else {
+        eprintln!("error: --repo {}: not a repository path or URL", args.repo);
+        return ExitCode::from(2);
+    };
+    let forge = LocalForge::new(&args.local_forge_dir, Identity::default().name);
+    let result = match args.action {
+        LocalAction::List => forge.list(&repo).map(|prs| {
+            prs.iter()
+                .map(|p| format!("#{} [{}] {} ({} -> {})", p.number, format!("{:?}", p.state).to_lowercase(), p.title, p.head, p.base))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
+        LocalAction::Show { number } => forge.show(&repo, number).map(|v| v.to_string()),
+        LocalAction::Merge { number } => forge.merge(&repo, number).map(|p| format!("merged #{}: {}", p.number, p.merge_commit_sha.unwrap_or_default())),
+        LocalAction::Close { number } => forge.close(&repo, number).map(|p| format!("closed #{}", p.number)),
+        LocalAction::Reopen { number } => forge.reopen(&repo, number).map(|p| format!("reopened #{}", p.number)),
+        LocalAction::Comment { number, body, author } => {
+            forge.comment(&repo, number, &author, &body).map(|c| format!("comment {} on #{number}", c.id))
+        }
+        LocalAction::Revert { number } => forge.revert(&repo, number).map(|sha| format!("reverted #{number}: {sha}")),
+    };
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

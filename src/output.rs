@@ -1,6 +1,6 @@
 //! Renders a plan for people (an aligned table) or programs (JSON). Pure.
 
-use crate::engine::PlanReport;
+use crate::engine::{PlanReport, RunAction, RunReport};
 
 /// One row per image, aligned; the last column says why nothing is proposed, or what failed.
 /// The diffs of the proposed changes follow the table, coloured when `color` is set.
@@ -119,4 +119,64 @@ fn paint(line: &str, color: bool) -> String {
         return line.to_string();
     };
     format!("\x1b[{code}m{line}\x1b[0m")
+}
+
+/// `run --once` for people: one line per Application with what the bot did, then errors and
+/// the forge calls made.
+pub fn run_table(report: &RunReport) -> String {
+    let header = ["APPLICATION", "ACTION", "PR", "BRANCH", "NOTE"];
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    for app in &report.applications {
+        let action = match app.action {
+            RunAction::Opened => "opened",
+            RunAction::Updated => "updated",
+            RunAction::Unchanged => "unchanged",
+            RunAction::Closed => "closed",
+            RunAction::Skipped => "skipped",
+            RunAction::Held => "held",
+            RunAction::Error => "error",
+        };
+        let note = if app.errors.is_empty() { app.reason.clone().unwrap_or_default() } else { app.errors.join("; ") };
+        rows.push([
+            format!("{}/{}", app.namespace, app.name),
+            action.to_string(),
+            app.pr.map(|n| format!("#{n}")).unwrap_or_else(|| "-".into()),
+            app.branch.clone().filter(|_| app.pr.is_some()).unwrap_or_else(|| "-".into()),
+            note.split_whitespace().collect::<Vec<_>>().join(" "),
+        ]);
+    }
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header.map(String::from)).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if !report.errors.is_empty() {
+        out.push_str("\nErrors:\n");
+        for e in &report.errors {
+            out.push_str(&format!("  {}: {}\n", e.file, e.error));
+        }
+    }
+    let s = &report.stats;
+    out.push_str(&format!(
+        "\nrepositories: {}, forge calls: {} ({} writes), pushes: {}\n",
+        s.repositories, s.forge_calls, s.forge_writes, s.git_pushes
+    ));
+    out
+}
+
+pub fn run_json(report: &RunReport) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }

@@ -31,8 +31,13 @@ impl Default for Plan {
 
 impl Plan {
     pub fn new() -> Self {
+        Self::command(&["plan"])
+    }
+
+    /// Another subcommand with the same clean environment, e.g. `&["run", "--once"]`.
+    pub fn command(args: &[&str]) -> Self {
         let home = tempfile::Builder::new().prefix("aipr-home-").tempdir().unwrap();
-        let mut plan = Plan { args: vec!["plan".into()], envs: Vec::new(), home };
+        let mut plan = Plan { args: args.iter().map(Into::into).collect(), envs: Vec::new(), home };
         let cache = plan.home.path().join("cache");
         plan.args.push("--cache-dir".into());
         plan.args.push(cache.into());

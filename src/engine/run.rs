@@ -1,0 +1,1018 @@
+//! `run --once`: one pass of the pull-request lifecycle.
+//!
+//! 1. discovery, as for `plan`; each Application's settings (annotations over config) and base
+//!    branch, from one `ls-remote` per repository;
+//! 2. git, registries, strategies and edits, as for `plan`, but read on the base branch's tip;
+//! 3. forge: the bot's PRs, listed once per repository (only where the bot has branches or
+//!    something to propose); branch commits and PR comments only where a decision needs them;
+//! 4. planner: one [`Decision`] per Application;
+//! 5. apply: commit built from trees, push with a lease, create/update/close PRs, comments.
+//!
+//! One Application's failure is reported with it and never stops the others; whatever a crash
+//! leaves half done, the next run finishes (see docs/lifecycle.md).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use super::{
+    AppReport, Evaluated, FileDiff, ImageReport, LocationError, PlanOptions, SourceChange, Stats, cache_dir, discover,
+    evaluate, same_repo,
+};
+use crate::discovery::Application;
+use crate::domain::{AppId, ImageName};
+use crate::git::push::{self, Identity, Lease, PushError};
+use crate::planner::{
+    self, Action, BaseChoice, BranchCommit, BranchState, CloseReason, Decision, Desired, ExistingPr, FixUps, Holds,
+    Input, PrMetadata, Proposal, Push, RepoSettings,
+};
+use crate::ports::{
+    Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
+    RepoRef,
+};
+use crate::registry::RegistryClient;
+use crate::templates::{self, Templates};
+
+/// What one `run --once` pass needs besides the forge.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub plan: PlanOptions,
+    /// `argocd-image-pr/{{namespace}}/{{name}}` by default.
+    pub branch_template: String,
+    pub identity: Identity,
+    pub repositories: Vec<RepoSettings>,
+    pub templates: Arc<Templates>,
+}
+
+/// The whole answer of `run --once`; serialized as the `--output json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub applications: Vec<RunAppReport>,
+    /// Files, locations or repositories that could not be read.
+    pub errors: Vec<LocationError>,
+    pub stats: RunStats,
+}
+
+impl RunReport {
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty() || self.applications.iter().any(|a| !a.errors.is_empty())
+    }
+}
+
+/// What the run did for one Application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunAction {
+    Opened,
+    Updated,
+    Unchanged,
+    Closed,
+    Skipped,
+    Held,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunAppReport {
+    pub namespace: String,
+    pub name: String,
+    pub action: RunAction,
+    pub pr: Option<u64>,
+    pub url: Option<String>,
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+    pub base: Option<String>,
+    /// Why the bot held back, skipped or closed.
+    pub reason: Option<String>,
+    pub images: Vec<ImageReport>,
+    pub changes: Vec<FileDiff>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunStats {
+    #[serde(flatten)]
+    pub plan: Stats,
+    /// Repositories the bot looked at (one `ls-remote` each).
+    pub repositories: usize,
+    /// Every forge API call (reads and writes).
+    pub forge_calls: u64,
+    /// Forge calls that change something (PRs, comments, labels, reviewers, branches).
+    pub forge_writes: u64,
+    /// Branches pushed.
+    pub git_pushes: u64,
+}
+
+/// Runs one pass of the lifecycle against `forge`.
+pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
+    let forge = Counted::new(forge);
+    let mut errors = Vec::new();
+    let empty = |errors| RunReport { applications: vec![], errors, stats: RunStats::default() };
+    let registry = match RegistryClient::new(&options.plan.registry) {
+        Ok(r) => Arc::new(r),
+        Err(e) => return empty(vec![LocationError { file: "registries".into(), error: e.to_string() }]),
+    };
+    let (_temp, cache) = match cache_dir(&options.plan) {
+        Ok(c) => c,
+        Err(e) => return empty(vec![e]),
+    };
+    let prefix = branch_prefix(&options.branch_template);
+
+    // 1. discovery, settings, bases
+    let found = discover(&options.plan.apps, &cache).await;
+    let discovery_complete = found.errors.is_empty();
+    errors.extend(found.errors);
+    let mut urls: BTreeSet<String> = BTreeSet::new();
+    for (app, _) in &found.annotated {
+        urls.extend(app.sources.iter().filter(|s| s.chart.is_none()).map(|s| s.repo_url.clone()));
+    }
+    urls.extend(options.repositories.iter().map(|r| r.url.clone()));
+    // Repositories only Applications without annotations use: looked at for the bot's
+    // obsolete PRs, quietly (the bot may have no access to them at all).
+    let quiet: BTreeSet<String> = found
+        .unannotated
+        .iter()
+        .flat_map(|a| a.sources.iter().filter(|s| s.chart.is_none()).map(|s| s.repo_url.clone()))
+        .filter(|u| !urls.contains(u))
+        .collect();
+    let mut repos: BTreeMap<String, RepoState> = BTreeMap::new();
+    for url in urls.iter().chain(quiet.iter()).cloned() {
+        let Some(repo) = RepoRef::from_url(&url) else {
+            errors.push(LocationError { file: url.clone(), error: "cannot tell the repository from this URL".into() });
+            continue;
+        };
+        let target = match forge.authorized_push_target(&repo).await {
+            Ok(t) => t,
+            Err(e) => {
+                if !quiet.contains(&url) {
+                    errors.push(LocationError { file: url.clone(), error: e.to_string() });
+                }
+                continue;
+            }
+        };
+        let heads = blocking({
+            let url = url.clone();
+            let target = target.clone();
+            move || push::remote_heads(&url, "", Some(&target)).map_err(|e| e.to_string())
+        })
+        .await;
+        if quiet.contains(&url) {
+            match heads {
+                Ok(h) if h.branches.keys().any(|b| b.starts_with(&prefix)) => {
+                    repos.insert(url, RepoState { repo, target, heads: Ok(h), listing: None });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("{url}: {e}"),
+            }
+            continue;
+        }
+        repos.insert(url, RepoState { repo, target, heads, listing: None });
+    }
+
+    let mut works: Vec<AppWork> = found
+        .annotated
+        .iter()
+        .map(|(app, _)| AppWork::new(app, &options, &repos))
+        .collect();
+
+    // 2. git and registries, on each Application's base branch
+    let bases: HashMap<(AppId, String), String> = works
+        .iter()
+        .flat_map(|w| w.bases.iter().map(move |(url, base)| ((w.id.clone(), url.clone()), base.clone())))
+        .collect();
+    let evaluated: Evaluated = evaluate(&found.annotated, &found.origins, &cache, &registry, |app, source| {
+        bases.get(&(app.id.clone(), source.repo_url.clone())).cloned().unwrap_or_else(|| source.target_revision.clone())
+    })
+    .await;
+    for (i, work) in works.iter_mut().enumerate() {
+        work.report = Some(evaluated.reports[i].clone());
+        work.desired = desired(work, &evaluated.reports[i], &evaluated.changes[i], &evaluated, &options, &repos);
+    }
+
+    // 3.-5. per repository: one listing, then every Application of it
+    let mut stats = RunStats { plan: evaluated.stats.clone(), repositories: repos.len(), ..Default::default() };
+    let ctx = Ctx { forge: &forge, options: &options, cache: &cache, prefix: &prefix, pushes: AtomicU64::new(0) };
+    let mut reports: Vec<RunAppReport> = Vec::new();
+    for work in &mut works {
+        let report = ctx.handle(work, &mut repos).await;
+        reports.push(report);
+    }
+    // Open bot PRs whose Application lost its annotations (or is gone).
+    let managed: BTreeSet<(String, String)> =
+        works.iter().filter_map(|w| w.repo_url.clone().map(|u| (u, w.branch.clone()))).collect();
+    let unannotated: BTreeMap<String, &Application> =
+        found.unannotated.iter().map(|a| (a.id.to_string(), a)).collect();
+    let urls: Vec<String> = repos.keys().cloned().collect();
+    for url in urls {
+        let listing = match ctx.listing(&mut repos, &url, true).await {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(LocationError { file: url.clone(), error: e });
+                continue;
+            }
+        };
+        for pr in listing.iter().filter(|p| p.state == PrState::Open && !managed.contains(&(url.clone(), p.head.clone()))) {
+            let meta: Option<PrMetadata> = templates::parse_metadata_block(&pr.body);
+            let Some(meta) = meta else { continue };
+            let obsolete = match unannotated.get(&meta.application) {
+                Some(_) => Some(templates::ObsoleteReason::AnnotationsRemoved),
+                None if discovery_complete => Some(templates::ObsoleteReason::ApplicationRemoved),
+                None => None,
+            };
+            let Some(obsolete) = obsolete else { continue };
+            let report = ctx.close_orphan(&mut repos, &url, pr, &meta, obsolete).await;
+            reports.push(report);
+        }
+    }
+    stats.forge_calls = forge.calls.load(Ordering::Relaxed);
+    stats.forge_writes = forge.writes.load(Ordering::Relaxed);
+    stats.git_pushes = ctx.pushes.load(Ordering::Relaxed);
+    RunReport { applications: reports, errors, stats }
+}
+
+/// The branch template's fixed start: the bot lists PRs and branches under it.
+fn branch_prefix(template: &str) -> String {
+    let fixed = template.split("{{").next().unwrap_or("");
+    let fixed = &fixed[..fixed.rfind('/').map(|i| i + 1).unwrap_or(0)];
+    fixed.to_string()
+}
+
+/// One repository as the run sees it.
+struct RepoState {
+    repo: RepoRef,
+    target: PushTarget,
+    heads: Result<push::RemoteHeads, String>,
+    /// The bot's PRs, listed at most once (again only after a conflict).
+    listing: Option<Result<Vec<PullRequest>, String>>,
+}
+
+/// One Application on its way through the run.
+struct AppWork {
+    id: AppId,
+    settings: Result<planner::PrSettings, String>,
+    /// Base branch per source repository URL.
+    bases: BTreeMap<String, String>,
+    held: Option<String>,
+    branch: String,
+    report: Option<AppReport>,
+    desired: Desired,
+    /// The repository the PR lives in (where the changes go, else the first git source).
+    repo_url: Option<String>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl AppWork {
+    fn new(app: &Application, options: &RunOptions, repos: &BTreeMap<String, RepoState>) -> AppWork {
+        let first_git = app.sources.iter().find(|s| s.chart.is_none()).map(|s| s.repo_url.clone());
+        let repo_settings = first_git.as_ref().and_then(|u| options.repositories.iter().find(|r| same_repo(&r.url, u)));
+        let settings = planner::pr_settings(&app.annotations, repo_settings).map_err(|e| e.to_string());
+        let mut bases = BTreeMap::new();
+        let mut held = None;
+        for source in app.sources.iter().filter(|s| s.chart.is_none()) {
+            let Some(state) = repos.get(&source.repo_url) else { continue };
+            let Ok(heads) = &state.heads else { continue };
+            let configured = settings.as_ref().ok().and_then(|s| s.base.clone()).or_else(|| {
+                options.repositories.iter().find(|r| same_repo(&r.url, &source.repo_url)).and_then(|r| r.base.clone())
+            });
+            let branches: Vec<String> = heads.branches.keys().cloned().collect();
+            match planner::choose_base(&source.target_revision, configured.as_deref(), &branches) {
+                Ok(BaseChoice::Branch(b)) => {
+                    bases.insert(source.repo_url.clone(), b);
+                }
+                Ok(BaseChoice::DefaultBranch) => match &heads.default_branch {
+                    Some((b, _)) => {
+                        bases.insert(source.repo_url.clone(), b.clone());
+                    }
+                    None => held = Some(format!("{} has no default branch", source.repo_url)),
+                },
+                Err(reason) => held = held.or(Some(reason)),
+            }
+        }
+        AppWork {
+            id: app.id.clone(),
+            settings,
+            bases,
+            held,
+            branch: planner::branch_name(&options.branch_template, &app.id),
+            report: None,
+            desired: Desired::Unknown { error: "not evaluated".into() },
+            repo_url: first_git,
+            files: Vec::new(),
+        }
+    }
+}
+
+/// What the bot wants for one Application, from its evaluation.
+fn desired(
+    work: &mut AppWork,
+    report: &AppReport,
+    changes: &[SourceChange],
+    evaluated: &Evaluated,
+    options: &RunOptions,
+    repos: &BTreeMap<String, RepoState>,
+) -> Desired {
+    if let Some(state) = work.repo_url.as_ref().and_then(|u| repos.get(u))
+        && let Err(e) = &state.heads
+    {
+        return Desired::Unknown { error: e.clone() };
+    }
+    let settings = match &work.settings {
+        Ok(s) => s.clone(),
+        Err(e) => return Desired::Unknown { error: format!("Application {}: annotation {e}", work.id) },
+    };
+    if let Some(reason) = &work.held {
+        return Desired::Held { reason: reason.clone() };
+    }
+    let image_errors: Vec<String> = report.images.iter().filter_map(|i| i.error.clone()).collect();
+    if let Some(e) = &report.error {
+        return Desired::Unknown { error: e.clone() };
+    }
+    if !image_errors.is_empty() {
+        return Desired::Unknown { error: image_errors.join("; ") };
+    }
+    let change = match changes {
+        [] => return Desired::UpToDate,
+        [one] => one,
+        _ => {
+            return Desired::Unknown {
+                error: format!(
+                    "Application {}: the update changes files in more than one repository ({}); one pull request per repository is not supported yet",
+                    work.id,
+                    changes.iter().map(|c| c.repo_url.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            };
+        }
+    };
+    work.repo_url = Some(change.repo_url.clone());
+    work.files = change.files.clone();
+    let Some(base_commit) = evaluated.commits.get(&(change.repo_url.clone(), change.revision.clone())) else {
+        return Desired::Unknown { error: format!("{} at {} was not read", change.repo_url, change.revision) };
+    };
+    let images: Vec<planner::ImageChange> = report
+        .images
+        .iter()
+        .filter(|i| i.proposed.is_some() || i.digest.is_some())
+        .filter(|i| i.change.is_some())
+        .map(|i| planner::ImageChange {
+            alias: i.alias.clone(),
+            image: i.image.clone().unwrap_or_default(),
+            from: planner::Version { tag: i.current.clone(), digest: i.current_digest.clone() },
+            to: planner::Version { tag: i.proposed.clone(), digest: i.digest.clone() },
+            change: i.change.unwrap_or("build").to_string(),
+        })
+        .collect();
+    let repo = repos.get(&change.repo_url).map(|r| r.repo.clone());
+    let context = pr_context(work, &images, &change.revision, repo.as_ref(), &options.identity);
+    let rendered = (|| -> Result<(String, String, String), templates::TemplateError> {
+        Ok((
+            options.templates.pr_title(&context)?,
+            options.templates.pr_body(&context)?,
+            options.templates.commit_message(&context)?,
+        ))
+    })();
+    let (title, body, commit_message) = match rendered {
+        Ok(r) => r,
+        Err(e) => return Desired::Unknown { error: format!("Application {}: {e}", work.id) },
+    };
+    let fingerprint = planner::fingerprint(&images, change.files.iter().map(|(p, c)| (p.as_str(), c.as_slice())));
+    Desired::Propose(Box::new(Proposal {
+        images,
+        base_branch: change.revision.clone(),
+        base_commit: base_commit.clone(),
+        branch: work.branch.clone(),
+        title,
+        body,
+        commit_message,
+        fingerprint,
+        settings,
+    }))
+}
+
+fn pr_context(
+    work: &AppWork,
+    images: &[planner::ImageChange],
+    base: &str,
+    repo: Option<&RepoRef>,
+    identity: &Identity,
+) -> templates::PrContext {
+    let version = |v: &planner::Version| templates::VersionRef { tag: v.tag.clone(), digest: v.digest.clone() };
+    templates::PrContext {
+        app: templates::AppInfo::new(&work.id.namespace, &work.id.name),
+        repo: templates::RepoInfo {
+            url: repo.map(|r| r.url.clone()).unwrap_or_default(),
+            slug: repo.map(|r| r.slug.clone()).unwrap_or_default(),
+        },
+        base: base.to_string(),
+        branch: work.branch.clone(),
+        images: images
+            .iter()
+            .filter_map(|i| {
+                let name = ImageName::parse(&i.image).ok()?;
+                let change: templates::Change = serde_json::from_value(serde_json::Value::String(i.change.clone())).ok()?;
+                Some(templates::ImageChange::new(&i.alias, &name, version(&i.from), version(&i.to), change))
+            })
+            .collect(),
+        files: work.files.iter().map(|(p, _)| templates::FileChange { path: p.clone() }).collect(),
+        commands: templates::CommandHelp::defaults(),
+        bot: templates::BotInfo { name: identity.name.clone() },
+    }
+}
+
+/// The visible part of a PR body (the metadata block removed).
+fn visible_body(body: &str) -> String {
+    match body.rfind("<!-- argocd-image-pr:metadata ") {
+        Some(i) => body[..i].trim_end().to_string() + "\n",
+        None => body.to_string(),
+    }
+}
+
+fn compose_body(visible: &str, meta: &PrMetadata) -> String {
+    let block = templates::metadata_block(meta).unwrap_or_default();
+    format!("{}\n\n{block}\n", visible.trim_end())
+}
+
+fn existing(pr: &PullRequest) -> ExistingPr {
+    ExistingPr {
+        number: pr.number,
+        open: pr.state == PrState::Open,
+        title: pr.title.clone(),
+        body: visible_body(&pr.body),
+        metadata: templates::parse_metadata_block(&pr.body),
+        labels: pr.labels.clone(),
+        requested_reviewers: pr.requested_reviewers.clone(),
+        requested_teams: pr.requested_teams.clone(),
+        assignees: pr.assignees.clone(),
+        auto_merge: pr.auto_merge,
+    }
+}
+
+/// Runs git2 work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(format!("git worker failed: {e}")))
+}
+
+struct Ctx<'a, F: Forge> {
+    forge: &'a Counted<'a, F>,
+    options: &'a RunOptions,
+    cache: &'a Path,
+    prefix: &'a str,
+    pushes: AtomicU64,
+}
+
+/// What applying a decision came to.
+struct Applied {
+    action: RunAction,
+    pr: Option<PullRequest>,
+    reason: Option<String>,
+}
+
+impl<F: Forge> Ctx<'_, F> {
+    /// The bot's PRs of a repository: listed once per run (`again` lists once more).
+    async fn listing(
+        &self,
+        repos: &mut BTreeMap<String, RepoState>,
+        url: &str,
+        only_if_branches: bool,
+    ) -> Result<Vec<PullRequest>, String> {
+        let state = repos.get_mut(url).ok_or_else(|| format!("{url} was not looked at"))?;
+        if state.listing.is_none() {
+            // Without a branch of the bot's there is no PR to look after: skip the call.
+            let has_branches =
+                state.heads.as_ref().map(|h| h.branches.keys().any(|b| b.starts_with(self.prefix))).unwrap_or(true);
+            if only_if_branches && !has_branches {
+                return Ok(Vec::new());
+            }
+            let listed = self.forge.list_pull_requests(&state.repo, self.prefix).await.map_err(|e| e.to_string());
+            state.listing = Some(listed);
+        }
+        state.listing.clone().unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    async fn handle(&self, work: &mut AppWork, repos: &mut BTreeMap<String, RepoState>) -> RunAppReport {
+        let report = work.report.clone();
+        let mut out = RunAppReport {
+            namespace: work.id.namespace.clone(),
+            name: work.id.name.clone(),
+            action: RunAction::Unchanged,
+            pr: None,
+            url: None,
+            repo: work.repo_url.clone(),
+            branch: Some(work.branch.clone()),
+            base: None,
+            reason: None,
+            images: report.as_ref().map(|r| r.images.clone()).unwrap_or_default(),
+            changes: report.as_ref().map(|r| r.changes.clone()).unwrap_or_default(),
+            errors: Vec::new(),
+        };
+        if let Desired::Propose(p) = &work.desired {
+            out.base = Some(p.base_branch.clone());
+        }
+        if let Desired::Unknown { error } = &work.desired {
+            out.action = RunAction::Error;
+            out.errors.push(error.clone());
+            return out;
+        }
+        if let Desired::Held { reason } = &work.desired {
+            out.action = RunAction::Held;
+            out.reason = Some(reason.clone());
+            return out;
+        }
+        let Some(url) = work.repo_url.clone() else {
+            out.action = RunAction::Skipped;
+            out.reason = Some("no git source to propose in".into());
+            return out;
+        };
+        let proposing = matches!(work.desired, Desired::Propose(_));
+        let listing = match self.listing(repos, &url, !proposing).await {
+            Ok(l) => l,
+            Err(e) => {
+                out.action = RunAction::Error;
+                out.errors.push(e);
+                return out;
+            }
+        };
+        let open_prs: Vec<&PullRequest> =
+            listing.iter().filter(|p| p.state == PrState::Open && p.head == work.branch).collect();
+        let state = &repos[&url];
+        let head = state.heads.as_ref().ok().and_then(|h| h.branches.get(&work.branch).cloned());
+        match self.decide_and_apply(state, &url, work, open_prs, head).await {
+            Ok(applied) => {
+                out.action = applied.action;
+                out.reason = applied.reason;
+                if let Some(pr) = applied.pr {
+                    out.pr = Some(pr.number);
+                    out.url = Some(pr.url.clone());
+                    out.base = Some(pr.base.clone());
+                }
+            }
+            Err((pr, e)) => {
+                out.action = RunAction::Error;
+                out.pr = pr.as_ref().map(|p| p.number);
+                out.url = pr.map(|p| p.url);
+                out.errors.push(format!("Application {}: {e}", work.id));
+            }
+        }
+        out
+    }
+
+    async fn decide_and_apply(
+        &self,
+        state: &RepoState,
+        url: &str,
+        work: &AppWork,
+        open_prs: Vec<&PullRequest>,
+        head: Option<String>,
+    ) -> Result<Applied, (Option<PullRequest>, String)> {
+        let existing_prs: Vec<ExistingPr> = open_prs.iter().map(|p| existing(p)).collect();
+        let first_pr = open_prs.first().map(|p| (*p).clone());
+        let fail = |e: String| (first_pr.clone(), e);
+        let base_commit = match &work.desired {
+            Desired::Propose(p) => Some(p.base_commit.clone()),
+            _ => {
+                let base = open_prs.first().map(|p| p.base.clone()).or_else(|| work.bases.get(url).cloned());
+                base.and_then(|b| state.heads.as_ref().ok().and_then(|h| h.branches.get(&b).cloned()))
+            }
+        };
+        let mut branch = head.clone().map(|head| BranchState { head, commits: None, head_matches_desired: None });
+        if let (Some(b), Some(base)) = (branch.as_mut(), base_commit.as_ref())
+            && planner::wants_branch_commits(&work.desired, &existing_prs, Some(&b.head))
+        {
+            let commits = blocking({
+                let (cache, url, head, base, target) =
+                    (self.cache.to_path_buf(), url.to_string(), b.head.clone(), base.clone(), state.target.clone());
+                move || push::branch_commits(&cache, &url, &head, &base, Some(&target)).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(fail)?;
+            let commits: Vec<BranchCommit> = commits
+                .into_iter()
+                .map(|c| BranchCommit {
+                    sha: c.sha,
+                    parents: c.parents,
+                    author_email: c.author_email,
+                    committer_email: c.committer_email,
+                })
+                .collect();
+            if let Desired::Propose(p) = &work.desired
+                && planner::wants_tree_check(&commits, &self.options.identity.email)
+            {
+                let (cache, url, head, base, files) = (
+                    self.cache.to_path_buf(),
+                    url.to_string(),
+                    b.head.clone(),
+                    p.base_commit.clone(),
+                    work.files.clone(),
+                );
+                b.head_matches_desired = Some(
+                    blocking(move || push::commit_tree_equals(&cache, &url, &head, &base, &files).map_err(|e| e.to_string()))
+                        .await
+                        .map_err(fail)?,
+                );
+            }
+            b.commits = Some(commits);
+        }
+        let mut input = Input {
+            desired: work.desired.clone(),
+            open_prs: existing_prs,
+            branch,
+            holds: Holds::default(),
+            bot_email: self.options.identity.email.clone(),
+            foreign_comment_posted: None,
+        };
+        if planner::wants_comments(&input)
+            && let Some(pr) = &first_pr
+        {
+            let comments = self.forge.list_comments(&state.repo, pr.number).await.map_err(|e| fail(e.to_string()))?;
+            input.foreign_comment_posted = Some(comments.iter().any(|c| c.body.contains(planner::FOREIGN_COMMIT_MARKER)));
+        }
+        let decision = planner::decide(&input);
+        self.apply(state, url, work, &input, decision, first_pr).await
+    }
+
+    async fn apply(
+        &self,
+        state: &RepoState,
+        url: &str,
+        work: &AppWork,
+        input: &Input,
+        decision: Decision,
+        pr: Option<PullRequest>,
+    ) -> Result<Applied, (Option<PullRequest>, String)> {
+        let repo = &state.repo;
+        let duplicates = (!decision.duplicates.is_empty()).then(|| {
+            format!(
+                "other open pull requests use the branch {}: {} (left alone)",
+                work.branch,
+                decision.duplicates.iter().map(|n| format!("#{n}")).collect::<Vec<_>>().join(", ")
+            )
+        });
+        let done = |action, pr, reason: Option<String>| Ok(Applied { action, pr, reason: reason.or(duplicates.clone()) });
+        match decision.action {
+            Action::Noop => {
+                let Some(pr) = pr else { return done(RunAction::Unchanged, None, None) };
+                if !matches!(input.desired, Desired::Propose(_)) {
+                    return done(RunAction::Unchanged, Some(pr), None);
+                }
+                let changed = !decision.fix_ups.is_empty();
+                self.fix_ups(repo, pr.number, &decision.fix_ups).await.map_err(|e| (Some(pr.clone()), e))?;
+                done(if changed { RunAction::Updated } else { RunAction::Unchanged }, Some(pr), None)
+            }
+            Action::Hold { reason } => done(RunAction::Held, pr, Some(reason)),
+            Action::Skip { reason } => Err((pr, reason)),
+            Action::ForeignCommit { number, comment } => {
+                if comment && let Some(number) = number {
+                    let foreign = input
+                        .branch
+                        .as_ref()
+                        .and_then(|b| b.commits.as_ref())
+                        .and_then(|cs| cs.iter().find(|c| !c.committer_email.eq_ignore_ascii_case(&input.bot_email)))
+                        .map(|c| templates::CommitInfo { sha: c.sha.clone(), author: Some(c.author_email.clone()) })
+                        .unwrap_or(templates::CommitInfo { sha: String::new(), author: None });
+                    let base = pr.as_ref().map(|p| p.base.clone()).unwrap_or_default();
+                    let body = self
+                        .comment(work, templates::Comment::ForeignCommit { base, branch: work.branch.clone(), commit: foreign })
+                        .map_err(|e| (pr.clone(), e))?;
+                    let body = format!("{}\n{}\n", body.trim_end(), planner::FOREIGN_COMMIT_MARKER);
+                    self.forge.create_comment(repo, number, &body).await.map_err(|e| (pr.clone(), e.to_string()))?;
+                }
+                done(RunAction::Skipped, pr, Some(format!("someone else pushed to {}: the bot leaves it alone", work.branch)))
+            }
+            Action::Close { number, reason, delete_branch } => {
+                let obsolete = match reason {
+                    CloseReason::UpToDate => templates::ObsoleteReason::BaseHasVersions,
+                    CloseReason::Unmanaged => templates::ObsoleteReason::AnnotationsRemoved,
+                };
+                let closed = match (number, pr.clone()) {
+                    (Some(number), Some(pr)) => Some(self.close_pr(repo, work, &pr, number, obsolete).await.map_err(|e| (Some(pr.clone()), e))?),
+                    _ => None,
+                };
+                if delete_branch {
+                    self.forge.delete_branch(repo, &work.branch).await.map_err(|e| (closed.clone(), e.to_string()))?;
+                }
+                if closed.is_none() {
+                    return done(RunAction::Unchanged, None, Some(format!("deleted the leftover branch {}", work.branch)));
+                }
+                done(RunAction::Closed, closed, Some(reason.text().to_string()))
+            }
+            Action::Open { push } => {
+                let Desired::Propose(p) = &input.desired else { return Err((pr, "nothing to open".into())) };
+                let head = input.branch.as_ref().map(|b| b.head.clone());
+                let commit = self.push(state, url, p, &work.files, push, head).await.map_err(|e| (None, e))?;
+                let meta = metadata(work, p, &commit, &p.base_commit);
+                let new = NewPullRequest {
+                    title: p.title.clone(),
+                    body: compose_body(&p.body, &meta),
+                    head: p.branch.clone(),
+                    base: p.base_branch.clone(),
+                    draft: p.settings.draft,
+                };
+                let opened = match self.forge.create_pull_request(repo, &new).await {
+                    Ok(pr) => pr,
+                    Err(e) if e.kind == ForgeErrorKind::Conflict => {
+                        // An earlier, interrupted call did create it: list again and adopt it.
+                        let again = self.forge.list_pull_requests(repo, self.prefix).await.map_err(|e| (None, e.to_string()))?;
+                        let found = again.into_iter().find(|x| x.state == PrState::Open && x.head == p.branch);
+                        let Some(found) = found else { return Err((None, e.to_string())) };
+                        let update = PrUpdate { title: Some(new.title.clone()), body: Some(new.body.clone()), state: None };
+                        self.forge.update_pull_request(repo, found.number, &update).await.map_err(|e| (Some(found.clone()), e.to_string()))?
+                    }
+                    Err(e) => return Err((None, e.to_string())),
+                };
+                self.fix_ups(repo, opened.number, &decision.fix_ups).await.map_err(|e| (Some(opened.clone()), e))?;
+                done(RunAction::Opened, Some(opened), None)
+            }
+            Action::Update { number, push, edit_title_body } => {
+                let Desired::Propose(p) = &input.desired else { return Err((pr, "nothing to update".into())) };
+                let head = input.branch.as_ref().map(|b| b.head.clone());
+                let pushed = push.is_some();
+                let commit = self.push(state, url, p, &work.files, push, head.clone()).await.map_err(|e| (pr.clone(), e))?;
+                let recorded = input.open_prs.first().and_then(|x| x.metadata.as_ref());
+                let base_commit = match recorded {
+                    Some(m) if !pushed && m.commit == commit => m.base_commit.clone(),
+                    _ => p.base_commit.clone(),
+                };
+                let mut updated = pr.clone();
+                if edit_title_body || pushed {
+                    let meta = metadata(work, p, &commit, &base_commit);
+                    let update =
+                        PrUpdate { title: Some(p.title.clone()), body: Some(compose_body(&p.body, &meta)), state: None };
+                    updated = Some(
+                        self.forge.update_pull_request(repo, number, &update).await.map_err(|e| (pr.clone(), e.to_string()))?,
+                    );
+                }
+                self.fix_ups(repo, number, &decision.fix_ups).await.map_err(|e| (updated.clone(), e))?;
+                done(RunAction::Updated, updated, None)
+            }
+        }
+    }
+
+    /// Builds and pushes the bot's commit when `push` says so; returns the commit the branch
+    /// holds afterwards.
+    async fn push(
+        &self,
+        state: &RepoState,
+        url: &str,
+        p: &Proposal,
+        files: &[(String, Vec<u8>)],
+        push: Option<Push>,
+        head: Option<String>,
+    ) -> Result<String, String> {
+        let Some(push) = push else {
+            return head.ok_or_else(|| "the branch to adopt is gone".to_string());
+        };
+        let lease = match push {
+            Push::Create => Lease::MustNotExist,
+            Push::Replace { expect } => Lease::Expect(expect),
+        };
+        let message = p.commit_message.clone();
+        let (cache, url_owned, base, files, identity) =
+            (self.cache.to_path_buf(), url.to_string(), p.base_commit.clone(), files.to_vec(), self.options.identity.clone());
+        let commit = blocking(move || {
+            push::commit_on_base(&cache, &url_owned, &base, &files, &message, &identity).map_err(|e| e.to_string())
+        })
+        .await?;
+        // Asked right before the push: a GitHub App token may need refreshing meanwhile.
+        let target = self.forge.authorized_push_target(&state.repo).await.map_err(|e| e.to_string())?;
+        let (cache, url_owned, branch, sha) = (self.cache.to_path_buf(), url.to_string(), p.branch.clone(), commit.clone());
+        blocking(move || {
+            push::push_branch(&cache, &url_owned, &target, &branch, &sha, &lease).map_err(|e| match e {
+                PushError::LeaseFailed { .. } => {
+                    format!("{e} (someone pushed to the branch meanwhile; the next run looks again)")
+                }
+                e => e.to_string(),
+            })
+        })
+        .await?;
+        self.pushes.fetch_add(1, Ordering::Relaxed);
+        Ok(commit)
+    }
+
+    async fn fix_ups(&self, repo: &RepoRef, number: u64, f: &FixUps) -> Result<(), String> {
+        if !f.labels.is_empty() {
+            self.forge.add_labels(repo, number, &f.labels).await.map_err(|e| e.to_string())?;
+        }
+        if !f.assignees.is_empty() {
+            self.forge.add_assignees(repo, number, &f.assignees).await.map_err(|e| e.to_string())?;
+        }
+        if !f.reviewers.is_empty() || !f.team_reviewers.is_empty() {
+            self.forge.request_reviewers(repo, number, &f.reviewers, &f.team_reviewers).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(method) = f.auto_merge {
+            self.forge.enable_auto_merge(repo, number, method.as_str()).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn comment(&self, work: &AppWork, comment: templates::Comment) -> Result<String, String> {
+        let ctx = templates::CommentContext {
+            app: templates::AppInfo::new(&work.id.namespace, &work.id.name),
+            bot: templates::BotInfo { name: self.options.identity.name.clone() },
+            comment,
+        };
+        self.options.templates.comment(&ctx).map_err(|e| e.to_string())
+    }
+
+    /// Comments why, then closes.
+    async fn close_pr(
+        &self,
+        repo: &RepoRef,
+        work: &AppWork,
+        pr: &PullRequest,
+        number: u64,
+        reason: templates::ObsoleteReason,
+    ) -> Result<PullRequest, String> {
+        let meta: Option<PrMetadata> = templates::parse_metadata_block(&pr.body);
+        let images = meta.map(|m| template_images(&m.images)).unwrap_or_default();
+        let body = self.comment(
+            work,
+            templates::Comment::ClosedObsolete { reason, base: pr.base.clone(), branch: pr.head.clone(), images },
+        )?;
+        self.forge.create_comment(repo, number, &body).await.map_err(|e| e.to_string())?;
+        let update = PrUpdate { title: None, body: None, state: Some(PrState::Closed) };
+        self.forge.update_pull_request(repo, number, &update).await.map_err(|e| e.to_string())
+    }
+
+    /// An open bot PR whose Application lost its annotations or is gone.
+    async fn close_orphan(
+        &self,
+        repos: &mut BTreeMap<String, RepoState>,
+        url: &str,
+        pr: &PullRequest,
+        meta: &PrMetadata,
+        reason: templates::ObsoleteReason,
+    ) -> RunAppReport {
+        let (namespace, name) = meta.application.split_once('/').unwrap_or(("", &meta.application));
+        let id = AppId { namespace: namespace.into(), name: name.into() };
+        let mut out = RunAppReport {
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+            action: RunAction::Closed,
+            pr: Some(pr.number),
+            url: Some(pr.url.clone()),
+            repo: Some(url.to_string()),
+            branch: Some(pr.head.clone()),
+            base: Some(pr.base.clone()),
+            reason: Some(CloseReason::Unmanaged.text().to_string()),
+            images: vec![],
+            changes: vec![],
+            errors: vec![],
+        };
+        let state = &repos[url];
+        let work = AppWork {
+            id,
+            settings: Ok(Default::default()),
+            bases: BTreeMap::new(),
+            held: None,
+            branch: pr.head.clone(),
+            report: None,
+            desired: Desired::Unmanaged,
+            repo_url: Some(url.to_string()),
+            files: vec![],
+        };
+        let head = state.heads.as_ref().ok().and_then(|h| h.branches.get(&pr.head).cloned());
+        match self.decide_and_apply(state, url, &work, vec![pr], head).await {
+            Ok(applied) => {
+                out.action = applied.action;
+                if reason == templates::ObsoleteReason::ApplicationRemoved {
+                    out.reason = Some("the Application is gone".into());
+                }
+            }
+            Err((_, e)) => {
+                out.action = RunAction::Error;
+                out.errors.push(e);
+            }
+        }
+        out
+    }
+}
+
+fn template_images(images: &[planner::ImageChange]) -> Vec<templates::ImageChange> {
+    let version = |v: &planner::Version| templates::VersionRef { tag: v.tag.clone(), digest: v.digest.clone() };
+    images
+        .iter()
+        .filter_map(|i| {
+            let name = ImageName::parse(&i.image).ok()?;
+            let change = serde_json::from_value(serde_json::Value::String(i.change.clone())).ok()?;
+            Some(templates::ImageChange::new(&i.alias, &name, version(&i.from), version(&i.to), change))
+        })
+        .collect()
+}
+
+fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str) -> PrMetadata {
+    PrMetadata {
+        version: 1,
+        application: work.id.to_string(),
+        images: p.images.clone(),
+        fingerprint: p.fingerprint.clone(),
+        commit: commit.to_string(),
+        base_commit: base_commit.to_string(),
+    }
+}
+
+/// Counts the forge calls a run makes (the benchmark prints them) and which of them write.
+pub struct Counted<'a, F: Forge> {
+    inner: &'a F,
+    calls: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl<'a, F: Forge> Counted<'a, F> {
+    fn new(inner: &'a F) -> Self {
+        Counted { inner, calls: AtomicU64::new(0), writes: AtomicU64::new(0) }
+    }
+
+    fn read(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl<F: Forge> Forge for Counted<'_, F> {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn push_target(&self, repo: &RepoRef) -> PushTarget {
+        self.inner.push_target(repo)
+    }
+
+    async fn authorized_push_target(&self, repo: &RepoRef) -> Result<PushTarget, ForgeError> {
+        self.inner.authorized_push_target(repo).await
+    }
+
+    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
+        self.read();
+        self.inner.default_branch(repo).await
+    }
+
+    async fn list_pull_requests(&self, repo: &RepoRef, head_prefix: &str) -> Result<Vec<PullRequest>, ForgeError> {
+        self.read();
+        self.inner.list_pull_requests(repo, head_prefix).await
+    }
+
+    async fn create_pull_request(&self, repo: &RepoRef, pr: &NewPullRequest) -> Result<PullRequest, ForgeError> {
+        self.write();
+        self.inner.create_pull_request(repo, pr).await
+    }
+
+    async fn update_pull_request(&self, repo: &RepoRef, number: u64, update: &PrUpdate) -> Result<PullRequest, ForgeError> {
+        self.write();
+        self.inner.update_pull_request(repo, number, update).await
+    }
+
+    async fn list_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<Comment>, ForgeError> {
+        self.read();
+        self.inner.list_comments(repo, number).await
+    }
+
+    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<Comment, ForgeError> {
+        self.write();
+        self.inner.create_comment(repo, number, body).await
+    }
+
+    async fn add_labels(&self, repo: &RepoRef, number: u64, labels: &[String]) -> Result<(), ForgeError> {
+        self.write();
+        self.inner.add_labels(repo, number, labels).await
+    }
+
+    async fn request_reviewers(&self, repo: &RepoRef, number: u64, users: &[String], teams: &[String]) -> Result<(), ForgeError> {
+        self.write();
+        self.inner.request_reviewers(repo, number, users, teams).await
+    }
+
+    async fn add_assignees(&self, repo: &RepoRef, number: u64, users: &[String]) -> Result<(), ForgeError> {
+        self.write();
+        self.inner.add_assignees(repo, number, users).await
+    }
+
+    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: &str) -> Result<(), ForgeError> {
+        self.write();
+        self.inner.enable_auto_merge(repo, number, method).await
+    }
+
+    async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), ForgeError> {
+        self.write();
+        self.inner.delete_branch(repo, branch).await
+    }
+
+    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
+        self.read();
+        self.inner.permission(repo, user).await
+    }
+
+    async fn add_reaction(&self, repo: &RepoRef, comment_id: u64, reaction: &str) -> Result<(), ForgeError> {
+        self.write();
+        self.inner.add_reaction(repo, comment_id, reaction).await
+    }
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
