@@ -19,6 +19,7 @@ use crate::discovery::{self, Application};
 use crate::git::{self, Snapshot};
 use crate::manifest::edit::{self, EditRequest, FileChange, Target};
 use crate::manifest::{self, CurrentImage, FileSet};
+use crate::ports::PushTarget;
 use crate::registry::{RegistryClient, RegistrySettings};
 use crate::strategy::{self, Candidate, ChangeKind, Current, Need, Selection};
 
@@ -154,7 +155,7 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
     };
     let found = discover(&options.apps, &cache_dir).await;
     errors.extend(found.errors);
-    let evaluated = evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone()).await;
+    let evaluated = evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone(), &HashMap::new()).await;
     PlanReport { applications: evaluated.reports, errors, stats: evaluated.stats }
 }
 
@@ -239,6 +240,7 @@ async fn evaluate(
     cache_dir: &Path,
     registry: &Arc<RegistryClient>,
     revision_of: impl Fn(&Application, &discovery::AppSource) -> String,
+    credentials: &HashMap<String, PushTarget>,
 ) -> Evaluated {
     // Reads happen at the revision the caller chooses (`run` reads the base branch).
     let annotated: Vec<(Application, annotations::AppAnnotations)> = annotated
@@ -254,7 +256,7 @@ async fn evaluate(
         .collect();
 
     // 2. git: every source once per (URL, revision)
-    let snapshots = fetch_sources(&annotated, cache_dir).await;
+    let snapshots = fetch_sources(&annotated, cache_dir, credentials).await;
 
     // 3. current versions, then registries, per image
     let mut jobs = Vec::new();
@@ -363,7 +365,12 @@ async fn load_location(location: &str, cache_dir: &Path) -> Result<(FileSet, Opt
 type SourceKey = (String, String);
 type Snapshots = HashMap<SourceKey, Result<Arc<Snapshot>, String>>;
 
-async fn fetch_sources(annotated: &[(Application, annotations::AppAnnotations)], cache_dir: &Path) -> Snapshots {
+/// `credentials`: the forge's git credentials per repository URL (`run`); none for `plan`.
+async fn fetch_sources(
+    annotated: &[(Application, annotations::AppAnnotations)],
+    cache_dir: &Path,
+    credentials: &HashMap<String, PushTarget>,
+) -> Snapshots {
     let mut keys: Vec<SourceKey> = annotated
         .iter()
         .flat_map(|(app, _)| app.sources.iter())
@@ -380,10 +387,12 @@ async fn fetch_sources(annotated: &[(Application, annotations::AppAnnotations)],
     }
     let tasks = by_url.into_iter().map(|(url, revs)| {
         let cache_dir = cache_dir.to_path_buf();
+        let auth = credentials.get(&url).cloned();
         tokio::task::spawn_blocking(move || {
             revs.into_iter()
                 .map(|rev| {
-                    let snap = git::snapshot(&url, &rev, &cache_dir).map(Arc::new).map_err(|e| e.to_string());
+                    let snap =
+                        git::snapshot_with(&url, &rev, &cache_dir, auth.as_ref()).map(Arc::new).map_err(|e| e.to_string());
                     ((url.clone(), rev), snap)
                 })
                 .collect::<Vec<_>>()

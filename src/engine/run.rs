@@ -183,10 +183,12 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         .iter()
         .flat_map(|w| w.bases.iter().map(move |(url, base)| ((w.id.clone(), url.clone()), base.clone())))
         .collect();
-    let evaluated: Evaluated = evaluate(&found.annotated, &found.origins, &cache, &registry, |app, source| {
+    // Sources are read with the forge's credentials (private repositories over https).
+    let credentials: HashMap<String, PushTarget> = repos.iter().map(|(url, r)| (url.clone(), r.target.clone())).collect();
+    let revision = |app: &Application, source: &crate::discovery::AppSource| {
         bases.get(&(app.id.clone(), source.repo_url.clone())).cloned().unwrap_or_else(|| source.target_revision.clone())
-    })
-    .await;
+    };
+    let evaluated: Evaluated = evaluate(&found.annotated, &found.origins, &cache, &registry, revision, &credentials).await;
     for (i, work) in works.iter_mut().enumerate() {
         work.report = Some(evaluated.reports[i].clone());
         work.desired = desired(work, &evaluated.reports[i], &evaluated.changes[i], &evaluated, &options, &repos);

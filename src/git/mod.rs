@@ -38,8 +38,19 @@ pub enum GitError {
 /// The clone is bare, in `cache_dir/<last URL segment>-<hash of the URL>.git`, and is fetched
 /// again on every call, so a new commit on a branch is seen.
 pub fn snapshot(url: &str, revision: &str, cache_dir: &Path) -> Result<Snapshot, GitError> {
+    snapshot_with(url, revision, cache_dir, None)
+}
+
+/// [`snapshot`] with a forge's credentials: fetches from `auth.url` (the forge's git URL for the
+/// repository) with its user and password, as pushes do. `run` reads private repositories so.
+pub fn snapshot_with(
+    url: &str,
+    revision: &str,
+    cache_dir: &Path,
+    auth: Option<&crate::ports::PushTarget>,
+) -> Result<Snapshot, GitError> {
     let repo_err = |message: String| GitError::Repo { url: url.to_string(), message };
-    let remote_url = remote_url(url);
+    let remote_url = remote_url(auth.map_or(url, |a| a.url.as_str()));
     let dir = cache_dir.join(cache_name(url));
     let repo = match Repository::open_bare(&dir) {
         Ok(repo) => repo,
@@ -50,7 +61,7 @@ pub fn snapshot(url: &str, revision: &str, cache_dir: &Path) -> Result<Snapshot,
                 .map_err(|e| repo_err(format!("cannot create clone in {}: {}", dir.display(), e.message())))?
         }
     };
-    let default_branch = fetch(&repo, &remote_url).map_err(|e| repo_err(format!("fetch failed: {}", e.message())))?;
+    let default_branch = fetch(&repo, &remote_url, auth).map_err(|e| repo_err(format!("fetch failed: {}", e.message())))?;
     let commit = resolve(&repo, revision, default_branch.as_deref()).ok_or_else(|| GitError::Revision {
         url: url.to_string(),
         revision: revision.to_string(),
@@ -123,8 +134,25 @@ fn remote_url(url: &str) -> String {
 }
 
 /// Fetches all branches and tags; returns the remote's default branch (`refs/heads/main`).
-fn fetch(repo: &Repository, url: &str) -> Result<Option<String>, git2::Error> {
+fn fetch(repo: &Repository, url: &str, auth: Option<&crate::ports::PushTarget>) -> Result<Option<String>, git2::Error> {
     let mut remote = repo.remote_anonymous(url)?;
+    let callbacks = match auth {
+        Some(_) => push::callbacks(auth),
+        None => default_callbacks(),
+    };
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(callbacks).download_tags(AutotagOption::All).prune(FetchPrune::On);
+    remote.fetch(
+        &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+        Some(&mut options),
+        None,
+    )?;
+    let default = remote.default_branch().ok().and_then(|b| b.as_str().ok().map(str::to_string));
+    Ok(default)
+}
+
+/// The SSH agent or the platform's default credentials (no forge credentials given).
+fn default_callbacks<'a>() -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let mut attempts = 0;
     callbacks.credentials(move |_url, username, allowed| {
@@ -141,15 +169,7 @@ fn fetch(repo: &Repository, url: &str) -> Result<Option<String>, git2::Error> {
         }
         Err(git2::Error::from_str("no credentials configured for this repository"))
     });
-    let mut options = FetchOptions::new();
-    options.remote_callbacks(callbacks).download_tags(AutotagOption::All).prune(FetchPrune::On);
-    remote.fetch(
-        &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
-        Some(&mut options),
-        None,
-    )?;
-    let default = remote.default_branch().ok().and_then(|b| b.as_str().ok().map(str::to_string));
-    Ok(default)
+    callbacks
 }
 
 /// Branch, tag, `HEAD`, a full ref name, or a full or abbreviated commit id.

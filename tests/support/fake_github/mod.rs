@@ -182,6 +182,10 @@ struct State {
     requests: Vec<Recorded>,
     violations: Vec<String>,
     faults: Vec<Fault>,
+    /// Calls that take effect but whose answer is replaced by a 502 (operation, nth).
+    lost: Vec<(String, usize)>,
+    /// The next `pulls/list` answers leave out every pull request.
+    hidden_listings: usize,
     calls: HashMap<String, usize>,
     rate_limits: VecDeque<RateLimit>,
     rate_limited: usize,
@@ -301,7 +305,9 @@ impl FakeGithub {
         sha
     }
 
+    /// Makes `branch` (which must exist) the default branch, for the API and for git's `HEAD`.
     pub fn set_default_branch(&self, repo: &str, branch: &str) {
+        git::git(&self.bare_path(repo), &["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")], "fake");
         self.state().repos.get_mut(&repo.to_ascii_lowercase()).expect("no such repo").default_branch = branch.into();
     }
 
@@ -460,6 +466,19 @@ impl FakeGithub {
         let mut st = self.state();
         let done = st.calls.get(operation).copied().unwrap_or(0);
         st.faults.push(Fault { operation: operation.into(), nth: done + nth, status });
+    }
+
+    /// The `nth` (1-based, counted from now) call of `operation` takes effect, but its answer is
+    /// lost: the caller gets a 502 from a proxy in between.
+    pub fn lose_response(&self, operation: &str, nth: usize) {
+        let mut st = self.state();
+        let done = st.calls.get(operation).copied().unwrap_or(0);
+        st.lost.push((operation.into(), done + nth));
+    }
+
+    /// The next listing of pull requests answers an empty page (a stale replica).
+    pub fn hide_from_next_listing(&self, _repo: &str) {
+        self.state().hidden_listings += 1;
     }
 
     /// The next `count` API requests are answered with this rate limit.
@@ -775,7 +794,12 @@ fn answer(
         let fault = st.faults.remove(i);
         return reply_error(fault.status, &format!("injected fault on {} call {n}", op.id));
     }
-    handle(shared, st, op, &user, query, body)
+    let reply = handle(shared, st, op, &user, query, body);
+    if let Some(i) = st.lost.iter().position(|(o, nth)| *o == op.id && *nth == n) {
+        st.lost.remove(i);
+        return reply_error(502, "Server Error (the answer was lost on its way)");
+    }
+    reply
 }
 
 fn rate_limited(limit: RateLimit) -> Reply {
@@ -866,6 +890,8 @@ fn handle(shared: &Shared, st: &mut State, op: &Operation, user: &str, query: &s
             let state = params.get("state").map(String::as_str).unwrap_or("open");
             let per_page: usize = params.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30).clamp(1, 100);
             let page: usize = params.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+            let hide = st.hidden_listings > 0;
+            st.hidden_listings = st.hidden_listings.saturating_sub(1);
             let mut pulls: Vec<&Pull> = st
                 .pulls
                 .iter()
@@ -883,6 +909,9 @@ fn handle(shared: &Shared, st: &mut State, op: &Operation, user: &str, query: &s
             }
             if desc {
                 pulls.reverse();
+            }
+            if hide {
+                pulls.clear();
             }
             let total = pulls.len();
             let items: Vec<Value> =
