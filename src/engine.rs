@@ -153,7 +153,7 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
             return PlanReport { applications: vec![], errors, stats: Stats::default() };
         }
     };
-    let found = discover(&options.apps, &cache_dir).await;
+    let found = discover(&options.apps, &cache_dir, &HashMap::new()).await;
     errors.extend(found.errors);
     let evaluated = evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone(), &HashMap::new()).await;
     PlanReport { applications: evaluated.reports, errors, stats: evaluated.stats }
@@ -184,12 +184,12 @@ struct Discovered {
     errors: Vec<LocationError>,
 }
 
-/// 1. discovery
-async fn discover(locations: &[String], cache_dir: &Path) -> Discovered {
+/// 1. discovery; git locations are cloned with `credentials` where given (`run`: the forge's).
+async fn discover(locations: &[String], cache_dir: &Path, credentials: &HashMap<String, PushTarget>) -> Discovered {
     let mut errors = Vec::new();
     let mut apps: Vec<(Application, Option<AppsOrigin>)> = Vec::new();
     for location in locations {
-        match load_location(location, cache_dir).await {
+        match load_location(location, cache_dir, credentials.get(location).cloned()).await {
             Ok((files, commit)) => {
                 let (found, file_errors) = discovery::find_applications(&files);
                 let origin = commit.map(|commit| AppsOrigin { url: location.clone(), commit });
@@ -345,7 +345,11 @@ struct AppsOrigin {
 
 /// A directory is read as it is; anything else is taken for a git URL and cloned at `HEAD`
 /// (then the commit is returned too).
-async fn load_location(location: &str, cache_dir: &Path) -> Result<(FileSet, Option<String>), String> {
+async fn load_location(
+    location: &str,
+    cache_dir: &Path,
+    auth: Option<PushTarget>,
+) -> Result<(FileSet, Option<String>), String> {
     let location = location.to_string();
     let cache_dir = cache_dir.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
@@ -353,7 +357,7 @@ async fn load_location(location: &str, cache_dir: &Path) -> Result<(FileSet, Opt
         if path.is_dir() {
             git::read_dir(path).map(|files| (files, None)).map_err(|e| e.to_string())
         } else {
-            git::snapshot(&location, "HEAD", &cache_dir)
+            git::snapshot_with(&location, "HEAD", &cache_dir, auth.as_ref())
                 .map(|s| (s.files, Some(s.commit)))
                 .map_err(|e| e.to_string())
         }

@@ -85,13 +85,18 @@ impl World {
 
     /// `run --once --forge github` against the fake; the fake's request log starts afresh.
     fn run(&self) -> PlanOutput {
+        self.run_apps(&self.apps.path().join("apps").display().to_string())
+    }
+
+    /// [`World::run`] reading the Applications from `apps` (a directory or a git URL).
+    fn run_apps(&self, apps: &str) -> PlanOutput {
         self.gh.clear_requests();
         let cmd = Plan::command(&["run", "--once", "--forge", "github", "--github-url", &self.gh.url()]);
         let cmd = match &self.login {
             Login::Token => cmd.env("GITHUB_TOKEN", fake_github::TOKEN),
             Login::App(id, key) => cmd.arg("--github-app-id").arg(id.to_string()).arg("--github-app-key").arg(key.path()),
         };
-        cmd.apps(self.apps.path().join("apps")).json()
+        cmd.apps(apps).json()
     }
 
     /// git in the fake's bare repository.
@@ -528,5 +533,41 @@ fn the_base_is_the_target_revision_branch_or_the_default_branch_for_head() {
     assert_eq!(out.app("web")["base"], "trunk");
     let parent = w.git(&["rev-parse", "argocd-image-pr/argocd/web^"]);
     assert_eq!(parent.trim(), w.sha("trunk").unwrap(), "built on the default branch's tip");
+    w.gh.finish();
+}
+
+#[test]
+fn applications_kept_in_the_private_gitops_repository_are_read_with_the_token() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    let yaml = w.app("api").to_yaml();
+    w.gh.push_commit(REPO, "main", &[("apps/api.yaml", Some(&yaml))], "alice");
+
+    let out = w.run_apps(&w.url());
+    out.assert_exit(0);
+    assert_action(&out, "api", "opened");
+    w.assert_branch_is_one_commit(BRANCH, "1.0.0", "1.1.0");
+    w.run_apps(&w.url()).assert_exit(0);
+    assert_eq!((w.gh.writes(), w.api_calls().len()), (0, 1), "{:?}", w.api_calls());
+    w.gh.finish();
+}
+
+#[test]
+fn after_a_person_merges_the_pr_the_leftover_branch_goes_and_nothing_else_happens() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    w.run().assert_exit(0);
+    let number = w.gh.pulls(REPO)[0].number;
+    w.gh.merge_pull(REPO, number, "alice");
+    assert!(w.sha(BRANCH).is_some(), "GitHub keeps the branch unless told otherwise");
+
+    let out = w.run();
+    out.assert_exit(0);
+    assert_action(&out, "api", "unchanged");
+    assert_eq!(w.sha(BRANCH), None, "the merged branch is deleted");
+    assert_eq!(w.api_calls(), ["pulls/list", "git/delete-ref"]);
+    assert!(w.gh.comments(REPO, number).is_empty(), "no comment on a merged PR");
+    assert_eq!(w.gh.pulls(REPO).len(), 1, "no new PR");
+
+    w.run().assert_exit(0);
+    assert!(w.api_calls().is_empty(), "{:?}", w.api_calls());
     w.gh.finish();
 }

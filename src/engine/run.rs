@@ -122,7 +122,17 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
     let prefix = branch_prefix(&options.branch_template);
 
     // 1. discovery, settings, bases
-    let found = discover(&options.plan.apps, &cache).await;
+    // `--apps` git URLs on the forge (Applications kept in a private repository) are cloned with
+    // the forge's credentials; a URL the forge does not know is cloned as it is.
+    let mut apps_credentials: HashMap<String, PushTarget> = HashMap::new();
+    for location in options.plan.apps.iter().filter(|l| !Path::new(l).is_dir()) {
+        if let Some(repo) = RepoRef::from_url(location)
+            && let Ok(target) = forge.authorized_push_target(&repo).await
+        {
+            apps_credentials.insert(location.clone(), target);
+        }
+    }
+    let found = discover(&options.plan.apps, &cache, &apps_credentials).await;
     let discovery_complete = found.errors.is_empty();
     errors.extend(found.errors);
     let mut urls: BTreeSet<String> = BTreeSet::new();
