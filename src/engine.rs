@@ -108,8 +108,12 @@ pub struct ImageReport {
     pub source: Option<String>,
     /// The tag to move to; `null` means no update.
     pub proposed: Option<String>,
-    /// The digest to pin, `sha256:...`, when the strategy works with digests.
+    /// The proposed tag's manifest digest, `sha256:...`, when known: the digest to pin (digest
+    /// strategy, pin-digest), or the one newest-build read; `null` for semver and alphabetical.
     pub digest: Option<String>,
+    /// `created` of the proposed image's config, when the strategy read it (newest-build,
+    /// digest); `null` for semver and alphabetical, which choose from the tag list alone.
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
     /// major, minor, patch, pre-release, digest or build.
     pub change: Option<&'static str>,
     /// Why nothing is proposed.
@@ -129,6 +133,7 @@ impl ImageReport {
             source: None,
             proposed: None,
             digest: None,
+            created: None,
             change: None,
             reason: None,
             error: None,
@@ -470,7 +475,8 @@ async fn plan_image(
     };
     let mut edit = None;
     match choose(spec, &current, &registry).await {
-        Ok(selection) => {
+        Ok((selection, seen)) => {
+            r.created = seen.created;
             r.reason = selection.reason;
             if let Some(p) = selection.proposed {
                 edit = source_index.map(|source| PlannedEdit {
@@ -478,7 +484,7 @@ async fn plan_image(
                     target: Target { tag: Some(p.tag.clone()), digest: p.digest.clone() },
                 });
                 r.proposed = Some(p.tag);
-                r.digest = p.digest;
+                r.digest = p.digest.or(seen.digest);
                 r.change = Some(change_name(p.kind));
             }
         }
@@ -493,8 +499,17 @@ struct PlannedEdit {
     target: Target,
 }
 
-/// Tag list -> filters -> metadata the strategy needs -> selection (-> digest to pin).
-async fn choose(spec: &ImageSpec, current: &Current, registry: &RegistryClient) -> Result<Selection, String> {
+/// What the registry said of the proposed tag while choosing (no request is made for it).
+#[derive(Default)]
+struct Seen {
+    created: Option<chrono::DateTime<chrono::Utc>>,
+    /// The manifest digest, also when the strategy does not pin it (newest-build).
+    digest: Option<String>,
+}
+
+/// Tag list -> filters -> metadata the strategy needs -> selection (-> digest to pin); with what
+/// the strategy had to read about the proposed image anyway.
+async fn choose(spec: &ImageSpec, current: &Current, registry: &RegistryClient) -> Result<(Selection, Seen), String> {
     let secret = spec.pull_secret.as_deref();
     let tags = registry.list_tags(&spec.name, secret).await.map_err(|e| e.to_string())?;
     let filtered = strategy::filter_tags(spec, &tags).map_err(|e| e.to_string())?;
@@ -519,28 +534,37 @@ async fn choose(spec: &ImageSpec, current: &Current, registry: &RegistryClient) 
         }
         Need::Digest(tag) => {
             if !tags.iter().any(|t| *t == tag) {
-                return Ok(Selection {
-                    proposed: None,
-                    reason: Some(format!("tag {tag} does not exist in {}", spec.name)),
-                });
+                return Ok((
+                    Selection { proposed: None, reason: Some(format!("tag {tag} does not exist in {}", spec.name)) },
+                    Seen::default(),
+                ));
             }
             let meta = registry.tag_metadata(&spec.name, &tag, &spec.platforms, secret).await.map_err(|e| e.to_string())?;
             if !meta.platform_found {
-                return Ok(Selection {
-                    proposed: None,
-                    reason: Some(format!("tag {tag} has no image for {}", platforms_text(spec))),
-                });
+                return Ok((
+                    Selection {
+                        proposed: None,
+                        reason: Some(format!("tag {tag} has no image for {}", platforms_text(spec))),
+                    },
+                    Seen::default(),
+                ));
             }
             vec![Candidate { tag, digest: Some(meta.digest), created: meta.created }]
         }
     };
     let mut selection = strategy::select(spec, current, &candidates).map_err(|e| e.to_string())?;
+    let seen = selection
+        .proposed
+        .as_ref()
+        .and_then(|p| candidates.iter().find(|c| c.tag == p.tag && (p.digest.is_none() || c.digest == p.digest)))
+        .map(|c| Seen { created: c.created, digest: c.digest.clone() })
+        .unwrap_or_default();
     if spec.pin_digest && spec.strategy != UpdateStrategy::Digest {
         if let Some(p) = selection.proposed.as_mut().filter(|p| p.digest.is_none()) {
             p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await.map_err(|e| e.to_string())?);
         }
     }
-    Ok(selection)
+    Ok((selection, seen))
 }
 
 fn platforms_text(spec: &ImageSpec) -> String {

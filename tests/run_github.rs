@@ -199,7 +199,12 @@ fn opens_one_pr_with_its_settings_then_writes_nothing_then_updates_it_in_place()
     assert_eq!(pr.title, "chore(deploy): update api to 1.1.0 in api");
     let body = pr.body.clone().unwrap();
     assert!(body.starts_with("### Deploy review: `api`"), "{body}");
-    assert!(body.contains("| `api` | `1.0.0` → `1.1.0` | minor |"), "{body}");
+    assert!(
+        body.contains("cluster `https://kubernetes.default.svc`, namespace `api`"),
+        "the destination from the Application:\n{body}"
+    );
+    // semver chooses from the tag list alone: no manifest read, so no build date or digest.
+    assert!(body.contains("| `api` | `1.0.0` → `1.1.0` | minor | unknown | unknown |"), "{body}");
     let meta = metadata(&body);
     assert_eq!(meta["application"], "argocd/api");
     assert_eq!(meta["commit"], head1, "the metadata records the bot's commit");
@@ -569,5 +574,40 @@ fn after_a_person_merges_the_pr_the_leftover_branch_goes_and_nothing_else_happen
 
     w.run().assert_exit(0);
     assert!(w.api_calls().is_empty(), "{:?}", w.api_calls());
+    w.gh.finish();
+}
+
+#[test]
+fn the_pr_body_shows_the_build_date_and_digest_newest_build_read() {
+    let w = World::new(&["1.0.0"], "1.0.0");
+    let digests = w.reg.push_tags("team/worker", &["build-1", "build-2"]);
+    let image = w.reg.image("team/worker");
+    w.gh.push_commit(
+        REPO,
+        "main",
+        &[
+            ("envs/worker/kustomization.yaml", Some(&kustomization(&image, "build-1"))),
+            ("envs/worker/deployment.yaml", Some(&deployment("worker", &image))),
+        ],
+        "alice",
+    );
+    let app = App::new("worker", &w.url(), "envs/worker")
+        .image_list(&format!("worker={image}"))
+        .annotate("worker.update-strategy", "newest-build")
+        .annotate("worker.allow-tags", "regexp:^build-");
+    w.write_app("worker", &app.to_yaml());
+
+    let out = w.run();
+    out.assert_exit(0);
+    assert_action(&out, "worker", "opened");
+    assert_eq!(out.image("worker", "worker")["created"], "2024-01-02T00:00:00Z", "{out}");
+    let pr = w.open_pulls().into_iter().find(|p| p.head == "argocd-image-pr/argocd/worker").unwrap();
+    let body = pr.body.unwrap();
+    let short = &digests[1]["sha256:".len().."sha256:".len() + 12];
+    assert!(
+        // Registry text is escaped for Markdown (`\-` renders as `-`).
+        body.contains(&format!("| build | 2024\\-01\\-02T00:00:00Z | `sha256:{short}` |")),
+        "build date and digest of build-2:\n{body}"
+    );
     w.gh.finish();
 }

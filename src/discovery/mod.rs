@@ -49,6 +49,18 @@ pub struct Application {
     pub document: usize,
     pub annotations: BTreeMap<String, String>,
     pub sources: Vec<AppSource>,
+    /// `spec.project`; `None` when absent (Argo CD's `default`).
+    pub project: Option<String>,
+    /// `spec.destination`, for the people reviewing a proposal.
+    pub destination: Destination,
+}
+
+/// `spec.destination`: a cluster by URL (`server`) or by `name`, and a namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Destination {
+    pub server: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
 }
 
 /// A file that could not be read as YAML, or an Application in it that cannot be used.
@@ -138,6 +150,15 @@ fn read_file(path: &str, yaml: &YamlFile, apps: &mut Vec<Application>, errors: &
             document: doc.index,
             annotations,
             sources,
+            project: spec.and_then(|s| string(s, "project")).filter(|p| !p.is_empty()),
+            destination: spec
+                .and_then(|s| s.get("destination"))
+                .map(|d| Destination {
+                    server: string(d, "server").filter(|v| !v.is_empty()),
+                    name: string(d, "name").filter(|v| !v.is_empty()),
+                    namespace: string(d, "namespace").filter(|v| !v.is_empty()),
+                })
+                .unwrap_or_default(),
         });
     }
 }

@@ -264,6 +264,8 @@ struct RepoState {
 /// One Application on its way through the run.
 struct AppWork {
     id: AppId,
+    /// The Application as templates show it (project, destination).
+    info: templates::AppInfo,
     settings: Result<planner::PrSettings, String>,
     /// Base branch per source repository URL.
     bases: BTreeMap<String, String>,
@@ -305,6 +307,7 @@ impl AppWork {
         }
         AppWork {
             id: app.id.clone(),
+            info: app_info(app),
             settings,
             bases,
             held,
@@ -315,6 +318,17 @@ impl AppWork {
             files: Vec::new(),
         }
     }
+}
+
+fn app_info(app: &Application) -> templates::AppInfo {
+    let mut info = templates::AppInfo::new(&app.id.namespace, &app.id.name);
+    if let Some(project) = &app.project {
+        info.project = project.clone();
+    }
+    let d = &app.destination;
+    info.destination =
+        templates::Destination { server: d.server.clone(), name: d.name.clone(), namespace: d.namespace.clone() };
+    info
 }
 
 /// What the bot wants for one Application, from its evaluation.
@@ -377,7 +391,7 @@ fn desired(
         })
         .collect();
     let repo = repos.get(&change.repo_url).map(|r| r.repo.clone());
-    let context = pr_context(work, &images, &change.revision, repo.as_ref(), &options.identity);
+    let context = pr_context(work, &images, &report.images, &change.revision, repo.as_ref(), &options.identity);
     let rendered = (|| -> Result<(String, String, String), templates::TemplateError> {
         Ok((
             options.templates.pr_title(&context)?,
@@ -406,13 +420,14 @@ fn desired(
 fn pr_context(
     work: &AppWork,
     images: &[planner::ImageChange],
+    reports: &[ImageReport],
     base: &str,
     repo: Option<&RepoRef>,
     identity: &Identity,
 ) -> templates::PrContext {
     let version = |v: &planner::Version| templates::VersionRef { tag: v.tag.clone(), digest: v.digest.clone() };
     templates::PrContext {
-        app: templates::AppInfo::new(&work.id.namespace, &work.id.name),
+        app: work.info.clone(),
         repo: templates::RepoInfo {
             url: repo.map(|r| r.url.clone()).unwrap_or_default(),
             slug: repo.map(|r| r.slug.clone()).unwrap_or_default(),
@@ -424,7 +439,11 @@ fn pr_context(
             .filter_map(|i| {
                 let name = ImageName::parse(&i.image).ok()?;
                 let change: templates::Change = serde_json::from_value(serde_json::Value::String(i.change.clone())).ok()?;
-                Some(templates::ImageChange::new(&i.alias, &name, version(&i.from), version(&i.to), change))
+                let created = reports.iter().find(|r| r.alias == i.alias).and_then(|r| r.created);
+                Some(
+                    templates::ImageChange::new(&i.alias, &name, version(&i.from), version(&i.to), change)
+                        .with_build_date(created),
+                )
             })
             .collect(),
         files: work.files.iter().map(|(p, _)| templates::FileChange { path: p.clone() }).collect(),
@@ -820,7 +839,7 @@ impl<F: Forge> Ctx<'_, F> {
 
     fn comment(&self, work: &AppWork, comment: templates::Comment) -> Result<String, String> {
         let ctx = templates::CommentContext {
-            app: templates::AppInfo::new(&work.id.namespace, &work.id.name),
+            app: work.info.clone(),
             bot: templates::BotInfo { name: self.options.identity.name.clone() },
             comment,
         };
@@ -874,6 +893,7 @@ impl<F: Forge> Ctx<'_, F> {
         };
         let state = &repos[url];
         let work = AppWork {
+            info: templates::AppInfo::new(&id.namespace, &id.name),
             id,
             settings: Ok(Default::default()),
             bases: BTreeMap::new(),

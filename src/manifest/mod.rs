@@ -791,6 +791,8 @@ mod tests {
             document: 0,
             annotations: BTreeMap::new(),
             sources: vec![],
+            project: None,
+            destination: Default::default(),
         }
     }
 

@@ -147,6 +147,8 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
         document: case.app_document,
         annotations: BTreeMap::new(),
         sources: sources.clone(),
+        project: None,
+        destination: Default::default(),
     };
     let image = image_spec(&case);
     let target = Target { tag: case.target.tag.clone(), digest: case.target.digest.clone() };
