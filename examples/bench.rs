@@ -11,6 +11,8 @@
 mod fleet;
 #[path = "bench/gitops.rs"]
 mod gitops;
+#[path = "bench/lifecycle.rs"]
+mod lifecycle;
 #[path = "bench/measure.rs"]
 mod measure;
 #[path = "../tests/support/oci_push.rs"]
@@ -168,7 +170,21 @@ async fn run(args: Args, mut launchers: Vec<measure::Launcher>) -> Result<bool> 
             println!("  plan by hand: {} plan --apps {url} --output json --cache-dir $(mktemp -d)", bin.display());
             continue;
         }
-        let row = bench_scale(fleet, &bin, &url, &args, &mut launchers, reg.pid())?;
+        let mut row = bench_scale(fleet, &bin, &url, &args, &mut launchers, reg.pid())?;
+        // After plan's figures are taken: the lifecycle on the same fleet.
+        let scratch = args.dir.join(format!("run-{}", fleet.scale.name()));
+        eprintln!("bench: run --once --forge local on the {} fleet (open, quiet, one change)", fleet.scale.name());
+        match lifecycle::measure(fleet, &bin, &url, &scratch, &reg.host, &storage).await {
+            Ok(lc) => {
+                row.pass &= lc.notes.is_empty();
+                row.notes.extend(lc.notes.iter().cloned());
+                row.lifecycle = Some(lc);
+            }
+            Err(e) => {
+                row.pass = false;
+                row.notes.push(format!("run --once: {e:#}"));
+            }
+        }
         all_ok &= row.pass;
         rows.push(row);
     }
@@ -276,6 +292,8 @@ struct Row {
     request_floor: usize,
     /// Per timed run: CPU seconds of plan, and of the registry during it.
     cpu: Vec<(f64, Option<f64>)>,
+    /// `run --once --forge local`: open, quiet, one change.
+    lifecycle: Option<lifecycle::Lifecycle>,
 }
 
 fn bench_scale(
@@ -304,6 +322,7 @@ fn bench_scale(
         loads: Vec::new(),
         request_floor: fleet.request_floor(),
         cpu: Vec::new(),
+        lifecycle: None,
     };
     for i in 0..args.warmup {
         std::fs::create_dir_all(&scratch)?;
@@ -485,6 +504,7 @@ fn print_table(rows: &[Row]) {
             verdict.join(", ")
         );
     }
+    print_lifecycle(rows);
     println!();
     for r in rows {
         let req = r
@@ -526,4 +546,46 @@ fn print_table(rows: &[Row]) {
             println!("  note: {n}");
         }
     }
+}
+
+fn print_lifecycle(rows: &[Row]) {
+    if rows.iter().all(|r| r.lifecycle.is_none()) {
+        return;
+    }
+    println!();
+    println!("run --once --forge local (the fleet is one GitOps repository; forge calls and writes as counted by the run):");
+    println!("scale   run                         wall s  opened updated  forge calls  writes  pushes  errors");
+    for r in rows {
+        let Some(lc) = &r.lifecycle else { continue };
+        let mut runs = vec![("1st: opens the PRs".to_string(), &lc.first), ("2nd: nothing changed".to_string(), &lc.second)];
+        if let Some((repo, f)) = &lc.one_change {
+            runs.push((format!("3rd: a newer tag in {}", short(repo)), f));
+        }
+        for (name, f) in runs {
+            println!(
+                "{:<6}  {:<26} {:>7.2} {:>7} {:>7} {:>12} {:>7} {:>7} {:>7}",
+                r.scale.name(),
+                name,
+                f.wall_s,
+                f.opened,
+                f.updated,
+                f.forge_calls,
+                f.forge_writes,
+                f.git_pushes,
+                f.errors
+            );
+        }
+        let quiet_ok = lc.second.forge_writes == 0
+            && lc.second.git_pushes == 0
+            && lc.second.forge_calls <= lifecycle::QUIET_CALL_BUDGET;
+        println!(
+            "        quiet run target: 0 writes, 0 pushes, <= {} forge calls for the one repository: {}",
+            lifecycle::QUIET_CALL_BUDGET,
+            if quiet_ok { "PASS" } else { "FAIL" }
+        );
+    }
+}
+
+fn short(repo: &str) -> String {
+    if repo.len() > 14 { format!("…{}", &repo[repo.len() - 13..]) } else { repo.to_string() }
 }

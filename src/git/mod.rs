@@ -37,6 +37,7 @@ pub enum GitError {
 ///
 /// The clone is bare, in `cache_dir/<last URL segment>-<hash of the URL>.git`, and is fetched
 /// again on every call, so a new commit on a branch is seen.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn snapshot(url: &str, revision: &str, cache_dir: &Path) -> Result<Snapshot, GitError> {
     snapshot_with(url, revision, cache_dir, None)
 }
