@@ -48,7 +48,8 @@ struct RunArgs {
     /// `--forge local`: where pull-request records are kept.
     #[arg(long, env = "ARGOCD_IMAGE_PR_LOCAL_FORGE_DIR")]
     local_forge_dir: Option<PathBuf>,
-    /// `--forge github`: API base URL (GitHub Enterprise: https://HOST/api/v3).
+    /// `--forge github`: GitHub Enterprise Server URL, https://HOST (or its API base
+    /// https://HOST/api/v3); github.com when not given.
     #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_URL")]
     github_url: Option<String>,
     /// `--forge github`: a token.

@@ -21,7 +21,7 @@ const METADATA: &str = "<!-- argocd-image-pr:metadata {";
 /// How the bot signs in.
 enum Login {
     Token,
-    /// App id and the private key's file.
+    /// App id and the private key's file; the server named by its REST base (`.../api/v3`).
     App(u64, tempfile::NamedTempFile),
 }
 
@@ -91,10 +91,15 @@ impl World {
     /// [`World::run`] reading the Applications from `apps` (a directory or a git URL).
     fn run_apps(&self, apps: &str) -> PlanOutput {
         self.gh.clear_requests();
-        let cmd = Plan::command(&["run", "--once", "--forge", "github", "--github-url", &self.gh.url()]);
+        let cmd = Plan::command(&["run", "--once", "--forge", "github"]).arg("--github-url");
         let cmd = match &self.login {
-            Login::Token => cmd.env("GITHUB_TOKEN", fake_github::TOKEN),
-            Login::App(id, key) => cmd.arg("--github-app-id").arg(id.to_string()).arg("--github-app-key").arg(key.path()),
+            Login::Token => cmd.arg(self.gh.url()).env("GITHUB_TOKEN", fake_github::TOKEN),
+            Login::App(id, key) => cmd
+                .arg(self.gh.api_url())
+                .arg("--github-app-id")
+                .arg(id.to_string())
+                .arg("--github-app-key")
+                .arg(key.path()),
         };
         cmd.apps(apps).json()
     }
@@ -261,6 +266,20 @@ fn opens_one_pr_with_its_settings_then_writes_nothing_then_updates_it_in_place()
     assert_eq!(updated.title, "chore(deploy): update api to 1.2.0 in api");
     assert_eq!(metadata(updated.body.as_deref().unwrap())["commit"], head2);
     assert_eq!(w.api_calls(), ["pulls/list", "pulls/update", "pulls/request-reviewers"], "one change: list, rewrite, ask again");
+    assert_eq!(
+        w.git_calls(),
+        [
+            "upload-pack refs 401",
+            "upload-pack refs 200",
+            "upload-pack refs 401",
+            "upload-pack refs 200",
+            "upload-pack pack 200",
+            "receive-pack refs 401",
+            "receive-pack refs 200",
+            "receive-pack pack 200"
+        ],
+        "ls-remote, fetch of the base, push"
+    );
     assert_eq!(w.gh.pushes(), 2);
 
     // And quiet again.

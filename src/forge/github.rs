@@ -105,8 +105,11 @@ struct Endpoints {
 }
 
 impl Endpoints {
+    /// `github_url` is the server (`https://ghe.example.com`) or its REST base
+    /// (`https://ghe.example.com/api/v3`): both name the same server.
     fn new(github_url: Option<&str>) -> Result<Endpoints, String> {
         let url = github_url.map(|u| u.trim().trim_end_matches('/')).filter(|u| !u.is_empty());
+        let url = url.map(|u| u.strip_suffix("/api/v3").or_else(|| u.strip_suffix("/api")).unwrap_or(u));
         match url {
             None | Some("https://github.com") | Some("https://api.github.com") => Ok(Endpoints {
                 api: "https://api.github.com".into(),
@@ -997,6 +1000,13 @@ mod tests {
         let cases = [
             ("none", None, "https://api.github.com", "https://api.github.com", "https://github.com"),
             ("github.com", Some("https://github.com/"), "https://api.github.com", "https://api.github.com", "https://github.com"),
+            (
+                "enterprise REST base",
+                Some("https://ghe.example.com/api/v3/"),
+                "https://ghe.example.com/api/v3",
+                "https://ghe.example.com/api",
+                "https://ghe.example.com",
+            ),
             (
                 "enterprise",
                 Some("https://ghe.example.com/"),
