@@ -554,7 +554,7 @@ fn print_lifecycle(rows: &[Row]) {
     }
     println!();
     println!("run --once --forge local (the fleet is one GitOps repository; forge calls and writes as counted by the run):");
-    println!("scale   run                         wall s  opened updated  forge calls  writes  pushes  errors");
+    println!("scale   run                                  wall s  opened updated  forge calls  writes  pushes  errors");
     for r in rows {
         let Some(lc) = &r.lifecycle else { continue };
         let mut runs = vec![("1st: opens the PRs".to_string(), &lc.first), ("2nd: nothing changed".to_string(), &lc.second)];
@@ -563,7 +563,7 @@ fn print_lifecycle(rows: &[Row]) {
         }
         for (name, f) in runs {
             println!(
-                "{:<6}  {:<26} {:>7.2} {:>7} {:>7} {:>12} {:>7} {:>7} {:>7}",
+                "{:<6}  {:<35} {:>7.2} {:>7} {:>7} {:>12} {:>7} {:>7} {:>7}",
                 r.scale.name(),
                 name,
                 f.wall_s,
@@ -587,5 +587,5 @@ fn print_lifecycle(rows: &[Row]) {
 }
 
 fn short(repo: &str) -> String {
-    if repo.len() > 14 { format!("…{}", &repo[repo.len() - 13..]) } else { repo.to_string() }
+    if repo.len() > 15 { format!("…{}", &repo[repo.len() - 14..]) } else { repo.to_string() }
 }
