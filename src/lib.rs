@@ -6,6 +6,7 @@
 mod annotations;
 mod commands;
 mod config;
+pub mod daemon;
 mod discovery;
 mod domain;
 mod engine;

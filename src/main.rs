@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use argocd_image_pr::forge::{GithubAuth, GithubForge, GithubSettings};
+use argocd_image_pr::daemon::{self, DaemonArgs, Stopped};
+use argocd_image_pr::forge::{Forge, GithubAuth, GithubForge, GithubSettings};
 use argocd_image_pr::{
     ConfigFile, Identity, LocalForge, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan, run_once,
 };
@@ -25,7 +26,8 @@ struct Cli {
 enum Command {
     /// Show, for every annotated Application, the version git has and the version the bot would propose. Changes nothing.
     Plan(PlanArgs),
-    /// Propose updates: open, update or close one pull request per Application.
+    /// Propose updates: open, update or close one pull request per Application; once (--once), or
+    /// as a daemon: a cycle every --interval, webhooks, /healthz and /metrics.
     Run(RunArgs),
     /// Act on the local forge's pull requests the way a person would on GitHub.
     Local(LocalArgs),
@@ -35,9 +37,11 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     plan: PlanArgs,
-    /// One pass, then exit (the only mode for now; the daemon comes with webhooks).
+    /// One pass, then exit (a CronJob). Without it: the daemon (docs/webhooks.md).
     #[arg(long, env = "ARGOCD_IMAGE_PR_ONCE")]
     once: bool,
+    #[command(flatten)]
+    daemon: DaemonArgs,
     /// Where pull requests go: `github` or `local` (branches pushed to the repository itself,
     /// pull requests as JSON files in --local-forge-dir).
     #[arg(long, env = "ARGOCD_IMAGE_PR_FORGE")]
@@ -180,10 +184,7 @@ fn run_run(args: RunArgs) -> ExitCode {
         Ok(f) => f,
         Err(code) => return code,
     };
-    if !args.once {
-        eprintln!("error: only `run --once` is available for now (the daemon comes with webhooks)");
-        return ExitCode::from(2);
-    }
+    let daemon = (!args.once).then_some(args.daemon);
     let output_kind = args.plan.output;
     let forge_kind = match (args.forge, file.forge.as_deref()) {
         (Some(k), _) => k,
@@ -227,6 +228,9 @@ fn run_run(args: RunArgs) -> ExitCode {
                 return ExitCode::from(2);
             };
             let forge = LocalForge::new(dir, identity.name.clone());
+            if let Some(daemon) = daemon {
+                return run_daemon(&runtime, &forge, options, &daemon);
+            }
             runtime.block_on(run_once(&forge, options))
         }
         ForgeKind::Github => {
@@ -264,6 +268,9 @@ fn run_run(args: RunArgs) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if let Some(daemon) = daemon {
+                return run_daemon(&runtime, &forge, options, &daemon);
+            }
             runtime.block_on(run_once(&forge, options))
         }
     };
@@ -274,6 +281,19 @@ fn run_run(args: RunArgs) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{}", text.trim_end());
     if report.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// `run` without `--once`: exit 0 after a signal once the running cycle finished, 1 when it had to
+/// be cut short or the server failed, 2 when the daemon cannot start.
+fn run_daemon<F: Forge>(runtime: &tokio::runtime::Runtime, forge: &F, options: RunOptions, args: &DaemonArgs) -> ExitCode {
+    match runtime.block_on(daemon::run(forge, options, args)) {
+        Ok(Stopped::Clean) => ExitCode::SUCCESS,
+        Ok(Stopped::CycleAbandoned) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.at_startup() { ExitCode::from(2) } else { ExitCode::FAILURE }
+        }
+    }
 }
 
 fn run_local(args: LocalArgs) -> ExitCode {
