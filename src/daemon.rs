@@ -356,10 +356,10 @@ fn log_report(report: &RunReport, elapsed: Duration) -> ErrorCounts {
         forge_calls = report.stats.forge_calls,
         forge_writes = report.stats.forge_writes,
         git_pushes = report.stats.git_pushes,
-        "cycle done in {:.1}s: {} Applications ({}), {} errors",
+        "cycle done in {:.1}s: {} Applications{}, {} errors",
         elapsed.as_secs_f64(),
         report.applications.len(),
-        summary.join(", "),
+        if summary.is_empty() { String::new() } else { format!(" ({})", summary.join(", ")) },
         report.errors.len() + applications
     );
     ErrorCounts { locations: report.errors.len(), applications }
