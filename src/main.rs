@@ -229,7 +229,7 @@ fn run_run(args: RunArgs) -> ExitCode {
             };
             let forge = LocalForge::new(dir, identity.name.clone());
             if let Some(daemon) = daemon {
-                return run_daemon(&runtime, &forge, options, &daemon);
+                return run_daemon(runtime, &forge, options, &daemon);
             }
             runtime.block_on(run_once(&forge, options))
         }
@@ -269,7 +269,7 @@ fn run_run(args: RunArgs) -> ExitCode {
                 }
             };
             if let Some(daemon) = daemon {
-                return run_daemon(&runtime, &forge, options, &daemon);
+                return run_daemon(runtime, &forge, options, &daemon);
             }
             runtime.block_on(run_once(&forge, options))
         }
@@ -285,8 +285,12 @@ fn run_run(args: RunArgs) -> ExitCode {
 
 /// `run` without `--once`: exit 0 after a signal once the running cycle finished, 1 when it had to
 /// be cut short or the server failed, 2 when the daemon cannot start.
-fn run_daemon<F: Forge>(runtime: &tokio::runtime::Runtime, forge: &F, options: RunOptions, args: &DaemonArgs) -> ExitCode {
-    match runtime.block_on(daemon::run(forge, options, args)) {
+fn run_daemon<F: Forge>(runtime: tokio::runtime::Runtime, forge: &F, options: RunOptions, args: &DaemonArgs) -> ExitCode {
+    let result = runtime.block_on(daemon::run(forge, options, args));
+    // A cycle cut short may leave a git worker thread blocked on the network: do not wait for it
+    // (dropping the runtime would).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(Stopped::Clean) => ExitCode::SUCCESS,
         Ok(Stopped::CycleAbandoned) => ExitCode::FAILURE,
         Err(e) => {

@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -91,16 +92,20 @@ struct Daemon {
 
 impl Daemon {
     /// `run --forge local --interval 1h --listen 127.0.0.1:<free port>` in a clean environment,
-    /// with the webhook secret in `ARGOCD_IMAGE_PR_WEBHOOK_SECRET`.
+    /// with the webhook secret in `ARGOCD_IMAGE_PR_WEBHOOK_SECRET`, on `world`'s Applications.
     fn start(world: &World) -> Daemon {
+        let apps = world.git.path().join("apps");
+        Daemon::spawn(world.forge.path(), &[OsStr::new("--apps"), apps.as_os_str()])
+    }
+
+    fn spawn(forge: &Path, args: &[&OsStr]) -> Daemon {
         let home = tempfile::Builder::new().prefix("aipr-home-").tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new(support::cli::BIN)
             .args(["run", "--forge", "local", "--interval", "1h", "--listen", &addr])
             .arg("--local-forge-dir")
-            .arg(world.forge.path())
-            .arg("--apps")
-            .arg(world.git.path().join("apps"))
+            .arg(forge)
+            .args(args)
             .arg("--cache-dir")
             .arg(home.path().join("cache"))
             .env_clear()
@@ -182,8 +187,13 @@ impl Daemon {
 
     /// SIGTERM, then the exit status.
     fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends `signal`, then waits for the exit status.
+    fn signal(&mut self, signal: libc::c_int) -> std::process::ExitStatus {
         // SAFETY: kill(2) on the PID of a child this value owns and has not reaped.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
         let started = Instant::now();
         loop {
@@ -299,4 +309,25 @@ fn daemon_opens_on_start_updates_on_a_signed_webhook_ignores_an_unsigned_one_and
     let status = daemon.terminate();
     assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
     assert!(daemon.log().contains("SIGTERM: stopping"), "log:\n{}", daemon.log());
+}
+
+/// A cycle stuck on the network (an `--apps` git server that accepts connections and never
+/// answers) does not keep the daemon from stopping: SIGINT waits `--shutdown-timeout`, then the
+/// daemon exits 1 (the cycle was cut short) instead of hanging.
+#[test]
+fn a_stuck_cycle_is_cut_short_after_the_shutdown_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let apps = format!("http://{}/gitops.git", silent.local_addr().unwrap());
+    let forge = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::spawn(
+        forge.path(),
+        &[OsStr::new("--apps"), OsStr::new(&apps), OsStr::new("--shutdown-timeout"), OsStr::new("1s")],
+    );
+    daemon.wait_for("/healthz", |d| d.get("/healthz").filter(|(status, _)| *status == 200));
+    daemon.wait_for("the first cycle to start", |d| d.log().contains("cycle starts").then_some(()));
+    let status = daemon.signal(libc::SIGINT);
+    assert_eq!(status.code(), Some(1), "log:\n{}", daemon.log());
+    let log = daemon.log();
+    assert!(log.contains("SIGINT: stopping") && log.contains("did not finish within --shutdown-timeout 1s"), "log:\n{log}");
+    drop(silent);
 }
