@@ -794,6 +794,9 @@ impl<F: Forge> Ctx<'_, F> {
         let done = |action, pr, reason: Option<String>| Ok(Applied { action, pr, reason: reason.or(duplicates.clone()) });
         match decision.action {
             Action::Noop => {
+                if let Desired::AllHeld { reason } = &input.desired {
+                    return done(RunAction::Held, pr, Some(reason.clone()));
+                }
                 let Some(pr) = pr else { return done(RunAction::Unchanged, None, None) };
                 if !matches!(input.desired, Desired::Propose(_)) {
                     return done(RunAction::Unchanged, Some(pr), None);

@@ -247,9 +247,13 @@ impl<F: Forge> Ctx<'_, F> {
                     .collect(),
                 pr_action,
             },
-            Reply::Error { command, problem, usage } => {
-                templates::Comment::CommandError { user: user.to_string(), command, problem, usage: usage.to_string() }
-            }
+            // The template escapes the problem as plain text: no code spans in it.
+            Reply::Error { command, problem, usage } => templates::Comment::CommandError {
+                user: user.to_string(),
+                command,
+                problem: problem.replace('`', ""),
+                usage: usage.to_string(),
+            },
             Reply::Refused { command } => templates::Comment::CommandRefused { user: user.to_string(), command },
             Reply::Help => templates::Comment::Help { commands: templates::CommandHelp::defaults() },
         };
