@@ -6,6 +6,7 @@ mod support;
 
 use serde_json::Value;
 use support::cli::PlanOutput;
+use support::gitops::App;
 use support::local_world::{BRANCH, World};
 
 fn action(out: &PlanOutput, app: &str) -> String {
@@ -258,4 +259,38 @@ fn the_pin_annotation_holds_an_image_in_git() {
     let out = w.run();
     out.assert_exit(1);
     assert!(out.app("api")["errors"][0].as_str().unwrap().contains("argocd-image-pr.io/pin"), "{out}");
+}
+
+#[test]
+fn pin_one_alias_updates_the_pr_without_it() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    w.reg.push_tags("team/worker", &["2.0.0", "2.1.0"]);
+    let worker = w.reg.image("team/worker");
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deployment.yaml\n\
+         images:\n  - name: {}\n    newTag: 1.0.0\n  - name: {worker}\n    newTag: 2.0.0\n",
+        w.image
+    );
+    w.git.write("envs/api/kustomization.yaml", &kustomization);
+    let app = App::new("api", &w.url(), "envs/api").image_list(&format!("api={}:^1.0,worker={worker}:^2.0", w.image));
+    w.git.write("apps/api.yaml", &app.to_yaml());
+    w.commit("api with a worker");
+
+    w.run().assert_exit(0);
+    let diff = w.origin_git(&["diff", "main", BRANCH]);
+    assert!(diff.contains("newTag: 1.1.0") && diff.contains("newTag: 2.1.0"), "{diff}");
+    w.comment(1, "alice", "/pin worker");
+    let out = w.run();
+    assert_eq!(action(&out, "api"), "updated", "{out}");
+    let diff = w.origin_git(&["diff", "main", BRANCH]);
+    assert!(diff.contains("newTag: 1.1.0") && !diff.contains("newTag: 2.1.0"), "the PR no longer moves the worker:\n{diff}");
+    assert_eq!(w.pr(1)["state"], "open");
+    assert!(w.bot_comments(1)[0].contains("`worker` is held"), "{:?}", w.bot_comments(1));
+
+    w.comment(1, "alice", "/pin api");
+    let out = w.run();
+    assert_eq!(action(&out, "api"), "closed", "nothing left to propose{out}");
+    let status = w.status();
+    let images = status.app("api")["images"].as_array().unwrap();
+    assert!(images.iter().all(|i| i["holds"][0]["kind"] == "pin" && i["proposed"].is_null()), "{status}");
 }

@@ -139,7 +139,7 @@ impl<F: Forge> Ctx<'_, F> {
                         reaction = "confused";
                     }
                     let pr_action = pr_action(&interpreted, pr.state == PrState::Open, &meta, &aliases);
-                    match self.render_reply(&meta.application, &c.author, &pr.base, interpreted.reply, pr_action) {
+                    match self.render_reply(&meta, &c.author, &pr.base, interpreted.reply, pr_action) {
                         Ok(t) => texts.push(t),
                         Err(e) => errors.push(format!("#{}: {e}", pr.number)),
                     }
@@ -222,7 +222,7 @@ impl<F: Forge> Ctx<'_, F> {
 
     fn render_reply(
         &self,
-        app: &str,
+        meta: &PrMetadata,
         user: &str,
         base: &str,
         reply: Reply,
@@ -238,11 +238,13 @@ impl<F: Forge> Ctx<'_, F> {
                 base: base.to_string(),
                 affected: affected
                     .into_iter()
-                    .map(|(alias, v)| templates::AffectedImage {
-                        alias,
-                        version: v
+                    .map(|(alias, v)| {
+                        // A pin at what git has: the version git had when the PR was written.
+                        let v = v.or_else(|| meta.images.iter().find(|i| i.alias == alias).map(|i| i.from.clone()));
+                        let version = v
                             .map(|v| templates::VersionRef { tag: v.tag, digest: v.digest })
-                            .unwrap_or_else(|| templates::VersionRef::tag("what git has")),
+                            .unwrap_or_else(|| templates::VersionRef::tag("what git has"));
+                        templates::AffectedImage { alias, version }
                     })
                     .collect(),
                 pr_action,
@@ -257,7 +259,7 @@ impl<F: Forge> Ctx<'_, F> {
             Reply::Refused { command } => templates::Comment::CommandRefused { user: user.to_string(), command },
             Reply::Help => templates::Comment::Help { commands: templates::CommandHelp::defaults() },
         };
-        self.comment_for(app, comment)
+        self.comment_for(&meta.application, comment)
     }
 
     /// Rollback notices: once per merged PR and rolled-back version, on the merged PR.
