@@ -4,6 +4,7 @@
 
 mod support;
 
+use serde_json::Value;
 use support::cli::PlanOutput;
 use support::gitops::{App, kustomization};
 use support::local_world::{BRANCH, World, files, find_file};
