@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use argocd_image_pr::daemon::{self, DaemonArgs, Stopped};
 use argocd_image_pr::forge::{Forge, GithubAuth, GithubForge, GithubSettings};
 use argocd_image_pr::{
-    ConfigFile, Identity, LocalForge, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan, run_once,
+    ConfigFile, Identity, LocalForge, Mode, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan, run_once,
 };
 
 #[derive(Parser)]
@@ -29,6 +29,9 @@ enum Command {
     /// Propose updates: open, update or close one pull request per Application; once (--once), or
     /// as a daemon: a cycle every --interval, webhooks, /healthz and /metrics.
     Run(RunArgs),
+    /// Per Application and image: the version in git, the newest candidate, the open pull
+    /// request, and every pin, ignore and hold with who set it, when, and a link. Changes nothing.
+    Status(RunArgs),
     /// Act on the local forge's pull requests the way a person would on GitHub.
     Local(LocalArgs),
 }
@@ -146,7 +149,8 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Plan(args) => run_plan(args),
-        Command::Run(args) => run_run(args),
+        Command::Run(args) => run_run(args, Mode::Run),
+        Command::Status(args) => run_run(args, Mode::Status),
         Command::Local(args) => run_local(args),
     }
 }
@@ -179,12 +183,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-fn run_run(args: RunArgs) -> ExitCode {
+fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
     let file = match load_config(args.plan.config.as_ref()) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let daemon = (!args.once).then_some(args.daemon);
+    // `status` shares the flags of `run` but never starts the daemon.
+    let daemon = (mode == Mode::Run && !args.once).then_some(args.daemon);
     let output_kind = args.plan.output;
     let forge_kind = match (args.forge, file.forge.as_deref()) {
         (Some(k), _) => k,
@@ -212,6 +217,7 @@ fn run_run(args: RunArgs) -> ExitCode {
         identity: argocd_image_pr::GitIdentity { name: identity.name.clone(), email: identity.email.clone() },
         repositories: file.repositories.clone(),
         templates: std::sync::Arc::new(templates),
+        mode,
     };
     if options.plan.apps.is_empty() {
         eprintln!("error: no Applications to look at: give --apps <DIR or git URL> (or `apps:` in --config)");
@@ -274,9 +280,11 @@ fn run_run(args: RunArgs) -> ExitCode {
             runtime.block_on(run_once(&forge, options))
         }
     };
-    let text = match output_kind {
-        Output::Table => output::run_table(&report),
-        Output::Json => output::run_json(&report),
+    let text = match (mode, output_kind) {
+        (Mode::Run, Output::Table) => output::run_table(&report),
+        (Mode::Run, Output::Json) => output::run_json(&report),
+        (Mode::Status, Output::Table) => output::status_table(&report),
+        (Mode::Status, Output::Json) => output::status_json(&report),
     };
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{}", text.trim_end());
