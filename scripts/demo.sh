@@ -2,8 +2,10 @@
 # The demo: a throwaway local registry, a few image tags, a local GitOps repository with three
 # Argo CD Applications (Kustomize, Helm values, plain Deployment), then `argocd-image-pr plan`
 # on it, as a table and as JSON; then `run --once --forge local` opens pull requests, a newer
-# tag arrives, and the same pull request is updated in place. Nothing outside a temp dir is
-# touched; the registry is stopped on exit.
+# tag arrives, and the same pull request is updated in place; it is merged, then reverted: the
+# bot notices the rollback once, does not propose the reverted version again, and proposes the
+# next newer one; a `/pin` comment holds it. Nothing outside a temp dir is touched; the registry
+# is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -221,6 +223,36 @@ local_forge show 1
 
 heading "argocd-image-pr local list"
 local_forge list
+
+# Just the conversation of a pull request (its comments, without body and diff).
+conversation() { local_forge show "$1" | sed -n '/^--- comment/,/^diff --git/p' | grep -v '^diff --git' || true; }
+
+heading "Merging #1 (api 1.3.0), then reverting it: 1.3.0 is bad"
+local_forge merge 1
+local_forge revert 1
+echo "  main runs api $(grep newTag "$repo/envs/api/kustomization.yaml")"
+
+heading "run --once: the bot notices the rollback and does not propose 1.3.0 again"
+run_once
+heading "The notice on #1 (said once)"
+conversation 1
+
+heading "Pushing demo/api:1.3.1, then run --once: strictly newer, so it is proposed"
+seed demo/api 1.3.1
+run_once
+api_pr="$(local_forge list | grep 'argocd-image-pr/argocd/api' | grep '\[open\]' | head -1 | sed 's/^#\([0-9]*\).*/\1/')"
+
+heading "Commenting /pin on #$api_pr (as alice), then run --once"
+# The bot marks a PR as seen two seconds past its own last write to it (docs/lifecycle.md).
+sleep 2
+local_forge comment "$api_pr" $'1.3.1 needs a schema migration first.\n\n/pin' --as alice
+run_once
+heading "#$api_pr: closed, with the acknowledgement"
+local_forge list
+conversation "$api_pr"
+
+heading "argocd-image-pr status   (what is held, by whom, when, with a link)"
+"$bin" status --forge local --local-forge-dir "$prs" --apps "$repo_url" --cache-dir "$work/cache" || status=$?
 
 if [ "$status" -ne 0 ]; then
     heading "exited with status $status"

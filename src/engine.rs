@@ -19,12 +19,13 @@ use crate::discovery::{self, Application};
 use crate::git::{self, Snapshot};
 use crate::manifest::edit::{self, EditRequest, FileChange, Target};
 use crate::manifest::{self, CurrentImage, FileSet};
+use crate::planner::{self, AppHolds, ImageHolds, PinTarget};
 use crate::ports::PushTarget;
 use crate::registry::{RegistryClient, RegistrySettings};
 use crate::strategy::{self, Candidate, ChangeKind, Current, Need, Selection};
 
 mod run;
-pub use run::{RunAction, RunAppReport, RunOptions, RunReport, RunStats, run_once};
+pub use run::{Mode, RunAction, RunAppReport, RunOptions, RunReport, RunStats, run_once};
 
 /// What one `plan` run looks at.
 #[derive(Debug, Clone, Default)]
@@ -119,6 +120,18 @@ pub struct ImageReport {
     /// Why nothing is proposed.
     pub reason: Option<String>,
     pub error: Option<String>,
+    /// Pins, ignores and rollback holds on this image (`run`, `status`; see docs/lifecycle.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<planner::Hold>,
+    /// What the strategy would choose without the holds (`status`: the newest candidate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unheld: Option<String>,
+    /// Whether holds kept back a version the strategy would otherwise propose.
+    #[serde(skip)]
+    pub held_back: bool,
+    /// Merged pull requests whose version git went back from.
+    #[serde(skip)]
+    pub rollbacks: Vec<planner::Delivery>,
 }
 
 impl ImageReport {
@@ -137,6 +150,10 @@ impl ImageReport {
             change: None,
             reason: None,
             error: None,
+            holds: Vec::new(),
+            unheld: None,
+            held_back: false,
+            rollbacks: Vec::new(),
         }
     }
 }
@@ -160,7 +177,9 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
     };
     let found = discover(&options.apps, &cache_dir, &HashMap::new()).await;
     errors.extend(found.errors);
-    let evaluated = evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone(), &HashMap::new()).await;
+    let evaluated =
+        evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone(), &[], &HashMap::new())
+            .await;
     PlanReport { applications: evaluated.reports, errors, stats: evaluated.stats }
 }
 
@@ -189,7 +208,8 @@ struct Discovered {
     errors: Vec<LocationError>,
 }
 
-/// 1. discovery; git locations are cloned with `credentials` where given (`run`: the forge's).
+/// 1. discovery
+/// Git locations are cloned with `credentials` where given (`run`: the forge's).
 async fn discover(locations: &[String], cache_dir: &Path, credentials: &HashMap<String, PushTarget>) -> Discovered {
     let mut errors = Vec::new();
     let mut apps: Vec<(Application, Option<AppsOrigin>)> = Vec::new();
@@ -245,6 +265,7 @@ async fn evaluate(
     cache_dir: &Path,
     registry: &Arc<RegistryClient>,
     revision_of: impl Fn(&Application, &discovery::AppSource) -> String,
+    holds: &[AppHolds],
     credentials: &HashMap<String, PushTarget>,
 ) -> Evaluated {
     // Reads happen at the revision the caller chooses (`run` reads the base branch).
@@ -286,7 +307,8 @@ async fn evaluate(
                 }
             };
             let current = find_current(app, spec, &snapshots);
-            jobs.push(plan_image(app_index, app, spec, current, registry.clone()));
+            let image_holds = holds.get(app_index).and_then(|h| h.get(&spec.alias)).cloned().unwrap_or_default();
+            jobs.push(plan_image(app_index, app, spec, current, registry.clone(), image_holds));
         }
     }
     let mut distinct_repos: BTreeMap<String, ()> = BTreeMap::new();
@@ -445,6 +467,7 @@ async fn plan_image(
     spec: &ImageSpec,
     current: Result<Option<(usize, CurrentImage)>, String>,
     registry: Arc<RegistryClient>,
+    holds: ImageHolds,
 ) -> (usize, ImageReport, Option<PlannedEdit>) {
     let mut r = ImageReport::new(&spec.alias);
     r.image = Some(spec.name.to_string());
@@ -474,10 +497,14 @@ async fn plan_image(
         }
     };
     let mut edit = None;
-    match choose(spec, &current, &registry).await {
-        Ok((selection, seen)) => {
-            r.created = seen.created;
+    match choose(spec, &current, &registry, &holds).await {
+        Ok((selection, held, seen)) => {
             r.reason = selection.reason;
+            r.created = seen.created;
+            r.holds = held.holds;
+            r.unheld = held.unheld;
+            r.held_back = held.held_back;
+            r.rollbacks = held.rollbacks;
             if let Some(p) = selection.proposed {
                 edit = source_index.map(|source| PlannedEdit {
                     source,
@@ -499,17 +526,22 @@ struct PlannedEdit {
     target: Target,
 }
 
-/// What the registry said of the proposed tag while choosing (no request is made for it).
+/// What the holds did to one image's choice.
 #[derive(Default)]
-struct Seen {
-    created: Option<chrono::DateTime<chrono::Utc>>,
-    /// The manifest digest, also when the strategy does not pin it (newest-build).
-    digest: Option<String>,
+struct HeldInfo {
+    holds: Vec<planner::Hold>,
+    unheld: Option<String>,
+    held_back: bool,
+    rollbacks: Vec<planner::Delivery>,
 }
 
-/// Tag list -> filters -> metadata the strategy needs -> selection (-> digest to pin); with what
-/// the strategy had to read about the proposed image anyway.
-async fn choose(spec: &ImageSpec, current: &Current, registry: &RegistryClient) -> Result<(Selection, Seen), String> {
+/// Tag list -> filters -> metadata the strategy needs -> holds -> selection (-> digest to pin).
+async fn choose(
+    spec: &ImageSpec,
+    current: &Current,
+    registry: &RegistryClient,
+    holds: &ImageHolds,
+) -> Result<(Selection, HeldInfo, Seen), String> {
     let secret = spec.pull_secret.as_deref();
     let tags = registry.list_tags(&spec.name, secret).await.map_err(|e| e.to_string())?;
     let filtered = strategy::filter_tags(spec, &tags).map_err(|e| e.to_string())?;
@@ -534,25 +566,24 @@ async fn choose(spec: &ImageSpec, current: &Current, registry: &RegistryClient) 
         }
         Need::Digest(tag) => {
             if !tags.iter().any(|t| *t == tag) {
-                return Ok((
-                    Selection { proposed: None, reason: Some(format!("tag {tag} does not exist in {}", spec.name)) },
-                    Seen::default(),
-                ));
+                let none = Selection { proposed: None, reason: Some(format!("tag {tag} does not exist in {}", spec.name)) };
+                return Ok((none, HeldInfo::default(), Seen::default()));
             }
             let meta = registry.tag_metadata(&spec.name, &tag, &spec.platforms, secret).await.map_err(|e| e.to_string())?;
             if !meta.platform_found {
-                return Ok((
-                    Selection {
-                        proposed: None,
-                        reason: Some(format!("tag {tag} has no image for {}", platforms_text(spec))),
-                    },
-                    Seen::default(),
-                ));
+                let none =
+                    Selection { proposed: None, reason: Some(format!("tag {tag} has no image for {}", platforms_text(spec))) };
+                return Ok((none, HeldInfo::default(), Seen::default()));
             }
             vec![Candidate { tag, digest: Some(meta.digest), created: meta.created }]
         }
     };
-    let mut selection = strategy::select(spec, current, &candidates).map_err(|e| e.to_string())?;
+    let unheld = strategy::select(spec, current, &candidates).map_err(|e| e.to_string())?;
+    let (mut selection, held) = if holds.is_empty() {
+        (unheld, HeldInfo::default())
+    } else {
+        apply_holds(spec, current, &tags, candidates.clone(), holds, unheld)?
+    };
     let seen = selection
         .proposed
         .as_ref()
@@ -564,7 +595,99 @@ async fn choose(spec: &ImageSpec, current: &Current, registry: &RegistryClient) 
             p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await.map_err(|e| e.to_string())?);
         }
     }
-    Ok((selection, seen))
+    Ok((selection, held, seen))
+}
+
+/// What the registry said of the proposed tag while choosing (no request is made for it).
+#[derive(Default)]
+struct Seen {
+    created: Option<chrono::DateTime<chrono::Utc>>,
+    /// The manifest digest, also when the strategy does not pin it (newest-build).
+    digest: Option<String>,
+}
+
+/// The holds' part of the choice: a pin decides alone; otherwise the strategy chooses among
+/// the candidates the ignores and rollback floors leave.
+fn apply_holds(
+    spec: &ImageSpec,
+    current: &Current,
+    tags: &[String],
+    candidates: Vec<Candidate>,
+    holds: &ImageHolds,
+    unheld: Selection,
+) -> Result<(Selection, HeldInfo), String> {
+    let all = candidates.clone();
+    let outcome = planner::holds_apply(spec.strategy, holds, current, candidates);
+    let mut info = HeldInfo {
+        holds: Vec::new(),
+        unheld: unheld.proposed.as_ref().map(|p| p.tag.clone()),
+        held_back: false,
+        rollbacks: outcome.rollbacks.clone(),
+    };
+    // Every pin and ignore is listed (status shows them all); floors only while in force.
+    for h in holds.pins.iter().chain(holds.ignores.iter().filter(|h| h.kind == planner::HoldKind::Ignore)) {
+        info.holds.push(planner::Hold { alias: spec.alias.clone(), ..h.clone() });
+    }
+    for h in outcome.active.iter().filter(|h| matches!(h.kind, planner::HoldKind::Rollback | planner::HoldKind::Closed)) {
+        let h = planner::Hold { alias: spec.alias.clone(), ..h.clone() };
+        if !info.holds.contains(&h) {
+            info.holds.push(h);
+        }
+    }
+    let describe = |h: &planner::Hold| {
+        let what = match h.kind {
+            planner::HoldKind::Pin => "pinned",
+            planner::HoldKind::Ignore => "ignored",
+            planner::HoldKind::Rollback => "rolled back",
+            planner::HoldKind::Closed => "closed",
+        };
+        let v = h.version.as_ref().map(planner::version_text).unwrap_or_else(|| "what git has".into());
+        format!("{what} at {v}: {}", h.origin.describe())
+    };
+    let selection = if let Some(pin) = &outcome.pin {
+        match planner::pin_target(pin, current, spec.strategy) {
+            PinTarget::Stay => Selection { proposed: None, reason: Some(format!("held: {}", describe(pin))) },
+            PinTarget::Exactly(v) => pinned_proposal(spec, current, tags, &all, &v)
+                .unwrap_or_else(|reason| Selection { proposed: None, reason: Some(format!("{reason} ({})", describe(pin))) }),
+        }
+    } else {
+        let mut s = strategy::select(spec, current, &outcome.candidates).map_err(|e| e.to_string())?;
+        if s.proposed.is_none() && unheld.proposed.is_some() {
+            let why: Vec<String> = outcome.active.iter().map(describe).collect();
+            s.reason = Some(format!("held: {}", why.join("; ")));
+        }
+        s
+    };
+    info.held_back = unheld.proposed.is_some() && selection.proposed.is_none();
+    Ok((selection, info))
+}
+
+/// The proposal a pin at `v` makes when git has another version.
+fn pinned_proposal(
+    spec: &ImageSpec,
+    current: &Current,
+    tags: &[String],
+    candidates: &[Candidate],
+    v: &planner::Version,
+) -> Result<Selection, String> {
+    let propose = |tag: String, digest: Option<String>, kind| Selection {
+        proposed: Some(strategy::Proposal { tag, digest, kind }),
+        reason: None,
+    };
+    match (&v.tag, &v.digest) {
+        (Some(tag), _) => {
+            if !tags.iter().any(|t| t == tag) {
+                return Err(format!("pinned version {tag} does not exist in {}", spec.name));
+            }
+            let digest = candidates.iter().find(|c| &c.tag == tag).and_then(|c| c.digest.clone()).filter(|_| spec.pin_digest);
+            Ok(propose(tag.clone(), digest.or(v.digest.clone()), strategy::change_kind_between(current.tag.as_deref(), tag)))
+        }
+        (None, Some(digest)) => {
+            let tag = current.tag.clone().or_else(|| spec.constraint.clone()).unwrap_or_else(|| "latest".into());
+            Ok(propose(tag, Some(digest.clone()), strategy::ChangeKind::Digest))
+        }
+        (None, None) => Err("the pin names no version".into()),
+    }
 }
 
 fn platforms_text(spec: &ImageSpec) -> String {

@@ -6,6 +6,7 @@
 mod annotations;
 mod commands;
 mod config;
+pub mod daemon;
 mod discovery;
 mod domain;
 mod engine;
@@ -30,7 +31,7 @@ pub use ports::RepoRef;
 pub use templates::Templates;
 pub use domain::{AppId, ImageName, ImageReference, Platform};
 pub use engine::{
-    AppReport, ImageReport, LocationError, PlanOptions, PlanReport, RunAction, RunAppReport, RunOptions, RunReport,
+    AppReport, ImageReport, LocationError, Mode, PlanOptions, PlanReport, RunAction, RunAppReport, RunOptions, RunReport,
     RunStats, Stats, plan, run_once,
 };
 pub use registry::RegistrySettings;

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use argocd_image_pr::forge::{GithubAuth, GithubForge, GithubSettings};
+use argocd_image_pr::daemon::{self, DaemonArgs, Stopped};
+use argocd_image_pr::forge::{Forge, GithubAuth, GithubForge, GithubSettings};
 use argocd_image_pr::{
-    ConfigFile, Identity, LocalForge, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan, run_once,
+    ConfigFile, Identity, LocalForge, Mode, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan, run_once,
 };
 
 #[derive(Parser)]
@@ -25,8 +26,12 @@ struct Cli {
 enum Command {
     /// Show, for every annotated Application, the version git has and the version the bot would propose. Changes nothing.
     Plan(PlanArgs),
-    /// Propose updates: open, update or close one pull request per Application.
+    /// Propose updates: open, update or close one pull request per Application; once (--once), or
+    /// as a daemon: a cycle every --interval, webhooks, /healthz and /metrics.
     Run(RunArgs),
+    /// Per Application and image: the version in git, the newest candidate, the open pull
+    /// request, and every pin, ignore and hold with who set it, when, and a link. Changes nothing.
+    Status(RunArgs),
     /// Act on the local forge's pull requests the way a person would on GitHub.
     Local(LocalArgs),
 }
@@ -35,9 +40,11 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     plan: PlanArgs,
-    /// One pass, then exit (the only mode for now; the daemon comes with webhooks).
+    /// One pass, then exit (a CronJob). Without it: the daemon (docs/webhooks.md).
     #[arg(long, env = "ARGOCD_IMAGE_PR_ONCE")]
     once: bool,
+    #[command(flatten)]
+    daemon: DaemonArgs,
     /// Where pull requests go: `github` or `local` (branches pushed to the repository itself,
     /// pull requests as JSON files in --local-forge-dir).
     #[arg(long, env = "ARGOCD_IMAGE_PR_FORGE")]
@@ -143,7 +150,8 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Plan(args) => run_plan(args),
-        Command::Run(args) => run_run(args),
+        Command::Run(args) => run_run(args, Mode::Run),
+        Command::Status(args) => run_run(args, Mode::Status),
         Command::Local(args) => run_local(args),
     }
 }
@@ -176,15 +184,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-fn run_run(args: RunArgs) -> ExitCode {
+fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
     let file = match load_config(args.plan.config.as_ref()) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    if !args.once {
-        eprintln!("error: only `run --once` is available for now (the daemon comes with webhooks)");
-        return ExitCode::from(2);
-    }
+    // `status` shares the flags of `run` but never starts the daemon.
+    let daemon = (mode == Mode::Run && !args.once).then_some(args.daemon);
     let output_kind = args.plan.output;
     let forge_kind = match (args.forge, file.forge.as_deref()) {
         (Some(k), _) => k,
@@ -212,6 +218,7 @@ fn run_run(args: RunArgs) -> ExitCode {
         identity: argocd_image_pr::GitIdentity { name: identity.name.clone(), email: identity.email.clone() },
         repositories: file.repositories.clone(),
         templates: std::sync::Arc::new(templates),
+        mode,
     };
     if options.plan.apps.is_empty() {
         eprintln!("error: no Applications to look at: give --apps <DIR or git URL> (or `apps:` in --config)");
@@ -228,6 +235,9 @@ fn run_run(args: RunArgs) -> ExitCode {
                 return ExitCode::from(2);
             };
             let forge = LocalForge::new(dir, identity.name.clone());
+            if let Some(daemon) = daemon {
+                return run_daemon(runtime, &forge, options, &daemon);
+            }
             runtime.block_on(run_once(&forge, options))
         }
         ForgeKind::Github => {
@@ -265,16 +275,38 @@ fn run_run(args: RunArgs) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if let Some(daemon) = daemon {
+                return run_daemon(runtime, &forge, options, &daemon);
+            }
             runtime.block_on(run_once(&forge, options))
         }
     };
-    let text = match output_kind {
-        Output::Table => output::run_table(&report),
-        Output::Json => output::run_json(&report),
+    let text = match (mode, output_kind) {
+        (Mode::Run, Output::Table) => output::run_table(&report),
+        (Mode::Run, Output::Json) => output::run_json(&report),
+        (Mode::Status, Output::Table) => output::status_table(&report),
+        (Mode::Status, Output::Json) => output::status_json(&report),
     };
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{}", text.trim_end());
     if report.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// `run` without `--once`: exit 0 after a signal once the running cycle finished, 1 when it had to
+/// be cut short or the server failed, 2 when the daemon cannot start.
+fn run_daemon<F: Forge>(runtime: tokio::runtime::Runtime, forge: &F, options: RunOptions, args: &DaemonArgs) -> ExitCode {
+    let result = runtime.block_on(daemon::run(forge, options, args));
+    // A cycle cut short may leave a git worker thread blocked on the network: do not wait for it
+    // (dropping the runtime would).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(Stopped::Clean) => ExitCode::SUCCESS,
+        Ok(Stopped::CycleAbandoned) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.at_startup() { ExitCode::from(2) } else { ExitCode::FAILURE }
+        }
+    }
 }
 
 fn run_local(args: LocalArgs) -> ExitCode {

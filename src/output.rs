@@ -129,6 +129,7 @@ pub fn run_table(report: &RunReport) -> String {
     for app in &report.applications {
         let action = match app.action {
             RunAction::Opened => "opened",
+            RunAction::Reopened => "reopened",
             RunAction::Updated => "updated",
             RunAction::Unchanged => "unchanged",
             RunAction::Closed => "closed",
@@ -179,4 +180,83 @@ pub fn run_table(report: &RunReport) -> String {
 
 pub fn run_json(report: &RunReport) -> String {
     serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// `status --output json`: per Application and image, the version in git, the newest candidate,
+/// the open pull request, and every pin, ignore and hold with its origin.
+pub fn status_json(report: &RunReport) -> String {
+    serde_json::to_string_pretty(&status_value(report)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+fn status_value(report: &RunReport) -> serde_json::Value {
+    use serde_json::json;
+    let apps: Vec<serde_json::Value> = report
+        .applications
+        .iter()
+        .map(|a| {
+            let images: Vec<serde_json::Value> = a
+                .images
+                .iter()
+                .map(|i| {
+                    json!({
+                        "alias": i.alias,
+                        "image": i.image,
+                        "strategy": i.strategy,
+                        "git": {"tag": i.current, "digest": i.current_digest},
+                        "newest": i.unheld.clone().or(i.proposed.clone()).or(i.current.clone()),
+                        "proposed": i.proposed,
+                        "reason": i.reason,
+                        "holds": i.holds,
+                        "error": i.error,
+                    })
+                })
+                .collect();
+            json!({
+                "namespace": a.namespace,
+                "name": a.name,
+                "repo": a.repo,
+                "branch": a.branch,
+                "pr": a.pr.map(|n| json!({"number": n, "url": a.url})),
+                "held": a.reason.as_ref().filter(|_| a.action == RunAction::Held),
+                "images": images,
+                "errors": a.errors,
+            })
+        })
+        .collect();
+    json!({"applications": apps, "errors": report.errors, "stats": {"forge_calls": report.stats.forge_calls}})
+}
+
+/// `status` for people: one block per Application, one line per image and per hold.
+pub fn status_table(report: &RunReport) -> String {
+    let mut out = String::new();
+    for a in &report.applications {
+        let pr = match (a.pr, &a.url) {
+            (Some(n), Some(u)) => format!("open PR #{n} {u}"),
+            _ => "no open PR".to_string(),
+        };
+        out.push_str(&format!("{}/{}  ({pr})\n", a.namespace, a.name));
+        for e in &a.errors {
+            out.push_str(&format!("  error: {}\n", e.split_whitespace().collect::<Vec<_>>().join(" ")));
+        }
+        for i in &a.images {
+            let git = i.current.clone().or(i.current_digest.clone()).unwrap_or_else(|| "-".into());
+            let newest = i.unheld.clone().or(i.proposed.clone()).or(i.current.clone()).unwrap_or_else(|| "-".into());
+            let proposed = i.proposed.clone().unwrap_or_else(|| "-".into());
+            out.push_str(&format!("  {}: git {git}, newest {newest}, proposed {proposed}\n", i.alias));
+            for h in &i.holds {
+                let v = h.version.as_ref().map(crate::planner::version_text).unwrap_or_else(|| "what git has".into());
+                let kind = match h.kind {
+                    crate::planner::HoldKind::Pin => "pinned at",
+                    crate::planner::HoldKind::Ignore => "ignores",
+                    crate::planner::HoldKind::Rollback => "rolled back: waits for a version newer than",
+                    crate::planner::HoldKind::Closed => "closed: waits for a version newer than",
+                };
+                out.push_str(&format!("    {kind} {v} — {}\n", h.origin.describe()));
+            }
+        }
+    }
+    for e in &report.errors {
+        out.push_str(&format!("error: {}: {}\n", e.file, e.error));
+    }
+    out
 }

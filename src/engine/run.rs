@@ -27,7 +27,7 @@ use crate::domain::{AppId, ImageName};
 use crate::git::push::{self, Identity, Lease, PushError};
 use crate::planner::{
     self, Action, BaseChoice, BranchCommit, BranchState, CloseReason, Decision, Desired, ExistingPr, FixUps, Holds,
-    Input, PrMetadata, Proposal, Push, RepoSettings,
+    Input, Ledger, PrMetadata, Proposal, Push, RepoSettings,
 };
 use crate::ports::{
     Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
@@ -45,6 +45,16 @@ pub struct RunOptions {
     pub identity: Identity,
     pub repositories: Vec<RepoSettings>,
     pub templates: Arc<Templates>,
+    /// `run` writes; `status` only reads (no commands carried out, nothing written).
+    pub mode: Mode,
+}
+
+/// Whether a pass acts or only reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Run,
+    Status,
 }
 
 /// The whole answer of `run --once`; serialized as the `--output json` document.
@@ -67,6 +77,8 @@ impl RunReport {
 #[serde(rename_all = "lowercase")]
 pub enum RunAction {
     Opened,
+    /// A closed PR of the Application's branch was reopened with a new proposal.
+    Reopened,
     Updated,
     Unchanged,
     Closed,
@@ -188,29 +200,83 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         .map(|(app, _)| AppWork::new(app, &options, &repos))
         .collect();
 
-    // 2. git and registries, on each Application's base branch
+    // 2. forge: the bot's PRs (open, closed, merged), listed once per repository; comments of
+    // the PRs that changed since the bot's last look; the holds of every Application.
+    let ctx = Ctx { forge: &forge, options: &options, cache: &cache, prefix: &prefix, pushes: AtomicU64::new(0) };
+    let managed_urls: Vec<String> = repos.keys().filter(|u| !quiet.contains(*u)).cloned().collect();
+    for url in &managed_urls {
+        let _ = ctx.listing(&mut repos, url, false).await;
+    }
+    let managed: run_commands::Managed = found
+        .annotated
+        .iter()
+        .map(|(app, ann)| (app.id.to_string(), ann.images.iter().filter_map(|i| i.as_ref().ok()).map(|s| s.alias.clone()).collect()))
+        .collect();
+    if options.mode == Mode::Run {
+        for url in &managed_urls {
+            let mut problems = Vec::new();
+            ctx.commands_phase(&mut repos, url, &managed, &mut problems).await;
+            errors.extend(problems.into_iter().map(|e| LocationError { file: url.clone(), error: e }));
+        }
+    }
+    let holds: Vec<planner::AppHolds> = found
+        .annotated
+        .iter()
+        .zip(works.iter_mut())
+        .map(|((app, _), work)| app_holds(app, work, &repos))
+        .collect();
+
+    // 3. git and registries, on each Application's base branch
     let bases: HashMap<(AppId, String), String> = works
         .iter()
         .flat_map(|w| w.bases.iter().map(move |(url, base)| ((w.id.clone(), url.clone()), base.clone())))
         .collect();
     // Sources are read with the forge's credentials (private repositories over https).
     let credentials: HashMap<String, PushTarget> = repos.iter().map(|(url, r)| (url.clone(), r.target.clone())).collect();
-    let revision = |app: &Application, source: &crate::discovery::AppSource| {
-        bases.get(&(app.id.clone(), source.repo_url.clone())).cloned().unwrap_or_else(|| source.target_revision.clone())
-    };
-    let evaluated: Evaluated = evaluate(&found.annotated, &found.origins, &cache, &registry, revision, &credentials).await;
+    let evaluated: Evaluated = evaluate(
+        &found.annotated,
+        &found.origins,
+        &cache,
+        &registry,
+        |app, source| {
+            bases.get(&(app.id.clone(), source.repo_url.clone())).cloned().unwrap_or_else(|| source.target_revision.clone())
+        },
+        &holds,
+        &credentials,
+    )
+    .await;
     for (i, work) in works.iter_mut().enumerate() {
         work.report = Some(evaluated.reports[i].clone());
         work.desired = desired(work, &evaluated.reports[i], &evaluated.changes[i], &evaluated, &options, &repos);
     }
 
-    // 3.-5. per repository: one listing, then every Application of it
+    // 4.-5. every Application: decide and apply; then the rollback notices
     let mut stats = RunStats { plan: evaluated.stats.clone(), repositories: repos.len(), ..Default::default() };
-    let ctx = Ctx { forge: &forge, options: &options, cache: &cache, prefix: &prefix, pushes: AtomicU64::new(0) };
     let mut reports: Vec<RunAppReport> = Vec::new();
     for work in &mut works {
-        let report = ctx.handle(work, &mut repos).await;
+        if options.mode == Mode::Status {
+            reports.push(ctx.status_of(work, &repos));
+            continue;
+        }
+        let mut report = ctx.handle(work, &mut repos).await;
+        let rollbacks: Vec<(String, planner::Delivery, planner::Version)> = report
+            .images
+            .iter()
+            .flat_map(|i| {
+                let now = planner::Version { tag: i.current.clone(), digest: i.current_digest.clone() };
+                i.rollbacks.iter().map(move |d| (i.alias.clone(), d.clone(), now.clone()))
+            })
+            .collect();
+        if !rollbacks.is_empty() {
+            let mut problems = Vec::new();
+            ctx.rollback_notices(&mut repos, &work.id, &rollbacks, &mut problems).await;
+            report.errors.extend(problems);
+        }
         reports.push(report);
+    }
+    if options.mode == Mode::Status {
+        stats.forge_calls = forge.calls.load(Ordering::Relaxed);
+        return RunReport { applications: reports, errors, stats };
     }
     // Open bot PRs whose Application lost its annotations (or is gone).
     let managed: BTreeSet<(String, String)> =
@@ -270,6 +336,8 @@ struct AppWork {
     /// Base branch per source repository URL.
     bases: BTreeMap<String, String>,
     held: Option<String>,
+    /// The pin annotation could not be read.
+    pin_error: Option<String>,
     branch: String,
     report: Option<AppReport>,
     desired: Desired,
@@ -311,6 +379,7 @@ impl AppWork {
             settings,
             bases,
             held,
+            pin_error: None,
             branch: planner::branch_name(&options.branch_template, &app.id),
             report: None,
             desired: Desired::Unknown { error: "not evaluated".into() },
@@ -352,6 +421,9 @@ fn desired(
     if let Some(reason) = &work.held {
         return Desired::Held { reason: reason.clone() };
     }
+    if let Some(e) = &work.pin_error {
+        return Desired::Unknown { error: format!("Application {}: {e}", work.id) };
+    }
     let image_errors: Vec<String> = report.images.iter().filter_map(|i| i.error.clone()).collect();
     if let Some(e) = &report.error {
         return Desired::Unknown { error: e.clone() };
@@ -360,6 +432,11 @@ fn desired(
         return Desired::Unknown { error: image_errors.join("; ") };
     }
     let change = match changes {
+        [] if report.images.iter().any(|i| i.held_back) => {
+            let reasons: Vec<String> =
+                report.images.iter().filter(|i| i.held_back).map(|i| format!("{}: {}", i.alias, i.reason.clone().unwrap_or_default())).collect();
+            return Desired::AllHeld { reason: reasons.join("; ") };
+        }
         [] => return Desired::UpToDate,
         [one] => one,
         _ => {
@@ -415,6 +492,32 @@ fn desired(
         fingerprint,
         settings,
     }))
+}
+
+/// The holds of one Application: its pin annotation and the bot's PRs of every repository the
+/// run listed (their metadata names the Application).
+fn app_holds(app: &Application, work: &mut AppWork, repos: &BTreeMap<String, RepoState>) -> planner::AppHolds {
+    let pins = match app.annotations.get(planner::PIN_ANNOTATION) {
+        Some(v) => match planner::parse_pin_annotation(v) {
+            Ok(p) => p,
+            Err(e) => {
+                work.pin_error = Some(e);
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let id = app.id.to_string();
+    let views: Vec<planner::PrView> = repos
+        .values()
+        .filter_map(|s| s.listing.as_ref()?.as_ref().ok())
+        .flatten()
+        .filter_map(|p| {
+            let meta: PrMetadata = templates::parse_metadata_block(&p.body)?;
+            (meta.application == id).then(|| run_commands::pr_view(p, &meta))
+        })
+        .collect();
+    planner::derive(&id, &views, &pins)
 }
 
 fn pr_context(
@@ -522,6 +625,32 @@ impl<F: Forge> Ctx<'_, F> {
         state.listing.clone().unwrap_or_else(|| Ok(Vec::new()))
     }
 
+    /// `status`: what git, the registries and the forge say about one Application; no writes.
+    fn status_of(&self, work: &AppWork, repos: &BTreeMap<String, RepoState>) -> RunAppReport {
+        let report = work.report.clone();
+        let listing = work.repo_url.as_ref().and_then(|u| repos.get(u)).and_then(|s| s.listing.as_ref()?.as_ref().ok());
+        let open = listing.and_then(|l| l.iter().find(|p| p.state == PrState::Open && p.head == work.branch));
+        let (action, reason, errors) = match &work.desired {
+            Desired::Unknown { error } => (RunAction::Error, None, vec![error.clone()]),
+            Desired::Held { reason } | Desired::AllHeld { reason } => (RunAction::Held, Some(reason.clone()), vec![]),
+            _ => (RunAction::Unchanged, None, vec![]),
+        };
+        RunAppReport {
+            namespace: work.id.namespace.clone(),
+            name: work.id.name.clone(),
+            action,
+            pr: open.map(|p| p.number),
+            url: open.map(|p| p.url.clone()),
+            repo: work.repo_url.clone(),
+            branch: Some(work.branch.clone()),
+            base: open.map(|p| p.base.clone()).or_else(|| work.bases.values().next().cloned()),
+            reason,
+            images: report.as_ref().map(|r| r.images.clone()).unwrap_or_default(),
+            changes: vec![],
+            errors,
+        }
+    }
+
     async fn handle(&self, work: &mut AppWork, repos: &mut BTreeMap<String, RepoState>) -> RunAppReport {
         let report = work.report.clone();
         let mut out = RunAppReport {
@@ -569,7 +698,20 @@ impl<F: Forge> Ctx<'_, F> {
             listing.iter().filter(|p| p.state == PrState::Open && p.head == work.branch).collect();
         let state = &repos[&url];
         let head = state.heads.as_ref().ok().and_then(|h| h.branches.get(&work.branch).cloned());
-        match self.decide_and_apply(state, &url, work, open_prs, head).await {
+        let holds = Holds {
+            recreate: open_prs
+                .first()
+                .and_then(|p| templates::parse_metadata_block::<PrMetadata>(&p.body))
+                .is_some_and(|m| m.ledger.recreate),
+            // The branch's newest PR was closed without merging and the branch is still there.
+            reopen: listing
+                .iter()
+                .filter(|p| p.head == work.branch)
+                .max_by_key(|p| p.number)
+                .filter(|p| p.state == PrState::Closed && head.is_some())
+                .map(|p| p.number),
+        };
+        match self.decide_and_apply(state, &url, work, open_prs, head, holds).await {
             Ok(applied) => {
                 out.action = applied.action;
                 out.reason = applied.reason;
@@ -596,6 +738,7 @@ impl<F: Forge> Ctx<'_, F> {
         work: &AppWork,
         open_prs: Vec<&PullRequest>,
         head: Option<String>,
+        holds: Holds,
     ) -> Result<Applied, (Option<PullRequest>, String)> {
         let existing_prs: Vec<ExistingPr> = open_prs.iter().map(|p| existing(p)).collect();
         let first_pr = open_prs.first().map(|p| (*p).clone());
@@ -649,7 +792,7 @@ impl<F: Forge> Ctx<'_, F> {
             desired: work.desired.clone(),
             open_prs: existing_prs,
             branch,
-            holds: Holds::default(),
+            holds,
             bot_email: self.options.identity.email.clone(),
             foreign_comment_posted: None,
         };
@@ -683,6 +826,9 @@ impl<F: Forge> Ctx<'_, F> {
         let done = |action, pr, reason: Option<String>| Ok(Applied { action, pr, reason: reason.or(duplicates.clone()) });
         match decision.action {
             Action::Noop => {
+                if let Desired::AllHeld { reason } = &input.desired {
+                    return done(RunAction::Held, pr, Some(reason.clone()));
+                }
                 let Some(pr) = pr else { return done(RunAction::Unchanged, None, None) };
                 if !matches!(input.desired, Desired::Propose(_)) {
                     return done(RunAction::Unchanged, Some(pr), None);
@@ -713,8 +859,10 @@ impl<F: Forge> Ctx<'_, F> {
             }
             Action::Close { number, reason, delete_branch } => {
                 let obsolete = match reason {
-                    CloseReason::UpToDate => templates::ObsoleteReason::BaseHasVersions,
-                    CloseReason::Unmanaged => templates::ObsoleteReason::AnnotationsRemoved,
+                    CloseReason::UpToDate => Some(templates::ObsoleteReason::BaseHasVersions),
+                    CloseReason::Unmanaged => Some(templates::ObsoleteReason::AnnotationsRemoved),
+                    // The command's acknowledgement (or the run report) says why.
+                    CloseReason::Held => None,
                 };
                 let closed = match (number, pr.clone()) {
                     (Some(number), Some(pr)) => Some(self.close_pr(repo, work, &pr, number, obsolete).await.map_err(|e| (Some(pr.clone()), e))?),
@@ -726,13 +874,27 @@ impl<F: Forge> Ctx<'_, F> {
                 if closed.is_none() {
                     return done(RunAction::Unchanged, None, Some(format!("deleted the leftover branch {}", work.branch)));
                 }
-                done(RunAction::Closed, closed, Some(reason.text().to_string()))
+                let why = match &input.desired {
+                    Desired::AllHeld { reason } => reason.clone(),
+                    _ => reason.text().to_string(),
+                };
+                done(RunAction::Closed, closed, Some(why))
             }
-            Action::Open { push } => {
+            Action::Open { push, reopen } => {
                 let Desired::Propose(p) = &input.desired else { return Err((pr, "nothing to open".into())) };
                 let head = input.branch.as_ref().map(|b| b.head.clone());
+                if let Some(number) = reopen {
+                    match self.reopen(state, url, work, p, number, push.clone(), head.clone()).await {
+                        Ok(Some(reopened)) => {
+                            self.fix_ups(repo, number, &decision.fix_ups).await.map_err(|e| (Some(reopened.clone()), e))?;
+                            return done(RunAction::Reopened, Some(reopened), None);
+                        }
+                        Ok(None) => {}
+                        Err(e) => return Err((None, e)),
+                    }
+                }
                 let commit = self.push(state, url, p, &work.files, push, head).await.map_err(|e| (None, e))?;
-                let meta = metadata(work, p, &commit, &p.base_commit);
+                let meta = metadata(work, p, &commit, &p.base_commit, Ledger::default());
                 let new = NewPullRequest {
                     title: p.title.clone(),
                     body: compose_body(&p.body, &meta),
@@ -767,7 +929,11 @@ impl<F: Forge> Ctx<'_, F> {
                 };
                 let mut updated = pr.clone();
                 if edit_title_body || pushed {
-                    let meta = metadata(work, p, &commit, &base_commit);
+                    let ledger = recorded.map(|m| m.ledger.clone()).unwrap_or_default();
+                    let mut meta = metadata(work, p, &commit, &base_commit, ledger);
+                    if pushed {
+                        meta.ledger.recreate = false;
+                    }
                     let update =
                         PrUpdate { title: Some(p.title.clone()), body: Some(compose_body(&p.body, &meta)), state: None };
                     updated = Some(
@@ -846,24 +1012,66 @@ impl<F: Forge> Ctx<'_, F> {
         self.options.templates.comment(&ctx).map_err(|e| e.to_string())
     }
 
-    /// Comments why, then closes.
+    /// Comments why (when there is something to say), then closes, marking the PR as closed by
+    /// the bot: such a close ignores nothing.
     async fn close_pr(
         &self,
         repo: &RepoRef,
         work: &AppWork,
         pr: &PullRequest,
         number: u64,
-        reason: templates::ObsoleteReason,
+        reason: Option<templates::ObsoleteReason>,
     ) -> Result<PullRequest, String> {
         let meta: Option<PrMetadata> = templates::parse_metadata_block(&pr.body);
-        let images = meta.map(|m| template_images(&m.images)).unwrap_or_default();
-        let body = self.comment(
-            work,
-            templates::Comment::ClosedObsolete { reason, base: pr.base.clone(), branch: pr.head.clone(), images },
-        )?;
-        self.forge.create_comment(repo, number, &body).await.map_err(|e| e.to_string())?;
-        let update = PrUpdate { title: None, body: None, state: Some(PrState::Closed) };
+        if let Some(reason) = reason {
+            let images = meta.as_ref().map(|m| template_images(&m.images)).unwrap_or_default();
+            let body = self.comment(
+                work,
+                templates::Comment::ClosedObsolete { reason, base: pr.base.clone(), branch: pr.head.clone(), images },
+            )?;
+            self.forge.create_comment(repo, number, &body).await.map_err(|e| e.to_string())?;
+        }
+        let body = meta.map(|mut m| {
+            m.ledger.closed_by_bot = Some(if reason.is_some() { "obsolete" } else { "held" }.to_string());
+            m.ledger.seen_at = Some(run_commands::seen_now());
+            compose_body(&visible_body(&pr.body), &m)
+        });
+        let update = PrUpdate { title: None, body, state: Some(PrState::Closed) };
         self.forge.update_pull_request(repo, number, &update).await.map_err(|e| e.to_string())
+    }
+
+    /// Reopens the closed PR `number` with a new proposal: reopened first (a forge may refuse
+    /// to reopen a PR whose branch was force-pushed while it was closed), then pushed, then its
+    /// title and body rewritten. `Ok(None)` when the forge refuses to reopen: a new PR is opened.
+    #[allow(clippy::too_many_arguments)]
+    async fn reopen(
+        &self,
+        state: &RepoState,
+        url: &str,
+        work: &AppWork,
+        p: &Proposal,
+        number: u64,
+        push: Option<Push>,
+        head: Option<String>,
+    ) -> Result<Option<PullRequest>, String> {
+        let repo = &state.repo;
+        let closed = state.listing.as_ref().and_then(|l| l.as_ref().ok()).and_then(|l| l.iter().find(|x| x.number == number));
+        let mut ledger = closed
+            .and_then(|c| templates::parse_metadata_block::<PrMetadata>(&c.body))
+            .map(|m| m.ledger)
+            .unwrap_or_default();
+        let reopen = PrUpdate { title: None, body: None, state: Some(PrState::Open) };
+        if let Err(e) = self.forge.update_pull_request(repo, number, &reopen).await {
+            tracing::info!("cannot reopen #{number} ({e}); opening a new pull request");
+            return Ok(None);
+        }
+        let commit = self.push(state, url, p, &work.files, push, head).await?;
+        ledger.closed_by_bot = None;
+        ledger.recreate = false;
+        ledger.notices.retain(|n| n != "closed-ignored");
+        let meta = metadata(work, p, &commit, &p.base_commit, ledger);
+        let update = PrUpdate { title: Some(p.title.clone()), body: Some(compose_body(&p.body, &meta)), state: None };
+        self.forge.update_pull_request(repo, number, &update).await.map(Some).map_err(|e| e.to_string())
     }
 
     /// An open bot PR whose Application lost its annotations or is gone.
@@ -898,6 +1106,7 @@ impl<F: Forge> Ctx<'_, F> {
             settings: Ok(Default::default()),
             bases: BTreeMap::new(),
             held: None,
+            pin_error: None,
             branch: pr.head.clone(),
             report: None,
             desired: Desired::Unmanaged,
@@ -905,7 +1114,7 @@ impl<F: Forge> Ctx<'_, F> {
             files: vec![],
         };
         let head = state.heads.as_ref().ok().and_then(|h| h.branches.get(&pr.head).cloned());
-        match self.decide_and_apply(state, url, &work, vec![pr], head).await {
+        match self.decide_and_apply(state, url, &work, vec![pr], head, Holds::default()).await {
             Ok(applied) => {
                 out.action = applied.action;
                 if reason == templates::ObsoleteReason::ApplicationRemoved {
@@ -933,7 +1142,10 @@ fn template_images(images: &[planner::ImageChange]) -> Vec<templates::ImageChang
         .collect()
 }
 
-fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str) -> PrMetadata {
+/// The metadata block for a PR the bot writes now; `ledger` is carried over from the PR's
+/// previous block (holds, comment cursor, notices).
+fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str, mut ledger: Ledger) -> PrMetadata {
+    ledger.seen_at = Some(run_commands::seen_now());
     PrMetadata {
         version: 1,
         application: work.id.to_string(),
@@ -941,6 +1153,7 @@ fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str) -> Pr
         fingerprint: p.fingerprint.clone(),
         commit: commit.to_string(),
         base_commit: base_commit.to_string(),
+        ledger,
     }
 }
 
@@ -1044,6 +1257,9 @@ impl<F: Forge> Forge for Counted<'_, F> {
         self.inner.add_reaction(repo, comment_id, reaction).await
     }
 }
+
+#[path = "run_commands.rs"]
+mod run_commands;
 
 #[cfg(test)]
 #[path = "run_tests.rs"]

@@ -225,6 +225,7 @@ impl World {
             identity: Identity { name: "argocd-image-pr".into(), email: "argocd-image-pr@users.noreply.local".into() },
             repositories: vec![],
             templates: Arc::new(Templates::defaults()),
+            mode: Default::default(),
         };
         run_once(&forge, options).await
     }

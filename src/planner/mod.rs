@@ -6,11 +6,18 @@
 //! No I/O here: the engine gathers the inputs, calls [`decide`], and applies the [`Decision`].
 //! Every rule is a table case in the tests below.
 
+mod commanding;
+mod holds;
 mod settings;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use commanding::{Change, Context as CommandContext, Interpreted, Reply, apply_change, interpret, is_bot_comment, replied_to, reply_marker};
+pub use holds::{
+    AppHolds, Delivery, Hold, HoldKind, ImageHolds, Ledger, PIN_ANNOTATION, PinTarget, PrView,
+    apply as holds_apply, closed_unnoticed, derive, parse_pin_annotation, pin_target, version_text,
+};
 pub use settings::{
     BaseChoice, DEFAULT_BRANCH_TEMPLATE, MergeMethod, PrSettings, RepoSettings, branch_name, choose_base, pr_settings,
 };
@@ -36,9 +43,16 @@ pub struct ImageChange {
     pub change: String,
 }
 
-/// Issue 5's pins, ignores and rollback holds, as an input. Empty for now: nothing is held.
+/// What issue 5's commands and closed PRs ask of the Application's PR. (Pins, ignores and
+/// rollback floors act earlier, on the candidates: see [`holds`]; what is left is the proposal.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Holds {}
+pub struct Holds {
+    /// A `/recreate` is waiting: regenerate the branch even over someone else's commits.
+    pub recreate: bool,
+    /// The newest PR of the branch was closed (not merged) and its branch still exists: a new
+    /// proposal reopens it, which keeps the conversation.
+    pub reopen: Option<u64>,
+}
 
 /// What the bot wants for one Application, computed on the base branch's current tip.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +63,11 @@ pub enum Desired {
     UpToDate,
     /// The Application no longer carries the image-list annotation (or is gone).
     Unmanaged,
-    /// The bot must not act (no usable base branch; issue 5: pins and holds).
+    /// The bot must not act (no usable base branch).
     Held { reason: String },
+    /// Every image that would change is held (pinned, ignored, rolled back): an open PR is
+    /// closed, its branch kept so that a later proposal can reopen it.
+    AllHeld { reason: String },
     /// Something failed while working out the proposal (registry down, manifest refused): an
     /// open PR is left as it is rather than shrunk or closed on a transient failure.
     Unknown { error: String },
@@ -86,6 +103,9 @@ pub struct PrMetadata {
     pub commit: String,
     /// The base commit that commit was built on.
     pub base_commit: String,
+    /// Holds set by commands, the comment cursor, notices posted (see [`Ledger`]).
+    #[serde(default, skip_serializing_if = "Ledger::is_empty")]
+    pub ledger: Ledger,
 }
 
 /// The bot's pull request for the Application's branch, from the per-repository listing.
@@ -134,8 +154,7 @@ pub struct Input {
     pub open_prs: Vec<ExistingPr>,
     /// The remote branch; `None` when it does not exist.
     pub branch: Option<BranchState>,
-    /// Not read yet: issue 5's holds enter the rules here.
-    #[allow(dead_code)]
+    /// What commands and closed PRs ask of this PR.
     pub holds: Holds,
     /// E-mail of the bot's git identity: commits committed by it are the bot's own.
     pub bot_email: String,
@@ -161,6 +180,8 @@ pub enum CloseReason {
     UpToDate,
     /// The Application lost its image-list annotation.
     Unmanaged,
+    /// Every image the PR would move is held (pinned, ignored or rolled back).
+    Held,
 }
 
 impl CloseReason {
@@ -170,6 +191,7 @@ impl CloseReason {
             CloseReason::Unmanaged => {
                 "the Application no longer has the argocd-image-updater.argoproj.io/image-list annotation"
             }
+            CloseReason::Held => "every image this pull request would move is held (pinned, ignored or rolled back)",
         }
     }
 }
@@ -179,8 +201,9 @@ impl CloseReason {
 pub enum Action {
     /// Nothing to write.
     Noop,
-    /// Open a PR. `push: None` adopts the branch as it is (it already carries the change).
-    Open { push: Option<Push> },
+    /// Open a PR — or reopen the closed PR `reopen` — and push its branch (`push: None` adopts
+    /// the branch as it is: it already carries the change).
+    Open { push: Option<Push>, reopen: Option<u64> },
     /// Bring an open PR up to date: regenerate its branch (`Some`) and/or rewrite title and body.
     Update { number: u64, push: Option<Push>, edit_title_body: bool },
     /// Close an open PR with a comment (when `number` is set) and delete the branch (when the
@@ -292,7 +315,7 @@ pub fn wants_tree_check(commits: &[BranchCommit], bot_email: &str) -> bool {
 /// the commit the open PR records (the usual no-op path reads nothing).
 pub fn wants_branch_commits(desired: &Desired, open_prs: &[ExistingPr], head: Option<&str>) -> bool {
     let Some(head) = head else { return false };
-    if matches!(desired, Desired::Held { .. } | Desired::Unknown { .. }) {
+    if matches!(desired, Desired::Held { .. } | Desired::Unknown { .. } | Desired::AllHeld { .. }) {
         return false;
     }
     let recorded = open_prs.first().and_then(|p| p.metadata.as_ref()).map(|m| m.commit.as_str());
@@ -309,6 +332,13 @@ pub fn decide(input: &Input) -> Decision {
     let proposal = match &input.desired {
         Desired::Held { reason } => return decision(Action::Hold { reason: reason.clone() }),
         Desired::Unknown { error } => return decision(Action::Skip { reason: error.clone() }),
+        // The branch is kept: unpinning or a newer version reopens the PR on it.
+        Desired::AllHeld { .. } => {
+            return match pr {
+                Some(pr) => decision(Action::Close { number: Some(pr.number), reason: CloseReason::Held, delete_branch: false }),
+                None => decision(Action::Noop),
+            };
+        }
         Desired::UpToDate | Desired::Unmanaged => {
             let reason =
                 if input.desired == Desired::UpToDate { CloseReason::UpToDate } else { CloseReason::Unmanaged };
@@ -325,7 +355,7 @@ pub fn decide(input: &Input) -> Decision {
         Desired::Propose(p) => p,
     };
 
-    if view == BranchView::Foreign {
+    if view == BranchView::Foreign && !input.holds.recreate {
         let comment = pr.is_some() && input.foreign_comment_posted == Some(false);
         return decision(Action::ForeignCommit { number: pr.map(|p| p.number), comment });
     }
@@ -338,7 +368,8 @@ pub fn decide(input: &Input) -> Decision {
         BranchView::BotOwn { matches_desired } => *matches_desired,
         _ => false,
     };
-    let push = if carries_desired {
+    // `/recreate` regenerates the branch whatever it carries.
+    let push = if carries_desired && !input.holds.recreate {
         None
     } else {
         Some(match &input.branch {
@@ -348,7 +379,7 @@ pub fn decide(input: &Input) -> Decision {
     };
 
     let Some(pr) = pr else {
-        let mut d = decision(Action::Open { push });
+        let mut d = decision(Action::Open { push, reopen: input.holds.reopen });
         d.fix_ups = all_extras(&proposal.settings);
         return d;
     };

@@ -63,6 +63,7 @@ fn pr(to: &str, commit: &str) -> ExistingPr {
             fingerprint: fp(to),
             commit: commit.into(),
             base_commit: BASE.into(),
+            ledger: Default::default(),
         }),
         labels: vec!["deps".into()],
         requested_reviewers: vec!["alice".into()],
@@ -134,23 +135,23 @@ fn lifecycle_rules() {
     let replace = |expect: &str| Some(Push::Replace { expect: expect.into() });
     let cases: Vec<(&str, Input, Action, FixUps)> = vec![
         // Opening
-        ("new proposal, no branch: create branch and PR", input(proposal("1.1.0"), vec![], None), Action::Open { push: Some(Push::Create) }, all_fix_ups()),
+        ("new proposal, no branch: create branch and PR", input(proposal("1.1.0"), vec![], None), Action::Open { push: Some(Push::Create), reopen: None }, all_fix_ups()),
         (
             "crash after push: branch is the bot's with the desired change: adopt it",
             input(proposal("1.1.0"), vec![], own_branch("c1", true)),
-            Action::Open { push: None },
+            Action::Open { push: None, reopen: None },
             all_fix_ups(),
         ),
         (
             "crash after push, then a newer version: replace with lease on the old head",
             input(proposal("1.2.0"), vec![], own_branch("c1", false)),
-            Action::Open { push: replace("c1") },
+            Action::Open { push: replace("c1"), reopen: None },
             all_fix_ups(),
         ),
         (
             "leftover branch of two bot commits: replace",
             input(proposal("1.1.0"), vec![], branch("c2", Some(vec![bot_commit("c2"), bot_commit("c1")]))),
-            Action::Open { push: replace("c2") },
+            Action::Open { push: replace("c2"), reopen: None },
             all_fix_ups(),
         ),
         // Idempotency
@@ -271,6 +272,39 @@ fn lifecycle_rules() {
             input(Desired::Held { reason: "tag".into() }, vec![pr("1.1.0", "c1")], branch("c1", None)),
             Action::Hold { reason: "tag".into() },
             no_fix_ups(),
+        ),
+        (
+            "every image held (pin, ignore, rollback), PR open: close it, keep the branch",
+            input(Desired::AllHeld { reason: "pinned".into() }, vec![pr("1.1.0", "c1")], branch("c1", None)),
+            Action::Close { number: Some(7), reason: CloseReason::Held, delete_branch: false },
+            no_fix_ups(),
+        ),
+        (
+            "every image held, no PR: nothing",
+            input(Desired::AllHeld { reason: "pinned".into() }, vec![], branch("c1", None)),
+            Action::Noop,
+            no_fix_ups(),
+        ),
+        (
+            "newer version after a closed PR whose branch exists: reopen it",
+            Input { holds: Holds { reopen: Some(5), recreate: false }, ..input(proposal("1.2.0"), vec![], own_branch("c1", false)) },
+            Action::Open { push: replace("c1"), reopen: Some(5) },
+            all_fix_ups(),
+        ),
+        (
+            "/recreate over a foreign commit: regenerate on the base",
+            Input {
+                holds: Holds { recreate: true, reopen: None },
+                ..input(proposal("1.1.0"), vec![pr("1.1.0", "c1")], branch("f1", Some(vec![foreign_commit("f1"), bot_commit("c1")])))
+            },
+            Action::Update { number: 7, push: replace("f1"), edit_title_body: true },
+            review_again(),
+        ),
+        (
+            "/recreate on a clean branch: regenerate all the same",
+            Input { holds: Holds { recreate: true, reopen: None }, ..input(proposal("1.1.0"), vec![pr("1.1.0", "c1")], branch("c1", None)) },
+            Action::Update { number: 7, push: replace("c1"), edit_title_body: true },
+            review_again(),
         ),
         (
             "registry failed: leave the PR alone",

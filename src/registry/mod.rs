@@ -23,6 +23,8 @@ mod transport;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use config::parse_go_duration;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,6 +13,19 @@ pub struct Metrics {
     cycles: AtomicU64,
     deliveries: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    timing: Mutex<CycleTiming>,
+}
+
+/// What the daemon records about its cycles beyond their count.
+#[derive(Debug, Default)]
+struct CycleTiming {
+    /// Cycles by what started them (`interval`, `webhook`).
+    triggers: BTreeMap<&'static str, u64>,
+    /// Cycles that reported at least one error (or panicked).
+    failed: u64,
+    seconds_sum: f64,
+    /// The last finished cycle: (duration in seconds, end as Unix seconds, whether it was clean).
+    last: Option<(f64, f64, bool)>,
 }
 
 impl Metrics {
@@ -23,6 +36,24 @@ impl Metrics {
     /// One update cycle finished (whatever its outcome).
     pub fn cycle_finished(&self) {
         self.cycles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One daemon cycle finished: what started it, how long it took, whether it was free of
+    /// errors. Counts it in `argocd_image_pr_cycles_total` too.
+    pub fn cycle(&self, trigger: &'static str, duration: std::time::Duration, clean: bool) {
+        self.cycle_finished();
+        let seconds = duration.as_secs_f64();
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let mut t = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+        *t.triggers.entry(trigger).or_default() += 1;
+        if !clean {
+            t.failed += 1;
+        }
+        t.seconds_sum += seconds;
+        t.last = Some((seconds, end, clean));
     }
 
     /// One error of `kind` (a short fixed label such as `registry`, `git`, `forge`).
@@ -54,12 +85,40 @@ impl Metrics {
         for (kind, n) in self.errors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "argocd_image_pr_errors_total{{kind=\"{}\"}} {n}", escape(kind));
         }
+        let t = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+        header(&mut out, "argocd_image_pr_cycle_triggers_total", "Daemon cycles by what started them.");
+        for (trigger, n) in &t.triggers {
+            let _ = writeln!(out, "argocd_image_pr_cycle_triggers_total{{trigger=\"{}\"}} {n}", escape(trigger));
+        }
+        header(&mut out, "argocd_image_pr_cycles_failed_total", "Daemon cycles that reported at least one error.");
+        let _ = writeln!(out, "argocd_image_pr_cycles_failed_total {}", t.failed);
+        typed_header(&mut out, "argocd_image_pr_cycle_duration_seconds", "Duration of daemon cycles.", "summary");
+        let count: u64 = t.triggers.values().sum();
+        let _ = writeln!(out, "argocd_image_pr_cycle_duration_seconds_sum {}", t.seconds_sum);
+        let _ = writeln!(out, "argocd_image_pr_cycle_duration_seconds_count {count}");
+        if let Some((seconds, end, clean)) = t.last {
+            typed_header(&mut out, "argocd_image_pr_last_cycle_duration_seconds", "Duration of the last daemon cycle.", "gauge");
+            let _ = writeln!(out, "argocd_image_pr_last_cycle_duration_seconds {seconds}");
+            typed_header(
+                &mut out,
+                "argocd_image_pr_last_cycle_end_timestamp_seconds",
+                "When the last daemon cycle ended (Unix time).",
+                "gauge",
+            );
+            let _ = writeln!(out, "argocd_image_pr_last_cycle_end_timestamp_seconds {end}");
+            typed_header(&mut out, "argocd_image_pr_last_cycle_success", "1 if the last daemon cycle had no error.", "gauge");
+            let _ = writeln!(out, "argocd_image_pr_last_cycle_success {}", u8::from(clean));
+        }
         out
     }
 }
 
 fn header(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    typed_header(out, name, help, "counter");
+}
+
+fn typed_header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 fn escape(value: &str) -> String {
@@ -90,7 +149,37 @@ mod tests {
              argocd_image_pr_webhook_deliveries_total{event=\"pull_request\",result=\"queued\"} 2\n\
              # HELP argocd_image_pr_errors_total Errors by kind.\n\
              # TYPE argocd_image_pr_errors_total counter\n\
-             argocd_image_pr_errors_total{kind=\"registry\"} 1\n"
+             argocd_image_pr_errors_total{kind=\"registry\"} 1\n\
+             # HELP argocd_image_pr_cycle_triggers_total Daemon cycles by what started them.\n\
+             # TYPE argocd_image_pr_cycle_triggers_total counter\n\
+             # HELP argocd_image_pr_cycles_failed_total Daemon cycles that reported at least one error.\n\
+             # TYPE argocd_image_pr_cycles_failed_total counter\n\
+             argocd_image_pr_cycles_failed_total 0\n\
+             # HELP argocd_image_pr_cycle_duration_seconds Duration of daemon cycles.\n\
+             # TYPE argocd_image_pr_cycle_duration_seconds summary\n\
+             argocd_image_pr_cycle_duration_seconds_sum 0\n\
+             argocd_image_pr_cycle_duration_seconds_count 0\n"
         );
+    }
+
+    #[test]
+    fn daemon_cycles_have_triggers_durations_and_the_last_outcome() {
+        let m = Metrics::new();
+        m.cycle("interval", std::time::Duration::from_millis(1500), true);
+        m.cycle("webhook", std::time::Duration::from_millis(500), false);
+        let text = m.render();
+        for line in [
+            "argocd_image_pr_cycles_total 2\n",
+            "argocd_image_pr_cycle_triggers_total{trigger=\"interval\"} 1\n",
+            "argocd_image_pr_cycle_triggers_total{trigger=\"webhook\"} 1\n",
+            "argocd_image_pr_cycles_failed_total 1\n",
+            "argocd_image_pr_cycle_duration_seconds_sum 2\n",
+            "argocd_image_pr_cycle_duration_seconds_count 2\n",
+            "argocd_image_pr_last_cycle_duration_seconds 0.5\n",
+            "argocd_image_pr_last_cycle_success 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(text.contains("\nargocd_image_pr_last_cycle_end_timestamp_seconds 1"), "{text}");
     }
 }

@@ -210,6 +210,16 @@ fn spelling_rank<'c>(candidate: &'c Candidate, current: &Option<Version>) -> (bo
     (same_prefix, candidate.tag.as_str())
 }
 
+/// The kind of a move between two tags (a pin chooses the version, not the strategy): semver
+/// when both parse, `Build` otherwise.
+pub fn change_kind_between(from: Option<&str>, to: &str) -> ChangeKind {
+    match (from.and_then(Version::parse), Version::parse(to)) {
+        (Some(f), Some(t)) => change_kind(Some(&f), &t),
+        (None, Some(t)) if from.is_none() => change_kind(None, &t),
+        _ => ChangeKind::Build,
+    }
+}
+
 /// How far `to` is from `from`. Without a current version we say `Major`: the reader has no
 /// starting point, so the change deserves the most attention.
 fn change_kind(from: Option<&Version>, to: &Version) -> ChangeKind {

@@ -7,4 +7,5 @@ pub mod registry;
 pub mod token_server;
 pub mod gitops;
 pub mod cli;
+pub mod local_world;
 pub mod fake_github;

@@ -1,0 +1,361 @@
+//! The part of a cycle that reads what people did to the bot's PRs since its last look — comment
+//! commands, PRs closed without merging — and records it in the PRs' ledgers (see
+//! `planner::holds`), before the holds are derived; and the rollback notices, after.
+//!
+//! Comments are listed only for PRs the forge says were updated after the ledger's `seen_at`.
+//! Ledgers are written before replies: a crash in between loses an acknowledgement, never a
+//! command; a reply carries a marker naming the comment, so no comment is handled twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use super::{Ctx, RepoState, compose_body, template_images, visible_body};
+use crate::commands;
+use crate::domain::AppId;
+use crate::planner::{self, Change, Ledger, PrMetadata, Reply};
+use crate::ports::{Comment, Forge, Permission, PrState, PrUpdate, PullRequest};
+use crate::templates;
+
+/// Margin added to `seen_at` so that the bot's own write, which the forge stamps a moment later,
+/// does not count as news (docs/lifecycle.md: the cost of reading comments).
+pub(super) const SEEN_MARGIN_SECS: i64 = 2;
+
+pub(super) fn seen_now() -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::seconds(SEEN_MARGIN_SECS)
+}
+
+/// Whether the PR's comments must be read: it changed since the bot last looked.
+pub(super) fn needs_scan(pr: &PullRequest, ledger: &Ledger) -> bool {
+    match (pr.updated_at, ledger.seen_at) {
+        (Some(updated), Some(seen)) => updated > seen,
+        _ => true,
+    }
+}
+
+/// The Applications the run manages: id → image aliases.
+pub(super) type Managed = BTreeMap<String, Vec<String>>;
+
+struct PendingReply {
+    pr: u64,
+    comment: u64,
+    body: String,
+    reaction: &'static str,
+}
+
+impl<F: Forge> Ctx<'_, F> {
+    /// Reads new comments of the bot's PRs in one repository, carries out the commands, and
+    /// notices PRs closed without merging. Updates the in-memory listing with what it wrote.
+    pub(super) async fn commands_phase(
+        &self,
+        repos: &mut BTreeMap<String, RepoState>,
+        url: &str,
+        managed: &Managed,
+        errors: &mut Vec<String>,
+    ) {
+        let Some(state) = repos.get(url) else { return };
+        let Some(Ok(listing)) = state.listing.clone() else { return };
+        let repo = state.repo.clone();
+        let mut prs: Vec<(PullRequest, PrMetadata)> = listing
+            .iter()
+            .filter_map(|p| templates::parse_metadata_block::<PrMetadata>(&p.body).map(|m| (p.clone(), m)))
+            .filter(|(_, m)| managed.contains_key(&m.application))
+            .collect();
+        let mut dirty: BTreeSet<u64> = BTreeSet::new();
+        let mut replies: Vec<PendingReply> = Vec::new();
+        let mut permissions: HashMap<String, Permission> = HashMap::new();
+
+        for i in 0..prs.len() {
+            if !needs_scan(&prs[i].0, &prs[i].1.ledger) {
+                continue;
+            }
+            let (pr, meta) = prs[i].clone();
+            let comments = match self.forge.list_comments(&repo, pr.number).await {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(format!("#{}: {e}", pr.number));
+                    continue;
+                }
+            };
+            let replied = planner::replied_to(comments.iter().filter(|c| planner::is_bot_comment(&c.body)).map(|c| &c.body));
+            let fresh: Vec<&Comment> = comments
+                .iter()
+                .filter(|c| c.id > meta.ledger.comments_seen && !planner::is_bot_comment(&c.body) && !replied.contains(&c.id))
+                .collect();
+            if fresh.is_empty() {
+                continue;
+            }
+            let aliases = managed.get(&meta.application).cloned().unwrap_or_default();
+            for c in fresh {
+                let parsed = commands::parse_comment(&c.body);
+                if parsed.is_empty() {
+                    continue;
+                }
+                let needs_permission = parsed.iter().any(|p| !matches!(p, Ok(commands::Command::Help)));
+                let can_write = if !needs_permission {
+                    false
+                } else if let Some(p) = permissions.get(&c.author) {
+                    p.can_write()
+                } else {
+                    match self.forge.permission(&repo, &c.author).await {
+                        Ok(p) => {
+                            permissions.insert(c.author.clone(), p);
+                            p.can_write()
+                        }
+                        Err(e) => {
+                            // Not knowing is not permission: the comment is looked at again next time.
+                            errors.push(format!("#{}: permission of {}: {e}", pr.number, c.author));
+                            continue;
+                        }
+                    }
+                };
+                let mut texts = Vec::new();
+                let mut reaction = "+1";
+                for p in &parsed {
+                    let ctx = planner::CommandContext {
+                        pr_open: pr.state == PrState::Open,
+                        author: &c.author,
+                        can_write,
+                        at: c.created_at,
+                        url: &c.url,
+                        aliases: &aliases,
+                        images: &meta.images,
+                    };
+                    let interpreted = planner::interpret(p, &ctx);
+                    if let Some(change) = &interpreted.change {
+                        let app = meta.application.clone();
+                        let mut ledgers: Vec<(u64, Ledger)> =
+                            prs.iter().filter(|(_, m)| m.application == app).map(|(p, m)| (p.number, m.ledger.clone())).collect();
+                        for n in planner::apply_change(&mut ledgers, pr.number, change) {
+                            dirty.insert(n);
+                        }
+                        for (n, l) in ledgers {
+                            if let Some((_, m)) = prs.iter_mut().find(|(p, _)| p.number == n) {
+                                m.ledger = l;
+                            }
+                        }
+                    }
+                    if !matches!(interpreted.reply, Reply::Ack { .. } | Reply::Help) {
+                        reaction = "confused";
+                    }
+                    let pr_action = pr_action(&interpreted, pr.state == PrState::Open, &meta, &aliases);
+                    match self.render_reply(&meta, &c.author, &pr.base, interpreted.reply, pr_action) {
+                        Ok(t) => texts.push(t),
+                        Err(e) => errors.push(format!("#{}: {e}", pr.number)),
+                    }
+                }
+                replies.push(PendingReply {
+                    pr: pr.number,
+                    comment: c.id,
+                    body: format!("{}\n{}\n", texts.join("\n\n---\n\n").trim_end(), planner::reply_marker(c.id)),
+                    reaction,
+                });
+            }
+            let newest = comments.iter().map(|c| c.id).max().unwrap_or(0);
+            prs[i].1.ledger.comments_seen = prs[i].1.ledger.comments_seen.max(newest);
+            dirty.insert(pr.number);
+        }
+
+        // PRs closed without merging: their versions are ignored from now on; say so once.
+        let mut notices: Vec<(u64, String)> = Vec::new();
+        for app in managed.keys() {
+            let views: Vec<planner::PrView> = prs.iter().map(|(p, m)| pr_view(p, m)).collect();
+            for n in planner::closed_unnoticed(app, &views) {
+                let Some((_, m)) = prs.iter_mut().find(|(p, _)| p.number == n) else { continue };
+                m.ledger.notices.push("closed-ignored".into());
+                let body = self.comment_for(app, templates::Comment::ClosedIgnored { images: template_images(&m.images) });
+                match body {
+                    Ok(b) => notices.push((n, format!("{}\n<!-- argocd-image-pr:closed-ignored -->\n", b.trim_end()))),
+                    Err(e) => errors.push(format!("#{n}: {e}")),
+                }
+                dirty.insert(n);
+            }
+        }
+
+        // Ledgers first, then what the bot says.
+        for n in &dirty {
+            let Some((pr, meta)) = prs.iter_mut().find(|(p, _)| p.number == *n) else { continue };
+            meta.ledger.seen_at = Some(seen_now());
+            let update = PrUpdate { title: None, body: Some(compose_body(&visible_body(&pr.body), meta)), state: None };
+            match self.forge.update_pull_request(&repo, *n, &update).await {
+                Ok(updated) => *pr = updated,
+                Err(e) => {
+                    errors.push(format!("#{n}: {e}"));
+                    // Without the ledger, replying would make the command look handled.
+                    replies.retain(|r| r.pr != *n);
+                    notices.retain(|(x, _)| x != n);
+                }
+            }
+        }
+        for (n, body) in notices {
+            if let Err(e) = self.forge.create_comment(&repo, n, &body).await {
+                errors.push(format!("#{n}: {e}"));
+            }
+        }
+        for r in replies {
+            if let Err(e) = self.forge.create_comment(&repo, r.pr, &r.body).await {
+                errors.push(format!("#{}: {e}", r.pr));
+            }
+            if let Err(e) = self.forge.add_reaction(&repo, r.comment, r.reaction).await {
+                errors.push(format!("#{}: {e}", r.pr));
+            }
+        }
+        // The rest of the cycle sees what was written.
+        if let Some(Some(Ok(listing))) = repos.get_mut(url).map(|s| s.listing.as_mut()) {
+            for (p, _) in prs {
+                if let Some(slot) = listing.iter_mut().find(|x| x.number == p.number) {
+                    *slot = p;
+                }
+            }
+        }
+    }
+
+    fn comment_for(&self, app: &str, comment: templates::Comment) -> Result<String, String> {
+        let (namespace, name) = app.split_once('/').unwrap_or(("", app));
+        let ctx = templates::CommentContext {
+            app: templates::AppInfo::new(namespace, name),
+            bot: templates::BotInfo { name: self.options.identity.name.clone() },
+            comment,
+        };
+        self.options.templates.comment(&ctx).map_err(|e| e.to_string())
+    }
+
+    fn render_reply(
+        &self,
+        meta: &PrMetadata,
+        user: &str,
+        base: &str,
+        reply: Reply,
+        pr_action: templates::PrAction,
+    ) -> Result<String, String> {
+        let comment = match reply {
+            Reply::Ack { command, name, alias, version, affected } => templates::Comment::CommandAck {
+                user: user.to_string(),
+                command,
+                action: name.word().to_string(),
+                alias,
+                version,
+                base: base.to_string(),
+                affected: affected
+                    .into_iter()
+                    .map(|(alias, v)| {
+                        // A pin at what git has: the version git had when the PR was written.
+                        let v = v.or_else(|| meta.images.iter().find(|i| i.alias == alias).map(|i| i.from.clone()));
+                        let version = v
+                            .map(|v| templates::VersionRef { tag: v.tag, digest: v.digest })
+                            .unwrap_or_else(|| templates::VersionRef::tag("what git has"));
+                        templates::AffectedImage { alias, version }
+                    })
+                    .collect(),
+                pr_action,
+            },
+            // The template escapes the problem as plain text: no code spans in it.
+            Reply::Error { command, problem, usage } => templates::Comment::CommandError {
+                user: user.to_string(),
+                command,
+                problem: problem.replace('`', ""),
+                usage: usage.to_string(),
+            },
+            Reply::Refused { command } => templates::Comment::CommandRefused { user: user.to_string(), command },
+            Reply::Help => templates::Comment::Help { commands: templates::CommandHelp::defaults() },
+        };
+        self.comment_for(&meta.application, comment)
+    }
+
+    /// Rollback notices: once per merged PR and rolled-back version, on the merged PR.
+    pub(super) async fn rollback_notices(
+        &self,
+        repos: &mut BTreeMap<String, RepoState>,
+        id: &AppId,
+        rollbacks: &[(String, planner::Delivery, planner::Version)],
+        errors: &mut Vec<String>,
+    ) {
+        let mut by_pr: BTreeMap<u64, Vec<&(String, planner::Delivery, planner::Version)>> = BTreeMap::new();
+        for r in rollbacks.iter().filter(|(_, d, _)| !d.noticed) {
+            by_pr.entry(r.1.pr).or_default().push(r);
+        }
+        for (number, items) in by_pr {
+            let Some((url, pr)) = repos.iter().find_map(|(u, s)| {
+                s.listing.as_ref()?.as_ref().ok()?.iter().find(|p| p.number == number && p.url == items[0].1.url).map(|p| (u.clone(), p.clone()))
+            }) else {
+                continue;
+            };
+            let Some(mut meta) = templates::parse_metadata_block::<PrMetadata>(&pr.body) else { continue };
+            let repo = repos[&url].repo.clone();
+            let mut rolled_back = Vec::new();
+            for (alias, d, now) in &items {
+                let key = d.notice_key(alias);
+                if !meta.ledger.notices.contains(&key) {
+                    meta.ledger.notices.push(key);
+                }
+                let v = |v: &planner::Version| templates::VersionRef { tag: v.tag.clone(), digest: v.digest.clone() };
+                rolled_back.push(templates::Rollback {
+                    alias: alias.clone(),
+                    image: d.image.clone(),
+                    from: v(&d.to),
+                    to: v(now),
+                    waiting_for: v(&d.to),
+                });
+            }
+            let body = match self.comment_for(&id.to_string(), templates::Comment::RollbackNoticed { base: pr.base.clone(), rolled_back }) {
+                Ok(b) => format!("{}\n<!-- argocd-image-pr:rollback-noticed -->\n", b.trim_end()),
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            // An unread change on the PR keeps its `seen_at`: the next cycle reads it.
+            if !needs_scan(&pr, &meta.ledger) {
+                meta.ledger.seen_at = Some(seen_now());
+            }
+            let update = PrUpdate { title: None, body: Some(compose_body(&visible_body(&pr.body), &meta)), state: None };
+            match self.forge.update_pull_request(&repo, number, &update).await {
+                Ok(updated) => {
+                    if let Some(Some(Ok(listing))) = repos.get_mut(&url).map(|s| s.listing.as_mut())
+                        && let Some(slot) = listing.iter_mut().find(|x| x.number == number)
+                    {
+                        *slot = updated;
+                    }
+                }
+                Err(e) => {
+                    errors.push(format!("#{number}: {e}"));
+                    continue;
+                }
+            }
+            if let Err(e) = self.forge.create_comment(&repo, number, &body).await {
+                errors.push(format!("#{number}: {e}"));
+            }
+        }
+    }
+}
+
+/// A listed PR with its metadata, for the holds derivation.
+pub(super) fn pr_view(pr: &PullRequest, meta: &PrMetadata) -> planner::PrView {
+    planner::PrView {
+        number: pr.number,
+        url: pr.url.clone(),
+        state: pr.state,
+        metadata: meta.clone(),
+        closed_at: pr.closed_at,
+    }
+}
+
+/// What the command will do to the PR itself, for the acknowledgement.
+fn pr_action(i: &planner::Interpreted, open: bool, meta: &PrMetadata, aliases: &[String]) -> templates::PrAction {
+    use templates::PrAction;
+    let Some(change) = &i.change else { return PrAction::None };
+    match change {
+        Change::Hold(holds) if open => {
+            let held: BTreeSet<&str> = holds.iter().map(|h| h.alias.as_str()).collect();
+            let pin_all = holds.len() == aliases.len() && holds.iter().all(|h| h.kind == planner::HoldKind::Pin && h.version.is_none());
+            let remaining = meta.images.iter().filter(|i| !held.contains(i.alias.as_str())).count();
+            if pin_all || (remaining == 0 && holds.iter().all(|h| h.version.is_none())) {
+                PrAction::Closed
+            } else {
+                PrAction::Updated
+            }
+        }
+        Change::Recreate => PrAction::Updated,
+        _ => PrAction::None,
+    }
+}
