@@ -11,7 +11,6 @@ mod discovery;
 mod domain;
 mod engine;
 pub mod forge;
-mod forge_local;
 mod git;
 mod manifest;
 mod planner;
@@ -24,7 +23,7 @@ mod templates;
 
 pub use commands::{Command, CommandError, CommandName, format_help, help_list, parse_comment};
 pub use config::{ConfigError, ConfigFile, Identity};
-pub use forge_local::LocalForge;
+pub use forge::LocalForge;
 pub use git::push::Identity as GitIdentity;
 pub use planner::DEFAULT_BRANCH_TEMPLATE;
 pub use ports::RepoRef;

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::forge_local::LocalForge;
+use crate::forge::LocalForge;
 
 const BRANCH: &str = "argocd-image-pr/argocd/api";
 

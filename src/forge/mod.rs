@@ -3,9 +3,11 @@
 //! nothing vendor-shaped leaves a driver's module.
 
 pub mod github;
+pub mod local;
 
 pub use crate::ports::{
     Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
     RepoRef,
 };
 pub use github::{GithubAuth, GithubForge, GithubSettings, GithubStats};
+pub use local::LocalForge;
