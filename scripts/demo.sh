@@ -15,16 +15,8 @@ else
     heading() { printf '\n== %s\n' "$*"; }
 fi
 
-missing=()
-[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
-command -v git >/dev/null 2>&1 || missing+=(git)
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    heading "Installing ${missing[*]}"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+. scripts/install.sh
+ensure_debian_packages /usr/bin/docker-registry:docker-registry git:git
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/argocd-image-pr-target}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/argocd-image-pr-demo.XXXXXX")"

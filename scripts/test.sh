@@ -5,17 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
-command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
-command -v git >/dev/null 2>&1 || missing+=(git)
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "==> installing ${missing[*]}"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+. scripts/install.sh
+ensure_debian_packages /usr/bin/docker-registry:docker-registry htpasswd:apache2-utils git:git
 
 # npm packages the tests check against: GitHub's REST description (the fake GitHub's contract)
 # and its real webhook payloads. Installed together: `--no-save` prunes what a command omits.
@@ -29,12 +20,7 @@ for spec in "${npm_packages[@]}"; do
     grep -q "\"version\": *\"$version\"" "$manifest" 2>/dev/null || npm_missing+=("$spec")
 done
 if [ ${#npm_missing[@]} -gt 0 ]; then
-    if ! command -v npm >/dev/null 2>&1; then
-        sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
-    fi
+    ensure_debian_packages npm:npm
     echo "==> npm install ${npm_missing[*]} (into $ARGOCD_IMAGE_PR_NPM)"
     mkdir -p "$ARGOCD_IMAGE_PR_NPM"
     npm install --prefix "$ARGOCD_IMAGE_PR_NPM" --no-save --no-audit --no-fund "${npm_packages[@]}"
