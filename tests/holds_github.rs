@@ -528,3 +528,182 @@ fn a_failed_ledger_write_leaves_the_command_for_the_next_run_and_it_is_answered_
     assert_eq!(w.bot_comments(1).len(), 1, "answered once");
     w.gh.finish();
 }
+
+// ---- the daemon, with a webhook ----
+
+const SECRET: &str = "It's a Secret to Everybody";
+/// Against a hung daemon on a loaded machine, not a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(180);
+
+/// `run --forge github --interval 1h --listen 127.0.0.1:<port>` with a webhook secret; killed by
+/// its PID when dropped.
+struct Daemon {
+    child: std::process::Child,
+    addr: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    _home: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(w: &World) -> Daemon {
+        use std::io::Read;
+        let home = tempfile::Builder::new().prefix("aipr-home-").tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", support::registry::free_port());
+        let mut child = std::process::Command::new(support::cli::BIN)
+            .args(["run", "--forge", "github", "--interval", "1h", "--listen", &addr, "--github-url", &w.gh.url()])
+            .arg("--apps")
+            .arg(w.apps.path())
+            .arg("--cache-dir")
+            .arg(home.path().join("cache"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env("HOME", home.path())
+            .env("DOCKER_CONFIG", home.path().join(".docker"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GITHUB_TOKEN", fake_github::TOKEN)
+            .env("ARGOCD_IMAGE_PR_LOG", "argocd_image_pr=info")
+            .env("ARGOCD_IMAGE_PR_WEBHOOK_SECRET", SECRET)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut pipe, sink) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Daemon { child, addr, log, _home: home }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Polls `check` until it holds; fails with the daemon's log if the daemon exits or
+    /// [`PATIENCE`] runs out.
+    fn wait_for(&mut self, what: &str, check: impl Fn() -> bool) {
+        let started = std::time::Instant::now();
+        while !check() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the daemon exited ({status}) while waiting for {what}\nlog:\n{}", self.log());
+            }
+            assert!(started.elapsed() < PATIENCE, "no {what} after {PATIENCE:?}\nlog:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn cycles(&self) -> usize {
+        self.log().matches("cycle starts").count()
+    }
+
+    /// POSTs a delivery signed as GitHub signs it: (status, body).
+    fn deliver(&self, event: &str, payload: &Value) -> (u16, String) {
+        use std::io::{Read, Write};
+        let body = serde_json::to_vec(payload).unwrap();
+        let signature = argocd_image_pr::server::sign(&argocd_image_pr::server::WebhookSecret::new(SECRET).unwrap(), &body);
+        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let head = format!(
+            "POST /webhooks/github HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             X-GitHub-Event: {event}\r\nX-GitHub-Delivery: 9f2c5e1a-0b1e-11ef-8a3e-4c9367dc0958\r\n\
+             User-Agent: GitHub-Hookshot/044aadd\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GitHub's example `issue_comment` `created` delivery (npm `@octokit/webhooks-examples`), moved
+/// to comment `id` by `who` on pull request `n` of the fake's `org/gitops`.
+fn issue_comment_delivery(w: &World, n: u64, id: u64, who: &str, body: &str) -> Value {
+    let root = std::env::var("ARGOCD_IMAGE_PR_NPM").unwrap_or_else(|_| "/var/tmp/argocd-image-pr-npm".into());
+    let path = format!("{root}/node_modules/@octokit/webhooks-examples/api.github.com/index.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read GitHub's webhook examples at {path}: {e} (scripts/test.sh installs them)"));
+    let index: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let mut p = index
+        .iter()
+        .filter(|e| e["name"] == "issue_comment")
+        .flat_map(|e| e["examples"].as_array().unwrap().iter())
+        .find(|x| x["action"] == "created")
+        .expect("an issue_comment created example")
+        .clone();
+    let (web, api) = (w.gh.url(), w.gh.api_url());
+    p["repository"]["name"] = "gitops".into();
+    p["repository"]["full_name"] = REPO.into();
+    p["repository"]["owner"]["login"] = "org".into();
+    p["repository"]["html_url"] = format!("{web}/{REPO}").into();
+    p["repository"]["url"] = format!("{api}/repos/{REPO}").into();
+    p["repository"]["clone_url"] = w.gh.git_url(REPO).into();
+    p["issue"]["number"] = n.into();
+    p["issue"]["html_url"] = format!("{web}/{REPO}/pull/{n}").into();
+    p["issue"]["url"] = format!("{api}/repos/{REPO}/issues/{n}").into();
+    // A comment on a pull request: GitHub's issue object then has `pull_request`.
+    p["issue"]["pull_request"] = serde_json::json!({
+        "url": format!("{api}/repos/{REPO}/pulls/{n}"),
+        "html_url": format!("{web}/{REPO}/pull/{n}"),
+        "diff_url": format!("{web}/{REPO}/pull/{n}.diff"),
+        "patch_url": format!("{web}/{REPO}/pull/{n}.patch"),
+        "merged_at": null,
+    });
+    p["comment"]["id"] = id.into();
+    p["comment"]["body"] = body.into();
+    p["comment"]["user"]["login"] = who.into();
+    p["comment"]["user"]["type"] = "User".into();
+    p["comment"]["html_url"] = format!("{web}/{REPO}/pull/{n}#issuecomment-{id}").into();
+    p["comment"]["issue_url"] = format!("{api}/repos/{REPO}/issues/{n}").into();
+    p
+}
+
+#[test]
+fn daemon_a_pin_comment_delivered_by_webhook_closes_the_pr_long_before_the_interval() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    let mut daemon = Daemon::start(&w);
+    daemon.wait_for("PR #1", || w.gh.pulls(REPO).first().is_some_and(|p| p.open && p.title.contains("1.1.0")));
+    let log = daemon.log.clone();
+    daemon.wait_for("the end of the first cycle", || log.lock().unwrap().contains("cycle done"));
+
+    let id = w.comment(1, "alice", "Not this week.\n\n/pin");
+    let (status, body) = daemon.deliver("issue_comment", &issue_comment_delivery(&w, 1, id, "alice", "Not this week.\n\n/pin"));
+    assert_eq!((status, body.as_str()), (202, "queued\n"));
+    daemon.wait_for("PR #1 closed and the /pin acknowledged", || !w.gh.pull(REPO, 1).open && w.reactions(id) == ["+1"]);
+    assert_eq!(w.bot_comments(1).len(), 1, "one reply");
+    assert_eq!(daemon.cycles(), 2, "the first cycle and the webhook's\nlog:\n{}", daemon.log());
+
+    // SIGTERM: exit 0.
+    // SAFETY: kill(2) on the PID of a child this test owns and has not reaped.
+    assert_eq!(unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < PATIENCE, "the daemon did not exit on SIGTERM\nlog:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
+    w.gh.finish();
+}
