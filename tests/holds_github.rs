@@ -693,6 +693,16 @@ fn daemon_a_pin_comment_delivered_by_webhook_closes_the_pr_long_before_the_inter
     assert_eq!(w.bot_comments(1).len(), 1, "one reply");
     assert_eq!(daemon.cycles(), 2, "the first cycle and the webhook's\nlog:\n{}", daemon.log());
 
+    // bob unpins at once, within the two seconds after the bot's last write that a cycle
+    // without a webhook would not look at (docs/lifecycle.md): the delivery names the PR, so
+    // its comments are read anyway, and the PR comes back.
+    daemon.wait_for("the end of the webhook's cycle", || log.lock().unwrap().matches("cycle done").count() == 2);
+    let unpin = w.gh.comment(REPO, 1, "bob", "/unpin");
+    let (status, _) = daemon.deliver("issue_comment", &issue_comment_delivery(&w, 1, unpin, "bob", "/unpin"));
+    assert_eq!(status, 202);
+    daemon.wait_for("PR #1 reopened and the /unpin acknowledged", || w.gh.pull(REPO, 1).open && w.reactions(unpin) == ["+1"]);
+    assert_eq!(w.bot_comments(1).len(), 2, "one reply per comment");
+
     // SIGTERM: exit 0.
     // SAFETY: kill(2) on the PID of a child this test owns and has not reaped.
     assert_eq!(unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGTERM) }, 0);

@@ -71,7 +71,8 @@ impl<F: Forge> Ctx<'_, F> {
         let mut permissions: HashMap<String, Permission> = HashMap::new();
 
         for i in 0..prs.len() {
-            if !needs_scan(&prs[i].0, &prs[i].1.ledger) {
+            let named = self.options.look_at.contains(&(repo.slug.to_ascii_lowercase(), prs[i].0.number));
+            if !named && !needs_scan(&prs[i].0, &prs[i].1.ledger) {
                 continue;
             }
             let (pr, meta) = prs[i].clone();
