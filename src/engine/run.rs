@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub templates: Arc<Templates>,
     /// `run` writes; `status` only reads (no commands carried out, nothing written).
     pub mode: Mode,
+    /// Pull requests a webhook named (`owner/name` in lowercase, number): their comments are
+    /// read even when the forge's `updated_at` is not past the ledger's `seen_at`.
+    pub look_at: std::collections::BTreeSet<(String, u64)>,
 }
 
 /// Whether a pass acts or only reports.

@@ -26,9 +26,14 @@ pub(super) fn seen_now() -> DateTime<Utc> {
 }
 
 /// Whether the PR's comments must be read: it changed since the bot last looked.
+///
+/// GitHub stamps `updated_at` in whole seconds (truncated): a stamp stands for any moment of
+/// its second, so a change counts when that second reaches past `seen_at`. Comparing the bare
+/// stamp would miss a comment made up to a second after `seen_at` until the PR's next activity.
 pub(super) fn needs_scan(pr: &PullRequest, ledger: &Ledger) -> bool {
+    use chrono::SubsecRound;
     match (pr.updated_at, ledger.seen_at) {
-        (Some(updated), Some(seen)) => updated > seen,
+        (Some(updated), Some(seen)) => updated.trunc_subsecs(0) + chrono::Duration::seconds(1) > seen,
         _ => true,
     }
 }
@@ -66,7 +71,8 @@ impl<F: Forge> Ctx<'_, F> {
         let mut permissions: HashMap<String, Permission> = HashMap::new();
 
         for i in 0..prs.len() {
-            if !needs_scan(&prs[i].0, &prs[i].1.ledger) {
+            let named = self.options.look_at.contains(&(repo.slug.to_ascii_lowercase(), prs[i].0.number));
+            if !named && !needs_scan(&prs[i].0, &prs[i].1.ledger) {
                 continue;
             }
             let (pr, meta) = prs[i].clone();
@@ -357,5 +363,49 @@ fn pr_action(i: &planner::Interpreted, open: bool, meta: &PrMetadata, aliases: &
         }
         Change::Recreate => PrAction::Updated,
         _ => PrAction::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pr_updated(at: &str) -> PullRequest {
+        PullRequest {
+            number: 1,
+            url: String::new(),
+            title: String::new(),
+            body: String::new(),
+            head: String::new(),
+            head_sha: String::new(),
+            base: String::new(),
+            state: PrState::Open,
+            draft: false,
+            labels: vec![],
+            requested_reviewers: vec![],
+            requested_teams: vec![],
+            assignees: vec![],
+            auto_merge: false,
+            merge_commit_sha: None,
+            updated_at: Some(at.parse().unwrap()),
+            closed_at: None,
+        }
+    }
+
+    #[test]
+    fn a_stamp_in_whole_seconds_counts_when_its_second_reaches_past_seen_at() {
+        let ledger = Ledger { seen_at: Some("2024-05-01T10:00:12.500Z".parse().unwrap()), ..Ledger::default() };
+        let cases = [
+            ("the bot's own write, two seconds earlier", "2024-05-01T10:00:10Z", false),
+            ("the second before seen_at's", "2024-05-01T10:00:11Z", false),
+            // GitHub's stamp of a comment made at 12.8 s.
+            ("the same second, truncated", "2024-05-01T10:00:12Z", true),
+            ("later", "2024-05-01T10:00:13Z", true),
+            ("a precise stamp before seen_at's second", "2024-05-01T10:00:11.900Z", false),
+        ];
+        for (name, at, want) in cases {
+            assert_eq!(needs_scan(&pr_updated(at), &ledger), want, "case {name}");
+        }
+        assert!(needs_scan(&pr_updated("2024-05-01T10:00:00Z"), &Ledger::default()), "never looked");
     }
 }

@@ -226,6 +226,7 @@ impl World {
             repositories: vec![],
             templates: Arc::new(Templates::defaults()),
             mode: Default::default(),
+            look_at: Default::default(),
         };
         run_once(&forge, options).await
     }

@@ -315,7 +315,9 @@ impl FakeGithub {
     /// (the branch is created from the default branch when missing). Returns the commit.
     pub fn push_commit(&self, repo: &str, branch: &str, files: &[(&str, Option<&str>)], author: &str) -> String {
         let default = self.state().repos[&repo.to_ascii_lowercase()].default_branch.clone();
-        git::commit_files(&self.bare_path(repo), branch, Some(&default), files, &format!("Change by {author}"), author)
+        let sha = git::commit_files(&self.bare_path(repo), branch, Some(&default), files, &format!("Change by {author}"), author);
+        synchronize(&mut self.state(), &repo.to_ascii_lowercase(), &self.bare_path(repo));
+        sha
     }
 
     /// The commit `branch` points to, if it exists.
@@ -541,6 +543,18 @@ impl Drop for FakeGithub {
         }
         if !self.finished.load(Ordering::SeqCst) && !std::thread::panicking() {
             self.finish();
+        }
+    }
+}
+
+/// After a push: an open pull request whose head branch moved is updated (`updated_at`), as
+/// GitHub's `synchronize` does.
+fn synchronize(st: &mut State, key: &str, bare: &Path) {
+    let now = Utc::now();
+    for p in st.pulls.iter_mut().filter(|p| p.repo == key && p.open) {
+        if let Some(sha) = git::branch_sha(bare, &p.head).filter(|s| *s != p.last_head_sha) {
+            p.last_head_sha = sha;
+            p.updated_at = now;
         }
     }
 }
@@ -1271,7 +1285,9 @@ async fn git_call(shared: &Arc<Shared>, method: &Method, path: &str, query: &str
     )
     .await;
     if method == Method::POST && path.ends_with("/git-receive-pack") && status == 200 {
-        shared.state.lock().unwrap().pushes += 1;
+        let mut st = shared.state.lock().unwrap();
+        st.pushes += 1;
+        synchronize(&mut st, &key, &shared.root.join(format!("{key}.git")));
     }
     let mut b = Response::builder().status(status);
     for (k, v) in out_headers {
