@@ -281,6 +281,12 @@ async fn evaluate(
         })
         .collect();
 
+    // The registry needs nothing from git: warm its caches while the sources are fetched, so
+    // that the per-image work below finds the tag lists (and newest-build metadata) waiting.
+    let specs: Vec<ImageSpec> =
+        annotated.iter().flat_map(|(_, ann)| ann.images.iter().filter_map(|i| i.as_ref().ok().cloned())).collect();
+    let warmup = tokio::spawn(warm_registry(registry.clone(), specs));
+
     // 2. git: every source once per (URL, revision)
     let snapshots = fetch_sources(&annotated, cache_dir, credentials).await;
 
@@ -313,7 +319,12 @@ async fn evaluate(
     }
     let mut distinct_repos: BTreeMap<String, ()> = BTreeMap::new();
     let mut edits: Vec<Vec<(usize, PlannedEdit)>> = (0..reports.len()).map(|_| Vec::new()).collect();
-    for (app_index, report, edit) in join_all(jobs).await {
+    let results = join_all(jobs).await;
+    // Everything it fetched has been used (from the caches) by now.
+    if let Err(e) = warmup.await {
+        tracing::warn!("registry warm-up failed: {e}");
+    }
+    for (app_index, report, edit) in results {
         if let Some(image) = &report.image {
             distinct_repos.insert(image.clone(), ());
         }
@@ -533,6 +544,25 @@ struct HeldInfo {
     unheld: Option<String>,
     held_back: bool,
     rollbacks: Vec<planner::Delivery>,
+}
+
+/// Lists the tags of every image (one request per repository, shared through the client's
+/// cache) and fetches the metadata newest-build will ask for. Errors are cached by the client
+/// and reported by `choose`, which asks again.
+async fn warm_registry(registry: Arc<RegistryClient>, specs: Vec<ImageSpec>) {
+    let registry = &registry;
+    join_all(specs.iter().map(|spec| async move {
+        let secret = spec.pull_secret.as_deref();
+        let Ok(tags) = registry.list_tags(&spec.name, secret).await else { return };
+        if spec.strategy != UpdateStrategy::NewestBuild {
+            return;
+        }
+        let Ok(filtered) = strategy::filter_tags(spec, &tags) else { return };
+        if let Need::Created(wanted) = strategy::need(spec, &filtered) {
+            join_all(wanted.iter().map(|tag| registry.tag_metadata(&spec.name, tag, &spec.platforms, secret))).await;
+        }
+    }))
+    .await;
 }
 
 /// Tag list -> filters -> metadata the strategy needs -> holds -> selection (-> digest to pin).
