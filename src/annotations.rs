@@ -82,6 +82,7 @@ pub struct ImageSpec {
 
 impl ImageSpec {
     /// An image with every option at its default (semver, linux/amd64, no filters).
+    #[cfg(test)]
     pub fn new(alias: &str, name: ImageName) -> Self {
         ImageSpec {
             alias: alias.to_string(),

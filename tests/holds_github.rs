@@ -160,10 +160,6 @@ fn action(out: &PlanOutput) -> String {
     out.app("api")["action"].as_str().unwrap_or("").to_string()
 }
 
-fn stat(out: &PlanOutput, key: &str) -> u64 {
-    out.plan()["stats"][key].as_u64().unwrap_or_else(|| panic!("no stats.{key}{out}"))
-}
-
 #[test]
 fn merge_revert_then_a_newer_release() {
     let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");

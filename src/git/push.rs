@@ -107,6 +107,7 @@ pub fn open_clone(cache_dir: &Path, url: &str) -> Result<Repository, GitError> {
 
 /// Fetches one branch of `url` (from `auth.url` when given) into the clone and returns its
 /// commit, `None` when the remote has no such branch.
+#[cfg(test)]
 pub fn fetch_branch(cache_dir: &Path, url: &str, branch: &str, auth: Option<&PushTarget>) -> Result<Option<String>, GitError> {
     let repo = open_clone(cache_dir, url)?;
     let target = auth.map_or(url, |t| t.url.as_str());

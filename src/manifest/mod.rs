@@ -51,10 +51,6 @@ impl fmt::Debug for ParseCache {
 }
 
 impl FileSet {
-    pub fn new(files: BTreeMap<String, Arc<[u8]>>) -> Self {
-        FileSet { files, symlinks: BTreeMap::new(), parsed: ParseCache::default() }
-    }
-
     /// Records a symbolic link at `path` whose text is `target` (as `readlink` gives it).
     pub fn insert_symlink(&mut self, path: impl Into<String>, target: impl Into<String>) {
         self.symlinks.insert(path.into(), target.into());

@@ -76,21 +76,6 @@ pub enum RegistryErrorKind {
     Protocol,
 }
 
-impl RegistryErrorKind {
-    /// Short label for metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            RegistryErrorKind::Config => "config",
-            RegistryErrorKind::Credentials => "credentials",
-            RegistryErrorKind::Unauthorized => "unauthorized",
-            RegistryErrorKind::NotFound => "not_found",
-            RegistryErrorKind::RateLimited => "rate_limited",
-            RegistryErrorKind::Network => "network",
-            RegistryErrorKind::Protocol => "protocol",
-        }
-    }
-}
-
 /// A failure, naming the registry host, repository and tag involved (empty `registry` only for
 /// set-up errors, whose message names the file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

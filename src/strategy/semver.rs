@@ -73,11 +73,6 @@ impl Version {
         })
     }
 
-    /// The tag exactly as it was written.
-    pub fn as_str(&self) -> &str {
-        &self.original
-    }
-
     pub fn is_prerelease(&self) -> bool {
         !self.pre.is_empty()
     }
@@ -278,11 +273,6 @@ impl Constraint {
         self.groups
             .iter()
             .any(|g| (g.allows_prerelease || !v.is_prerelease()) && g.comparators.iter().all(|c| c.matches(v)))
-    }
-
-    /// The constraint as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
     }
 }
 
