@@ -254,8 +254,6 @@ async fn cgi(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    use tokio::io::AsyncWriteExt;
     let (root, counts) = (&state.0, &state.1);
     let query = uri.query().unwrap_or("");
     if uri.path().ends_with("/info/refs") && query.contains("service=git-upload-pack") {
@@ -265,53 +263,22 @@ async fn cgi(
         counts.upload_packs.fetch_add(1, Ordering::SeqCst);
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let mut child = tokio::process::Command::new("git")
-        .arg("http-backend")
-        .env("GIT_PROJECT_ROOT", root)
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("REQUEST_METHOD", method.as_str())
-        .env("PATH_INFO", uri.path())
-        .env("QUERY_STRING", query)
-        .env("CONTENT_TYPE", header("content-type"))
-        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
-        .env("GIT_PROTOCOL", header("git-protocol"))
-        .env("REMOTE_ADDR", "127.0.0.1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("git http-backend");
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = tokio::spawn(async move {
-        let _ = stdin.write_all(&body).await;
-    });
-    let out = child.wait_with_output().await.expect("git http-backend output");
-    let _ = writer.await;
-    let raw = out.stdout;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
-    let split = split.or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
-    let Some((end, sep)) = split else {
-        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::from_utf8_lossy(&out.stderr).into_owned())
-            .into_response();
-    };
-    let mut status = axum::http::StatusCode::OK;
-    let mut builder = axum::http::Response::builder();
-    for line in String::from_utf8_lossy(&raw[..end]).lines() {
-        if let Some((k, v)) = line.split_once(':') {
-            let v = v.trim();
-            if k.eq_ignore_ascii_case("status") {
-                if let Some(code) = v.split_whitespace().next().and_then(|c| c.parse().ok()) {
-                    status = axum::http::StatusCode::from_u16(code).unwrap_or(status);
-                }
-            } else {
-                builder = builder.header(k.trim(), v);
-            }
-        }
+    let (status, out_headers, out) = super::git_http::http_backend(
+        root,
+        method.as_str(),
+        uri.path(),
+        query,
+        &header("content-type"),
+        &header("content-encoding"),
+        &header("git-protocol"),
+        None,
+        body.to_vec(),
+    )
+    .await;
+    let mut builder = axum::http::Response::builder()
+        .status(axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR));
+    for (k, v) in out_headers {
+        builder = builder.header(k, v);
     }
-    builder
-        .status(status)
-        .body(axum::body::Body::from(raw[end + sep..].to_vec()))
-        .unwrap()
+    builder.body(axum::body::Body::from(out)).unwrap()
 }

@@ -5,6 +5,7 @@
 pub mod oci_push;
 pub mod registry;
 pub mod token_server;
+pub mod git_http;
 pub mod gitops;
 pub mod cli;
 pub mod local_world;

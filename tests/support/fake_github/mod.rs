@@ -1272,7 +1272,7 @@ async fn git_call(shared: &Arc<Shared>, method: &Method, path: &str, query: &str
         user.unwrap()
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let (status, out_headers, out) = git::http_backend(
+    let (status, out_headers, out) = crate::support::git_http::http_backend(
         &shared.root,
         method.as_str(),
         path,
@@ -1280,7 +1280,7 @@ async fn git_call(shared: &Arc<Shared>, method: &Method, path: &str, query: &str
         &header("content-type"),
         &header("content-encoding"),
         &header("git-protocol"),
-        &user,
+        Some(&user),
         body.to_vec(),
     )
     .await;
