@@ -7,14 +7,16 @@
 //! Every failure is attached to the file, Application or image it belongs to; nothing here stops
 //! the other Applications.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::join_all;
+use futures::StreamExt as _;
 use serde::Serialize;
 
 use crate::annotations::{self, ImageSpec, UpdateStrategy};
+use crate::domain::Platform;
 use crate::discovery::{self, Application};
 use crate::git::{self, Snapshot};
 use crate::manifest::edit::{self, EditRequest, FileChange, Target};
@@ -175,7 +177,12 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
             return PlanReport { applications: vec![], errors, stats: Stats::default() };
         }
     };
+    let prepare = {
+        let registry = registry.clone();
+        tokio::task::spawn_blocking(move || registry.prepare())
+    };
     let found = discover(&options.apps, &cache_dir, &HashMap::new()).await;
+    let _ = prepare.await;
     errors.extend(found.errors);
     let evaluated =
         evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone(), &[], &HashMap::new())
@@ -216,6 +223,7 @@ async fn discover(locations: &[String], cache_dir: &Path, credentials: &HashMap<
     for location in locations {
         match load_location(location, cache_dir, credentials.get(location).cloned()).await {
             Ok((files, commit)) => {
+                tracing::debug!("discovery: {} read", location);
                 let (found, file_errors) = discovery::find_applications(&files);
                 let origin = commit.map(|commit| AppsOrigin { url: location.clone(), commit });
                 let prefix = |f: &str| if locations.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
@@ -232,6 +240,7 @@ async fn discover(locations: &[String], cache_dir: &Path, credentials: &HashMap<
         }
     }
     apps.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    tracing::debug!("discovery: {} Applications in {} location(s)", apps.len(), locations.len());
     let mut annotated = Vec::new();
     let mut origins = Vec::new();
     let mut unannotated = Vec::new();
@@ -289,66 +298,71 @@ async fn evaluate(
 
     // 2. git: every source once per (URL, revision)
     let snapshots = fetch_sources(&annotated, cache_dir, credentials).await;
+    tracing::debug!("git: {} source(s) read", snapshots.len());
 
-    // 3. current versions, then registries, per image
-    let mut jobs = Vec::new();
+    // 3. current versions, then registries, per image; 4. as soon as all images of an
+    // Application are chosen, the edits its proposal needs, as diffs (while the registries
+    // still answer for the others).
     let mut reports: Vec<AppReport> = Vec::new();
+    let mut app_jobs = futures::stream::FuturesUnordered::new();
     for (app_index, (app, ann)) in annotated.iter().enumerate() {
-        reports.push(AppReport {
+        let mut report = AppReport {
             namespace: app.id.namespace.clone(),
             name: app.id.name.clone(),
             file: app.file.clone(),
             images: Vec::new(),
             changes: Vec::new(),
             error: None,
-        });
+        };
+        let mut jobs = Vec::new();
         for entry in &ann.images {
             let spec = match entry {
                 Ok(spec) => spec,
                 Err(e) => {
                     let mut r = ImageReport::new(e.alias.as_deref().unwrap_or(""));
                     r.error = Some(format!("Application {}: {e}", app.id));
-                    reports[app_index].images.push(r);
+                    report.images.push(r);
                     continue;
                 }
             };
             let current = find_current(app, spec, &snapshots);
             let image_holds = holds.get(app_index).and_then(|h| h.get(&spec.alias)).cloned().unwrap_or_default();
-            jobs.push(plan_image(app_index, app, spec, current, registry.clone(), image_holds));
+            jobs.push(plan_image(app, spec, current, registry.clone(), image_holds));
         }
+        reports.push(report);
+        app_jobs.push(async move { (app_index, join_all(jobs).await) });
     }
     let mut distinct_repos: BTreeMap<String, ()> = BTreeMap::new();
-    let mut edits: Vec<Vec<(usize, PlannedEdit)>> = (0..reports.len()).map(|_| Vec::new()).collect();
-    let results = join_all(jobs).await;
-    // Everything it fetched has been used (from the caches) by now.
-    if let Err(e) = warmup.await {
-        tracing::warn!("registry warm-up failed: {e}");
-    }
-    for (app_index, report, edit) in results {
-        if let Some(image) = &report.image {
-            distinct_repos.insert(image.clone(), ());
-        }
-        if let Some(edit) = edit {
-            edits[app_index].push((reports[app_index].images.len(), edit));
-        }
-        reports[app_index].images.push(report);
-    }
-
-    // 4. the edits each proposal needs, as diffs
     let mut workspace = Workspace::default();
     let mut changes: Vec<Vec<SourceChange>> = (0..reports.len()).map(|_| Vec::new()).collect();
-    for (app_index, app_edits) in edits.into_iter().enumerate() {
+    while let Some((app_index, results)) = app_jobs.next().await {
+        let report = &mut reports[app_index];
+        let mut app_edits = Vec::new();
+        for (image, edit) in results {
+            if let Some(name) = &image.image {
+                distinct_repos.insert(name.clone(), ());
+            }
+            if let Some(edit) = edit {
+                app_edits.push((report.images.len(), edit));
+            }
+            report.images.push(image);
+        }
         if app_edits.is_empty() {
             continue;
         }
         let (app, ann) = &annotated[app_index];
         let context = EditContext { app, ann, snapshots: &snapshots, apps_origin: &origins[app_index] };
-        let report = &mut reports[app_index];
         let (diffs, raw) = app_changes(&context, &mut workspace, app_edits, &mut report.images);
         report.changes = diffs;
         changes[app_index] = raw;
     }
+    // Everything it fetched has been used (from the caches) by now.
+    if let Err(e) = warmup.await {
+        tracing::warn!("registry warm-up failed: {e}");
+    }
+    tracing::debug!("registries: {} request(s)", registry.request_count());
 
+    tracing::debug!("edits: {} Application(s) change", changes.iter().filter(|c| !c.is_empty()).count());
     let stats = Stats {
         applications: reports.len(),
         images: reports.iter().map(|a| a.images.len()).sum(),
@@ -473,13 +487,12 @@ fn find_current(
 }
 
 async fn plan_image(
-    app_index: usize,
     app: &Application,
     spec: &ImageSpec,
     current: Result<Option<(usize, CurrentImage)>, String>,
     registry: Arc<RegistryClient>,
     holds: ImageHolds,
-) -> (usize, ImageReport, Option<PlannedEdit>) {
+) -> (ImageReport, Option<PlannedEdit>) {
     let mut r = ImageReport::new(&spec.alias);
     r.image = Some(spec.name.to_string());
     r.constraint = spec.constraint.clone();
@@ -500,11 +513,11 @@ async fn plan_image(
                 "Application {}: image {} ({}) not found in the manifests of its sources",
                 app.id, spec.alias, spec.name
             ));
-            return (app_index, r, None);
+            return (r, None);
         }
         Err(e) => {
             r.error = Some(format!("Application {}: image {}: {e}", app.id, spec.alias));
-            return (app_index, r, None);
+            return (r, None);
         }
     };
     let mut edit = None;
@@ -528,7 +541,7 @@ async fn plan_image(
         }
         Err(e) => r.error = Some(format!("Application {}: image {} ({}): {e}", app.id, spec.alias, spec.name)),
     }
-    (app_index, r, edit)
+    (r, edit)
 }
 
 /// A proposal to write into one source of an Application.
@@ -546,21 +559,43 @@ struct HeldInfo {
     rollbacks: Vec<planner::Delivery>,
 }
 
+/// Newest-build lookups in progress at once: per repository and platform set while warming
+/// up, per image while choosing. Each pending lookup is a future of several kilobytes, so
+/// thousands of them at once cost tens of megabytes; the client bounds the requests anyway.
+const WARM_METADATA_WIDTH: usize = 16;
+const CHOOSE_METADATA_WIDTH: usize = 4;
+
 /// Lists the tags of every image (one request per repository, shared through the client's
-/// cache) and fetches the metadata newest-build will ask for. Errors are cached by the client
-/// and reported by `choose`, which asks again.
+/// cache) and fetches the metadata newest-build will ask for: the union of the tags the images
+/// of one repository (and platform set) allow. Errors are cached by the client and reported by
+/// `choose`, which asks again.
 async fn warm_registry(registry: Arc<RegistryClient>, specs: Vec<ImageSpec>) {
     let registry = &registry;
-    join_all(specs.iter().map(|spec| async move {
-        let secret = spec.pull_secret.as_deref();
-        let Ok(tags) = registry.list_tags(&spec.name, secret).await else { return };
+    let wanted = join_all(specs.iter().map(|spec| async move {
+        let tags = registry.list_tags(&spec.name, spec.pull_secret.as_deref()).await.ok()?;
         if spec.strategy != UpdateStrategy::NewestBuild {
-            return;
+            return None;
         }
-        let Ok(filtered) = strategy::filter_tags(spec, &tags) else { return };
-        if let Need::Created(wanted) = strategy::need(spec, &filtered) {
-            join_all(wanted.iter().map(|tag| registry.tag_metadata(&spec.name, tag, &spec.platforms, secret))).await;
+        let filtered = strategy::filter_tags(spec, &tags).ok()?;
+        match strategy::need(spec, &filtered) {
+            Need::Created(wanted) => Some((spec, wanted)),
+            _ => None,
         }
+    }))
+    .await;
+    type GroupKey<'a> = (String, Option<&'a str>, &'a [Platform]);
+    let mut groups: BTreeMap<GroupKey<'_>, (&ImageSpec, BTreeSet<String>)> = BTreeMap::new();
+    for (spec, tags) in wanted.into_iter().flatten() {
+        let key = (spec.name.to_string(), spec.pull_secret.as_deref(), &spec.platforms[..]);
+        groups.entry(key).or_insert_with(|| (spec, BTreeSet::new())).1.extend(tags);
+    }
+    join_all(groups.values().map(|(spec, tags)| {
+        futures::stream::iter(tags.iter().cloned())
+            .map(move |tag| async move {
+                let _ = registry.tag_metadata(&spec.name, &tag, &spec.platforms, spec.pull_secret.as_deref()).await;
+            })
+            .buffer_unordered(WARM_METADATA_WIDTH)
+            .for_each(|_| async {})
     }))
     .await;
 }
@@ -581,12 +616,13 @@ async fn choose(
             .map(|t| Candidate { tag: t.to_string(), digest: None, created: None })
             .collect(),
         Need::Created(wanted) => {
-            let fetches = wanted.iter().map(|tag| async move {
-                let meta = registry.tag_metadata(&spec.name, tag, &spec.platforms, secret).await;
-                (tag, meta)
-            });
+            let fetched: Vec<_> = futures::stream::iter(&wanted)
+                .map(|tag| async move { (tag, registry.tag_metadata(&spec.name, tag, &spec.platforms, secret).await) })
+                .buffered(CHOOSE_METADATA_WIDTH)
+                .collect()
+                .await;
             let mut out = Vec::new();
-            for (tag, meta) in join_all(fetches).await {
+            for (tag, meta) in fetched {
                 let meta = meta.map_err(|e| e.to_string())?;
                 if meta.platform_found {
                     out.push(Candidate { tag: tag.clone(), digest: Some(meta.digest), created: meta.created });

@@ -147,7 +147,12 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
             apps_credentials.insert(location.clone(), target);
         }
     }
+    let prepare = {
+        let registry = registry.clone();
+        tokio::task::spawn_blocking(move || registry.prepare())
+    };
     let found = discover(&options.plan.apps, &cache, &apps_credentials).await;
+    let _ = prepare.await;
     let discovery_complete = found.errors.is_empty();
     errors.extend(found.errors);
     let mut urls: BTreeSet<String> = BTreeSet::new();

@@ -28,7 +28,7 @@ pub(crate) use config::parse_go_duration;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -132,8 +132,11 @@ pub struct RegistryClient {
     conf: RegistriesConf,
     docker_auths: DockerAuths,
     resolver: CredentialResolver,
-    http: reqwest::Client,
-    http_insecure: reqwest::Client,
+    /// Built on first use: loading the system's root certificates takes a tenth of a second,
+    /// which [`Self::prepare`] moves off the critical path and a run without `insecure:`
+    /// registries never pays twice.
+    http: OnceLock<Result<reqwest::Client, String>>,
+    http_insecure: OnceLock<Result<reqwest::Client, String>>,
     requests: AtomicU64,
     hosts: Mutex<HashMap<String, Arc<HostState>>>,
     tokens: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<Token>>>>>,
@@ -234,21 +237,12 @@ impl RegistryClient {
             None => RegistriesConf::default(),
         };
         let docker_auths = DockerAuths::load(&settings.docker_configs).map_err(RegistryError::setup)?;
-        let build = |insecure: bool| {
-            reqwest::Client::builder()
-                .user_agent(concat!("argocd-image-pr/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
-                .tls_danger_accept_invalid_certs(insecure)
-                .build()
-                .map_err(|e| RegistryError::setup(format!("cannot create the HTTP client: {e}")))
-        };
         Ok(RegistryClient {
             conf,
             docker_auths,
             resolver: CredentialResolver::default(),
-            http: build(false)?,
-            http_insecure: build(true)?,
+            http: OnceLock::new(),
+            http_insecure: OnceLock::new(),
             requests: AtomicU64::new(0),
             hosts: Mutex::default(),
             tokens: Mutex::default(),
@@ -257,6 +251,27 @@ impl RegistryClient {
             digests: SingleFlight::default(),
             configs: SingleFlight::default(),
         })
+    }
+
+    /// Builds the HTTP client for verified TLS now (call it from a blocking thread while other
+    /// work runs); requests would otherwise build it on first use.
+    pub fn prepare(&self) {
+        let _ = self.http(false);
+    }
+
+    pub(crate) fn http(&self, insecure: bool) -> Result<&reqwest::Client, RegistryError> {
+        let cell = if insecure { &self.http_insecure } else { &self.http };
+        cell.get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("argocd-image-pr/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(60))
+                .tls_danger_accept_invalid_certs(insecure)
+                .build()
+                .map_err(|e| format!("cannot create the HTTP client: {e}"))
+        })
+        .as_ref()
+        .map_err(|e| RegistryError::setup(e.clone()))
     }
 
     /// Every tag of the repository (cached: one listing per repository per run).

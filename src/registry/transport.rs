@@ -112,7 +112,7 @@ impl RegistryClient {
         if let Some(limiter) = &t.host.limiter {
             limiter.acquire().await;
         }
-        let client = if t.endpoint.insecure { &self.http_insecure } else { &self.http };
+        let client = self.http(t.endpoint.insecure).map_err(|e| t.err(RegistryErrorKind::Config, tag, e.message))?;
         let mut req = client.request(method.clone(), url.clone());
         if let Some(a) = accept {
             req = req.header(ACCEPT, a);
