@@ -147,7 +147,7 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
             apps_credentials.insert(location.clone(), target);
         }
     }
-    let found = discover(&options.plan.apps, &cache, &apps_credentials).await;
+    let found = discover(&options.plan.apps, &cache, &apps_credentials, registry.default_registry()).await;
     let discovery_complete = found.errors.is_empty();
     errors.extend(found.errors);
     let mut urls: BTreeSet<String> = BTreeSet::new();
