@@ -2,8 +2,9 @@
 //! read exactly as AIU v1.3 reads them (per-alias keys override app-wide keys). Pure.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::domain::{ImageName, Platform};
+use crate::domain::{DefaultRegistry, ImageName, ImageNameError, ImageReference, Platform};
 
 /// The annotation prefix argocd-image-updater uses, which we read unchanged.
 pub const AIU_PREFIX: &str = "argocd-image-updater.argoproj.io";
@@ -61,6 +62,10 @@ pub struct ImageSpec {
     /// without one take the app-wide keys alone.
     pub alias_given: bool,
     pub name: ImageName,
+    /// Where names without registry host belong for this image's Application (registries.conf
+    /// `default: true`). Names written in git are read with it too ([`ImageSpec::parse_name`]),
+    /// so `team/app` in a kustomization is the image-list's `team/app` whatever the default.
+    pub default_registry: Arc<DefaultRegistry>,
     /// A digest written in the image-list (`name:tag@sha256:...`), which AIU accepts.
     pub digest: Option<String>,
     /// What followed the name in the image-list (`^1.2`, `latest`, `>=1.20`), if anything.
@@ -88,6 +93,7 @@ impl ImageSpec {
             alias: alias.to_string(),
             alias_given: true,
             name,
+            default_registry: Arc::default(),
             digest: None,
             constraint: None,
             strategy: UpdateStrategy::Semver,
@@ -100,6 +106,23 @@ impl ImageSpec {
             kustomize_image_name: None,
             pin_digest: false,
         }
+    }
+
+    /// Reads an image name written in the Application's manifests or annotations (no tag),
+    /// with the same default registry the image-list was read with.
+    pub fn parse_name(&self, written: &str) -> Result<ImageName, ImageNameError> {
+        ImageName::parse_with(written, &self.default_registry)
+    }
+
+    /// Reads `name[:tag][@digest]` as written in the Application's manifests.
+    pub fn parse_reference(&self, written: &str) -> Result<ImageReference, ImageNameError> {
+        ImageReference::parse_with(written, &self.default_registry)
+    }
+
+    /// The image's name as people write it under this default registry (`nginx`, `team/app`),
+    /// or in full when it lives elsewhere.
+    pub fn short_name(&self) -> String {
+        self.default_registry.short_name(&self.name)
     }
 }
 
@@ -126,16 +149,18 @@ pub struct AppAnnotations {
 /// The annotation (after the AIU prefix) holding the list of images.
 const IMAGE_LIST: &str = "image-list";
 
-/// Reads an Application's annotations; `None` when it has no `image-list`.
+/// Reads an Application's annotations; `None` when it has no `image-list`. Image names without
+/// registry host belong to `default_registry`, which every image keeps for reading its names
+/// in git.
 ///
 /// Differences from AIU v1.3, all on purpose: an unknown strategy, an unusable `allow-tags`, an
 /// invalid `ignore-tags` glob, `platforms` entry or `force-update` value is an error naming the
 /// key (AIU logs a warning and falls back to something the user did not ask for), and an error
 /// spoils only the images it applies to instead of the whole Application. An `image-list`
 /// entry whose constraint contains `=` (`nginx:>=1.20`) is not taken for `alias=image`.
-pub fn parse(annotations: &BTreeMap<String, String>) -> Option<AppAnnotations> {
+pub fn parse(annotations: &BTreeMap<String, String>, default_registry: &Arc<DefaultRegistry>) -> Option<AppAnnotations> {
     let list = annotations.get(&aiu_key(IMAGE_LIST))?;
-    let reader = Reader { annotations };
+    let reader = Reader { annotations, default_registry };
     let mut images: Vec<Result<ImageSpec, AnnotationError>> = Vec::new();
     let mut seen_aliases: Vec<String> = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -238,6 +263,7 @@ fn valid_digest(d: &str) -> bool {
 /// Looks options up, per-alias key first, then the app-wide one.
 struct Reader<'a> {
     annotations: &'a BTreeMap<String, String>,
+    default_registry: &'a Arc<DefaultRegistry>,
 }
 
 /// What an option resolved to: the key it came from and its trimmed value.
@@ -262,8 +288,8 @@ impl<'a> Reader<'a> {
             .alias
             .map(str::to_string)
             .unwrap_or_else(|| default_alias(parts.name));
-        let name =
-            ImageName::parse(parts.name).map_err(|e| list_error(Some(&alias), format!("entry {entry:?}: {e}")))?;
+        let name = ImageName::parse_with(parts.name, self.default_registry)
+            .map_err(|e| list_error(Some(&alias), format!("entry {entry:?}: {e}")))?;
         if let Some(d) = parts.digest.filter(|d| !valid_digest(d)) {
             return Err(list_error(
                 Some(&alias),
@@ -309,6 +335,7 @@ impl<'a> Reader<'a> {
         Ok(ImageSpec {
             alias_given: parts.alias.is_some(),
             name,
+            default_registry: self.default_registry.clone(),
             digest: parts.digest.map(str::to_string),
             constraint: parts.constraint.map(str::to_string),
             strategy: strategy.unwrap_or(UpdateStrategy::Semver),
@@ -409,7 +436,7 @@ mod tests {
     }
 
     fn images(pairs: &[(&str, &str)]) -> Vec<Result<ImageSpec, AnnotationError>> {
-        parse(&annotations(pairs)).map(|a| a.images).unwrap_or_default()
+        parse(&annotations(pairs), &Arc::default()).map(|a| a.images).unwrap_or_default()
     }
 
     fn only_image(name: &str, pairs: &[(&str, &str)]) -> ImageSpec {
@@ -423,7 +450,7 @@ mod tests {
 
     #[test]
     fn no_image_list_is_none() {
-        assert!(parse(&annotations(&[("update-strategy", "semver")])).is_none());
+        assert!(parse(&annotations(&[("update-strategy", "semver")]), &Arc::default()).is_none());
     }
 
     #[test]
@@ -453,6 +480,30 @@ mod tests {
             assert_eq!(spec.constraint.as_deref(), constraint, "case {name}: constraint");
             assert_eq!(spec.digest.as_deref(), digest, "case {name}: digest");
         }
+    }
+
+    #[test]
+    fn names_without_host_belong_to_the_default_registry() {
+        let quay = Arc::new(DefaultRegistry::from_prefix("quay.io").unwrap());
+        let list = annotations(&[("image-list", "cd=argoproj/argocd:^2.0, nginx, hub=docker.io/argoproj/argocd")]);
+        let all: Vec<ImageSpec> = parse(&list, &quay).unwrap().images.into_iter().map(|r| r.unwrap()).collect();
+        // (case, image, alias, name)
+        let cases = [
+            ("bare name", &all[0], "cd", "quay.io/argoproj/argocd"),
+            ("single component: no library/", &all[1], "nginx", "quay.io/nginx"),
+            ("explicit docker.io", &all[2], "hub", "docker.io/argoproj/argocd"),
+        ];
+        for (case, spec, alias, name) in cases {
+            assert_eq!(spec.alias, alias, "case {case}: alias");
+            assert_eq!(spec.name.to_string(), name, "case {case}: name");
+            assert_eq!(*spec.default_registry, *quay, "case {case}: keeps the naming context");
+        }
+        // What the manifests say is read with the same default.
+        let cd = &all[0];
+        assert_eq!(cd.parse_name("argoproj/argocd").as_ref(), Ok(&cd.name), "case manifest name");
+        assert_eq!(cd.parse_reference("argoproj/argocd:v2.1.0").map(|r| r.name).as_ref(), Ok(&cd.name), "case manifest reference");
+        assert_ne!(all[2].parse_name("argoproj/argocd").as_ref(), Ok(&all[2].name), "case bare name is not docker.io's");
+        assert_eq!(cd.short_name(), "argoproj/argocd", "case short name");
     }
 
     #[test]
@@ -611,7 +662,7 @@ mod tests {
             ("image-list", "nginx"),
             ("write-back-method", "git:secret:argocd/git-creds"),
             ("write-back-target", "kustomization:../base"),
-        ]));
+        ]), &Arc::default());
         assert_eq!(app.as_ref().and_then(|a| a.write_back_method.as_deref()), Some("git:secret:argocd/git-creds"));
         assert_eq!(app.as_ref().and_then(|a| a.write_back_target.as_deref()), Some("kustomization:../base"));
     }

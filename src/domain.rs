@@ -1,6 +1,7 @@
 //! The bot's vocabulary: image names and references, platforms, Application ids.
 //! Parsing here follows the Docker reference grammar, so `nginx`, `docker.io/library/nginx`
-//! and `index.docker.io/library/nginx` are one image.
+//! and `index.docker.io/library/nginx` are one image. A name written without registry host
+//! belongs to the [`DefaultRegistry`]: Docker Hub, unless registries.conf says otherwise.
 
 use std::fmt;
 
@@ -23,9 +24,107 @@ pub struct ImageNameError {
     pub reason: &'static str,
 }
 
+/// Whether the first component of an image name is a registry host rather than a path:
+/// Docker's rule (`.` or `:` in it, or `localhost`).
+fn is_registry_host(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost"
+}
+
+/// Docker Hub's other host names (`index.docker.io`, ...) as `docker.io`; other hosts unchanged.
+pub fn normalize_registry_host(host: &str) -> &str {
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB,
+        _ => host,
+    }
+}
+
+/// Repositories hold lowercase letters, digits, `.`, `_`, `-` and `/` between non-empty parts.
+fn check_repository(repository: &str) -> Result<(), &'static str> {
+    if repository.is_empty() || repository.split('/').any(|p| p.is_empty()) {
+        return Err("empty path component");
+    }
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c);
+    if !repository.chars().all(valid) {
+        return Err("repository may only hold lowercase letters, digits, '.', '_', '-' and '/'");
+    }
+    Ok(())
+}
+
+/// The registry an image name written without registry host (`nginx`, `team/app`) belongs to:
+/// Docker Hub (with its implicit `library/`), unless registries.conf marks another entry
+/// `default: true`. A naming context, not global state: whoever parses names written by people
+/// passes the one their configuration gives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DefaultRegistry {
+    /// Registry host with optional port, normalized as in [`ImageName`] (`docker.io`, `quay.io`).
+    host: String,
+    /// Path on that host that bare names go below (`team` for `registry.example.com/team`), or empty.
+    path: String,
+}
+
+impl Default for DefaultRegistry {
+    /// Docker Hub: `nginx` is `docker.io/library/nginx`.
+    fn default() -> Self {
+        DefaultRegistry { host: DOCKER_HUB.to_string(), path: String::new() }
+    }
+}
+
+impl DefaultRegistry {
+    /// From a registries.conf `prefix`: a registry host, optionally with a path
+    /// (`quay.io`, `localhost:5000`, `registry.example.com/team`). The host must read as one
+    /// (contain `.` or `:`, or be `localhost`), so that the names it gives (`quay.io/app`)
+    /// mean the same image when read back anywhere.
+    pub fn from_prefix(prefix: &str) -> Result<Self, String> {
+        let p = prefix.trim().trim_end_matches('/');
+        let (host, path) = p.split_once('/').unwrap_or((p, ""));
+        if host.is_empty() || p.contains(char::is_whitespace) {
+            return Err(format!("prefix {prefix:?} is not a registry host[/path]"));
+        }
+        if !is_registry_host(host) {
+            return Err(format!(
+                "prefix {prefix:?} does not start with a registry host (one with a '.' or ':', or localhost), \
+                 so names under it would read as Docker Hub names"
+            ));
+        }
+        if !path.is_empty() {
+            check_repository(path).map_err(|reason| format!("prefix {prefix:?}: path {path:?}: {reason}"))?;
+        }
+        Ok(DefaultRegistry { host: normalize_registry_host(host).to_string(), path: path.to_string() })
+    }
+
+    /// `docker.io`, `quay.io`, `registry.example.com/team`.
+    pub fn prefix(&self) -> String {
+        if self.path.is_empty() { self.host.clone() } else { format!("{}/{}", self.host, self.path) }
+    }
+
+    /// The shortest way to write `name` that reads back as `name` under this default: without
+    /// the default's prefix (and Docker Hub's `library/`) when that is unambiguous, else in full.
+    pub fn short_name(&self, name: &ImageName) -> String {
+        let full = name.to_string();
+        let Some(rest) = full.strip_prefix(&format!("{}/", self.prefix())) else { return full };
+        let official = (self.host == DOCKER_HUB && self.path.is_empty())
+            .then(|| rest.strip_prefix("library/"))
+            .flatten();
+        official
+            .into_iter()
+            .chain([rest])
+            .find(|short| ImageName::parse_with(short, self).is_ok_and(|n| &n == name))
+            .map_or(full.clone(), str::to_string)
+    }
+}
+
 impl ImageName {
-    /// Parses a bare image name (no tag, no digest) and normalizes Docker Hub names.
+    /// Parses an image name (no tag, no digest) whose registry is known, or whose bare form
+    /// means Docker Hub: `nginx` is `docker.io/library/nginx`.
     pub fn parse(input: &str) -> Result<Self, ImageNameError> {
+        Self::parse_with(input, &DefaultRegistry::default())
+    }
+
+    /// Parses an image name (no tag, no digest) as written by people: a name without registry
+    /// host belongs to `default` (`team/app` with default `quay.io` is `quay.io/team/app`); only
+    /// Docker Hub adds `library/` to a single-component name. Docker Hub's host names are
+    /// normalized to `docker.io`.
+    pub fn parse_with(input: &str, default: &DefaultRegistry) -> Result<Self, ImageNameError> {
         let err = |reason| ImageNameError { input: input.to_string(), reason };
         let s = input.trim();
         if s.is_empty() {
@@ -35,26 +134,11 @@ impl ImageName {
             return Err(err("contains whitespace"));
         }
         let (registry, repository) = match s.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_string(), rest.to_string())
-            }
-            _ => (DOCKER_HUB.to_string(), s.to_string()),
+            Some((first, rest)) if is_registry_host(first) => (normalize_registry_host(first).to_string(), rest.to_string()),
+            _ if default.path.is_empty() => (default.host.clone(), s.to_string()),
+            _ => (default.host.clone(), format!("{}/{s}", default.path)),
         };
-        let registry = match registry.as_str() {
-            "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-                DOCKER_HUB.to_string()
-            }
-            _ => registry,
-        };
-        if repository.is_empty() || repository.split('/').any(|p| p.is_empty()) {
-            return Err(err("empty path component"));
-        }
-        let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c);
-        if !repository.chars().all(valid) {
-            return Err(err("repository may only hold lowercase letters, digits, '.', '_', '-' and '/'"));
-        }
+        check_repository(&repository).map_err(err)?;
         let repository = if registry == DOCKER_HUB && !repository.contains('/') {
             format!("library/{repository}")
         } else {
@@ -79,7 +163,13 @@ pub struct ImageReference {
 }
 
 impl ImageReference {
+    /// Parses a reference whose bare name means Docker Hub (see [`ImageName::parse`]).
     pub fn parse(input: &str) -> Result<Self, ImageNameError> {
+        Self::parse_with(input, &DefaultRegistry::default())
+    }
+
+    /// Parses a reference as written by people (see [`ImageName::parse_with`]).
+    pub fn parse_with(input: &str, default: &DefaultRegistry) -> Result<Self, ImageNameError> {
         let s = input.trim();
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => (r, Some(d.to_string())),
@@ -87,7 +177,7 @@ impl ImageReference {
         };
         let (name, tag) = split_tag(rest);
         Ok(ImageReference {
-            name: ImageName::parse(name)?,
+            name: ImageName::parse_with(name, default)?,
             tag: tag.map(str::to_string),
             digest,
         })
@@ -180,6 +270,82 @@ mod tests {
         }
         for bad in ["", "Nginx", "a//b", "has space"] {
             assert!(ImageName::parse(bad).is_err(), "case {bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn names_without_host_belong_to_the_default_registry() {
+        // (case, default prefix, input, normalized name)
+        let cases = [
+            ("bare name, Docker Hub", "docker.io", "argoproj/argocd", "docker.io/argoproj/argocd"),
+            ("single component, Docker Hub", "docker.io", "nginx", "docker.io/library/nginx"),
+            ("bare name, quay", "quay.io", "argoproj/argocd", "quay.io/argoproj/argocd"),
+            ("single component, quay: no library/", "quay.io", "nginx", "quay.io/nginx"),
+            ("explicit docker.io, quay default", "quay.io", "docker.io/argoproj/argocd", "docker.io/argoproj/argocd"),
+            ("explicit docker.io single component", "quay.io", "docker.io/nginx", "docker.io/library/nginx"),
+            ("Docker Hub alias host, quay default", "quay.io", "index.docker.io/library/nginx", "docker.io/library/nginx"),
+            ("explicit other host", "quay.io", "ghcr.io/org/app", "ghcr.io/org/app"),
+            ("path prefix, single component", "registry.example.com/team", "app", "registry.example.com/team/app"),
+            ("path prefix, bare path", "registry.example.com/team", "sub/app", "registry.example.com/team/sub/app"),
+            ("path prefix, explicit host", "registry.example.com/team", "registry.example.com/app", "registry.example.com/app"),
+            ("localhost:5000 explicit", "quay.io", "localhost:5000/app", "localhost:5000/app"),
+            ("localhost explicit", "quay.io", "localhost/app", "localhost/app"),
+            ("localhost:5000 default", "localhost:5000", "app", "localhost:5000/app"),
+            ("Docker Hub alias as default", "index.docker.io", "nginx", "docker.io/library/nginx"),
+            ("trailing slash in prefix", "quay.io/", "app", "quay.io/app"),
+        ];
+        for (case, prefix, input, want) in cases {
+            let default = DefaultRegistry::from_prefix(prefix).unwrap_or_else(|e| panic!("case {case}: {e}"));
+            let got = ImageName::parse_with(input, &default).map(|n| n.to_string());
+            assert_eq!(got.as_deref(), Ok(want), "case {case}");
+            // What the bot prints carries its host, so it reads back the same without the context.
+            assert_eq!(ImageName::parse(want).map(|n| n.to_string()).as_deref(), Ok(want), "case {case}: round trip");
+        }
+        let quay = DefaultRegistry::from_prefix("quay.io").unwrap();
+        let r = ImageReference::parse_with("argoproj/argocd:v2.10@sha256:abc", &quay).unwrap();
+        assert_eq!(r.name.to_string(), "quay.io/argoproj/argocd", "case reference");
+        assert_eq!(r.tag.as_deref(), Some("v2.10"), "case reference tag");
+        assert!(ImageName::parse_with("Team/App", &quay).is_err(), "case uppercase still invalid");
+        assert_eq!(DefaultRegistry::default(), DefaultRegistry::from_prefix("docker.io").unwrap(), "case Docker Hub default");
+    }
+
+    #[test]
+    fn default_registry_prefixes_are_checked() {
+        // (case, prefix, text the error contains)
+        let cases = [
+            ("empty", "", "not a registry host"),
+            ("no host", "team", "does not start with a registry host"),
+            ("no host with path", "myregistry/team", "does not start with a registry host"),
+            ("bad path", "quay.io/Team", "path \"Team\""),
+            ("empty path component", "quay.io//team", "empty path component"),
+            ("whitespace", "quay .io", "not a registry host"),
+        ];
+        for (case, prefix, want) in cases {
+            let err = DefaultRegistry::from_prefix(prefix).unwrap_err();
+            assert!(err.contains(want), "case {case}: {err}");
+        }
+    }
+
+    #[test]
+    fn short_names_read_back_as_the_same_image() {
+        // (case, default prefix, image, short name)
+        let cases = [
+            ("official image", "docker.io", "docker.io/library/nginx", "nginx"),
+            ("Docker Hub org", "docker.io", "docker.io/bitnami/redis", "bitnami/redis"),
+            ("library with a path keeps library/", "docker.io", "docker.io/library/a/b", "library/a/b"),
+            ("first part looks like a host", "docker.io", "docker.io/my.org/app", "docker.io/my.org/app"),
+            ("other registry in full", "docker.io", "ghcr.io/org/app", "ghcr.io/org/app"),
+            ("quay default", "quay.io", "quay.io/argoproj/argocd", "argoproj/argocd"),
+            ("quay default, Docker Hub image in full", "quay.io", "docker.io/library/nginx", "docker.io/library/nginx"),
+            ("path prefix", "registry.example.com/team", "registry.example.com/team/app", "app"),
+            ("outside the path prefix", "registry.example.com/team", "registry.example.com/other/app", "registry.example.com/other/app"),
+            ("prefix of a longer path part", "registry.example.com/team", "registry.example.com/teamx/app", "registry.example.com/teamx/app"),
+        ];
+        for (case, prefix, image, want) in cases {
+            let default = DefaultRegistry::from_prefix(prefix).unwrap();
+            let name = ImageName::parse(image).unwrap();
+            assert_eq!(default.short_name(&name), want, "case {case}");
+            assert_eq!(ImageName::parse_with(want, &default).as_ref(), Ok(&name), "case {case}: reads back");
         }
     }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::annotations::{self, ImageSpec, UpdateStrategy};
 use crate::domain::Platform;
 use crate::discovery::{self, Application};
+use crate::domain::DefaultRegistry;
 use crate::git::{self, Snapshot};
 use crate::manifest::edit::{self, EditRequest, FileChange, Target};
 use crate::manifest::{self, CurrentImage, FileSet};
@@ -181,7 +182,7 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
         let registry = registry.clone();
         tokio::task::spawn_blocking(move || registry.prepare())
     };
-    let found = discover(&options.apps, &cache_dir, &HashMap::new()).await;
+    let found = discover(&options.apps, &cache_dir, &HashMap::new(), registry.default_registry()).await;
     let _ = prepare.await;
     errors.extend(found.errors);
     let evaluated =
@@ -217,7 +218,15 @@ struct Discovered {
 
 /// 1. discovery
 /// Git locations are cloned with `credentials` where given (`run`: the forge's).
-async fn discover(locations: &[String], cache_dir: &Path, credentials: &HashMap<String, PushTarget>) -> Discovered {
+///
+/// Image names without registry host belong to `default_registry` (registries.conf
+/// `default: true`).
+async fn discover(
+    locations: &[String],
+    cache_dir: &Path,
+    credentials: &HashMap<String, PushTarget>,
+    default_registry: &DefaultRegistry,
+) -> Discovered {
     let mut errors = Vec::new();
     let mut apps: Vec<(Application, Option<AppsOrigin>)> = Vec::new();
     for location in locations {
@@ -244,8 +253,9 @@ async fn discover(locations: &[String], cache_dir: &Path, credentials: &HashMap<
     let mut annotated = Vec::new();
     let mut origins = Vec::new();
     let mut unannotated = Vec::new();
+    let default_registry = Arc::new(default_registry.clone());
     for (app, origin) in apps {
-        match annotations::parse(&app.annotations) {
+        match annotations::parse(&app.annotations, &default_registry) {
             Some(ann) => {
                 annotated.push((app, ann));
                 origins.push(origin);

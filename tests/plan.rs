@@ -407,6 +407,67 @@ fn pull_secret_annotation_env_works_and_kubernetes_secrets_fail_clearly() {
     }
 }
 
+#[test]
+fn a_default_registry_in_registries_conf_owns_image_names_written_without_registry_host() {
+    // registries.conf makes `registry.example` (served by the test registry) the default
+    // registry, with default namespace `base`; Docker Hub gets an entry whose API is a port
+    // nothing listens on, so an image that went there fails, deterministically and offline.
+    let reg = TestRegistry::start(Auth::Anonymous);
+    let digests = reg.push_tags("team/app", &["1.0.0", "1.1.0", "1.2.0", "2.0.0"]);
+    reg.push_tags("base/tool", &["0.1.0", "0.2.0"]);
+    let hub = ClosedPort::new();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "registries:\n- name: Internal\n  prefix: registry.example\n  api_url: http://{}\n  defaultns: base\n  \
+             default: true\n- name: Docker Hub\n  prefix: docker.io\n  api_url: http://{}\n",
+            reg.host(),
+            hub.host()
+        ),
+    )
+    .unwrap();
+    let git = GitRepo::new();
+    // The image-list, the kustomization and the Deployment all write the bare name.
+    app_in(
+        &git,
+        app(&git, "app").image_list("app=team/app:^1.0"),
+        &[("kustomization.yaml", kustomization("team/app", "1.0.0")), ("deployment.yaml", deployment("app", "team/app"))],
+    );
+    // A single-component name: no `library/`, the registry's `defaultns` instead.
+    app_in(&git, app(&git, "tool").image_list("tool"), &[("deployment.yaml", deployment("tool", "tool:0.1.0"))]);
+    // Written with a host: still Docker Hub, whatever the default.
+    app_in(
+        &git,
+        app(&git, "hub").image_list("hub=docker.io/team/app:^1.0"),
+        &[("deployment.yaml", deployment("hub", "docker.io/team/app:1.0.0"))],
+    );
+    git.commit("bare image names");
+
+    let plan = Plan::new().apps(git.path()).registries_conf(&conf).json();
+
+    plan.assert_exit(1).assert_no_file_errors();
+    plan.assert_proposes("app", "app", "1.0.0", "1.2.0");
+    plan.assert_digest_if_given("app", "app", &digests[2]);
+    assert_eq!(plan.image("app", "app")["image"], "registry.example/team/app", "the default registry's name{plan}");
+    let source = plan.image("app", "app")["source"].as_str().unwrap_or_default().to_string();
+    assert!(source.starts_with("envs/app/kustomization.yaml:"), "read from the kustomization's bare entry: {source}{plan}");
+    let changes = plan.app("app")["changes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(changes.len(), 1, "one file changes{plan}");
+    assert_eq!(changes[0]["file"], "envs/app/kustomization.yaml", "{plan}");
+    let diff = changes[0]["diff"].as_str().unwrap_or_default();
+    assert!(diff.contains("-    newTag: 1.0.0\n+    newTag: 1.2.0\n"), "the bare entry gets the new tag:\n{diff}{plan}");
+
+    plan.assert_proposes("tool", "tool", "0.1.0", "0.2.0");
+    assert_eq!(plan.image("tool", "tool")["image"], "registry.example/tool", "no library/ off Docker Hub{plan}");
+
+    let err = plan.assert_image_error("hub", "hub");
+    assert_eq!(plan.image("hub", "hub")["image"], "docker.io/team/app", "{plan}");
+    assert!(err.contains("docker.io"), "the error names Docker Hub, not the default registry: {err}{plan}");
+    assert!(err.contains("argocd/hub"), "the error names the Application: {err}{plan}");
+}
+
 /// A docker `config.json`: `auth` only, as `docker login` writes it, or with `username` and
 /// `password` beside it, as in a `.dockerconfigjson` pull secret.
 fn docker_config(dir: &std::path::Path, host: &str, user: &str, pass: &str, pull_secret_form: bool) -> std::path::PathBuf {

@@ -151,7 +151,7 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         let registry = registry.clone();
         tokio::task::spawn_blocking(move || registry.prepare())
     };
-    let found = discover(&options.plan.apps, &cache, &apps_credentials).await;
+    let found = discover(&options.plan.apps, &cache, &apps_credentials, registry.default_registry()).await;
     let _ = prepare.await;
     let discovery_complete = found.errors.is_empty();
     errors.extend(found.errors);

@@ -403,13 +403,13 @@ impl<'a> Finder<'a> {
     }
 
     fn is_image(&self, name: &str) -> bool {
-        ImageName::parse(name).is_ok_and(|n| n == self.image.name)
+        self.image.parse_name(name).is_ok_and(|n| n == self.image.name)
     }
 
     /// Names a kustomize `images:` entry is matched against.
     fn kustomize_names(&self) -> Vec<ImageName> {
         match &self.image.kustomize_image_name {
-            Some(n) => ImageName::parse(n).into_iter().collect(),
+            Some(n) => self.image.parse_name(n).into_iter().collect(),
             None => vec![self.image.name.clone()],
         }
     }
@@ -443,7 +443,7 @@ impl<'a> Finder<'a> {
         };
         let (name, _, _) = split_reference(new);
         let names = self.kustomize_names();
-        let matches = |n: &str| ImageName::parse(n).is_ok_and(|n| names.contains(&n));
+        let matches = |n: &str| self.image.parse_name(n).is_ok_and(|n| names.contains(&n));
         matches(old.unwrap_or(name)) || (old.is_some() && self.is_image(name))
     }
 
@@ -557,7 +557,7 @@ impl<'a> Finder<'a> {
                 return Err(self.unsupported(kfile, &yaml, entry.span.start, "an images entry"));
             }
             let parses_to_ours = |n: Option<&str>| {
-                n.and_then(|n| ImageName::parse(n).ok()).is_some_and(|n| names.contains(&n))
+                n.and_then(|n| self.image.parse_name(n).ok()).is_some_and(|n| names.contains(&n))
             };
             let by_name = parses_to_ours(field("name"));
             let by_new_name = self.image.kustomize_image_name.is_none()
@@ -575,7 +575,7 @@ impl<'a> Finder<'a> {
             };
             let Some(at) = tag.or(digest) else {
                 // Only `newName`: the version still comes from the resources, under the old name.
-                if let Some(old) = field("name").and_then(|n| ImageName::parse(n).ok()) {
+                if let Some(old) = field("name").and_then(|n| self.image.parse_name(n).ok()) {
                     names.push(old);
                 }
                 continue;
@@ -694,7 +694,7 @@ impl<'a> Finder<'a> {
         let Some(yaml) = self.load(file)? else { return Ok(None) };
         let ours = |s: &str| {
             let (name, _, _) = split_reference(s);
-            ImageName::parse(name).is_ok_and(|n| names.contains(&n))
+            self.image.parse_name(name).is_ok_and(|n| names.contains(&n))
         };
         for doc in &yaml.documents {
             let Some(root) = &doc.root else { continue };
@@ -778,6 +778,13 @@ mod tests {
 
     fn spec(name: &str) -> ImageSpec {
         ImageSpec::new("app", ImageName::parse(name).unwrap())
+    }
+
+    /// An image-list entry `name` read under registries.conf's default registry `prefix`.
+    fn spec_under(prefix: &str, name: &str) -> ImageSpec {
+        let default = crate::domain::DefaultRegistry::from_prefix(prefix).unwrap();
+        let image = ImageName::parse_with(name, &default).unwrap();
+        ImageSpec { default_registry: Arc::new(default), ..ImageSpec::new("app", image) }
     }
 
     fn app() -> Application {
@@ -1069,6 +1076,40 @@ spec:
                 source: AppSource { directory_recurse: true, ..source("d") },
                 image: spec("nginx"),
                 want: Some((Some("1.2"), None, Workload, "d/sub/pod.yaml", 4)),
+            },
+            Case {
+                name: "default registry: bare kustomize entry is the bare image-list name",
+                files: vec![
+                    ("app/kustomization.yaml", "resources:\n- deploy.yaml\nimages:\n- name: argoproj/argocd\n  newTag: v2.1.0\n"),
+                    ("app/deploy.yaml", "kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      - image: argoproj/argocd\n"),
+                ],
+                source: source("app"),
+                image: spec_under("quay.io", "argoproj/argocd"),
+                want: Some((Some("v2.1.0"), None, Kustomization, "app/kustomization.yaml", 5)),
+            },
+            Case {
+                name: "default registry: explicit docker.io entry is another image",
+                files: vec![
+                    ("app/kustomization.yaml", "resources:\n- deploy.yaml\nimages:\n- name: docker.io/argoproj/argocd\n  newTag: v1.0.0\n"),
+                    ("app/deploy.yaml", "kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      - image: argoproj/argocd:v2.0.0\n"),
+                ],
+                source: source("app"),
+                image: spec_under("quay.io", "argoproj/argocd"),
+                want: Some((Some("v2.0.0"), None, Workload, "app/deploy.yaml", 6)),
+            },
+            Case {
+                name: "default registry: a bare name is not the explicit docker.io image",
+                files: vec![("plain/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: argoproj/argocd:v2.0.0\n")],
+                source: source("plain"),
+                image: spec_under("quay.io", "docker.io/argoproj/argocd"),
+                want: None,
+            },
+            Case {
+                name: "default registry with a path: single-component workload image",
+                files: vec![("plain/pod.yaml", "kind: Pod\nspec:\n  containers:\n  - image: app:1.4\n")],
+                source: source("plain"),
+                image: spec_under("registry.example.com/team", "registry.example.com/team/app"),
+                want: Some((Some("1.4"), None, Workload, "plain/pod.yaml", 4)),
             },
             Case {
                 name: "image not in source",

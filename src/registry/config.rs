@@ -9,9 +9,12 @@
 //!    loopback hosts (`localhost`, `127.x.x.x`, `[::1]`, any port) → `http://<host>`, as Docker
 //!    treats loopback registries as insecure by default.
 //!
-//! `defaultns` is prepended to a repository without `/`. `default: true` marks the registry for
-//! images written without one; [`crate::domain::ImageName`] already normalizes such names to
-//! `docker.io`, so it cannot be honoured here (see [`RegistriesConf::default_entry`]).
+//! `defaultns` is prepended to a repository without `/`. `default: true` marks the registry that
+//! image names written without registry host belong to (Docker Hub when no entry has it): its
+//! `prefix` (or, when it has none, the host of its `api_url`) becomes the
+//! [`DefaultRegistry`] naming context ([`RegistriesConf::default_registry`]) with which image
+//! names from annotations and manifests are read, so `team/app` is `<prefix>/team/app` and is
+//! then resolved here like any name with that host.
 //! `ping`, `tagsortmode`, `ca_file` and `ca_data` are accepted and not used.
 
 use std::path::Path;
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::DOCKER_HUB;
+use crate::domain::{DefaultRegistry, DOCKER_HUB, normalize_registry_host};
 
 /// One `registries:` item. Field names and meanings follow AIU's
 /// docs/configuration/registries.md.
@@ -28,7 +31,8 @@ use crate::domain::DOCKER_HUB;
 pub(crate) struct RegistryEntry {
     /// Informational name.
     pub name: String,
-    /// Image prefix this entry applies to (a host, optionally with a path).
+    /// Image prefix this entry applies to (a host, optionally with a path). Only the
+    /// `default: true` entry may leave it out; it then takes the host of its `api_url`.
     pub prefix: String,
     /// Registry API base URL, scheme included, e.g. `https://registry-1.docker.io`.
     pub api_url: Option<String>,
@@ -36,7 +40,7 @@ pub(crate) struct RegistryEntry {
     pub ping: bool,
     /// Skip TLS certificate verification.
     pub insecure: bool,
-    /// Registry for images written without one.
+    /// Registry for image names written without registry host.
     pub default: bool,
     /// Namespace for repositories without `/` (`library` on Docker Hub).
     pub defaultns: Option<String>,
@@ -60,6 +64,8 @@ struct RegistriesFile {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RegistriesConf {
     pub entries: Vec<RegistryEntry>,
+    /// Where names without registry host belong: the `default: true` entry, else Docker Hub.
+    default_registry: DefaultRegistry,
 }
 
 /// Where and how to talk to the registry of one image.
@@ -90,20 +96,26 @@ impl RegistriesConf {
         } else {
             serde_saphyr::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?
         };
+        let mut entries = file.registries;
         let mut seen = std::collections::HashSet::new();
-        for e in &file.registries {
+        for e in &mut entries {
             let who = if e.name.is_empty() { format!("prefix {:?}", e.prefix) } else { format!("registry {:?}", e.name) };
-            if e.prefix.trim().is_empty() {
-                return Err(format!("{who} has no prefix"));
-            }
-            if !seen.insert(e.prefix.as_str()) {
-                return Err(format!("prefix {:?} is configured twice", e.prefix));
-            }
             if let Some(api) = &e.api_url {
                 let ok = url::Url::parse(api).map(|u| matches!(u.scheme(), "http" | "https")).unwrap_or(false);
                 if !ok {
                     return Err(format!("{who}: api_url {api:?} is not an http(s) URL"));
                 }
+            }
+            if e.prefix.trim().is_empty() {
+                // AIU once took the entry without prefix as the default registry; a default
+                // entry may still leave it out and is then found by its API host.
+                match e.api_url.as_deref().filter(|_| e.default).and_then(api_host) {
+                    Some(host) => e.prefix = host,
+                    None => return Err(format!("{who} has no prefix (only the default: true entry may leave it out, when it has an api_url)")),
+                }
+            }
+            if !seen.insert(e.prefix.clone()) {
+                return Err(format!("prefix {:?} is configured twice", e.prefix));
             }
             if let Some(exp) = &e.credsexpire {
                 parse_go_duration(exp).map_err(|m| format!("{who}: credsexpire {exp:?}: {m}"))?;
@@ -112,16 +124,26 @@ impl RegistriesConf {
                 return Err(format!("{who}: limit must be at least 1 request per second"));
             }
         }
-        if file.registries.iter().filter(|e| e.default).count() > 1 {
+        if entries.iter().filter(|e| e.default).count() > 1 {
             return Err("more than one registry has default: true".into());
         }
-        Ok(RegistriesConf { entries: file.registries })
+        let mut conf = RegistriesConf { entries, default_registry: DefaultRegistry::default() };
+        if let Some(e) = conf.default_entry() {
+            let who = if e.name.is_empty() { format!("prefix {:?}", e.prefix) } else { format!("registry {:?}", e.name) };
+            let default = DefaultRegistry::from_prefix(&e.prefix).map_err(|m| format!("{who} (default: true): {m}"))?;
+            conf.default_registry = default;
+        }
+        Ok(conf)
     }
 
-    /// The `default: true` entry, for callers that know an image was written without registry.
-    #[allow(dead_code)]
+    /// The `default: true` entry, if any.
     pub fn default_entry(&self) -> Option<&RegistryEntry> {
         self.entries.iter().find(|e| e.default)
+    }
+
+    /// The naming context image names written without registry host are read with.
+    pub fn default_registry(&self) -> &DefaultRegistry {
+        &self.default_registry
     }
 
     fn entry_for(&self, host: &str, repository: &str) -> Option<&RegistryEntry> {
@@ -165,6 +187,16 @@ impl RegistriesConf {
 
 fn trim_prefix(p: &str) -> &str {
     p.trim().trim_end_matches('/')
+}
+
+/// `host[:port]` of an API URL, Docker Hub's API host as `docker.io` (the name images use).
+fn api_host(api: &str) -> Option<String> {
+    let url = url::Url::parse(api).ok()?;
+    let host = normalize_registry_host(url.host_str()?);
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
 }
 
 /// `https://r.example/v2/` and `https://r.example` name the same API.
@@ -314,12 +346,109 @@ registries:
     }
 
     #[test]
+    fn the_default_entry_becomes_the_naming_context() {
+        use crate::domain::{DefaultRegistry, ImageName};
+        let name = |conf: &RegistriesConf, written: &str| ImageName::parse_with(written, conf.default_registry()).unwrap();
+
+        // (case, registries.conf, written name, normalized name, API URL, repository on the API)
+        let cases = [
+            ("no file: Docker Hub", "", "nginx", "docker.io/library/nginx", "https://registry-1.docker.io", "library/nginx"),
+            (
+                "docker.io default: as without it",
+                "registries:\n- {name: Hub, prefix: docker.io, defaultns: library, default: true}\n",
+                "argoproj/argocd",
+                "docker.io/argoproj/argocd",
+                "https://registry-1.docker.io",
+                "argoproj/argocd",
+            ),
+            (
+                "quay default",
+                "registries:\n- {name: Quay, prefix: quay.io, api_url: 'https://quay.io', default: true}\n",
+                "argoproj/argocd",
+                "quay.io/argoproj/argocd",
+                "https://quay.io",
+                "argoproj/argocd",
+            ),
+            (
+                "single component takes defaultns, not library/",
+                "registries:\n- {name: Internal, prefix: registry.example, api_url: 'http://127.0.0.1:5000', defaultns: base, default: true}\n",
+                "tool",
+                "registry.example/tool",
+                "http://127.0.0.1:5000",
+                "base/tool",
+            ),
+            (
+                "explicit docker.io stays on Docker Hub",
+                "registries:\n- {name: Quay, prefix: quay.io, api_url: 'https://quay.io', default: true}\n",
+                "docker.io/argoproj/argocd",
+                "docker.io/argoproj/argocd",
+                "https://registry-1.docker.io",
+                "argoproj/argocd",
+            ),
+            (
+                "explicit docker.io entry is not the default",
+                "registries:\n- {name: Internal, prefix: registry.example, api_url: 'http://127.0.0.1:5000', default: true}\n- {name: Hub, prefix: docker.io, api_url: 'http://127.0.0.1:6000'}\n",
+                "docker.io/team/app",
+                "docker.io/team/app",
+                "http://127.0.0.1:6000",
+                "team/app",
+            ),
+            (
+                "path prefix",
+                "registries:\n- {name: Team, prefix: registry.example.com/team, api_url: 'http://mirror:5000', default: true}\n",
+                "app",
+                "registry.example.com/team/app",
+                "http://mirror:5000",
+                "team/app",
+            ),
+            (
+                "no prefix: the api_url host",
+                "registries:\n- {name: Local, api_url: 'http://127.0.0.1:5000/v2/', default: true, insecure: true}\n",
+                "team/app",
+                "127.0.0.1:5000/team/app",
+                "http://127.0.0.1:5000",
+                "team/app",
+            ),
+            (
+                "no prefix, Docker Hub's API host is docker.io",
+                "registries:\n- {name: Hub, api_url: 'https://registry-1.docker.io', defaultns: library, default: true, limit: 5}\n",
+                "nginx",
+                "docker.io/library/nginx",
+                "https://registry-1.docker.io",
+                "library/nginx",
+            ),
+        ];
+        for (case, text, written, want, api_url, repository) in cases {
+            let conf = RegistriesConf::parse(text).unwrap_or_else(|e| panic!("case {case}: {e}"));
+            let n = name(&conf, written);
+            assert_eq!(n.to_string(), want, "case {case}: name");
+            let endpoint = conf.resolve(&n.registry, &n.repository);
+            assert_eq!(endpoint.api_url, api_url, "case {case}: api_url");
+            assert_eq!(endpoint.repository, repository, "case {case}: repository");
+        }
+
+        let conf = RegistriesConf::parse("registries:\n- {name: Quay, prefix: quay.io, default: true}\n").unwrap();
+        assert_eq!(conf.default_entry().map(|e| e.name.as_str()), Some("Quay"), "case default entry found");
+        assert_eq!(conf.default_registry(), &DefaultRegistry::from_prefix("quay.io").unwrap(), "case naming context");
+        let conf = RegistriesConf::parse("registries:\n- {name: Local, api_url: 'http://127.0.0.1:5000', default: true, insecure: true}\n").unwrap();
+        let local = conf.resolve("127.0.0.1:5000", "team/app");
+        assert!(local.insecure, "case prefix-less default entry found by its API host");
+        let conf = RegistriesConf::parse("registries:\n- {name: Hub, api_url: 'https://registry-1.docker.io', default: true, limit: 5}\n").unwrap();
+        assert_eq!(conf.resolve("docker.io", "library/nginx").limit, Some(5), "case Docker Hub API host matches docker.io images");
+        assert_eq!(RegistriesConf::parse(FULL).unwrap().default_registry(), &DefaultRegistry::default(), "case FULL: Docker Hub");
+    }
+
+    #[test]
     fn rejects_bad_files_naming_the_problem() {
         let cases = [
             ("registries: [\n  - name: x\n", "invalid YAML"),
             ("registries:\n- name: x\n", "has no prefix"),
             ("registries:\n- {name: a, prefix: p}\n- {name: b, prefix: p}\n", "configured twice"),
             ("registries:\n- {name: a, prefix: p, default: true}\n- {name: b, prefix: q, default: true}\n", "more than one"),
+            ("registries:\n- {name: a, prefix: myregistry, default: true}\n", "registry \"a\" (default: true): prefix \"myregistry\" does not start with a registry host"),
+            ("registries:\n- {name: a, api_url: 'https://r.example'}\n", "has no prefix"),
+            ("registries:\n- {name: a, default: true}\n", "has no prefix"),
+            ("registries:\n- {name: a, api_url: 'https://r.example', default: true}\n- {name: b, prefix: r.example}\n", "configured twice"),
             ("registries:\n- {name: a, prefix: p, api_url: 'ftp://x'}\n", "not an http(s) URL"),
             ("registries:\n- {name: a, prefix: p, credsexpire: 5 hours}\n", "credsexpire"),
             ("registries:\n- {name: a, prefix: p, limit: 0}\n", "limit"),

@@ -38,7 +38,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
-use crate::domain::{ImageName, Platform};
+use crate::domain::{DefaultRegistry, ImageName, Platform};
 
 use cache::SingleFlight;
 use config::{Endpoint, RegistriesConf};
@@ -272,6 +272,12 @@ impl RegistryClient {
         })
         .as_ref()
         .map_err(|e| RegistryError::setup(e.clone()))
+    }
+
+    /// Where image names written without registry host belong, as registries.conf says
+    /// (`default: true`), Docker Hub otherwise.
+    pub fn default_registry(&self) -> &DefaultRegistry {
+        self.conf.default_registry()
     }
 
     /// Every tag of the repository (cached: one listing per repository per run).

@@ -316,6 +316,7 @@ mod tests {
             alias: "app".to_string(),
             alias_given: true,
             name: ImageName { registry: "ghcr.io".to_string(), repository: "org/app".to_string() },
+            default_registry: Default::default(),
             digest: None,
             constraint: constraint.map(str::to_string),
             strategy,

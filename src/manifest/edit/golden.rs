@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{edit_image, unified_diff, EditRequest, Target};
 use crate::annotations::{HelmKeys, ImageSpec};
 use crate::discovery::{AppSource, Application};
-use crate::domain::{AppId, ImageName};
+use crate::domain::{AppId, DefaultRegistry, ImageName};
 use crate::manifest::{find_current, FileSet};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/manifests");
@@ -36,6 +36,9 @@ struct Case {
     #[serde(default)]
     app_document: usize,
     image: String,
+    /// registries.conf's `default: true` prefix that names without registry host belong to;
+    /// Docker Hub when absent.
+    default_registry: Option<String>,
     #[serde(default)]
     helm: HelmCase,
     kustomize_image_name: Option<String>,
@@ -97,7 +100,12 @@ fn source(c: &SourceCase) -> AppSource {
 }
 
 fn image_spec(c: &Case) -> ImageSpec {
+    let default = match &c.default_registry {
+        Some(prefix) => DefaultRegistry::from_prefix(prefix).expect("case default registry"),
+        None => DefaultRegistry::default(),
+    };
     ImageSpec {
+        default_registry: std::sync::Arc::new(default.clone()),
         helm: HelmKeys {
             image_name: c.helm.image_name.clone(),
             image_tag: c.helm.image_tag.clone(),
@@ -105,7 +113,7 @@ fn image_spec(c: &Case) -> ImageSpec {
         },
         kustomize_image_name: c.kustomize_image_name.clone(),
         pin_digest: c.target.digest.is_some(),
-        ..ImageSpec::new("app", ImageName::parse(&c.image).expect("case image name"))
+        ..ImageSpec::new("app", ImageName::parse_with(&c.image, &default).expect("case image name"))
     }
 }
 

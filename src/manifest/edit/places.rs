@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use crate::annotations::ImageSpec;
-use crate::domain::{split_tag, ImageName, ImageReference, DOCKER_HUB};
+use crate::domain::split_tag;
 use crate::manifest::yaml::{Node, Value};
 use crate::manifest::{helm_key, symlink_out_of_repo, Finder, ManifestError};
 
@@ -291,7 +291,7 @@ impl Session<'_, '_> {
             let name = item.get("name").and_then(Node::as_str).unwrap_or_default();
             // As find_current reads it: by `name`, or by `newName` unless kustomize.image-name is set.
             let by_new_name = image.kustomize_image_name.is_none()
-                && item.get("newName").and_then(Node::as_str).is_some_and(|n| ImageName::parse(n).is_ok_and(|n| n == image.name));
+                && item.get("newName").and_then(Node::as_str).is_some_and(|n| image.parse_name(n).is_ok_and(|n| n == image.name));
             if kustomize_name_matches(name, &image) || by_new_name {
                 matched.push(i);
             }
@@ -338,14 +338,14 @@ impl Session<'_, '_> {
                 let Ok(ed) = FileEditor::from_set(self.req.files, path) else { continue };
                 for doc in 0..ed.yaml().documents.len() {
                     for (_, written) in containers(&ed, doc) {
-                        if ref_matches(&written, &image.name) {
+                        if ref_matches(&written, image) {
                             return Ok(name_part(&written).to_string());
                         }
                     }
                 }
             }
         }
-        Ok(short_name(&image.name))
+        Ok(image.short_name())
     }
 
     // ---- Helm ----------------------------------------------------------------------------
@@ -414,7 +414,7 @@ impl Session<'_, '_> {
                     file: file.clone(),
                     message: format!("cannot read the helm key {key:?}"),
                 })?;
-                let value = kind.value(&short_name(&image.name), &target);
+                let value = kind.value(&image.short_name(), &target);
                 let ed = self.editor(file)?;
                 create_path(ed, &NodePath::root(0), &segs, value)?;
                 self.found += 1;
@@ -467,7 +467,7 @@ impl Session<'_, '_> {
         for doc in 0..ed.yaml().documents.len() {
             check_workload_aliases(ed, doc, &image)?;
             for (p, written) in containers(ed, doc) {
-                if ref_matches(&written, &image.name) {
+                if ref_matches(&written, &image) {
                     edits.push((p, rewrite_ref(&written, &target)));
                 }
             }
@@ -503,7 +503,7 @@ fn overrides(
             items.iter().find(|p| p.get("name").and_then(Node::as_str) == Some(name)).and_then(|p| p.get("value")).and_then(Node::as_str)
         };
         let ours = helm.explicit
-            || value_of(&helm.name).is_none_or(|n| ImageName::parse(n).is_ok_and(|n| n == image.name));
+            || value_of(&helm.name).is_none_or(|n| image.parse_name(n).is_ok_and(|n| n == image.name));
         for (i, p) in items.iter().enumerate() {
             if p.is_alias() {
                 return Err(ed.error(p.span.start, "a helm parameter is an alias; refusing to guess"));
@@ -691,12 +691,12 @@ impl HelmKeys {
         }
         if !self.explicit
             && let Some(name) = lookup(ed, &key_path(&self.name)?)?.and_then(Node::as_str)
-            && !ImageName::parse(name).is_ok_and(|n| n == image.name)
+            && !image.parse_name(name).is_ok_and(|n| n == image.name)
         {
             return Ok(None);
         }
         if let HelmValue::Spec = kind
-            && !node.as_str().is_some_and(|s| ref_matches(s, &image.name))
+            && !node.as_str().is_some_and(|s| ref_matches(s, image))
         {
             return Ok(None);
         }
@@ -759,7 +759,7 @@ fn check_workload_aliases(ed: &FileEditor, doc: usize, image: &ImageSpec) -> Res
         if node.is_alias() && alias.is_none() {
             alias = Some(node.span.start);
         }
-        if under_anchor && node.as_str().is_some_and(|s| ref_matches(s, &image.name)) {
+        if under_anchor && node.as_str().is_some_and(|s| ref_matches(s, image)) {
             anchored_hit = true;
         }
     });
@@ -781,7 +781,7 @@ fn walk(node: &Node, under_anchor: bool, f: &mut impl FnMut(&Node, bool)) {
 
 /// Whether a file's bytes mention the image's repository at all.
 fn mentions(bytes: &[u8], image: &ImageSpec) -> bool {
-    let short = short_name(&image.name);
+    let short = image.short_name();
     let hay = String::from_utf8_lossy(bytes);
     hay.contains(&short)
 }
@@ -794,14 +794,15 @@ fn name_part(written: &str) -> &str {
     split_tag(rest).0
 }
 
-fn ref_matches(written: &str, name: &ImageName) -> bool {
-    ImageReference::parse(written).is_ok_and(|r| &r.name == name)
+/// Whether `written` (`name[:tag][@digest]`) is the image, read as its Application reads names.
+fn ref_matches(written: &str, image: &ImageSpec) -> bool {
+    image.parse_reference(written).is_ok_and(|r| r.name == image.name)
 }
 
 fn kustomize_name_matches(written: &str, image: &ImageSpec) -> bool {
     match &image.kustomize_image_name {
-        Some(k) => written == k || (ImageName::parse(written).is_ok() && ImageName::parse(written) == ImageName::parse(k)),
-        None => ImageName::parse(name_part(written)).is_ok_and(|n| n == image.name),
+        Some(k) => written == k || (image.parse_name(written).is_ok() && image.parse_name(written) == image.parse_name(k)),
+        None => image.parse_name(name_part(written)).is_ok_and(|n| n == image.name),
     }
 }
 
@@ -819,15 +820,6 @@ fn rewrite_ref(written: &str, target: &Target) -> String {
         out.push_str(d);
     }
     out
-}
-
-/// `nginx` for `docker.io/library/nginx`, `org/app` for Docker Hub's `org/app`, else in full.
-fn short_name(name: &ImageName) -> String {
-    if name.registry == DOCKER_HUB {
-        name.repository.strip_prefix("library/").unwrap_or(&name.repository).to_string()
-    } else {
-        name.to_string()
-    }
 }
 
 // ---- Paths -------------------------------------------------------------------------------
