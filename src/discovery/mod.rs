@@ -90,6 +90,9 @@ pub fn find_applications(files: &FileSet) -> (Vec<Application>, Vec<FileError>) 
         if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
             continue;
         }
+        if !files.get(path).is_some_and(may_hold_application) {
+            continue;
+        }
         let Some(parsed) = files.yaml(path) else { continue };
         match parsed {
             Ok(yaml) => read_file(path, &yaml, &mut apps, &mut errors),
@@ -104,6 +107,13 @@ pub fn find_applications(files: &FileSet) -> (Vec<Application>, Vec<FileError>) 
         (&a.id, &a.file, a.document).cmp(&(&b.id, &b.file, b.document))
     });
     (apps, errors)
+}
+
+/// Only a file whose text names the `argoproj.io` API group can hold an Application; the
+/// others (workload manifests, Helm chart templates, which are not YAML at all) are not parsed,
+/// so they cost nothing and are never reported. Text that is not UTF-8 is parsed (and reported).
+fn may_hold_application(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).map_or(true, |text| text.contains("argoproj.io"))
 }
 
 fn read_file(path: &str, yaml: &YamlFile, apps: &mut Vec<Application>, errors: &mut Vec<FileError>) {
@@ -265,10 +275,19 @@ spec:
                 errors: vec![],
             },
             Case {
-                name: "invalid YAML file is reported, the rest continues",
-                files: vec![("a/bad.yaml", "a: [1, 2\nb: 3\n"), ("b/web.yaml", WEB)],
+                name: "invalid YAML file naming argoproj.io is reported, the rest continues",
+                files: vec![("a/bad.yaml", "apiVersion: argoproj.io/v1alpha1\na: [1, 2\nb: 3\n"), ("b/web.yaml", WEB)],
                 apps: vec!["argocd/web"],
-                errors: vec!["a/bad.yaml:2: invalid YAML"],
+                errors: vec!["a/bad.yaml:3: invalid YAML"],
+            },
+            Case {
+                name: "invalid YAML that cannot hold an Application (a Helm template) is ignored",
+                files: vec![
+                    ("chart/templates/deploy.yaml", "{{- if .Values.enabled }}\nmetadata:\n  ports: [80, 443\n{{- end }}\n"),
+                    ("b/web.yaml", WEB),
+                ],
+                apps: vec!["argocd/web"],
+                errors: vec![],
             },
             Case {
                 name: "missing name names file and document",
