@@ -18,8 +18,8 @@ use super::headers::{parse_retry_after, parse_www_authenticate};
 use super::{RegistryClient, RegistryError, RegistryErrorKind, Target};
 
 /// Requests in flight per registry: enough to hide the round trips to a remote registry and to
-/// keep a busy one answering on all its cores (on the benchmark fleet, 32 instead of 16 saves
-/// about a tenth of the wall time); `limit` caps the rate on top.
+/// keep a busy one answering on all its cores (on the benchmark fleet, 32 instead of 16 took
+/// about 0.1 s off `plan`'s 3.2 s); `limit` caps the rate on top.
 pub(crate) const MAX_IN_FLIGHT: usize = 32;
 /// Retries of one request answered 429 (or 503 with Retry-After).
 const MAX_THROTTLE_RETRIES: u32 = 5;
