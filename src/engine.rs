@@ -16,9 +16,8 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use crate::annotations::{self, ImageSpec, UpdateStrategy};
-use crate::domain::Platform;
 use crate::discovery::{self, Application};
-use crate::domain::DefaultRegistry;
+use crate::domain::{DefaultRegistry, Platform};
 use crate::git::{self, Snapshot};
 use crate::manifest::edit::{self, EditRequest, FileChange, Target};
 use crate::manifest::{self, CurrentImage, FileSet};
@@ -370,9 +369,12 @@ async fn evaluate(
     if let Err(e) = warmup.await {
         tracing::warn!("registry warm-up failed: {e}");
     }
-    tracing::debug!("registries: {} request(s)", registry.request_count());
+    tracing::debug!(
+        "registries and edits: {} request(s), {} Application(s) change",
+        registry.request_count(),
+        changes.iter().filter(|c| !c.is_empty()).count()
+    );
 
-    tracing::debug!("edits: {} Application(s) change", changes.iter().filter(|c| !c.is_empty()).count());
     let stats = Stats {
         applications: reports.len(),
         images: reports.iter().map(|a| a.images.len()).sum(),
