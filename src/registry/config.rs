@@ -83,6 +83,13 @@ pub(crate) struct Endpoint {
     pub limit: Option<u32>,
 }
 
+impl RegistryEntry {
+    /// How errors name the entry: by `name`, else by `prefix`.
+    fn who(&self) -> String {
+        if self.name.is_empty() { format!("prefix {:?}", self.prefix) } else { format!("registry {:?}", self.name) }
+    }
+}
+
 impl RegistriesConf {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
@@ -99,7 +106,7 @@ impl RegistriesConf {
         let mut entries = file.registries;
         let mut seen = std::collections::HashSet::new();
         for e in &mut entries {
-            let who = if e.name.is_empty() { format!("prefix {:?}", e.prefix) } else { format!("registry {:?}", e.name) };
+            let who = e.who();
             if let Some(api) = &e.api_url {
                 let ok = url::Url::parse(api).map(|u| matches!(u.scheme(), "http" | "https")).unwrap_or(false);
                 if !ok {
@@ -129,8 +136,8 @@ impl RegistriesConf {
         }
         let mut conf = RegistriesConf { entries, default_registry: DefaultRegistry::default() };
         if let Some(e) = conf.default_entry() {
-            let who = if e.name.is_empty() { format!("prefix {:?}", e.prefix) } else { format!("registry {:?}", e.name) };
-            let default = DefaultRegistry::from_prefix(&e.prefix).map_err(|m| format!("{who} (default: true): {m}"))?;
+            let default =
+                DefaultRegistry::from_prefix(&e.prefix).map_err(|m| format!("{} (default: true): {m}", e.who()))?;
             conf.default_registry = default;
         }
         Ok(conf)

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::domain::DOCKER_HUB;
+use crate::domain::normalize_registry_host;
 
 /// A username and password (or token) for one registry.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -219,10 +219,7 @@ fn normalize_auth_key(key: &str) -> String {
     let k = key.trim();
     let k = k.strip_prefix("https://").or_else(|| k.strip_prefix("http://")).unwrap_or(k);
     let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB.to_string(),
-        _ => host,
-    }
+    normalize_registry_host(&host).to_string()
 }
 
 #[cfg(test)]
