@@ -375,36 +375,122 @@ fn htpasswd_registry_with_registries_conf_ext_script_credentials() {
     plan.assert_proposes("private", "svc", "1.0.0", "1.0.1");
 }
 
+/// A loopback server that challenges for Basic auth and records every `Authorization` header:
+/// the attacker's registry of issue 15.
+fn recording_registry() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if line.to_ascii_lowercase().starts_with("authorization:") {
+                    record.lock().unwrap().push(line.trim().to_string());
+                }
+                line.clear();
+            }
+            let _ = (&stream).write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (host, seen)
+}
+
 #[test]
-fn pull_secret_annotation_env_works_and_kubernetes_secrets_fail_clearly() {
+fn an_annotation_cannot_run_programs_or_read_variables_and_credentials_stay_with_their_registry() {
+    // Issue 15: `pull-secret: ext:/usr/bin/env` on an image at the attacker's registry sent the
+    // bot's environment there as Basic auth; `env:ANY_VAR` leaked any variable.
+    let (attacker, seen) = recording_registry();
     let reg = TestRegistry::start(Auth::htpasswd("ci", "s3cret"));
     reg.push_tags("team/private", &["1.0.0", "1.0.1"]);
     let image = reg.image("team/private");
     let git = GitRepo::new();
-    for (name, secret) in [
-        ("by-env", "env:APP_PULL_CREDS"),
-        ("by-pullsecret", "pullsecret:argocd/regcred"),
-        ("by-secret", "secret:argocd/registry-creds#creds"),
-    ] {
+    let stolen = format!("{attacker}/team/app");
+    let apps = [
+        ("by-ext", stolen.as_str(), "ext:/usr/bin/env"),
+        ("by-env", stolen.as_str(), "env:GITHUB_TOKEN"),
+        ("by-other-registrys-credentials", stolen.as_str(), "env:PRIVATE_REGISTRY_CREDS"),
+        ("by-own-credentials", image.as_str(), "env:PRIVATE_REGISTRY_CREDS"),
+        ("by-pullsecret", image.as_str(), "pullsecret:argocd/regcred"),
+    ];
+    for (name, img, secret) in apps {
         app_in(
             &git,
-            app(&git, name).image_list(&format!("svc={image}:~1.0")).annotate("svc.pull-secret", secret),
-            &[("deployment.yaml", deployment(name, &format!("{image}:1.0.0")))],
+            app(&git, name).image_list(&format!("svc={img}:~1.0")).annotate("svc.pull-secret", secret),
+            &[("deployment.yaml", deployment(name, &format!("{img}:1.0.0")))],
         );
     }
     git.commit("pull secrets");
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = registries_conf(conf_dir.path(), reg.host(), "env:PRIVATE_REGISTRY_CREDS");
 
-    let plan = Plan::new().apps(git.path()).env("APP_PULL_CREDS", "ci:s3cret").json();
+    let plan = Plan::new()
+        .apps(git.path())
+        .registries_conf(&conf)
+        .env("PRIVATE_REGISTRY_CREDS", "ci:s3cret")
+        .env("GITHUB_TOKEN", "ghp_secret_of_the_bot")
+        .json();
 
     plan.assert_exit(1);
-    plan.assert_proposes("by-env", "svc", "1.0.0", "1.0.1");
-    for name in ["by-pullsecret", "by-secret"] {
-        let err = plan.assert_image_error(name, "svc").to_lowercase();
-        assert!(
-            err.contains("kubernetes") || err.contains("secret"),
-            "{name}: the error should say Kubernetes secrets are not supported yet, got {err:?}{plan}"
-        );
+    // The operator configured env:PRIVATE_REGISTRY_CREDS for this registry: naming it is fine.
+    plan.assert_proposes("by-own-credentials", "svc", "1.0.0", "1.0.1");
+    for (name, _, secret) in &apps[..3] {
+        let err = plan.assert_image_error(name, "svc");
+        assert!(err.contains(secret) && err.contains("refused in an annotation") && err.contains(&attacker), "{name}: {err}{plan}");
     }
+    let err = plan.assert_image_error("by-pullsecret", "svc").to_lowercase();
+    assert!(err.contains("kubernetes"), "by-pullsecret: the error should say Kubernetes secrets are not supported yet, got {err:?}{plan}");
+    assert!(seen.lock().unwrap().is_empty(), "the attacker's registry received credentials: {:?}", seen.lock().unwrap());
+}
+
+#[test]
+fn a_registry_with_a_private_ca_is_trusted_through_ca_file_or_ca_data() {
+    // Issue 15: `ca_file`/`ca_data` were accepted and ignored, which pushed users to `insecure:`.
+    let reg = TestRegistry::start(Auth::Anonymous);
+    reg.push_tags("team/tls", &["1.0.0", "1.0.1"]);
+    let tls = reg.tls_twin();
+    let image = format!("{}/team/tls", tls.host());
+    let git = GitRepo::new();
+    app_in(
+        &git,
+        app(&git, "tls").image_list(&format!("svc={image}:~1.0")),
+        &[("deployment.yaml", deployment("tls", &format!("{image}:1.0.0")))],
+    );
+    git.commit("an image on a registry with a private CA");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = |name: &str, ca: &str| {
+        let path = dir.path().join(name);
+        let head = format!("registries:\n- name: private-ca\n  prefix: {0}\n  api_url: https://{0}\n", tls.host());
+        std::fs::write(&path, format!("{head}{ca}")).unwrap();
+        path
+    };
+    let pem = std::fs::read_to_string(&tls.ca.ca_pem).unwrap();
+    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+    let with_file = conf("file.conf", &format!("  ca_file: {}\n", tls.ca.ca_pem.display()));
+    let with_data = conf("data.conf", &format!("  ca_data: |\n{indented}"));
+    let without = conf("none.conf", "");
+
+    for path in [&with_file, &with_data] {
+        let plan = Plan::new().apps(git.path()).registries_conf(path).json();
+        plan.assert_exit(0).assert_no_file_errors();
+        plan.assert_proposes("tls", "svc", "1.0.0", "1.0.1");
+    }
+    let plan = Plan::new().apps(git.path()).registries_conf(&without).json();
+    plan.assert_exit(1);
+    let err = plan.assert_image_error("tls", "svc");
+    assert!(err.contains(tls.host()) && err.to_lowercase().contains("certificate"), "the TLS failure names the registry: {err}{plan}");
+
+    // A ca_file that cannot be read is an error at start that names it.
+    let missing = conf("missing.conf", "  ca_file: /nonexistent/ca.pem\n");
+    let plan = Plan::new().apps(git.path()).registries_conf(&missing).run();
+    assert_ne!(plan.code, 0, "{plan}");
+    let said = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(said.contains("/nonexistent/ca.pem") && said.contains("private-ca"), "{plan}");
 }
 
 #[test]

@@ -15,9 +15,11 @@
 //! [`DefaultRegistry`] naming context ([`RegistriesConf::default_registry`]) with which image
 //! names from annotations and manifests are read, so `team/app` is `<prefix>/team/app` and is
 //! then resolved here like any name with that host.
-//! `ping`, `tagsortmode`, `ca_file` and `ca_data` are accepted and not used.
+//! `ca_file` (a PEM file) and `ca_data` (PEM text) add CA certificates to trust for the entry's
+//! registry, besides the system's. `ping` and `tagsortmode` are accepted and not used.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -52,6 +54,13 @@ pub(crate) struct RegistryEntry {
     pub limit: Option<u32>,
     /// AIU's tag sort mode for the tag list (`latest-first`, ...); not used.
     pub tagsortmode: Option<String>,
+    /// A PEM file of CA certificates to trust for this registry, besides the system's.
+    pub ca_file: Option<String>,
+    /// The same as PEM text in the file itself.
+    pub ca_data: Option<String>,
+    /// The PEM of `ca_file` or `ca_data`, read when the file is loaded.
+    #[serde(skip)]
+    pub ca_pem: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +90,8 @@ pub(crate) struct Endpoint {
     pub credentials: Option<String>,
     pub credsexpire: Option<Duration>,
     pub limit: Option<u32>,
+    /// Extra CA certificates (PEM) to trust for this registry.
+    pub ca_pem: Option<Arc<str>>,
 }
 
 impl RegistryEntry {
@@ -94,7 +105,18 @@ impl RegistriesConf {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read registries.conf {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("registries.conf {}: {e}", path.display()))
+        let mut conf = Self::parse(&text).map_err(|e| format!("registries.conf {}: {e}", path.display()))?;
+        // `ca_file` paths are read now, so that a missing file is an error at start naming it.
+        for e in &mut conf.entries {
+            if let Some(file) = e.ca_file.as_deref().filter(|f| !f.trim().is_empty()) {
+                let who = e.who();
+                let pem = std::fs::read_to_string(file)
+                    .map_err(|err| format!("registries.conf {}: {who}: cannot read ca_file {file}: {err}", path.display()))?;
+                check_pem(&pem).map_err(|m| format!("registries.conf {}: {who}: ca_file {file}: {m}", path.display()))?;
+                e.ca_pem = Some(pem.into());
+            }
+        }
+        Ok(conf)
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -129,6 +151,14 @@ impl RegistriesConf {
             }
             if e.limit == Some(0) {
                 return Err(format!("{who}: limit must be at least 1 request per second"));
+            }
+            let has_file = e.ca_file.as_deref().is_some_and(|f| !f.trim().is_empty());
+            if let Some(data) = e.ca_data.as_deref().filter(|d| !d.trim().is_empty()) {
+                if has_file {
+                    return Err(format!("{who}: give ca_file or ca_data, not both"));
+                }
+                check_pem(data).map_err(|m| format!("{who}: ca_data: {m}"))?;
+                e.ca_pem = Some(data.into());
             }
         }
         if entries.iter().filter(|e| e.default).count() > 1 {
@@ -188,6 +218,7 @@ impl RegistriesConf {
             // Validated in `parse`.
             credsexpire: entry.and_then(|e| e.credsexpire.as_deref()).and_then(|d| parse_go_duration(d).ok()),
             limit: entry.and_then(|e| e.limit),
+            ca_pem: entry.and_then(|e| e.ca_pem.clone()),
         }
     }
 }
@@ -204,6 +235,15 @@ fn api_host(api: &str) -> Option<String> {
         Some(port) => format!("{host}:{port}"),
         None => host.to_string(),
     })
+}
+
+/// Whether `pem` holds at least one certificate the TLS library takes.
+fn check_pem(pem: &str) -> Result<(), String> {
+    match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        Ok(_) => Err("no PEM certificate in it".into()),
+        Err(e) => Err(format!("not a PEM certificate bundle: {e}")),
+    }
 }
 
 /// `https://r.example/v2/` and `https://r.example` name the same API.
@@ -283,6 +323,15 @@ registries:
 "#;
 
     #[test]
+    fn ca_data_is_checked_and_ca_file_and_ca_data_exclude_each_other() {
+        let bad = "registries:\n- name: r\n  prefix: r.example\n  ca_data: not a certificate\n";
+        let err = RegistriesConf::parse(bad).unwrap_err();
+        assert!(err.contains("\"r\"") && err.contains("ca_data"), "{err}");
+        let both = "registries:\n- name: r\n  prefix: r.example\n  ca_file: /x.pem\n  ca_data: x\n";
+        assert!(RegistriesConf::parse(both).unwrap_err().contains("not both"));
+    }
+
+    #[test]
     fn parses_every_field() {
         let conf = RegistriesConf::parse(FULL).unwrap();
         assert_eq!(conf.entries.len(), 3);
@@ -301,6 +350,7 @@ registries:
                 credsexpire: Some("2h".into()),
                 limit: Some(10),
                 tagsortmode: Some("latest-first".into()),
+                ..RegistryEntry::default()
             }
         );
         assert!(conf.entries[1].insecure, "YAML 1.1 `yes` is true, as in AIU's Go YAML");

@@ -21,6 +21,8 @@ mod headers;
 mod transport;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use config::parse_go_duration;
@@ -44,7 +46,7 @@ use cache::SingleFlight;
 use config::{Endpoint, RegistriesConf};
 use credentials::{CredentialResolver, Credentials, DockerAuths};
 use headers::parse_link_next;
-use transport::{HostState, Reply, Token};
+use transport::{HostState, Reply, Token, redact_query};
 
 /// What a tag points to, for the platforms asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +120,20 @@ pub struct RegistrySettings {
     pub docker_configs: Vec<std::path::PathBuf>,
 }
 
+/// Pages of one tag list the bot follows, and tags it takes per repository: far above any real
+/// repository, low enough that an endless `Link` chain or tag list ends with an error.
+const MAX_TAG_PAGES: usize = 1000;
+const MAX_TAGS: usize = 200_000;
+
+/// The OCI distribution grammar of a tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub(crate) fn is_valid_tag(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
 /// Media types a tag may resolve to; distribution answers 404 to a manifest GET without them.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.oci.image.manifest.v1+json, \
@@ -137,6 +153,8 @@ pub struct RegistryClient {
     /// registries never pays twice.
     http: OnceLock<Result<reqwest::Client, String>>,
     http_insecure: OnceLock<Result<reqwest::Client, String>>,
+    /// Clients that also trust a registries.conf entry's `ca_file`/`ca_data`, by PEM.
+    http_with_ca: Mutex<HashMap<Arc<str>, reqwest::Client>>,
     requests: AtomicU64,
     hosts: Mutex<HashMap<String, Arc<HostState>>>,
     tokens: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<Token>>>>>,
@@ -243,6 +261,7 @@ impl RegistryClient {
             resolver: CredentialResolver::default(),
             http: OnceLock::new(),
             http_insecure: OnceLock::new(),
+            http_with_ca: Mutex::default(),
             requests: AtomicU64::new(0),
             hosts: Mutex::default(),
             tokens: Mutex::default(),
@@ -262,16 +281,34 @@ impl RegistryClient {
     pub(crate) fn http(&self, insecure: bool) -> Result<&reqwest::Client, RegistryError> {
         let cell = if insecure { &self.http_insecure } else { &self.http };
         cell.get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("argocd-image-pr/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
+            client_builder()
                 .tls_danger_accept_invalid_certs(insecure)
                 .build()
                 .map_err(|e| format!("cannot create the HTTP client: {e}"))
         })
         .as_ref()
         .map_err(|e| RegistryError::setup(e.clone()))
+    }
+
+    /// The client for `endpoint`: one that verifies nothing for `insecure:`, one that also
+    /// trusts the entry's CA certificates, or the shared verifying one.
+    pub(crate) fn http_for(&self, endpoint: &Endpoint) -> Result<reqwest::Client, RegistryError> {
+        let Some(pem) = endpoint.ca_pem.as_ref().filter(|_| !endpoint.insecure) else {
+            return self.http(endpoint.insecure).cloned();
+        };
+        let mut clients = self.http_with_ca.lock().unwrap();
+        if let Some(c) = clients.get(pem) {
+            return Ok(c.clone());
+        }
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| RegistryError::setup(format!("registry {}: CA certificates: {e}", endpoint.host)))?;
+        let client = certs
+            .into_iter()
+            .fold(client_builder(), |b, cert| b.add_root_certificate(cert))
+            .build()
+            .map_err(|e| RegistryError::setup(format!("registry {}: cannot create the HTTP client: {e}", endpoint.host)))?;
+        clients.insert(pem.clone(), client.clone());
+        Ok(client)
     }
 
     /// Where image names written without registry host belong, as registries.conf says
@@ -361,7 +398,11 @@ impl RegistryClient {
         };
         Url::parse(&endpoint.api_url)
             .map_err(|e| fail(RegistryErrorKind::Config, format!("invalid registry URL {}: {e}", endpoint.api_url)))?;
-        let reference = pull_secret.map(str::trim).filter(|s| !s.is_empty()).map(|r| (r, "pull secret"));
+        let pull_secret = pull_secret.map(str::trim).filter(|s| !s.is_empty());
+        if let Some(r) = pull_secret {
+            annotation_reference_allowed(r, &endpoint).map_err(|m| fail(RegistryErrorKind::Credentials, format!("{m} (pull secret of image {image})")))?;
+        }
+        let reference = pull_secret.map(|r| (r, "pull secret"));
         let reference = reference.or(endpoint.credentials.as_deref().map(|r| (r, "registries.conf credentials")));
         let (creds, creds_source) = match reference {
             Some((r, origin)) => {
@@ -393,7 +434,8 @@ impl RegistryClient {
         struct TagList {
             tags: Option<Vec<String>>,
         }
-        let mut url = t.url(&format!("/v2/{}/tags/list?n=1000", t.endpoint.repository))?;
+        let first = t.url(&format!("/v2/{}/tags/list?n=1000", t.endpoint.repository))?;
+        let mut url = first.clone();
         let mut tags = Vec::new();
         let mut seen = std::collections::HashSet::new();
         loop {
@@ -405,13 +447,30 @@ impl RegistryClient {
             let page: TagList = serde_json::from_slice(&reply.body)
                 .map_err(|e| t.err(RegistryErrorKind::Protocol, None, format!("tag list is not valid JSON: {e}")))?;
             // Distribution answers `"tags": null` when every tag was deleted.
-            tags.extend(page.tags.unwrap_or_default());
+            // Tags outside the OCI grammar cannot be pulled; a hostile registry could send
+            // newlines or markup that would end up in a commit or a PR body.
+            tags.extend(page.tags.unwrap_or_default().into_iter().filter(|t| is_valid_tag(t)));
+            if tags.len() > MAX_TAGS {
+                return Err(t.err(RegistryErrorKind::Protocol, None, format!("repository lists more than {MAX_TAGS} tags; refused")));
+            }
             let next = reply.headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()).find_map(parse_link_next);
             match next {
                 Some(next) => {
-                    url = reply.url.join(&next).map_err(|e| {
+                    let next_url = reply.url.join(&next).map_err(|e| {
                         t.err(RegistryErrorKind::Protocol, None, format!("invalid Link target {next:?}: {e}"))
                     })?;
+                    // Credentials go only to the registry they were configured for.
+                    if next_url.origin() != first.origin() {
+                        return Err(t.err(
+                            RegistryErrorKind::Protocol,
+                            None,
+                            format!("tag list pagination leads to another origin ({}); refused", redact_query(&next_url)),
+                        ));
+                    }
+                    if seen.len() >= MAX_TAG_PAGES {
+                        return Err(t.err(RegistryErrorKind::Protocol, None, format!("tag list has more than {MAX_TAG_PAGES} pages; refused")));
+                    }
+                    url = next_url;
                 }
                 None => break,
             }
@@ -486,6 +545,34 @@ fn parse_manifest(t: &Target, reply: &Reply, tag: &str) -> Result<Manifest, Regi
         ));
     };
     Ok(Manifest { digest, kind })
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("argocd-image-pr/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+}
+
+/// Whether an Application's `pull-secret` annotation may use `reference` for `endpoint`.
+///
+/// Application authors are not the operator (docs/security.md): an annotation may name only what
+/// the operator configured for this very registry (its registries.conf `credentials`), or a
+/// Kubernetes Secret reference. `env:` and `ext:` would let whoever writes an Application read
+/// any variable of the bot or run any program, and send the result to a registry of their choice.
+fn annotation_reference_allowed(reference: &str, endpoint: &Endpoint) -> Result<(), String> {
+    if endpoint.credentials.as_deref().is_some_and(|c| c.trim() == reference) {
+        return Ok(());
+    }
+    if reference.starts_with("pullsecret:") || reference.starts_with("secret:") {
+        return Ok(());
+    }
+    Err(format!(
+        "credential reference {reference:?} is refused in an annotation: an Application may name only the credentials \
+         registries.conf configures for registry {} (or a pullsecret:/secret: reference); env: and ext: references belong \
+         in registries.conf, which the operator controls",
+        endpoint.host
+    ))
 }
 
 /// Turns a non-2xx answer into an error that says what was missing or refused.

@@ -347,14 +347,18 @@ async fn bearer_tokens_are_fetched_once_and_reused() {
     assert_eq!(fake.hits(|h| h.status == 401), 1);
     assert_eq!(c.request_count() as usize, fake.hits(|_| true), "every request counted, token requests too");
 
-    // Other credentials on the same client are not mixed up with the working ones.
+    // An annotation may not name an environment variable or a script (issue 15): refused
+    // before any request, naming the reference, the registry and the image.
     // SAFETY: the variable name is unique to this test.
     unsafe { std::env::set_var("AIPR_TEST_REGISTRY_WRONG", "robot:wrong") };
-    let err = c.list_tags(&img, Some("env:AIPR_TEST_REGISTRY_WRONG")).await.unwrap_err();
-    assert_eq!(err.kind, RegistryErrorKind::Unauthorized, "{err}");
-    let msg = err.to_string();
-    assert!(msg.contains(&host) && msg.contains("repository app") && msg.contains("env:AIPR_TEST_REGISTRY_WRONG"), "{msg}");
-    assert!(!msg.contains("wrong\""), "no secret in {msg}");
+    let before = fake.hits(|_| true);
+    for reference in ["env:AIPR_TEST_REGISTRY_WRONG", "ext:/usr/bin/env"] {
+        let err = c.list_tags(&img, Some(reference)).await.unwrap_err();
+        assert_eq!(err.kind, RegistryErrorKind::Credentials, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&host) && msg.contains(reference) && msg.contains("registries.conf"), "{msg}");
+    }
+    assert_eq!(fake.hits(|_| true), before, "nothing was sent");
 
     // Kubernetes references: a clear error naming reference and image.
     let err = c.list_tags(&img, Some("pullsecret:argocd/regcred")).await.unwrap_err();

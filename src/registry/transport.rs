@@ -84,7 +84,7 @@ pub(crate) struct Token {
     expires: Instant,
 }
 
-/// A registry answer, body read in full (tag lists, manifests and configs are small).
+/// A registry answer, body read in full up to [`body_limit`].
 pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -114,7 +114,7 @@ impl RegistryClient {
         if let Some(limiter) = &t.host.limiter {
             limiter.acquire().await;
         }
-        let client = self.http(t.endpoint.insecure).map_err(|e| t.err(RegistryErrorKind::Config, tag, e.message))?;
+        let client = self.http_for(&t.endpoint).map_err(|e| t.err(RegistryErrorKind::Config, tag, e.message))?;
         let mut req = client.request(method.clone(), url.clone());
         if let Some(a) = accept {
             req = req.header(ACCEPT, a);
@@ -126,12 +126,23 @@ impl RegistryClient {
         let network = |e: reqwest::Error| {
             t.err(RegistryErrorKind::Network, tag, format!("{method} {}: {}", redact_query(url), error_chain(&e)))
         };
-        let resp = req.send().await.map_err(network)?;
+        let mut resp = req.send().await.map_err(network)?;
         let status = resp.status();
         tracing::debug!(registry = %t.endpoint.host, %method, url = %redact_query(url), %status, "registry request");
         let headers = resp.headers().clone();
         let final_url = resp.url().clone();
-        let body = resp.bytes().await.map_err(network)?.to_vec();
+        let limit = body_limit(url);
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large(t, tag, url, limit));
+        }
+        // Read chunk by chunk so that an endless or oversized answer stops at the cap.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(network)? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(t, tag, url, limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Reply { status, headers, body, url: final_url })
     }
 
@@ -199,6 +210,7 @@ impl RegistryClient {
             let scheme = pick_scheme(&reply, &t.endpoint.api_url).ok_or_else(|| {
                 t.err(RegistryErrorKind::Unauthorized, tag, format!("HTTP 401 without a Basic or Bearer challenge, with {}", t.creds_source))
             })?;
+            check_realm(&t.endpoint.api_url, &scheme).map_err(|m| t.err(RegistryErrorKind::Protocol, tag, m))?;
             *t.host.scheme.lock().unwrap() = Some(scheme.clone());
             auth = self.authorization(t, &scheme, auth.as_deref(), tag).await?;
             if auth.is_none() {
@@ -251,7 +263,14 @@ impl RegistryClient {
             }
             q.append_pair("scope", &format!("repository:{}:pull", t.endpoint.repository));
         }
-        let basic = t.creds.as_ref().map(|c| c.basic_header());
+        let basic = match &t.creds {
+            Some(c) if realm_may_receive_credentials(&t.endpoint.api_url, realm) => Some(c.basic_header()),
+            Some(_) => {
+                tracing::warn!(registry = %t.endpoint.host, realm = %redact_query(realm), "token realm is on another domain; asking for an anonymous token");
+                None
+            }
+            None => None,
+        };
         let reply = self.send_throttled(t, &Method::GET, &url, Some("application/json"), basic.as_deref(), tag).await?;
         if !reply.status.is_success() {
             return Err(t.err(
@@ -295,6 +314,50 @@ fn pick_scheme(reply: &Reply, api_url: &str) -> Option<AuthScheme> {
         Some(AuthScheme::Bearer { realm, service: c.param("service").map(str::to_string) })
     });
     bearer.or_else(|| challenges.iter().any(|c| c.scheme == "basic").then_some(AuthScheme::Basic))
+}
+
+/// Largest answer taken: tag lists may be long (Docker Hub's biggest repositories list tens of
+/// thousands of tags, under 2 MB), manifests, config blobs and tokens are a few kB.
+pub(crate) const MAX_TAG_LIST_BYTES: usize = 10 * 1024 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
+
+fn body_limit(url: &Url) -> usize {
+    if url.path().ends_with("/tags/list") { MAX_TAG_LIST_BYTES } else { MAX_DOCUMENT_BYTES }
+}
+
+fn too_large(t: &Target, tag: Option<&str>, url: &Url, limit: usize) -> RegistryError {
+    t.err(RegistryErrorKind::Protocol, tag, format!("answer to {} is larger than {} MB; refused", redact_query(url), limit / (1024 * 1024)))
+}
+
+/// A challenge the bot may follow: no plain http token realm for an https registry (the
+/// credentials and the token would cross the network in clear).
+pub(crate) fn check_realm(api_url: &str, scheme: &AuthScheme) -> Result<(), String> {
+    match scheme {
+        AuthScheme::Bearer { realm, .. } if realm.scheme() == "http" && api_url.starts_with("https:") => {
+            Err(format!("the registry names a plain http token realm {}; refused for an https registry", redact_query(realm)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether the registry's credentials may go to its token realm: a host of the registry's own
+/// domain (its host, or one sharing the last two labels: `auth.docker.io` for
+/// `registry-1.docker.io`). A realm elsewhere is asked for an anonymous token instead, so a
+/// hostile `WWW-Authenticate` cannot collect the credentials.
+pub(crate) fn realm_may_receive_credentials(api_url: &str, realm: &Url) -> bool {
+    let Some(registry) = Url::parse(api_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)) else {
+        return false;
+    };
+    let Some(realm_host) = realm.host_str().map(str::to_ascii_lowercase) else { return false };
+    if registry == realm_host {
+        return true;
+    }
+    let is_name = |h: &str| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('[');
+    let domain = |h: &str| {
+        let labels: Vec<&str> = h.rsplitn(3, '.').collect();
+        (labels.len() >= 2).then(|| format!("{}.{}", labels[1], labels[0]))
+    };
+    is_name(&registry) && is_name(&realm_host) && domain(&registry).is_some() && domain(&registry) == domain(&realm_host)
 }
 
 /// `url` without its query, which may carry pagination cursors or token-server parameters.

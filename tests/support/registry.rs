@@ -102,15 +102,7 @@ impl TestRegistry {
             )
             .expect("write registry config");
             let log_path = dir.path().join(format!("registry-{attempt}.log"));
-            let log = std::fs::File::create(&log_path).expect("registry log");
-            let mut child = Command::new(REGISTRY_BIN)
-                .arg("serve")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {REGISTRY_BIN}: {e}"));
+            let mut child = spawn_registry(&config, &log_path);
             if !wait_ready(&mut child, &host) {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -131,6 +123,44 @@ impl TestRegistry {
             };
         }
         panic!("docker-registry did not start; its log:\n{last_log}");
+    }
+
+    /// A second registry process serving this one's storage over TLS (anonymous), with a
+    /// certificate for `127.0.0.1` from a test CA: push to this registry, read from the twin.
+    pub fn tls_twin(&self) -> TlsTwin {
+        let dir = tempfile::Builder::new().prefix("aipr-registry-tls-").tempdir().expect("temp dir");
+        let ca = super::tls::TestCa::new(dir.path());
+        for attempt in 0..5 {
+            let host = format!("127.0.0.1:{}", free_port());
+            let config = dir.path().join("config.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
+                     storage:\n  filesystem:\n    rootdirectory: {}\n\
+                     http:\n  addr: {host}\n  tls:\n    certificate: {}\n    key: {}\n",
+                    self.dir.path().join("storage").display(),
+                    ca.cert_pem.display(),
+                    ca.key_pem.display()
+                ),
+            )
+            .expect("write registry config");
+            let mut child = spawn_registry(&config, &dir.path().join(format!("registry-{attempt}.log")));
+            // TLS: wait until the port accepts connections.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && TcpStream::connect(&host).is_err() {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if TcpStream::connect(&host).is_ok() {
+                return TlsTwin { child, host, ca, _dir: dir };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("docker-registry with TLS did not start; logs in {}", dir.keep().display());
     }
 
     fn kill(&mut self) {
@@ -234,6 +264,19 @@ pub fn day(n: i64) -> String {
     format!("{date}T00:00:00Z")
 }
 
+/// `docker-registry serve CONFIG`, its output to `log`.
+fn spawn_registry(config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("registry log");
+    Command::new(REGISTRY_BIN)
+        .arg("serve")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {REGISTRY_BIN}: {e}"))
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -321,4 +364,26 @@ fn wait_ready(child: &mut Child, host: &str) -> bool {
         std::thread::sleep(Duration::from_millis(25));
     }
     false
+}
+
+/// See [`TestRegistry::tls_twin`]; killed by PID when dropped.
+pub struct TlsTwin {
+    child: Child,
+    host: String,
+    pub ca: super::tls::TestCa,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsTwin {
+    /// `127.0.0.1:PORT`, as it appears in image names.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+impl Drop for TlsTwin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -14,14 +14,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::sign::Signer;
 use openssl::x509::extension::{BasicConstraints, KeyUsage};
-use openssl::x509::{X509, X509NameBuilder};
+use openssl::x509::X509;
 
 pub struct TokenServer {
     addr: std::net::SocketAddr,
@@ -188,20 +186,7 @@ fn sign_jwt(key: &PKey<Private>, cert_der: &[u8], claims: &serde_json::Value) ->
 
 fn self_signed() -> (PKey<Private>, X509) {
     let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", TokenServer::ISSUER).unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    let mut serial = BigNum::new().unwrap();
-    serial.rand(63, MsbOption::MAYBE_ZERO, false).unwrap();
-    b.set_serial_number(&serial.to_asn1_integer().unwrap()).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    let now = chrono::Utc::now().timestamp();
-    b.set_not_before(&Asn1Time::from_unix(now - 3600).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(365).unwrap()).unwrap();
+    let mut b = super::tls::builder(TokenServer::ISSUER, None, &key);
     b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
     b.append_extension(KeyUsage::new().critical().digital_signature().key_cert_sign().build().unwrap())
         .unwrap();
