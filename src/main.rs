@@ -59,12 +59,18 @@ struct RunArgs {
     /// https://HOST/api/v3); github.com when not given.
     #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_URL")]
     github_url: Option<String>,
-    /// `--forge github`: a token.
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
-    github_token: Option<String>,
-    /// `--forge github`: read the token from this environment variable instead.
+    /// `--forge github`: a file holding the token (a mounted Secret). Without it, the token is
+    /// read from the environment variable GITHUB_TOKEN; there is no flag with the token itself,
+    /// so it never shows in `ps`.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_TOKEN_FILE")]
+    github_token_file: Option<PathBuf>,
+    /// `--forge github`: read the token from this environment variable instead of GITHUB_TOKEN.
     #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_TOKEN_ENV")]
     github_token_env: Option<String>,
+    /// `--forge github`: allow an `http://` --github-url that is not a loopback address (the
+    /// token then crosses the network unencrypted).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_ALLOW_HTTP")]
+    github_allow_http: bool,
     /// `--forge github`: GitHub App id (with --github-app-key).
     #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_APP_ID")]
     github_app_id: Option<u64>,
@@ -242,12 +248,13 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
             runtime.block_on(run_once(&forge, options))
         }
         ForgeKind::Github => {
-            let token = args
-                .github_token_env
-                .as_deref()
-                .and_then(|var| std::env::var(var).ok())
-                .or(args.github_token.clone())
-                .filter(|t| !t.trim().is_empty());
+            let token = match github_token(args.github_token_file.as_deref(), args.github_token_env.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let auth = match (args.github_app_id, &args.github_app_key, token) {
                 (Some(app_id), Some(key), _) => match std::fs::read_to_string(key) {
                     Ok(pem) => GithubAuth::App { app_id, private_key_pem: pem },
@@ -263,13 +270,15 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
                 (None, None, Some(token)) => GithubAuth::Token(token),
                 (None, None, None) => {
                     eprintln!(
-                        "error: --forge github needs a token (GITHUB_TOKEN, --github-token or --github-token-env VAR) or a GitHub App (--github-app-id and --github-app-key)"
+                        "error: --forge github needs a token (GITHUB_TOKEN, --github-token-file FILE or --github-token-env VAR) or a GitHub App (--github-app-id and --github-app-key)"
                     );
                     return ExitCode::from(2);
                 }
             };
             let url = args.github_url.or(file.github_url.clone());
-            let forge = match GithubForge::new(GithubSettings::new(url, auth)) {
+            let mut settings = GithubSettings::new(url, auth);
+            settings.allow_http = args.github_allow_http;
+            let forge = match GithubForge::new(settings) {
                 Ok(f) => f,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -291,6 +300,27 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{}", text.trim_end());
     if report.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// The GitHub token: from `--github-token-file`, else the variable `--github-token-env` names,
+/// else `GITHUB_TOKEN`. A file or variable named explicitly must hold a token: falling back to
+/// another one would run the bot as someone else than the operator meant.
+fn github_token(file: Option<&std::path::Path>, env: Option<&str>) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--github-token-file {}: {e}", path.display()))?;
+        let token = text.trim().to_string();
+        if token.is_empty() {
+            return Err(format!("--github-token-file {}: the file is empty", path.display()));
+        }
+        return Ok(Some(token));
+    }
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+            _ => Err(format!("--github-token-env {var}: the environment variable {var} is not set or empty")),
+        };
+    }
+    Ok(std::env::var("GITHUB_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
 }
 
 /// `run` without `--once`: exit 0 after a signal once the running cycle finished, 1 when it had to

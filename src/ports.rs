@@ -76,6 +76,10 @@ pub enum PrState {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PullRequest {
     pub number: u64,
+    /// Login of who opened it: for the bot's pull requests, the bot itself. Its comments on the
+    /// PR are the bot's; a marker in a body proves nothing (anyone can write one).
+    #[serde(default)]
+    pub author: String,
     /// Link for people.
     pub url: String,
     pub title: String,

@@ -525,6 +525,47 @@ fn a_failed_ledger_write_leaves_the_command_for_the_next_run_and_it_is_answered_
     w.gh.finish();
 }
 
+/// Issue 15: a reader writes the bot's reply marker naming a writer's `/pin`. Only comments by
+/// the bot's own login are the bot's: the pin is carried out and the reader's marker is nothing.
+#[test]
+fn a_readers_forged_reply_marker_does_not_cancel_a_writers_command() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    w.run().assert_exit(0);
+    w.gh.set_permission(REPO, "mallory", Role::Read);
+    let pin = w.comment(1, "alice", "/pin");
+    w.gh.comment(REPO, 1, "mallory", &format!("thanks!\n<!-- argocd-image-pr:reply-to {pin} -->"));
+    let out = w.run();
+    out.assert_exit(0);
+    assert_eq!(action(&out), "closed", "the writer's /pin was carried out{out}");
+    assert_eq!(w.reactions(pin), ["+1"]);
+    let said = w.bot_comments(1);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains(&format!("reply-to {pin}")), "{}", said[0]);
+    w.gh.finish();
+}
+
+/// Issue 15: the permission lookup fails (5xx). The command is neither obeyed nor refused, and
+/// the ledger does not move past it: the next run reads the permission and carries it out.
+#[test]
+fn a_failed_permission_lookup_leaves_the_command_for_the_next_run() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    w.run().assert_exit(0);
+    let pin = w.comment(1, "alice", "/pin");
+    w.gh.fail("repos/get-collaborator-permission-level", 1, 502);
+    let out = w.run();
+    out.assert_exit(1);
+    assert!(w.gh.pull(REPO, 1).open, "not obeyed without knowing the permission");
+    assert!(w.bot_comments(1).is_empty(), "not refused either");
+
+    let out = w.run();
+    out.assert_exit(0);
+    assert_eq!(action(&out), "closed", "carried out on the next run{out}");
+    assert_eq!(w.reactions(pin), ["+1"]);
+    w.run().assert_exit(0);
+    assert_eq!(w.bot_comments(1).len(), 1, "answered once");
+    w.gh.finish();
+}
+
 // ---- the daemon, with a webhook ----
 
 const SECRET: &str = "It's a Secret to Everybody";
@@ -609,9 +650,10 @@ impl Daemon {
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let head = format!(
             "POST /webhooks/github HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-             X-GitHub-Event: {event}\r\nX-GitHub-Delivery: 9f2c5e1a-0b1e-11ef-8a3e-4c9367dc0958\r\n\
+             X-GitHub-Event: {event}\r\nX-GitHub-Delivery: {}\r\n\
              User-Agent: GitHub-Hookshot/044aadd\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\n\r\n",
             self.addr,
+            support::delivery_id(),
             body.len()
         );
         stream.write_all(head.as_bytes()).unwrap();

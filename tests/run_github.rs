@@ -631,3 +631,52 @@ fn the_pr_body_shows_the_build_date_and_digest_newest_build_read() {
     );
     w.gh.finish();
 }
+
+/// Issue 15: the token never comes from a flag (visible in `ps`), a variable or file named
+/// explicitly must hold it, and it never goes out over plain http to a non-loopback server.
+#[test]
+fn the_token_comes_from_the_environment_or_a_file_and_never_over_plain_http() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    let apps = w.apps.path().join("apps");
+    let github = |args: &[&str]| {
+        args.iter().fold(Plan::command(&["run", "--once", "--forge", "github"]), |cmd, a| cmd.arg(a)).apps(&apps)
+    };
+
+    let out = github(&["--github-url", &w.gh.url(), "--github-token", fake_github::TOKEN]).run();
+    assert_eq!(out.code, 2, "no flag takes the token itself{out}");
+    let out = github(&["--github-url", &w.gh.url(), "--github-token-env", "AIPR_UNSET_TOKEN_VAR"])
+        .env("GITHUB_TOKEN", fake_github::TOKEN)
+        .run();
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("AIPR_UNSET_TOKEN_VAR") && out.stderr.contains("not set"), "no fallback to GITHUB_TOKEN{out}");
+    let out = github(&["--github-url", "http://github.example.com"]).env("GITHUB_TOKEN", fake_github::TOKEN).run();
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("http://github.example.com") && out.stderr.contains("--github-allow-http"), "{out}");
+    assert!(w.gh.requests().is_empty(), "nothing reached GitHub");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{}\n", fake_github::TOKEN)).unwrap();
+    let out = github(&["--github-url", &w.gh.url(), "--github-token-file", file.to_str().unwrap()]).json();
+    out.assert_exit(0);
+    assert_action(&out, "api", "opened");
+    w.gh.finish();
+}
+
+/// Issue 15: an Application on another git server is not mapped onto the namesake repository of
+/// the configured GitHub.
+#[test]
+fn a_repository_on_another_server_gets_no_pr_on_this_one() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    // The same repository reached under another host name (loopback, so the test stays local).
+    let other_host = w.url().replace("127.0.0.1", "localhost");
+    let elsewhere = App::new("elsewhere", &other_host, "envs/api")
+        .image_list(&format!("api={}:^1.0", w.image));
+    w.write_app("elsewhere", &elsewhere.to_yaml());
+    let out = w.run();
+    assert_action(&out, "api", "opened");
+    assert!(w.open_pulls().iter().all(|p| p.head != "argocd-image-pr/argocd/elsewhere"), "no PR for the other server's repository");
+    let error = out.app("elsewhere").to_string();
+    assert!(error.contains("localhost") && error.contains("error"), "the error names the repository{out}");
+    w.gh.finish();
+}

@@ -166,9 +166,25 @@ impl fmt::Display for CommandError {
 impl std::error::Error for CommandError {}
 
 /// Every command in `body`, in order of appearance; lines that are not commands are skipped.
+///
+/// A line repeated (the same command, or the same mistake) counts once, so `/help` is answered
+/// once however often it is written; at most [`MAX_COMMANDS_PER_COMMENT`] are taken, so one
+/// comment cannot make the bot write a reply longer than a forge takes.
 pub fn parse_comment(body: &str) -> Vec<Result<Command, CommandError>> {
-    markdown::visible_lines(body).iter().flatten().filter_map(|line| parse_line(line)).collect()
+    let mut out: Vec<Result<Command, CommandError>> = Vec::new();
+    for parsed in markdown::visible_lines(body).iter().flatten().filter_map(|line| parse_line(line)) {
+        if out.len() == MAX_COMMANDS_PER_COMMENT {
+            break;
+        }
+        if !out.contains(&parsed) {
+            out.push(parsed);
+        }
+    }
+    out
 }
+
+/// Commands carried out from one comment; further lines are ignored (docs/commands.md).
+pub const MAX_COMMANDS_PER_COMMENT: usize = 10;
 
 /// Every form of every command as `(usage, summary)`, in help order: the one list the `/help`
 /// reply and the pull request body's command table are built from.

@@ -227,3 +227,17 @@ fn edit_distance_counts_swaps_once() {
     assert_eq!(edit_distance("hold", "help"), 2);
     assert_eq!(edit_distance("", "help"), 4);
 }
+
+#[test]
+fn repeated_lines_count_once_and_a_comment_takes_a_bounded_number_of_commands() {
+    // Issue 15: 3,000 `/help` lines made a 2.4 MB reply.
+    let flood = "/help\n".repeat(3000);
+    assert_eq!(parse_comment(&flood), vec![Ok(Command::Help)]);
+    let mixed = "/help\n/pin api\n/help\n/pin api\n/unpin\n";
+    assert_eq!(parse_comment(mixed), vec![Ok(Command::Help), pin(Some("api"), None), unpin(None)]);
+    let many: String = (0..50).map(|i| format!("/ignore api 1.0.{i}\n")).collect();
+    let parsed = parse_comment(&many);
+    assert_eq!(parsed.len(), MAX_COMMANDS_PER_COMMENT);
+    assert_eq!(parsed[0], ignore(Some("api"), "1.0.0"));
+    assert_eq!(parsed[MAX_COMMANDS_PER_COMMENT - 1], ignore(Some("api"), "1.0.9"));
+}

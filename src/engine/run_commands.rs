@@ -69,6 +69,8 @@ impl<F: Forge> Ctx<'_, F> {
         let mut dirty: BTreeSet<u64> = BTreeSet::new();
         let mut replies: Vec<PendingReply> = Vec::new();
         let mut permissions: HashMap<String, Permission> = HashMap::new();
+        // PRs with a comment left for the next cycle: their `seen_at` stays, so it is read again.
+        let mut retry: BTreeSet<u64> = BTreeSet::new();
 
         for i in 0..prs.len() {
             let named = self.options.look_at.contains(&(repo.slug.to_ascii_lowercase(), prs[i].0.number));
@@ -83,11 +85,16 @@ impl<F: Forge> Ctx<'_, F> {
                     continue;
                 }
             };
-            let replied = planner::replied_to(comments.iter().filter(|c| planner::is_bot_comment(&c.body)).map(|c| &c.body));
+            let by_bot = |c: &Comment| planner::is_bot_comment(&c.author, &pr.author);
+            let replied = planner::replied_to(comments.iter().filter(|c| by_bot(c)).map(|c| &c.body));
             let fresh: Vec<&Comment> = comments
                 .iter()
-                .filter(|c| c.id > meta.ledger.comments_seen && !planner::is_bot_comment(&c.body) && !replied.contains(&c.id))
+                .filter(|c| c.id > meta.ledger.comments_seen && !by_bot(c) && !replied.contains(&c.id))
                 .collect();
+            let newest = comments.iter().map(|c| c.id).max().unwrap_or(0);
+            // The ledger moves past every comment read, except one whose author's permission
+            // could not be read: it stays ahead of the ledger and is looked at again next cycle.
+            let mut seen_up_to = newest;
             if fresh.is_empty() {
                 continue;
             }
@@ -111,6 +118,8 @@ impl<F: Forge> Ctx<'_, F> {
                         Err(e) => {
                             // Not knowing is not permission: the comment is looked at again next time.
                             errors.push(format!("#{}: permission of {}: {e}", pr.number, c.author));
+                            seen_up_to = seen_up_to.min(c.id.saturating_sub(1));
+                            retry.insert(pr.number);
                             continue;
                         }
                     }
@@ -157,8 +166,7 @@ impl<F: Forge> Ctx<'_, F> {
                     reaction,
                 });
             }
-            let newest = comments.iter().map(|c| c.id).max().unwrap_or(0);
-            prs[i].1.ledger.comments_seen = prs[i].1.ledger.comments_seen.max(newest);
+            prs[i].1.ledger.comments_seen = prs[i].1.ledger.comments_seen.max(seen_up_to);
             dirty.insert(pr.number);
         }
 
@@ -181,7 +189,9 @@ impl<F: Forge> Ctx<'_, F> {
         // Ledgers first, then what the bot says.
         for n in &dirty {
             let Some((pr, meta)) = prs.iter_mut().find(|(p, _)| p.number == *n) else { continue };
-            meta.ledger.seen_at = Some(seen_now());
+            if !retry.contains(n) {
+                meta.ledger.seen_at = Some(seen_now());
+            }
             let update = PrUpdate { title: None, body: Some(compose_body(&visible_body(&pr.body), meta)), state: None };
             match self.forge.update_pull_request(&repo, *n, &update).await {
                 Ok(updated) => *pr = updated,
@@ -373,6 +383,7 @@ mod tests {
     fn pr_updated(at: &str) -> PullRequest {
         PullRequest {
             number: 1,
+            author: "argocd-image-pr[bot]".into(),
             url: String::new(),
             title: String::new(),
             body: String::new(),

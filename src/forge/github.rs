@@ -65,6 +65,8 @@ pub struct GithubSettings {
     pub max_pr_pages: usize,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Accept an `http://` server that is not on a loopback address.
+    pub allow_http: bool,
 }
 
 impl GithubSettings {
@@ -77,6 +79,7 @@ impl GithubSettings {
             max_pr_pages: 5,
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            allow_http: false,
         }
     }
 }
@@ -107,7 +110,7 @@ struct Endpoints {
 impl Endpoints {
     /// `github_url` is the server (`https://ghe.example.com`) or its REST base
     /// (`https://ghe.example.com/api/v3`): both name the same server.
-    fn new(github_url: Option<&str>) -> Result<Endpoints, String> {
+    fn new(github_url: Option<&str>, allow_http: bool) -> Result<Endpoints, String> {
         let url = github_url.map(|u| u.trim().trim_end_matches('/')).filter(|u| !u.is_empty());
         let url = url.map(|u| u.strip_suffix("/api/v3").or_else(|| u.strip_suffix("/api")).unwrap_or(u));
         match url {
@@ -120,6 +123,18 @@ impl Endpoints {
                 let parsed = url::Url::parse(u).map_err(|e| format!("GitHub URL {u:?}: {e}"))?;
                 if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                     return Err(format!("GitHub URL {u:?}: expected http(s)://host"));
+                }
+                let loopback = match parsed.host() {
+                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    None => false,
+                };
+                if parsed.scheme() == "http" && !loopback && !allow_http {
+                    return Err(format!(
+                        "GitHub URL {u:?}: plain http would send the token unencrypted; use https, or pass \
+                         --github-allow-http for a server reached only over a trusted network"
+                    ));
                 }
                 Ok(Endpoints { api: format!("{u}/api/v3"), graphql_base: format!("{u}/api"), git: u.to_string() })
             }
@@ -219,7 +234,7 @@ impl GithubForge {
             kind: ForgeErrorKind::Unauthorized,
             message,
         };
-        let endpoints = Endpoints::new(settings.github_url.as_deref()).map_err(config_error)?;
+        let endpoints = Endpoints::new(settings.github_url.as_deref(), settings.allow_http).map_err(config_error)?;
         let auth = match &settings.auth {
             GithubAuth::Token(t) if t.trim().is_empty() => return Err(config_error("the GitHub token is empty".into())),
             GithubAuth::Token(t) => Auth::Token(t.trim().to_string()),
@@ -282,6 +297,15 @@ impl GithubForge {
     }
 
     fn owner_name<'r>(&self, repo: &'r RepoRef) -> Result<(&'r str, &'r str), ForgeError> {
+        // A repository on another server must not be mapped onto a namesake on this one.
+        let own_host = url::Url::parse(&self.endpoints.git).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        if own_host.as_deref() != Some(repo.host.to_ascii_lowercase().as_str()) {
+            return Err(err(
+                repo,
+                ForgeErrorKind::NotFound,
+                format!("{} is not on this GitHub server ({}); it cannot get pull requests here", repo.url, self.endpoints.git),
+            ));
+        }
         repo.owner_name().ok_or_else(|| {
             err(repo, ForgeErrorKind::NotFound, format!("{:?} is not an owner/name GitHub repository", repo.slug))
         })
@@ -771,6 +795,8 @@ struct GhRef {
 #[derive(Deserialize)]
 struct GhPull {
     number: u64,
+    /// `null` for a deleted account.
+    user: Option<GhUser>,
     node_id: String,
     html_url: String,
     title: String,
@@ -806,6 +832,7 @@ impl GhPull {
         let logins = |users: Option<Vec<GhUser>>| users.unwrap_or_default().into_iter().map(|u| u.login).collect();
         PullRequest {
             number: self.number,
+            author: self.user.map(|u| u.login).unwrap_or_else(|| "ghost".into()),
             url: self.html_url,
             title: self.title,
             body: self.body.unwrap_or_default(),
@@ -1016,10 +1043,33 @@ mod tests {
             ),
         ];
         for (name, url, api, graphql, git) in cases {
-            let e = Endpoints::new(url).unwrap();
+            let e = Endpoints::new(url, false).unwrap();
             assert_eq!((e.api.as_str(), e.graphql_base.as_str(), e.git.as_str()), (api, graphql, git), "case {name}");
         }
-        assert!(Endpoints::new(Some("ghe.example.com")).is_err());
+        assert!(Endpoints::new(Some("ghe.example.com"), false).is_err());
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_or_when_allowed() {
+        // Issue 15: the token went out over plain HTTP.
+        let err = Endpoints::new(Some("http://ghe.example.com"), false).unwrap_err();
+        assert!(err.contains("http://ghe.example.com") && err.contains("--github-allow-http"), "{err}");
+        assert!(Endpoints::new(Some("http://ghe.example.com"), true).is_ok());
+        for local in ["http://127.0.0.1:8080", "http://localhost:3000", "http://[::1]:80"] {
+            assert!(Endpoints::new(Some(local), false).is_ok(), "{local}");
+        }
+    }
+
+    #[test]
+    fn a_repository_on_another_server_is_not_mapped_onto_a_namesake() {
+        let forge = GithubForge::new(GithubSettings::new(None, GithubAuth::Token("t".into()))).unwrap();
+        let ours = RepoRef::from_url("https://github.com/org/gitops.git").unwrap();
+        assert_eq!(forge.repo_path(&ours).unwrap(), "/repos/org/gitops");
+        for url in ["https://gitlab.com/org/gitops.git", "git@bitbucket.org:org/gitops.git", "https://github.com.evil.example/org/gitops"] {
+            let theirs = RepoRef::from_url(url).unwrap();
+            let e = forge.repo_path(&theirs).unwrap_err();
+            assert!(e.message.contains(url) && e.message.contains("not on this GitHub server"), "{e}");
+        }
     }
 
     #[test]

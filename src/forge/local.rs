@@ -487,6 +487,7 @@ impl LocalForge {
         let live = git.find_reference(&format!("refs/heads/{}", r.head)).ok().and_then(|x| x.target());
         PullRequest {
             number: r.number,
+            author: self.user.clone(),
             url: format!("local://{}/pulls/{}", repo_key(repo), r.number),
             title: r.title.clone(),
             body: r.body.clone(),

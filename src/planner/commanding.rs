@@ -29,9 +29,11 @@ pub fn replied_to(bodies: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<u64>
     out
 }
 
-/// Whether a comment is one of the bot's own (every comment the bot posts carries a marker).
-pub fn is_bot_comment(body: &str) -> bool {
-    body.contains("<!-- argocd-image-pr:")
+/// Whether a comment is one of the bot's own: written by the login that opened the bot's pull
+/// request. The markers in the bot's comments are read only from such comments; anyone can write
+/// a marker into a comment of their own.
+pub fn is_bot_comment(comment_author: &str, bot_login: &str) -> bool {
+    !bot_login.is_empty() && comment_author.eq_ignore_ascii_case(bot_login)
 }
 
 /// A comment command with who wrote it and where.

@@ -10,3 +10,11 @@ pub mod gitops;
 pub mod cli;
 pub mod local_world;
 pub mod fake_github;
+pub mod tls;
+
+/// A fresh `X-GitHub-Delivery` id, as GitHub gives every delivery (a redelivery keeps its id).
+pub fn delivery_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("72d3162e-cc78-11e3-81ab-{:012x}", (std::process::id() as u64) << 24 | n)
+}
