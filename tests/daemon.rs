@@ -173,9 +173,10 @@ impl Daemon {
     fn deliver(&self, event: &str, payload: &Value, signed: bool) -> (u16, String) {
         let body = serde_json::to_vec(payload).unwrap();
         let signature = sign(&WebhookSecret::new(SECRET).unwrap(), &body);
+        let id = support::delivery_id();
         let mut headers = vec![
             ("X-GitHub-Event", event),
-            ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+            ("X-GitHub-Delivery", id.as_str()),
             ("User-Agent", "GitHub-Hookshot/044aadd"),
             ("Content-Type", "application/json"),
         ];

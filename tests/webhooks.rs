@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use argocd_image_pr::server::{
-    CommentAction, Metrics, PrAction, ServerState, WebhookEvent, WebhookSecret, serve_on, sign,
+    CommentAction, Metrics, PrAction, ServerLimits, ServerState, WebhookEvent, WebhookSecret, serve_limited, serve_on, sign,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -115,12 +115,19 @@ impl<'a> Delivery<'a> {
 }
 
 impl Bot {
+    /// Sends `d` with a fresh delivery id, as GitHub does for every delivery.
     async fn deliver(&self, d: Delivery<'_>) -> (u16, String) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.deliver_as(d, &format!("72d3162e-cc78-11e3-81ab-{n:012x}")).await
+    }
+
+    async fn deliver_as(&self, d: Delivery<'_>, id: &str) -> (u16, String) {
         let mut request = self
             .client
             .post(format!("{}/webhooks/github", self.url))
             .header("X-GitHub-Event", d.event)
-            .header("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+            .header("X-GitHub-Delivery", id)
             .header("X-GitHub-Hook-ID", "292430182")
             .header("User-Agent", "GitHub-Hookshot/044aadd")
             .header("Content-Type", d.content_type)
@@ -159,7 +166,7 @@ async fn closed_pull_request_is_queued_with_its_fields() {
     assert_eq!(e.base_ref, "master");
     assert!(!e.merged);
     assert_eq!(e.merge_commit_sha, None, "a merge commit only counts when merged");
-    assert_eq!(e.delivery.as_deref(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+    assert!(e.delivery.as_deref().is_some_and(|d| d.starts_with("72d3162e-cc78-11e3-81ab-")), "{:?}", e.delivery);
     bot.no_event("closed");
 }
 
@@ -197,7 +204,7 @@ async fn command_comment_on_a_pull_request_is_queued() {
         assert_eq!(c.comment_id, 492700400);
         assert_eq!(c.author, "Codertocat");
         assert_eq!(c.body, "Thanks!\r\n\r\n/pin api 1.2.3");
-        assert_eq!(c.delivery.as_deref(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+        assert!(c.delivery.as_deref().is_some_and(|d| d.starts_with("72d3162e-cc78-11e3-81ab-")), "{:?}", c.delivery);
     }
 }
 
@@ -303,6 +310,101 @@ async fn oversized_bodies_are_refused() {
     let (status, text) = bot.deliver(Delivery::signed("issue_comment", &payload)).await;
     assert_eq!(status, 413, "{text}");
     bot.no_event("oversized");
+}
+
+#[tokio::test]
+async fn the_unauthenticated_body_limit_is_small() {
+    // Issue 15: 1 MiB was buffered per connection before the signature check.
+    let mut bot = start(Some(SECRET), 8).await;
+    let mut payload = pr_comment("created", "/help");
+    payload["comment"]["body"] = json!(format!("/help\n{}", "x".repeat(600 * 1024)));
+    let (status, text) = bot.deliver(Delivery::signed("issue_comment", &payload)).await;
+    assert_eq!(status, 413, "{text}");
+    bot.no_event("600 KiB");
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_is_queued_once() {
+    let mut bot = start(Some(SECRET), 8).await;
+    let payload = example("pull_request", "closed");
+    let id = "0b6c8f3e-1d2a-11ef-9e1a-4c9367dc0958";
+    assert_eq!(bot.deliver_as(Delivery::signed("pull_request", &payload), id).await.0, 202);
+    let (status, text) = bot.deliver_as(Delivery::signed("pull_request", &payload), id).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("already taken"), "{text}");
+    bot.event("first");
+    bot.no_event("the replay");
+    assert_eq!(bot.deliver(Delivery::signed("pull_request", &payload)).await.0, 202, "another id is another delivery");
+}
+
+/// Server limits small enough for a test: 4 connections, 1 s idle, 3 s per connection.
+async fn start_limited() -> (String, oneshot::Sender<()>) {
+    let (tx, events) = mpsc::channel(8);
+    std::mem::forget(events);
+    let state = ServerState::new(Some(WebhookSecret::new(SECRET).unwrap()), tx, Arc::new(Metrics::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let limits = ServerLimits {
+        max_connections: 4,
+        idle_timeout: std::time::Duration::from_secs(1),
+        max_connection_age: std::time::Duration::from_secs(3),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve_limited(listener, state, limits, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+/// Reads until the server closes the connection; how long that took.
+async fn closed_after(stream: &mut tokio::net::TcpStream) -> std::time::Duration {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    // Well above the 1 s idle limit, well below hyper's own 30 s header timeout.
+    let patience = std::time::Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout(patience, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the server kept the connection open for {patience:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_and_trickling_connections_are_closed_and_their_slots_reused() {
+    // Issue 15: 300 idle connections exhausted file descriptors; 200 slow ones grew memory.
+    use tokio::io::AsyncWriteExt;
+    let (addr, _stop) = start_limited().await;
+    // Four connections fill every slot: they never send a byte.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // A fifth client waits for a slot; it gets one once the idle ones are closed.
+    let health = tokio::spawn({
+        let addr = addr.clone();
+        async move { reqwest::Client::new().get(format!("http://{addr}/healthz")).send().await.map(|r| r.status().as_u16()) }
+    });
+    for stream in &mut idle {
+        closed_after(stream).await;
+    }
+    assert_eq!(health.await.unwrap().unwrap(), 200, "/healthz is served once the idle connections are gone");
+
+    // A request that trickles one byte every half second never goes idle, but is cut at 3 s.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 400000\r\n\r\n").await.unwrap();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if slow.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+    };
+    let cut = tokio::time::timeout(std::time::Duration::from_secs(20), trickle).await;
+    assert!(cut.is_ok(), "the trickling request was never cut off");
 }
 
 #[tokio::test]

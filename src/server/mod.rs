@@ -9,11 +9,13 @@
 //!   before the signature is verified.
 //! - 400 without `X-GitHub-Event`, or when a payload we act on does not parse; 415 when the
 //!   webhook sends form data instead of JSON.
-//! - 200 for `ping`, and for deliveries the bot has nothing to do with (the body says why).
+//! - 200 for `ping`, for deliveries the bot has nothing to do with (the body says why), and for
+//!   a delivery id already queued among the last 1,024 (a replay or a redelivery).
 //! - 202 when an event was queued for the engine; 503 when the queue is full or closed (the
 //!   next cycle finds the change anyway; GitHub shows the failed delivery, which can be redelivered).
 
 mod event;
+mod limits;
 mod metrics;
 mod signature;
 
@@ -34,14 +36,17 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub use event::{CommentAction, CommentEvent, PrAction, PullRequestEvent, WebhookEvent, WebhookRepo};
+pub use limits::ServerLimits;
 pub use metrics::Metrics;
 pub use signature::{SecretError, WebhookSecret, sign};
 
 use event::Conversion;
 
-/// Largest webhook body taken. GitHub caps payloads at 25 MB, but the events the bot reads are a
-/// few kB to a few hundred kB (a comment is at most 65,536 characters).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest webhook body taken, all of it read before the signature can be checked. GitHub caps
+/// payloads at 25 MB, but the events the bot reads are a few kB to a few hundred kB (a comment
+/// and a pull request body are at most 65,536 characters each). With [`ServerLimits`]'s
+/// connection cap this bounds what unauthenticated clients can make the bot hold.
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
 
 /// Where the secret is configured from: `--webhook-secret-file` or `ARGOCD_IMAGE_PR_WEBHOOK_SECRET`.
 pub const SECRET_ENV: &str = "ARGOCD_IMAGE_PR_WEBHOOK_SECRET";
@@ -90,12 +95,18 @@ struct Inner {
     secret: Option<WebhookSecret>,
     events: mpsc::Sender<WebhookEvent>,
     metrics: Arc<Metrics>,
+    /// `X-GitHub-Delivery` ids of the last deliveries queued: a replayed or redelivered one is
+    /// not queued twice.
+    recent: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
+
+/// Delivery ids remembered.
+const RECENT_DELIVERIES: usize = 1024;
 
 impl ServerState {
     /// `secret: None` disables webhooks (404). Events go to `events`; use a bounded channel.
     pub fn new(secret: Option<WebhookSecret>, events: mpsc::Sender<WebhookEvent>, metrics: Arc<Metrics>) -> Self {
-        ServerState { inner: Arc::new(Inner { secret, events, metrics }) }
+        ServerState { inner: Arc::new(Inner { secret, events, metrics, recent: Default::default() }) }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -130,16 +141,26 @@ pub async fn serve(
     serve_on(listener, state, shutdown).await
 }
 
-/// [`serve`] on a listener already bound (port 0 in tests).
+/// [`serve`] on a listener already bound (port 0 in tests), with the default [`ServerLimits`].
 pub async fn serve_on(
     listener: TcpListener,
     state: ServerState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_limited(listener, state, ServerLimits::default(), shutdown).await
+}
+
+/// [`serve_on`] with other limits.
+pub async fn serve_limited(
+    listener: TcpListener,
+    state: ServerState,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, webhooks = state.inner.secret.is_some(), "serving /webhooks/github, /healthz, /metrics");
+        tracing::info!(%addr, webhooks = state.inner.secret.is_some(), max_connections = limits.max_connections, "serving /webhooks/github, /healthz, /metrics");
     }
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(limits::LimitedListener::new(listener, limits), router(state)).with_graceful_shutdown(shutdown).await
 }
 
 async fn metrics(State(state): State<ServerState>) -> Response {
@@ -205,12 +226,26 @@ fn handle(
     if event == "ping" {
         return (StatusCode::OK, "ping", "pong".into());
     }
-    let delivery = headers.get("x-github-delivery").and_then(|v| v.to_str().ok());
+    let delivery = headers.get("x-github-delivery").and_then(|v| v.to_str().ok()).filter(|d| !d.is_empty());
+    if let Some(id) = delivery
+        && state.inner.recent.lock().unwrap().iter().any(|d| d == id)
+    {
+        return (StatusCode::OK, "duplicate", format!("delivery {id} was already taken"));
+    }
     match event::convert(event, delivery, &body) {
         Err(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
         Ok(Conversion::Ignored(reason)) => (StatusCode::OK, "ignored", format!("ignored: {reason}")),
         Ok(Conversion::Event(event)) => match state.inner.events.try_send(event) {
-            Ok(()) => (StatusCode::ACCEPTED, "queued", "queued".into()),
+            Ok(()) => {
+                if let Some(id) = delivery {
+                    let mut recent = state.inner.recent.lock().unwrap();
+                    if recent.len() == RECENT_DELIVERIES {
+                        recent.pop_front();
+                    }
+                    recent.push_back(id.to_string());
+                }
+                (StatusCode::ACCEPTED, "queued", "queued".into())
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "busy", "the bot is busy; the next cycle will see this change".into())
             }
