@@ -441,6 +441,15 @@ fn what_cannot_be_edited_safely_is_refused_with_file_and_line_and_changes_nothin
     );
     git.write("envs/escape/kustomization.yaml", &format!("images:\n  - name: {api}\n    newTag: 1.0.0\n"));
 
+    // Issue 15: write-back targets the Application does not deploy (a CI workflow, another
+    // team's kustomization) are refused; an overlay's own base stays allowed (wb-rel, wb-abs).
+    for (name, target) in [("to-ci", "helmvalues:/.github/workflows/ci.yaml"), ("to-other", "kustomization:/teams/other")] {
+        write_app(&git, &app(&git, name).image_list(&format!("api={api}:^1.0")).annotate("write-back-target", target));
+        git.write(&format!("envs/{name}/kustomization.yaml"), &format!("images:\n  - name: {api}\n    newTag: 1.0.0\n"));
+    }
+    git.write(".github/workflows/ci.yaml", "on: pull_request\njobs: {}\n");
+    git.write("teams/other/kustomization.yaml", &format!("images:\n  - name: {api}\n    newTag: 1.0.0\n"));
+
     // The kustomization is a symbolic link (inside the repository): read, but never written through.
     write_app(&git, &app(&git, "linked").image_list(&format!("api={api}:^1.0")));
     git.write("shared/kustomization.yaml", &format!("images:\n  - name: {api}\n    newTag: 1.0.0\n"));
@@ -468,6 +477,14 @@ fn what_cannot_be_edited_safely_is_refused_with_file_and_line_and_changes_nothin
     assert!(err.contains("points outside the repository; refusing to write there"), "{err}{plan}");
     assert!(err.contains("kustomization:../../../elsewhere"), "{err}{plan}");
     assert_no_changes(&plan, "escape");
+
+    for (name, at) in [("to-ci", ".github/workflows/ci.yaml"), ("to-other", "teams/other")] {
+        let img = plan.image(name, "api");
+        let err = img["error"].as_str().unwrap_or_default();
+        assert!(err.contains(&format!("write-back-target points at {at}")) && err.contains("does not deploy"), "{name}: {err}{plan}");
+        assert!(err.contains(&format!("apps/{name}.yaml")), "{name}: the error names the Application's file: {err}{plan}");
+        assert_no_changes(&plan, name);
+    }
 
     let img = plan.image("linked", "api");
     assert_eq!(img["current"], "1.0.0", "an in-repository link is read{plan}");

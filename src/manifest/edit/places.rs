@@ -57,6 +57,9 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
     {
         return Err(symlink_refused(at, link));
     }
+    if let Some(w) = &write_back {
+        s.check_write_back_scope(w, src_dir.unwrap_or(""))?;
+    }
 
     if let Some(dir) = src_dir {
         for name in [format!(".argocd-source-{}.yaml", req.app.id.name), ".argocd-source.yaml".to_string()] {
@@ -86,7 +89,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
     match &write_back {
         Some(WriteBack::HelmValues(file)) => s.helm_values(std::slice::from_ref(file), true)?,
         _ if helm_source || req.source.ref_name.is_some() => {
-            let files = s.values_files(src_dir)?;
+            let files = s.values_files(src_dir, true)?;
             s.helm_values(&files, false)?;
         }
         _ => {}
@@ -156,6 +159,55 @@ impl Session<'_, '_> {
             self.editors.insert(path.to_string(), ed);
         }
         Ok(self.editors.get_mut(path).expect("inserted"))
+    }
+
+    /// A write-back target is one of the files the Application deploys: under its source path,
+    /// a kustomization its own kustomization includes (an overlay's `../base`), or one of its
+    /// Helm value files. Whoever writes the annotation must not steer the bot's commit anywhere
+    /// else in the repository (`helmvalues:/.github/workflows/ci.yaml`).
+    fn check_write_back_scope(&self, w: &WriteBack, src_dir: &str) -> Result<(), ManifestError> {
+        let (at, allowed) = match w {
+            WriteBack::Kustomization(dir) => (dir, under(dir, src_dir) || self.included_kustomizations(src_dir).contains(dir)),
+            WriteBack::HelmValues(file) => {
+                let own = self.values_files(Some(src_dir).filter(|d| !d.is_empty()), false).unwrap_or_default();
+                (file, under(file, src_dir) || own.contains(file))
+            }
+        };
+        if allowed && !at.split('/').any(|part| part.starts_with('.') && part != ".") {
+            return Ok(());
+        }
+        let source = if src_dir.is_empty() { "the repository root".to_string() } else { src_dir.to_string() };
+        Err(ManifestError::Invalid {
+            file: self.req.app.file.clone(),
+            message: format!(
+                "write-back-target points at {at}, which this Application does not deploy: a target must lie under its \
+                 source path {source} (not in a hidden directory), be a kustomization its kustomization includes, or \
+                 one of its Helm value files"
+            ),
+        })
+    }
+
+    /// Directories of the kustomizations `dir`'s kustomization includes through `resources`,
+    /// `bases` and `components`, transitively.
+    fn included_kustomizations(&self, dir: &str) -> std::collections::BTreeSet<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![dir.to_string()];
+        while let Some(d) = todo.pop() {
+            let Some(file) = self.kustomization_file(&d) else { continue };
+            let Some(Ok(yaml)) = self.req.files.yaml(&file) else { continue };
+            let Some(root) = yaml.documents.iter().find_map(|doc| doc.root.as_ref()) else { continue };
+            for key in ["resources", "bases", "components"] {
+                for res in root.get(key).and_then(Node::as_sequence).unwrap_or_default() {
+                    if let Some(target) = res.as_str().and_then(|r| resolve(&d, r))
+                        && self.kustomization_file(&target).is_some()
+                        && seen.insert(target.clone())
+                    {
+                        todo.push(target);
+                    }
+                }
+            }
+        }
+        seen
     }
 
     fn kustomization_file(&self, dir: &str) -> Option<String> {
@@ -350,8 +402,9 @@ impl Session<'_, '_> {
 
     // ---- Helm ----------------------------------------------------------------------------
 
-    /// Values files in Helm's order (later wins) that live in this repository.
-    fn values_files(&self, src_dir: Option<&str>) -> Result<Vec<String>, ManifestError> {
+    /// Values files in Helm's order (later wins); with `existing`, only those that live in this
+    /// repository.
+    fn values_files(&self, src_dir: Option<&str>, existing: bool) -> Result<Vec<String>, ManifestError> {
         let mut out = Vec::new();
         let source = self.req.source;
         if let Some(dir) = src_dir {
@@ -374,7 +427,9 @@ impl Session<'_, '_> {
                 }
             }
         }
-        out.retain(|p| self.req.files.contains(p));
+        if existing {
+            out.retain(|p| self.req.files.contains(p));
+        }
         Ok(out)
     }
 
@@ -853,6 +908,11 @@ fn resolve(dir: &str, rel: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
+}
+
+/// Whether `path` is `dir` or below it (`dir` empty: the repository root).
+fn under(path: &str, dir: &str) -> bool {
+    dir.is_empty() || path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The error for a write that would go through a symbolic link.
