@@ -90,6 +90,29 @@ async fn credentials_do_not_follow_a_link_to_another_origin() {
 }
 
 #[tokio::test]
+async fn a_redirect_to_another_host_carries_no_credentials() {
+    let (collector, collector_host) = hostile("127.0.0.2", Arc::new(|_, _| tags_page(&["1.0.0"]))).await;
+    let target = format!("http://{collector_host}/v2/team/app/tags/list");
+    let (_registry, host) = hostile(
+        "127.0.0.1",
+        Arc::new(move |_, headers| {
+            if !headers.contains_key(header::AUTHORIZATION) {
+                return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, r#"Basic realm="r""#)], "").into_response();
+            }
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, target.clone())], "").into_response()
+        }),
+    )
+    .await;
+    let (c, _dir) = client_with_credentials(&host);
+
+    let tags = c.list_tags(&image(&host), None).await.unwrap();
+
+    assert_eq!(tags.to_vec(), ["1.0.0"], "the redirect is followed (blob stores work this way)");
+    assert_eq!(collector.count(), 1);
+    assert!(collector.authorizations().is_empty(), "the other host got no credentials: {:?}", collector.authorizations());
+}
+
+#[tokio::test]
 async fn a_token_realm_on_another_host_gets_no_credentials() {
     // The registry is 127.0.0.1; its challenge names a realm on 127.0.0.2 (another host).
     let (realm, realm_host) = hostile(
