@@ -163,7 +163,28 @@ pub fn parse(annotations: &BTreeMap<String, String>, default_registry: &Arc<Defa
     let reader = Reader { annotations, default_registry };
     let mut images: Vec<Result<ImageSpec, AnnotationError>> = Vec::new();
     let mut seen_aliases: Vec<String> = Vec::new();
+    let mut previous: Option<&str> = None;
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if let Some(fragment) = constraint_fragment(entry) {
+            // `web=nginx:>=1.20, <2.0`: the comma cut a constraint in two. Proposing under the
+            // first half alone would go past what the author meant: both halves are errors.
+            let before = previous.map(split_entry);
+            let alias = before.as_ref().map(|e| e.alias.map(str::to_string).unwrap_or_else(|| default_alias(e.name)));
+            let joined = before.and_then(|e| e.constraint).map(|c| format!("{c} {fragment}")).unwrap_or_else(|| fragment.to_string());
+            let error = list_error(
+                alias.as_deref(),
+                format!(
+                    "entry {entry:?} is only a constraint: the image-list is comma-separated, so a constraint cannot \
+                     hold a comma; write its parts separated by a space, e.g. `{joined}`"
+                ),
+            );
+            match images.last_mut() {
+                Some(last) if previous.is_some() => *last = Err(error),
+                _ => images.push(Err(error)),
+            }
+            continue;
+        }
+        previous = Some(entry);
         let image = reader.image(entry);
         let image = match image {
             Ok(spec) if spec.alias_given && seen_aliases.contains(&spec.alias) => Err(list_error(
@@ -215,11 +236,12 @@ struct Entry<'a> {
     digest: Option<&'a str>,
 }
 
-/// Splits `[alias=]image[:constraint][@digest]`.
+/// Splits `[alias=]image[:constraint][@digest]`. As in AIU, everything before the first `=` is
+/// the alias, whatever it holds (`ghcr.io:4567/org/orig=gcr.io/org/app`) — unless that `=` is
+/// part of a constraint operator (`nginx:>=1.20`, `nginx:<=2`, `nginx:!=1.3`, `nginx:=1.2`).
 fn split_entry(entry: &str) -> Entry<'_> {
     let (alias, image) = match entry.split_once('=') {
-        // `nginx:>=1.20` has an `=` too; an alias never holds `:` or an operator character.
-        Some((a, rest)) if !a.contains([':', '<', '>', '!', '~', '^', '@']) => (Some(a.trim()), rest.trim()),
+        Some((a, rest)) if !a.trim_end().ends_with(['<', '>', '!', ':', '=']) => (Some(a.trim()), rest.trim()),
         _ => (None, entry),
     };
     let (image, digest) = match image.split_once('@') {
@@ -233,6 +255,19 @@ fn split_entry(entry: &str) -> Entry<'_> {
         constraint: constraint.map(str::trim).filter(|c| !c.is_empty()),
         digest,
     }
+}
+
+/// `Some(entry)` when an image-list entry is only a constraint (`<2.0`, `>= 1.4`, `2.x`):
+/// what is left when a comma cut a constraint in two.
+fn constraint_fragment(entry: &str) -> Option<&str> {
+    let e = entry.trim();
+    let rest = e.trim_start_matches(['<', '>', '=', '!', '~', '^', ' ']);
+    let rest = rest.strip_prefix('v').unwrap_or(rest);
+    // `=nginx:1.2` (an empty alias) is an image; `>= 1.4` and `2.x` are not.
+    let version_like = rest.starts_with(|c: char| c.is_ascii_digit());
+    let operator = rest.len() < e.len() && version_like;
+    let version_only = version_like && e.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'x' | 'X' | '*' | ' ' | '-'));
+    (operator || version_only).then_some(e)
 }
 
 /// The name AIU shows for an image without alias: the name as written, registry host removed.
@@ -471,6 +506,11 @@ mod tests {
             ("empty alias", "=nginx:1.2", "nginx", false, "docker.io/library/nginx", Some("1.2"), None),
             ("digest", with_digest.as_str(), "app", true, "ghcr.io/org/app", Some("1.2"), Some(sha)),
             ("space-separated constraint", "app=org/app:>=1.2 <2", "app", true, "docker.io/org/app", Some(">=1.2 <2"), None),
+            // Issue 9: everything before the first `=` is the alias, as in AIU.
+            ("alias with host and port", "ghcr.io:4567/org/orig=gcr.io:1234/org/app:0.1", "ghcr.io:4567/org/orig", true, "gcr.io:1234/org/app", Some("0.1"), None),
+            ("operator <=", "nginx:<=1.20", "nginx", false, "docker.io/library/nginx", Some("<=1.20"), None),
+            ("operator !=", "nginx:!=1.20", "nginx", false, "docker.io/library/nginx", Some("!=1.20"), None),
+            ("operator =", "nginx:=1.20", "nginx", false, "docker.io/library/nginx", Some("=1.20"), None),
         ];
         for (name, list, alias, given, image, constraint, digest) in cases {
             let spec = only_image(name, &[("image-list", list)]);
@@ -519,6 +559,19 @@ mod tests {
     }
 
     #[test]
+    fn a_constraint_cut_by_a_comma_spoils_both_halves_and_the_error_says_how_to_write_it() {
+        let all = images(&[("image-list", "api=org/api:^1.0, web=nginx:>=1.20, <2.0, db=redis:7")]);
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert_eq!(all[0].as_ref().map(|s| s.alias.as_str()).ok(), Some("api"));
+        let err = all[1].as_ref().unwrap_err();
+        assert_eq!(err.alias.as_deref(), Some("web"));
+        assert!(err.message.contains("comma-separated") && err.message.contains("`>=1.20 <2.0`"), "{}", err.message);
+        assert_eq!(all[2].as_ref().map(|s| s.alias.as_str()).ok(), Some("db"));
+        let alone = images(&[("image-list", "<2.0")]);
+        assert!(alone[0].as_ref().unwrap_err().message.contains("`<2.0`"), "{alone:?}");
+    }
+
+    #[test]
     fn image_list_errors() {
         // (name, image-list, text the message must contain)
         let cases = [
@@ -526,6 +579,7 @@ mod tests {
             ("bad digest", "app=nginx@sha256:xyz", "digest"),
             ("duplicate alias", "app=nginx, app=redis", "more than one"),
             ("empty list", " , ", "no images"),
+            ("constraint cut by a comma", "web=nginx:>=1.20, <2.0", "comma-separated"),
         ];
         for (name, list, text) in cases {
             let all = images(&[("image-list", list)]);

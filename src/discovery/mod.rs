@@ -33,11 +33,26 @@ pub struct AppSource {
     pub ref_name: Option<String>,
     pub helm_value_files: Vec<String>,
     pub helm_parameters: Vec<HelmParameter>,
+    /// `helm.valuesObject`, as parsed.
+    pub helm_values_object: Option<ValuesObject>,
     pub has_helm: bool,
     pub kustomize_images: Vec<String>,
     pub has_kustomize: bool,
     pub directory_recurse: bool,
 }
+
+/// An Application's `helm.valuesObject` mapping. Compared by identity: two sources hold the
+/// same object only when they were read from the same place.
+#[derive(Debug, Clone)]
+pub struct ValuesObject(pub std::sync::Arc<Node>);
+
+impl PartialEq for ValuesObject {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ValuesObject {}
 
 /// An Application as found in the apps tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +227,10 @@ fn read_source(source: &Node) -> AppSource {
         ref_name: string(source, "ref"),
         helm_value_files: strings(helm.and_then(|h| h.get("valueFiles"))),
         helm_parameters,
+        helm_values_object: helm
+            .and_then(|h| h.get("valuesObject"))
+            .filter(|v| v.as_mapping().is_some())
+            .map(|v| ValuesObject(std::sync::Arc::new(v.clone()))),
         has_helm: helm.is_some(),
         kustomize_images: strings(kustomize.and_then(|k| k.get("images"))),
         has_kustomize: kustomize.is_some(),

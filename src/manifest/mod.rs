@@ -155,6 +155,8 @@ pub enum LocationKind {
     AppKustomizeImages,
     /// `spec.source.helm.parameters` of the Application.
     AppHelmParameters,
+    /// `spec.source.helm.valuesObject` of the Application.
+    AppHelmValuesObject,
     /// `images:` of a kustomization file.
     Kustomization,
     /// A Helm values file.
@@ -198,7 +200,11 @@ pub fn find_current(
     image: &ImageSpec,
 ) -> Result<Option<CurrentImage>, ManifestError> {
     let Some(raw_path) = &source.path else {
-        // A chart from a Helm repository: nothing of it lives in git.
+        // A `ref` source (`{repoURL, ref: values}`) holds the values files other sources name
+        // as `$values/...`, typically for a chart from a Helm repository, which is never read.
+        if source.ref_name.is_some() {
+            return Finder::new(files, app, source, image).ref_values();
+        }
         return Ok(None);
     };
     let dir = normalize_path(raw_path).ok_or_else(|| ManifestError::Invalid {
@@ -213,7 +219,7 @@ pub fn find_current(
     if let Some(hit) = finder.argocd_source(&dir)? {
         return Ok(Some(hit));
     }
-    if let Some(hit) = finder.app_overrides() {
+    if let Some(hit) = finder.app_overrides()? {
         return Ok(Some(hit));
     }
     match finder.layout(&dir) {
@@ -515,21 +521,45 @@ impl<'a> Finder<'a> {
         }
     }
 
-    /// (b) The Application's own `kustomize.images` and `helm.parameters`. Their line in the
-    /// Application manifest is not tracked yet (0).
-    fn app_overrides(&self) -> Option<CurrentImage> {
+    /// (b) The Application's own `kustomize.images`, `helm.parameters` and `helm.valuesObject`.
+    /// Their line in the Application manifest is not tracked yet (0).
+    fn app_overrides(&self) -> Result<Option<CurrentImage>, ManifestError> {
         for entry in &self.source.kustomize_images {
             if self.kustomize_override(entry) {
                 let new = entry.split_once('=').map_or(entry.as_str(), |(_, n)| n);
-                return Some(self.found(LocationKind::AppKustomizeImages, &self.app.file, 0, new));
+                return Ok(Some(self.found(LocationKind::AppKustomizeImages, &self.app.file, 0, new)));
             }
         }
-        // Later parameters win in Helm (`--set a=1 --set a=2`).
+        // Later parameters win in Helm (`--set a=1 --set a=2`); parameters win over valuesObject.
         self.source
             .helm_parameters
             .iter()
             .rev()
             .find_map(|p| self.helm_param(Some(&p.name), Some(&p.value)))
+            .map(Ok)
+            .or_else(|| self.values_object().transpose())
+            .transpose()
+    }
+
+    /// The Application's `helm.valuesObject`, which Argo CD lays over every values file.
+    fn values_object(&self) -> Result<Option<CurrentImage>, ManifestError> {
+        let Some(object) = &self.source.helm_values_object else { return Ok(None) };
+        let lookup = self.helm_keys();
+        let key = match lookup {
+            HelmLookup::Spec(k) | HelmLookup::Tag(k) => k,
+        };
+        let blocked = |Blocked(_)| ManifestError::Unsupported {
+            file: self.app.file.clone(),
+            line: 0,
+            message: format!("helm.valuesObject: {key} of image {} sits behind a YAML alias or anchor", self.image.alias),
+        };
+        let Some(node) = walk(&object.0, &helm_key(key)).map_err(blocked)? else { return Ok(None) };
+        let Some(scalar) = node.as_scalar().filter(|s| !s.is_null()) else { return Ok(None) };
+        let hit = CurrentImage { tag: None, digest: None, kind: LocationKind::AppHelmValuesObject, file: self.app.file.clone(), line: 0 };
+        Ok(Some(match lookup {
+            HelmLookup::Spec(_) => hit.with_reference(&scalar.value),
+            HelmLookup::Tag(_) => hit.with_tag_value(&scalar.value),
+        }))
     }
 
     /// (c) A kustomization: its `images:` entry for our image, else the workloads among its
@@ -618,10 +648,8 @@ impl<'a> Finder<'a> {
     /// chart's `values.yaml`.
     fn helm_values(&self, dir: &str) -> Result<Option<CurrentImage>, ManifestError> {
         let mut order: Vec<String> = Vec::new();
-        let mut other_source = None;
         for vf in self.source.helm_value_files.iter().rev() {
             if vf.starts_with('$') || vf.contains("://") {
-                other_source.get_or_insert(vf);
                 continue;
             }
             let path = join(dir, vf).ok_or_else(|| ManifestError::Invalid {
@@ -636,13 +664,40 @@ impl<'a> Finder<'a> {
         if !order.contains(&default) {
             order.push(default);
         }
+        // Values files of another source (`$values/...`) are read with that source.
+        self.values_in(&order)
+    }
+
+    /// (d') A `ref` source: the files other sources of the Application name as `$<ref>/path`,
+    /// the last one named winning as in Helm.
+    fn ref_values(&self) -> Result<Option<CurrentImage>, ManifestError> {
+        let Some(r) = &self.source.ref_name else { return Ok(None) };
+        let prefix = format!("${r}/");
+        let mut order = Vec::new();
+        for other in &self.app.sources {
+            for vf in other.helm_value_files.iter().rev() {
+                let Some(rest) = vf.strip_prefix(&prefix) else { continue };
+                let path = normalize_path(rest).ok_or_else(|| ManifestError::Invalid {
+                    file: self.app.file.clone(),
+                    message: format!("values file {vf:?} leaves the repository"),
+                })?;
+                if !order.contains(&path) {
+                    order.push(path);
+                }
+            }
+        }
+        self.values_in(&order)
+    }
+
+    /// The first of `order` (highest precedence first) that sets the image's Helm key.
+    fn values_in(&self, order: &[String]) -> Result<Option<CurrentImage>, ManifestError> {
         let lookup = self.helm_keys();
         let (key, what) = match lookup {
             HelmLookup::Spec(k) => (k, "the image-spec value"),
             HelmLookup::Tag(k) => (k, "the image-tag value"),
         };
         let path = helm_key(key);
-        for file in &order {
+        for file in order {
             let Some(yaml) = self.load(file)? else { continue };
             let Some(root) = yaml.documents.iter().find_map(|d| d.root.as_ref()) else { continue };
             let node = walk(root, &path).map_err(|Blocked(o)| self.unsupported(file, &yaml, o, what))?;
@@ -656,17 +711,7 @@ impl<'a> Finder<'a> {
                 HelmLookup::Tag(_) => hit.with_tag_value(value),
             }));
         }
-        match other_source {
-            Some(vf) => Err(ManifestError::Unsupported {
-                file: self.app.file.clone(),
-                line: 0,
-                message: format!(
-                    "image {} not found in this source's values; values file {vf:?} from another source is not read yet",
-                    self.image.alias
-                ),
-            }),
-            None => Ok(None),
-        }
+        Ok(None)
     }
 
     /// (e) A plain directory of manifests (recursive with `directory.recurse`).
@@ -1153,6 +1198,49 @@ spec:
     }
 
     #[test]
+    fn a_ref_source_is_read_for_the_values_files_a_chart_source_names() {
+        // Issue 9: `sources: [{chart: web, helm.valueFiles: [$values/apps/x/values.yaml]}, {ref: values}]`.
+        let chart = AppSource {
+            repo_url: "https://charts.example.com".into(),
+            chart: Some("web".into()),
+            helm_value_files: vec!["$values/apps/x/base.yaml".into(), "$values/apps/x/values.yaml".into()],
+            has_helm: true,
+            ..Default::default()
+        };
+        let values = AppSource { repo_url: "https://git.example.com/gitops.git".into(), ref_name: Some("values".into()), ..Default::default() };
+        let mut application = app();
+        application.sources = vec![chart.clone(), values.clone()];
+        let files = fileset(&[
+            ("apps/x/base.yaml", "image:\n  name: nginx\n  tag: 1.0.0\n"),
+            ("apps/x/values.yaml", "image:\n  tag: 1.2.0\n"),
+        ]);
+        let got = find_current(&files, &application, &values, &spec("nginx")).unwrap().unwrap();
+        assert_eq!((got.tag.as_deref(), got.file.as_str(), got.line), (Some("1.2.0"), "apps/x/values.yaml", 2), "the last file wins");
+        assert_eq!(find_current(&files, &application, &chart, &spec("nginx")).unwrap(), None, "the chart itself is not in git");
+    }
+
+    #[test]
+    fn values_object_of_the_application_wins_over_values_files_and_loses_to_parameters() {
+        // Issue 9: the chart's values.yaml names the repository without a tag.
+        let object = crate::manifest::yaml::parse_bytes(b"image:\n  tag: 2.1.0\n").unwrap();
+        let object = object.documents[0].root.clone().unwrap();
+        let with_object = AppSource {
+            helm_values_object: Some(crate::discovery::ValuesObject(std::sync::Arc::new(object))),
+            has_helm: true,
+            ..source("chart")
+        };
+        let files = fileset(&[("chart/Chart.yaml", "name: c\n"), ("chart/values.yaml", "image:\n  name: nginx\n")]);
+        let got = find_current(&files, &app(), &with_object, &spec("nginx")).unwrap().unwrap();
+        assert_eq!((got.tag.as_deref(), got.kind, got.file.as_str()), (Some("2.1.0"), LocationKind::AppHelmValuesObject, "apps/web.yaml"));
+        let with_param = AppSource {
+            helm_parameters: vec![crate::discovery::HelmParameter { name: "image.tag".into(), value: "3.0.0".into() }],
+            ..with_object
+        };
+        let got = find_current(&files, &app(), &with_param, &spec("nginx")).unwrap().unwrap();
+        assert_eq!((got.tag.as_deref(), got.kind), (Some("3.0.0"), LocationKind::AppHelmParameters));
+    }
+
+    #[test]
     fn refuses_what_it_cannot_read_safely() {
         // (case, files, source, image, start of the error message)
         let cases: Vec<(&str, Files, AppSource, ImageSpec, &str)> = vec![
@@ -1204,13 +1292,6 @@ spec:
                 source("k"),
                 spec("nginx"),
                 "k/kustomization.yaml: resource",
-            ),
-            (
-                "values from another source",
-                vec![("c/Chart.yaml", "name: c\n")],
-                AppSource { helm_value_files: vec!["$values/prod.yaml".into()], has_helm: true, ..source("c") },
-                spec("nginx"),
-                "apps/web.yaml:0: image app not found",
             ),
         ];
         for (name, files, src, image, want) in cases {

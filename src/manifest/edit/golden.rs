@@ -205,7 +205,15 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
         edited.files.insert(c.path.clone(), c.after.clone().into());
     }
     edited.symlinks = files.symlinks.clone();
-    match find_current(&edited, &app, &sources[case.source_index], &image) {
+    // An Application manifest that was edited is read again, as the next run would read it.
+    let reread = case.app_manifest.as_ref().and_then(|file| {
+        crate::discovery::find_applications(&edited).0.into_iter().find(|a| &a.file == file && a.document == case.app_document)
+    });
+    let (check_app, check_source) = match reread.as_ref().and_then(|a| a.sources.get(case.source_index).map(|s| (a, s))) {
+        Some((a, s)) => (a, s),
+        None => (&app, &sources[case.source_index]),
+    };
+    match find_current(&edited, check_app, check_source, &image) {
         Ok(Some(cur)) => {
             let tag_ok = target.tag.is_none() || cur.tag == target.tag;
             if !tag_ok || cur.digest != target.digest {

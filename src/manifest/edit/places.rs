@@ -11,8 +11,9 @@
 //!   write-back-target names the kustomization, or when the image is found nowhere else.
 //! - Helm values: the file of `write-back-target: helmvalues:<file>` (missing keys created),
 //!   else the last of the chart's `values.yaml` and the source's value files that sets the key.
-//! - Workload manifests (not for Helm sources, and not when the kustomization's `images:`
-//!   already overrides the image): `image:` of every container and init container.
+//! - Workload manifests of a plain directory source (never for Helm sources, and never what a
+//!   kustomization renders: there the version goes into an `images:` entry, as
+//!   `kustomize edit set image` does): `image:` of every container and init container.
 
 use std::collections::BTreeMap;
 
@@ -95,9 +96,12 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
         _ => {}
     }
 
+    // What Kustomize renders is never edited by hand: when the image reaches the cluster through
+    // a kustomization, its version is written only where Kustomize overrides images (above, or
+    // an `images:` entry added below), however the resources spell the image.
     if let Some(dir) = src_dir
         && !helm_source
-        && !kustomize_entry
+        && kustomization.is_none()
     {
         let own_kustomization = s.kustomization_file(dir);
         let files = s.workload_files(dir, own_kustomization.as_deref())?;
