@@ -304,11 +304,7 @@ pub async fn run<F: Forge>(forge: &F, options: RunOptions, args: &DaemonArgs) ->
 async fn run_cycle<F: Forge>(forge: &F, options: &RunOptions, metrics: &Metrics, trigger: Trigger) {
     let started = Instant::now();
     tracing::info!("cycle starts ({trigger})");
-    let mut options = options.clone();
-    if let Trigger::Webhook(burst) = &trigger {
-        options.look_at = burst.prs.clone();
-    }
-    let outcome = AssertUnwindSafe(run_once(forge, options)).catch_unwind().await;
+    let outcome = AssertUnwindSafe(run_once(forge, options.clone())).catch_unwind().await;
     let elapsed = started.elapsed();
     match outcome {
         Ok(report) => {

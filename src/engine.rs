@@ -397,6 +397,8 @@ struct SourceChange {
     revision: String,
     /// Path and new content of every changed file.
     files: Vec<(String, Vec<u8>)>,
+    /// Aliases of the images whose versions these files carry.
+    images: Vec<String>,
 }
 
 /// The git repository and commit an `--apps` location was read from, so that an Application
@@ -801,6 +803,7 @@ fn app_changes(
 ) -> (Vec<FileDiff>, Vec<SourceChange>) {
     let specs: Vec<&ImageSpec> = ctx.ann.images.iter().filter_map(|i| i.as_ref().ok()).collect();
     let mut per_source: BTreeMap<usize, BTreeMap<String, FileChange>> = BTreeMap::new();
+    let mut aliases: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for (image_index, planned) in edits {
         let image = &mut images[image_index];
         let Some(spec) = specs.iter().find(|s| s.alias == image.alias) else { continue };
@@ -825,6 +828,9 @@ fn app_changes(
         };
         match edit::edit_image(&request) {
             Ok(file_changes) => {
+                if !file_changes.is_empty() {
+                    aliases.entry(planned.source).or_default().push(spec.alias.clone());
+                }
                 for change in file_changes {
                     files.insert(change.path.clone(), change.after.clone());
                     changes
@@ -872,6 +878,7 @@ fn app_changes(
                 repo_url: src.repo_url.clone(),
                 revision: src.target_revision.clone(),
                 files,
+                images: aliases.remove(&source).unwrap_or_default(),
             });
         }
     }

@@ -225,7 +225,6 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         repositories: file.repositories.clone(),
         templates: std::sync::Arc::new(templates),
         mode,
-        look_at: Default::default(),
     };
     if options.plan.apps.is_empty() {
         eprintln!("error: no Applications to look at: give --apps <DIR or git URL> (or `apps:` in --config)");

@@ -126,6 +126,9 @@ pub struct PrUpdate {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Comment {
     pub id: u64,
+    /// The pull request (GitHub: issue) it is on.
+    #[serde(default)]
+    pub pr: u64,
     pub author: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
@@ -233,6 +236,14 @@ pub trait Forge: Send + Sync {
     ) -> impl Future<Output = Result<PullRequest, ForgeError>> + Send;
 
     fn list_comments(&self, repo: &RepoRef, number: u64) -> impl Future<Output = Result<Vec<Comment>, ForgeError>> + Send;
+
+    /// Every comment on any pull request of `repo` created or edited at or after `since`
+    /// (all of them with `None`): one listing per repository per cycle, however many PRs.
+    fn list_repo_comments(
+        &self,
+        repo: &RepoRef,
+        since: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<Vec<Comment>, ForgeError>> + Send;
 
     fn create_comment(
         &self,

@@ -367,8 +367,19 @@ pub struct PrContext {
     pub branch: String,
     pub images: Vec<ImageChange>,
     pub files: Vec<FileChange>,
+    /// The pull requests of the same update in the Application's other repositories.
+    pub related: Vec<RelatedPr>,
     pub commands: Vec<CommandHelp>,
     pub bot: BotInfo,
+}
+
+/// The part of one update in another repository: its pull request when it exists, else the
+/// branch it will come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelatedPr {
+    pub repo: RepoInfo,
+    pub branch: String,
+    pub url: Option<String>,
 }
 
 /// Why a pull request is closed as obsolete.
@@ -925,6 +936,7 @@ pub mod examples {
                 FileChange { path: "apps/shop/prod/kustomization.yaml".into() },
                 FileChange { path: "apps/shop/prod/values.yaml".into() },
             ],
+            related: vec![],
             commands: CommandHelp::defaults(),
             bot: BotInfo::default(),
         }

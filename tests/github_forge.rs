@@ -128,6 +128,14 @@ async fn every_forge_method_round_trips_within_the_contract() {
     let seen: Vec<(&str, &str)> = comments.iter().map(|c| (c.author.as_str(), c.body.as_str())).collect();
     assert_eq!(seen, [(fake_github::BOT_USER, "Hello from the bot"), ("alice", "/pin web")]);
     assert!(comments[1].url.ends_with(&format!("#issuecomment-{theirs}")));
+    // The repository-wide listing: every comment with the PR it is on, `since` inclusive.
+    let everywhere = forge.list_repo_comments(&repo, None).await.unwrap();
+    let seen: Vec<(u64, &str)> = everywhere.iter().map(|c| (c.pr, c.body.as_str())).collect();
+    assert_eq!(seen, [(number, "Hello from the bot"), (number, "/pin web")]);
+    let since = everywhere[1].created_at - chrono::Duration::milliseconds(1);
+    let later = forge.list_repo_comments(&repo, Some(since + chrono::Duration::hours(1))).await.unwrap();
+    assert!(later.is_empty(), "{later:?}");
+    assert!(forge.list_repo_comments(&repo, Some(since)).await.unwrap().iter().any(|c| c.id == theirs));
 
     forge.add_reaction(&repo, theirs, "+1").await.unwrap();
     let reactions = fake.reactions(theirs);
@@ -202,7 +210,8 @@ async fn listing_follows_pages_and_keeps_only_the_bots_branches_of_this_reposito
     let mut settings = GithubSettings::new(Some(fake.url()), GithubAuth::Token(fake_github::TOKEN.into()));
     settings.max_pr_pages = 1;
     let one_page = GithubForge::new(settings).unwrap();
-    assert_eq!(one_page.list_pull_requests(&repo, PREFIX).await.unwrap().len(), 100 - 40, "only the first page is read (the people's 40 newer ones fill the rest)");
+    let e = one_page.list_pull_requests(&repo, PREFIX).await.unwrap_err();
+    assert!(e.to_string().contains(REPO) && e.to_string().contains("more than 1 pages"), "never a part of the listing: {e}");
     assert_eq!(fake.writes(), 0, "listing writes nothing");
     fake.finish();
 }

@@ -93,17 +93,14 @@ impl World {
         self.gh.requests().iter().filter(|r| r.operation != "git").map(|r| r.operation.clone()).collect()
     }
 
-    /// A person comments on PR `n`; returns the comment's id. The bot's `seen_at` is two
-    /// seconds past its last write (docs/lifecycle.md), so the comment comes later than that.
+    /// A person comments on PR `n` at once, as people do seconds after the bot wrote it;
+    /// returns the comment's id.
     fn comment(&self, n: u64, who: &str, body: &str) -> u64 {
-        std::thread::sleep(Duration::from_millis(2100));
         self.gh.comment(REPO, n, who, body)
     }
 
-    /// A person closes (`open: false`) or reopens PR `n`, past the bot's two seconds as
-    /// [`World::comment`].
+    /// A person closes (`open: false`) or reopens PR `n`, right after the bot's last write.
     fn set_open(&self, n: u64, open: bool) {
-        std::thread::sleep(Duration::from_millis(2100));
         self.gh.set_pull_open(REPO, n, open, "alice");
     }
 
@@ -184,7 +181,11 @@ fn merge_revert_then_a_newer_release() {
     let notices = w.bot_comments(1);
     assert_eq!(notices.len(), 1, "said once, on the reverted PR: {notices:?}");
     assert!(notices[0].contains("noticed a rollback") && notices[0].contains("1.1.0"), "{}", notices[0]);
-    assert_eq!(w.api_calls(), ["pulls/list", "pulls/update", "issues/create-comment"], "the ledger, then the notice");
+    assert_eq!(
+        w.api_calls(),
+        ["pulls/list", "issues/list-comments-for-repo", "pulls/update", "issues/create-comment"],
+        "the listings, the ledger, then the notice"
+    );
 
     // Restarted, the bot sees the same and says nothing more.
     for _ in 0..2 {
@@ -234,7 +235,7 @@ fn close_ignores_its_versions_and_a_newer_one_reopens_the_same_pr() {
     let said = w.bot_comments(1);
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0].contains("closed without merging") && said[0].contains("1.1.0"), "{}", said[0]);
-    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments", "pulls/update", "issues/create-comment"]);
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo", "pulls/update", "issues/create-comment"]);
     for _ in 0..2 {
         w.run().assert_exit(0);
         assert_eq!(w.gh.writes(), 0, "said once: {:?}", w.api_calls());
@@ -305,7 +306,7 @@ fn pin_closes_the_pr_and_holds_until_unpin() {
         w.api_calls(),
         [
             "pulls/list",
-            "issues/list-comments",
+            "issues/list-comments-for-repo",
             "repos/get-collaborator-permission-level",
             "pulls/update",
             "issues/create-comment",
@@ -520,6 +521,35 @@ fn a_failed_ledger_write_leaves_the_command_for_the_next_run_and_it_is_answered_
     for _ in 0..2 {
         w.run().assert_exit(0);
         assert_eq!(w.gh.writes(), 0, "{:?}", w.api_calls());
+    }
+    assert_eq!(w.bot_comments(1).len(), 1, "answered once");
+    w.gh.finish();
+}
+
+/// Issue 9, point 4: a command posted the moment the bot wrote the PR (the same second
+/// included) is carried out by the next `run --once` and acknowledged once; a quiet run lists
+/// the repository's comments once, however many PRs there are.
+#[test]
+fn a_command_posted_right_after_the_bots_write_is_carried_out_next_run_and_answered_once() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    w.run().assert_exit(0);
+    w.reg.push_tags("team/api", &["1.2.0"]);
+    let out = w.run();
+    assert_eq!(action(&out), "updated", "{out}");
+    // At once: GitHub stamps it in the same second as the bot's update, or the next one.
+    let written = w.gh.pull(REPO, 1).updated_at;
+    let pin = w.gh.comment(REPO, 1, "alice", "/pin");
+    let commented = w.gh.comments(REPO, 1).into_iter().find(|c| c.id == pin).unwrap().created_at;
+    assert!(commented - written < chrono::Duration::seconds(2), "within the window the bot used to skip");
+
+    let out = w.run();
+    out.assert_exit(0);
+    assert_eq!(action(&out), "closed", "the /pin was carried out{out}");
+    assert_eq!(w.reactions(pin), ["+1"]);
+    for _ in 0..2 {
+        w.run().assert_exit(0);
+        assert_eq!(w.gh.writes(), 0, "{:?}", w.api_calls());
+        assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo"], "a quiet run: two listings");
     }
     assert_eq!(w.bot_comments(1).len(), 1, "answered once");
     w.gh.finish();

@@ -240,7 +240,7 @@ fn opens_one_pr_with_its_settings_then_writes_nothing_then_updates_it_in_place()
     out.assert_exit(0);
     assert_action(&out, "api", "unchanged");
     assert_eq!(w.gh.writes(), 0, "zero writes: {:?}", w.api_calls());
-    assert_eq!(w.api_calls(), ["pulls/list"], "one listing per repository");
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo"], "one PR listing and one comment listing per repository");
     // libgit2 sends credentials only after a 401, so each connection starts with one.
     assert_eq!(
         w.git_calls(),
@@ -249,7 +249,7 @@ fn opens_one_pr_with_its_settings_then_writes_nothing_then_updates_it_in_place()
     );
     assert_eq!(w.gh.pushes(), 1, "no push");
     assert_eq!(w.sha(BRANCH).unwrap(), head1);
-    assert_eq!((stat(&out, "forge_calls"), stat(&out, "forge_writes"), stat(&out, "git_pushes")), (1, 0, 0), "{out}");
+    assert_eq!((stat(&out, "forge_calls"), stat(&out, "forge_writes"), stat(&out, "git_pushes")), (2, 0, 0), "{out}");
 
     // A newer version, and the base moved meanwhile
     w.reg.push_tags("team/api", &["1.2.0"]);
@@ -265,7 +265,7 @@ fn opens_one_pr_with_its_settings_then_writes_nothing_then_updates_it_in_place()
     let updated = w.gh.pull(REPO, pr.number);
     assert_eq!(updated.title, "chore(deploy): update api to 1.2.0 in api");
     assert_eq!(metadata(updated.body.as_deref().unwrap())["commit"], head2);
-    assert_eq!(w.api_calls(), ["pulls/list", "pulls/update", "pulls/request-reviewers"], "one change: list, rewrite, ask again");
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo", "pulls/update", "pulls/request-reviewers"], "one change: list, rewrite, ask again");
     assert_eq!(
         w.git_calls(),
         [
@@ -285,7 +285,7 @@ fn opens_one_pr_with_its_settings_then_writes_nothing_then_updates_it_in_place()
     // And quiet again.
     let out = w.run();
     assert_action(&out, "api", "unchanged");
-    assert_eq!((w.gh.writes(), w.api_calls().len()), (0, 1), "{:?}", w.api_calls());
+    assert_eq!((w.gh.writes(), w.api_calls().len()), (0, 2), "{:?}", w.api_calls());
     w.gh.finish();
 }
 
@@ -306,12 +306,12 @@ fn closes_the_pr_with_a_comment_when_the_base_already_has_the_version() {
     assert!(comments[0].body.contains("already has the versions"), "{}", comments[0].body);
     assert_eq!(comments[0].user, fake_github::BOT_USER);
     assert_eq!(w.sha(BRANCH), None, "branch deleted");
-    assert_eq!(w.api_calls(), ["pulls/list", "issues/create-comment", "pulls/update", "git/delete-ref"]);
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo", "issues/create-comment", "pulls/update", "git/delete-ref"]);
 
     let out = w.run();
     out.assert_exit(0);
     assert_eq!(w.gh.writes(), 0, "{out}");
-    assert_eq!(w.api_calls(), ["pulls/list"], "the listing (closed PRs are holds), nothing else");
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo"], "the listing (closed PRs are holds), nothing else");
     w.gh.finish();
 }
 
@@ -353,13 +353,13 @@ fn a_foreign_commit_is_noted_once_and_the_branch_left_alone() {
     let comments = w.gh.comments(REPO, number);
     assert_eq!(comments.len(), 1, "said once");
     assert!(comments[0].body.contains("Someone else pushed"), "{}", comments[0].body);
-    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments", "issues/create-comment"]);
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo", "issues/list-comments", "issues/create-comment"]);
 
     for _ in 0..2 {
         let out = w.run();
         assert_action(&out, "api", "skipped");
         assert_eq!(w.gh.writes(), 0, "not said again{out}");
-        assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments"]);
+        assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo", "issues/list-comments"]);
     }
     assert_eq!(w.gh.comments(REPO, number).len(), 1);
     assert_eq!(w.sha(BRANCH).unwrap(), theirs);
@@ -407,7 +407,7 @@ fn failed_labels_after_the_pr_exists_are_added_next_time() {
     let out = w.run();
     out.assert_exit(0);
     assert_action(&out, "api", "updated");
-    assert_eq!(w.api_calls(), ["pulls/list", "issues/add-labels"], "only the labels");
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo", "issues/add-labels"], "only the labels");
     assert_eq!(w.gh.pushes(), 1);
     assert_eq!(w.open_pulls()[0].labels, ["deps"]);
 
@@ -488,15 +488,15 @@ fn two_applications_in_one_repository_get_two_prs_and_one_listing() {
     assert_eq!(web.labels, ["web"]);
 
     let out = w.run();
-    assert_eq!((stat(&out, "forge_writes"), stat(&out, "forge_calls")), (0, 1), "{out}");
-    assert_eq!(w.api_calls(), ["pulls/list"]);
+    assert_eq!((stat(&out, "forge_writes"), stat(&out, "forge_calls")), (0, 2), "{out}");
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo"]);
 
     // One newer version: both PRs change, still one listing.
     w.reg.push_tags("team/api", &["1.1.1"]);
     let out = w.run();
     assert_action(&out, "api", "updated");
     assert_action(&out, "web", "updated");
-    assert_eq!(w.api_calls(), ["pulls/list", "pulls/update", "pulls/update"]);
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo", "pulls/update", "pulls/update"]);
     w.gh.finish();
 }
 
@@ -520,7 +520,7 @@ fn a_github_app_signs_in_and_pushes_with_its_installation_token() {
     assert_eq!(w.api_calls()[..2], ["apps/get-repo-installation", "apps/create-installation-access-token"]);
 
     w.run().assert_exit(0);
-    assert_eq!(w.api_calls(), ["apps/get-repo-installation", "apps/create-installation-access-token", "pulls/list"]);
+    assert_eq!(w.api_calls(), ["apps/get-repo-installation", "apps/create-installation-access-token", "pulls/list", "issues/list-comments-for-repo"]);
     assert_eq!(w.gh.writes(), 1, "only the token (a POST), nothing on the repository");
     w.gh.finish();
 }
@@ -571,7 +571,7 @@ fn applications_kept_in_the_private_gitops_repository_are_read_with_the_token() 
     assert_action(&out, "api", "opened");
     w.assert_branch_is_one_commit(BRANCH, "1.0.0", "1.1.0");
     w.run_apps(&w.url()).assert_exit(0);
-    assert_eq!((w.gh.writes(), w.api_calls().len()), (0, 1), "{:?}", w.api_calls());
+    assert_eq!((w.gh.writes(), w.api_calls().len()), (0, 2), "{:?}", w.api_calls());
     w.gh.finish();
 }
 
@@ -587,12 +587,12 @@ fn after_a_person_merges_the_pr_the_leftover_branch_goes_and_nothing_else_happen
     out.assert_exit(0);
     assert_action(&out, "api", "unchanged");
     assert_eq!(w.sha(BRANCH), None, "the merged branch is deleted");
-    assert_eq!(w.api_calls(), ["pulls/list", "git/delete-ref"]);
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo", "git/delete-ref"]);
     assert!(w.gh.comments(REPO, number).is_empty(), "no comment on a merged PR");
     assert_eq!(w.gh.pulls(REPO).len(), 1, "no new PR");
 
     w.run().assert_exit(0);
-    assert_eq!(w.api_calls(), ["pulls/list"]);
+    assert_eq!(w.api_calls(), ["pulls/list", "issues/list-comments-for-repo"]);
     assert_eq!(w.gh.writes(), 0);
     w.gh.finish();
 }

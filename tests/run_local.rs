@@ -55,7 +55,7 @@ fn opens_one_pr_then_touches_nothing_then_updates_it_in_place() {
     out.assert_exit(0);
     assert_action(&out, "api", "unchanged");
     assert_eq!((stat(&out, "forge_writes"), stat(&out, "git_pushes")), (0, 0), "{out}");
-    assert_eq!(stat(&out, "forge_calls"), 1, "one listing per repository{out}");
+    assert_eq!(stat(&out, "forge_calls"), 2, "one PR listing and one comment listing per repository{out}");
     assert_eq!(files(w.forge.path()), before, "the PR record is unchanged byte for byte");
     assert_eq!(w.rev(BRANCH).unwrap(), head1, "the branch is unchanged");
 
@@ -172,7 +172,7 @@ fn two_applications_in_one_repository_get_two_prs_and_settings_from_annotations(
     assert_eq!(web["draft"], true, "{web}");
 
     let out = w.run();
-    assert_eq!((stat(&out, "forge_writes"), stat(&out, "forge_calls")), (0, 1), "{out}");
+    assert_eq!((stat(&out, "forge_writes"), stat(&out, "forge_calls")), (0, 2), "{out}");
 }
 
 #[test]

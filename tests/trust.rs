@@ -180,3 +180,126 @@ fn image_list_aliases_and_constraints_cut_by_a_comma() {
     assert!(err.contains("comma-separated") && err.contains("`>=1.20 <2.0`"), "{err}{plan}");
     assert!(changes(&plan, "cut").is_empty(), "2.0.0 is never proposed under half a constraint{plan}");
 }
+
+/// A bare repository people push to (`origin`), with a work tree to write in.
+struct Origin {
+    git: GitRepo,
+    bare: tempfile::TempDir,
+}
+
+impl Origin {
+    fn new() -> Origin {
+        let git = GitRepo::new();
+        let bare = tempfile::Builder::new().prefix("aipr-origin-").tempdir().unwrap();
+        git.git(&["init", "-q", "--bare", "-b", "main", &bare.path().display().to_string()]);
+        git.git(&["remote", "add", "origin", &bare.path().display().to_string()]);
+        Origin { git, bare }
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.bare.path().display())
+    }
+
+    fn push(&self, message: &str) {
+        self.git.commit(message);
+        self.git.git(&["push", "-q", "origin", "main"]);
+    }
+}
+
+/// Every pull-request record of the local forge: (repository directory, record).
+fn local_prs(forge: &std::path::Path) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for repo in std::fs::read_dir(forge).unwrap().flatten() {
+        let Ok(pulls) = std::fs::read_dir(repo.path().join("pulls")) else { continue };
+        for f in pulls.flatten().filter(|f| f.path().extension().is_some_and(|x| x == "json")) {
+            let record: Value = serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap();
+            out.push((repo.file_name().to_string_lossy().into_owned(), record));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Point 6: a multi-source Application whose kustomization is in one repository and whose Helm
+/// values are in another gets one PR in each, on the same branch name, linked to each other;
+/// a hold set through one of them applies to its image only.
+#[test]
+fn an_update_spanning_two_repositories_gets_one_linked_pr_in_each() {
+    let reg = TestRegistry::start(Auth::Anonymous);
+    reg.push_tags("team/api", &["1.0.0", "1.1.0"]);
+    reg.push_tags("team/web", &["2.0.0", "2.1.0"]);
+    let (api, web) = (reg.image("team/api"), reg.image("team/web"));
+    let (a, b) = (Origin::new(), Origin::new());
+    a.git.write("envs/x/kustomization.yaml", &format!("resources:\n- deployment.yaml\nimages:\n- name: {api}\n  newTag: 1.0.0\n"));
+    a.git.write("envs/x/deployment.yaml", &untagged_deployment("x", &api));
+    a.push("api's kustomization");
+    b.git.write("chart/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+    b.git.write("chart/values.yaml", &format!("image:\n  name: {web}\n  tag: 2.0.0\n"));
+    b.push("web's chart");
+    let apps = tempfile::tempdir().unwrap();
+    let q = |s: &str| serde_json::to_string(s).unwrap();
+    std::fs::write(
+        apps.path().join("x.yaml"),
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: x\n  namespace: argocd\n  annotations:\n    \
+             argocd-image-updater.argoproj.io/image-list: {}\nspec:\n  project: default\n  sources:\n  - repoURL: {}\n    \
+             targetRevision: main\n    path: envs/x\n  - repoURL: {}\n    targetRevision: main\n    path: chart\n    helm:\n      \
+             valueFiles: [values.yaml]\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: x\n",
+            q(&format!("api={api}:^1.0, web={web}:^2.0")),
+            q(&a.url()),
+            q(&b.url())
+        ),
+    )
+    .unwrap();
+    let forge = tempfile::tempdir().unwrap();
+    let run = || {
+        Plan::command(&["run", "--once", "--forge", "local"]).arg("--local-forge-dir").arg(forge.path()).apps(apps.path()).json()
+    };
+
+    let out = run();
+    out.assert_exit(0);
+    let prs = local_prs(forge.path());
+    assert_eq!(prs.len(), 2, "one PR per repository: {prs:#?}{out}");
+    let branch = "argocd-image-pr/argocd/x";
+    for (_, pr) in &prs {
+        assert_eq!(pr["head"], branch, "the same stable branch name in each repository");
+        assert_eq!(pr["state"], "open");
+    }
+    let (in_a, in_b) = if prs[0].1["body"].as_str().unwrap().contains("`api`") { (&prs[0].1, &prs[1].1) } else { (&prs[1].1, &prs[0].1) };
+    let (body_a, body_b) = (in_a["body"].as_str().unwrap(), in_b["body"].as_str().unwrap());
+    assert!(body_a.contains("1.0.0") && body_a.contains("1.1.0") && !body_a.contains("`web`"), "A carries api only:\n{body_a}");
+    assert!(body_b.contains("2.1.0") && !body_b.contains("`api`"), "B carries web only:\n{body_b}");
+    assert!(body_a.contains("One update, 2 repositories") && body_b.contains("One update, 2 repositories"), "{body_a}\n{body_b}");
+    assert!(body_a.contains("(branch `argocd-image-pr/argocd/x`)"), "before the other PR exists, its branch is named:\n{body_a}");
+    for (o, file) in [(&a, "envs/x/kustomization.yaml"), (&b, "chart/values.yaml")] {
+        let diff = o.git.git(&["-C", &o.bare.path().display().to_string(), "diff", "--stat", "main", branch]);
+        assert!(diff.contains(file) && diff.contains("1 file changed"), "{diff}");
+    }
+
+    // The next run links the PRs that now exist, then nothing changes.
+    run().assert_exit(0);
+    let linked = local_prs(forge.path());
+    // (The local forge's `local://` links render as `#`: only http(s) links are shown.)
+    assert!(linked.iter().all(|(_, p)| p["body"].as_str().unwrap().contains("merge it together with [the one in")), "{linked:#?}");
+    let before = local_prs(forge.path());
+    let out = run();
+    out.assert_exit(0);
+    assert_eq!(local_prs(forge.path()), before, "nothing changes{out}");
+
+    // Closing A's PR ignores api 1.1.0 only; web's PR in B stays as it is.
+    let number = in_a["number"].as_u64().unwrap().to_string();
+    let close = std::process::Command::new(support::cli::BIN)
+        .args(["local", "--local-forge-dir"])
+        .arg(forge.path())
+        .args(["--repo", &a.url(), "close", &number])
+        .output()
+        .unwrap();
+    assert!(close.status.success(), "{}", String::from_utf8_lossy(&close.stderr));
+    let out = run();
+    out.assert_exit(0);
+    let after = local_prs(forge.path());
+    assert_eq!(after.len(), 2, "no new PR: {after:#?}{out}");
+    let open: Vec<&Value> = after.iter().map(|(_, p)| p).filter(|p| p["state"] == "open").collect();
+    assert_eq!(open.len(), 1, "{after:#?}");
+    assert!(open[0]["body"].as_str().unwrap().contains("2.1.0"), "web is still proposed in B");
+}

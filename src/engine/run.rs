@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
@@ -47,9 +48,6 @@ pub struct RunOptions {
     pub templates: Arc<Templates>,
     /// `run` writes; `status` only reads (no commands carried out, nothing written).
     pub mode: Mode,
-    /// Pull requests a webhook named (`owner/name` in lowercase, number): their comments are
-    /// read even when the forge's `updated_at` is not past the ledger's `seen_at`.
-    pub look_at: std::collections::BTreeSet<(String, u64)>,
 }
 
 /// Whether a pass acts or only reports.
@@ -210,7 +208,7 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
 
     // 2. forge: the bot's PRs (open, closed, merged), listed once per repository; comments of
     // the PRs that changed since the bot's last look; the holds of every Application.
-    let ctx = Ctx { forge: &forge, options: &options, cache: &cache, prefix: &prefix, pushes: AtomicU64::new(0) };
+    let ctx = Ctx { forge: &forge, options: &options, cache: &cache, prefix: &prefix, pushes: AtomicU64::new(0), started: Utc::now() };
     let managed_urls: Vec<String> = repos.keys().filter(|u| !quiet.contains(*u)).cloned().collect();
     for url in &managed_urls {
         let _ = ctx.listing(&mut repos, url, false).await;
@@ -253,10 +251,11 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         &credentials,
     )
     .await;
-    for (i, work) in works.iter_mut().enumerate() {
-        work.report = Some(evaluated.reports[i].clone());
-        work.desired = desired(work, &evaluated.reports[i], &evaluated.changes[i], &evaluated, &options, &repos);
-    }
+    let mut works: Vec<AppWork> = works
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, work)| repository_units(work, &evaluated.reports[i], &evaluated.changes[i], &evaluated, &options, &repos))
+        .collect();
 
     // 4.-5. every Application: decide and apply; then the rollback notices
     let mut stats = RunStats { plan: evaluated.stats.clone(), repositories: repos.len(), ..Default::default() };
@@ -335,7 +334,9 @@ struct RepoState {
     listing: Option<Result<Vec<PullRequest>, String>>,
 }
 
-/// One Application on its way through the run.
+/// One Application on its way through the run: one per repository its update changes, each with
+/// its own pull request (on the same branch name in its own repository).
+#[derive(Clone)]
 struct AppWork {
     id: AppId,
     /// The Application as templates show it (project, destination).
@@ -352,6 +353,8 @@ struct AppWork {
     /// The repository the PR lives in (where the changes go, else the first git source).
     repo_url: Option<String>,
     files: Vec<(String, Vec<u8>)>,
+    /// The other repositories the same update changes, for the PR body.
+    related: Vec<templates::RelatedPr>,
 }
 
 impl AppWork {
@@ -393,6 +396,7 @@ impl AppWork {
             desired: Desired::Unknown { error: "not evaluated".into() },
             repo_url: first_git,
             files: Vec::new(),
+            related: Vec::new(),
         }
     }
 }
@@ -406,6 +410,109 @@ fn app_info(app: &Application) -> templates::AppInfo {
     info.destination =
         templates::Destination { server: d.server.clone(), name: d.name.clone(), namespace: d.namespace.clone() };
     info
+}
+
+/// The files an update changes, one entry per repository (an Application's sources in one
+/// repository, say a kustomization and a values file, make one change).
+fn by_repository(changes: &[SourceChange]) -> Vec<SourceChange> {
+    let mut out: Vec<SourceChange> = Vec::new();
+    for c in changes {
+        match out.iter_mut().find(|o| o.repo_url == c.repo_url && o.revision == c.revision) {
+            Some(o) => {
+                o.files.extend(c.files.iter().cloned());
+                o.images.extend(c.images.iter().filter(|a| !o.images.contains(a)).cloned().collect::<Vec<_>>());
+            }
+            None => out.push(c.clone()),
+        }
+    }
+    out
+}
+
+/// What one Application comes to: one unit per repository its update changes (each carrying the
+/// images whose versions live there, linked to the others in its body), and one more per
+/// repository where an open PR of the Application's is left that the update no longer needs,
+/// so that it is closed. An update with an error anywhere stays one unit: no PR shows half of
+/// an update whose other half failed.
+fn repository_units(
+    mut work: AppWork,
+    report: &AppReport,
+    changes: &[SourceChange],
+    evaluated: &Evaluated,
+    options: &RunOptions,
+    repos: &BTreeMap<String, RepoState>,
+) -> Vec<AppWork> {
+    let groups = by_repository(changes);
+    let clean = report.error.is_none() && report.images.iter().all(|i| i.error.is_none());
+    let distinct = groups.iter().all(|g| groups.iter().filter(|o| same_repo(&o.repo_url, &g.repo_url)).count() == 1);
+    let mut units = Vec::new();
+    if groups.len() > 1 && clean && distinct {
+        for g in &groups {
+            let mut unit = work.clone();
+            let mut r = report.clone();
+            r.images.retain(|i| g.images.contains(&i.alias));
+            r.changes.retain(|c| same_repo(&c.repo, &g.repo_url));
+            unit.related = groups
+                .iter()
+                .filter(|o| o.repo_url != g.repo_url)
+                .map(|o| related_pr(&o.repo_url, &work.branch, &work.id, repos))
+                .collect();
+            unit.desired = desired(&mut unit, &r, std::slice::from_ref(g), evaluated, options, repos);
+            unit.report = Some(r);
+            units.push(unit);
+        }
+    } else {
+        work.report = Some(report.clone());
+        work.desired = desired(&mut work, report, &groups, evaluated, options, repos);
+        units.push(work);
+    }
+    if units.iter().all(|u| matches!(u.desired, Desired::Propose(_) | Desired::UpToDate)) {
+        let id = units[0].id.to_string();
+        let branch = units[0].branch.clone();
+        for (url, state) in repos {
+            if units.iter().any(|u| u.repo_url.as_deref().is_some_and(|r| same_repo(r, url))) {
+                continue;
+            }
+            let Some(Ok(listing)) = &state.listing else { continue };
+            let left = listing.iter().any(|p| {
+                p.state == PrState::Open
+                    && p.head == branch
+                    && templates::parse_metadata_block::<PrMetadata>(&p.body).is_some_and(|m| m.application == id)
+            });
+            if left {
+                let mut unit = units[0].clone();
+                let mut r = report.clone();
+                r.images.clear();
+                r.changes.clear();
+                unit.report = Some(r);
+                unit.repo_url = Some(url.clone());
+                unit.files = Vec::new();
+                unit.related = Vec::new();
+                unit.desired = Desired::UpToDate;
+                units.push(unit);
+            }
+        }
+    }
+    units
+}
+
+/// How a PR body names the part of the same update in another repository.
+fn related_pr(url: &str, branch: &str, id: &AppId, repos: &BTreeMap<String, RepoState>) -> templates::RelatedPr {
+    let state = repos.get(url);
+    let open = state.and_then(|s| s.listing.as_ref()?.as_ref().ok()).and_then(|l| {
+        l.iter().find(|p| {
+            p.state == PrState::Open
+                && p.head == branch
+                && templates::parse_metadata_block::<PrMetadata>(&p.body).is_some_and(|m| m.application == id.to_string())
+        })
+    });
+    templates::RelatedPr {
+        repo: templates::RepoInfo {
+            url: url.to_string(),
+            slug: state.map(|s| s.repo.slug.clone()).unwrap_or_else(|| url.to_string()),
+        },
+        branch: branch.to_string(),
+        url: open.map(|p| p.url.clone()),
+    }
 }
 
 /// What the bot wants for one Application, from its evaluation.
@@ -450,9 +557,9 @@ fn desired(
         _ => {
             return Desired::Unknown {
                 error: format!(
-                    "Application {}: the update changes files in more than one repository ({}); one pull request per repository is not supported yet",
+                    "Application {}: the update changes files on two revisions of one repository ({}); one pull request cannot hold both",
                     work.id,
-                    changes.iter().map(|c| c.repo_url.as_str()).collect::<Vec<_>>().join(", ")
+                    changes.iter().map(|c| format!("{} at {}", c.repo_url, c.revision)).collect::<Vec<_>>().join(", ")
                 ),
             };
         }
@@ -558,6 +665,7 @@ fn pr_context(
             })
             .collect(),
         files: work.files.iter().map(|(p, _)| templates::FileChange { path: p.clone() }).collect(),
+        related: work.related.clone(),
         commands: templates::CommandHelp::defaults(),
         bot: templates::BotInfo { name: identity.name.clone() },
     }
@@ -602,6 +710,9 @@ struct Ctx<'a, F: Forge> {
     cache: &'a Path,
     prefix: &'a str,
     pushes: AtomicU64,
+    /// When this cycle started, before any comment was listed: what the ledgers it writes say
+    /// was seen (`seen_at`), the lower bound of the next cycle's comment listing.
+    started: DateTime<Utc>,
 }
 
 /// What applying a decision came to.
@@ -902,7 +1013,7 @@ impl<F: Forge> Ctx<'_, F> {
                     }
                 }
                 let commit = self.push(state, url, p, &work.files, push, head).await.map_err(|e| (None, e))?;
-                let meta = metadata(work, p, &commit, &p.base_commit, Ledger::default());
+                let meta = metadata(work, p, &commit, &p.base_commit, Ledger::default(), self.started);
                 let new = NewPullRequest {
                     title: p.title.clone(),
                     body: compose_body(&p.body, &meta),
@@ -938,7 +1049,7 @@ impl<F: Forge> Ctx<'_, F> {
                 let mut updated = pr.clone();
                 if edit_title_body || pushed {
                     let ledger = recorded.map(|m| m.ledger.clone()).unwrap_or_default();
-                    let mut meta = metadata(work, p, &commit, &base_commit, ledger);
+                    let mut meta = metadata(work, p, &commit, &base_commit, ledger, self.started);
                     if pushed {
                         meta.ledger.recreate = false;
                     }
@@ -1041,7 +1152,7 @@ impl<F: Forge> Ctx<'_, F> {
         }
         let body = meta.map(|mut m| {
             m.ledger.closed_by_bot = Some(if reason.is_some() { "obsolete" } else { "held" }.to_string());
-            m.ledger.seen_at = Some(run_commands::seen_now());
+            m.ledger.seen_at = Some(self.started);
             compose_body(&visible_body(&pr.body), &m)
         });
         let update = PrUpdate { title: None, body, state: Some(PrState::Closed) };
@@ -1077,7 +1188,7 @@ impl<F: Forge> Ctx<'_, F> {
         ledger.closed_by_bot = None;
         ledger.recreate = false;
         ledger.notices.retain(|n| n != "closed-ignored");
-        let meta = metadata(work, p, &commit, &p.base_commit, ledger);
+        let meta = metadata(work, p, &commit, &p.base_commit, ledger, self.started);
         let update = PrUpdate { title: Some(p.title.clone()), body: Some(compose_body(&p.body, &meta)), state: None };
         self.forge.update_pull_request(repo, number, &update).await.map(Some).map_err(|e| e.to_string())
     }
@@ -1120,6 +1231,7 @@ impl<F: Forge> Ctx<'_, F> {
             desired: Desired::Unmanaged,
             repo_url: Some(url.to_string()),
             files: vec![],
+            related: vec![],
         };
         let head = state.heads.as_ref().ok().and_then(|h| h.branches.get(&pr.head).cloned());
         match self.decide_and_apply(state, url, &work, vec![pr], head, Holds::default()).await {
@@ -1152,8 +1264,8 @@ fn template_images(images: &[planner::ImageChange]) -> Vec<templates::ImageChang
 
 /// The metadata block for a PR the bot writes now; `ledger` is carried over from the PR's
 /// previous block (holds, comment cursor, notices).
-fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str, mut ledger: Ledger) -> PrMetadata {
-    ledger.seen_at = Some(run_commands::seen_now());
+fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str, mut ledger: Ledger, seen: DateTime<Utc>) -> PrMetadata {
+    ledger.seen_at = Some(seen);
     PrMetadata {
         version: 1,
         application: work.id.to_string(),
@@ -1223,6 +1335,11 @@ impl<F: Forge> Forge for Counted<'_, F> {
     async fn list_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<Comment>, ForgeError> {
         self.read();
         self.inner.list_comments(repo, number).await
+    }
+
+    async fn list_repo_comments(&self, repo: &RepoRef, since: Option<DateTime<Utc>>) -> Result<Vec<Comment>, ForgeError> {
+        self.read();
+        self.inner.list_repo_comments(repo, since).await
     }
 
     async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<Comment, ForgeError> {

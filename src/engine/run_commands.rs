@@ -2,9 +2,12 @@
 //! commands, PRs closed without merging — and records it in the PRs' ledgers (see
 //! `planner::holds`), before the holds are derived; and the rollback notices, after.
 //!
-//! Comments are listed only for PRs the forge says were updated after the ledger's `seen_at`.
-//! Ledgers are written before replies: a crash in between loses an acknowledgement, never a
-//! command; a reply carries a marker naming the comment, so no comment is handled twice.
+//! Comments are listed once per repository and cycle, from the newest `seen_at` of the bot's PRs
+//! there (the start of the last cycle that wrote a ledger) minus [`SKEW`]: whatever its timing, a
+//! comment is listed by the next cycle, and a quiet cycle costs one listing, not one per PR. A
+//! comment counts once: its id must be above its PR's `comments_seen`, and the bot must not have
+//! replied to it. Ledgers are written before replies: a crash in between loses an
+//! acknowledgement, never a command.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -17,25 +20,34 @@ use crate::planner::{self, Change, Ledger, PrMetadata, Reply};
 use crate::ports::{Comment, Forge, Permission, PrState, PrUpdate, PullRequest};
 use crate::templates;
 
-/// Margin added to `seen_at` so that the bot's own write, which the forge stamps a moment later,
-/// does not count as news (docs/lifecycle.md: the cost of reading comments).
-pub(super) const SEEN_MARGIN_SECS: i64 = 2;
+/// How far before the last cycle's start the listing begins: room for the clocks of the bot and
+/// the forge to disagree (the forge filters by its own time). Comments in the overlap are listed
+/// again and skipped.
+pub(super) const SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
-pub(super) fn seen_now() -> DateTime<Utc> {
-    Utc::now() + chrono::Duration::seconds(SEEN_MARGIN_SECS)
-}
-
-/// Whether the PR's comments must be read: it changed since the bot last looked.
-///
-/// GitHub stamps `updated_at` in whole seconds (truncated): a stamp stands for any moment of
-/// its second, so a change counts when that second reaches past `seen_at`. Comparing the bare
-/// stamp would miss a comment made up to a second after `seen_at` until the PR's next activity.
-pub(super) fn needs_scan(pr: &PullRequest, ledger: &Ledger) -> bool {
-    use chrono::SubsecRound;
-    match (pr.updated_at, ledger.seen_at) {
-        (Some(updated), Some(seen)) => updated.trunc_subsecs(0) + chrono::Duration::seconds(1) > seen,
-        _ => true,
+/// Where the repository's comment listing starts: the newest `seen_at` among the bot's PRs, or
+/// earlier when a comment waits to be handled again (`retry_since`); `None` (every comment)
+/// when a PR was never looked at.
+pub(super) fn listing_start<'l>(ledgers: impl IntoIterator<Item = &'l Ledger>) -> Option<DateTime<Utc>> {
+    let mut newest: Option<DateTime<Utc>> = None;
+    let mut retry: Option<DateTime<Utc>> = None;
+    let mut any = false;
+    for l in ledgers {
+        any = true;
+        let seen = l.seen_at?;
+        newest = Some(newest.map_or(seen, |n| n.max(seen)));
+        if let Some(r) = l.retry_since {
+            retry = Some(retry.map_or(r, |x| x.min(r)));
+        }
     }
+    if !any {
+        return None;
+    }
+    let start = match (newest, retry) {
+        (Some(n), Some(r)) => n.min(r),
+        (n, r) => n.or(r)?,
+    };
+    Some(start - SKEW)
 }
 
 /// The Applications the run manages: id → image aliases.
@@ -69,22 +81,28 @@ impl<F: Forge> Ctx<'_, F> {
         let mut dirty: BTreeSet<u64> = BTreeSet::new();
         let mut replies: Vec<PendingReply> = Vec::new();
         let mut permissions: HashMap<String, Permission> = HashMap::new();
-        // PRs with a comment left for the next cycle: their `seen_at` stays, so it is read again.
-        let mut retry: BTreeSet<u64> = BTreeSet::new();
+
+        // One listing for the whole repository (none when the bot has no PR here).
+        let mut by_pr: BTreeMap<u64, Vec<Comment>> = BTreeMap::new();
+        if !prs.is_empty() {
+            let since = listing_start(prs.iter().map(|(_, m)| &m.ledger));
+            match self.forge.list_repo_comments(&repo, since).await {
+                Ok(all) => {
+                    for c in all {
+                        by_pr.entry(c.pr).or_default().push(c);
+                    }
+                }
+                Err(e) => {
+                    // Nothing is written: the next cycle lists from the same start.
+                    errors.push(e.to_string());
+                    return;
+                }
+            }
+        }
 
         for i in 0..prs.len() {
-            let named = self.options.look_at.contains(&(repo.slug.to_ascii_lowercase(), prs[i].0.number));
-            if !named && !needs_scan(&prs[i].0, &prs[i].1.ledger) {
-                continue;
-            }
             let (pr, meta) = prs[i].clone();
-            let comments = match self.forge.list_comments(&repo, pr.number).await {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(format!("#{}: {e}", pr.number));
-                    continue;
-                }
-            };
+            let Some(comments) = by_pr.get(&pr.number) else { continue };
             let by_bot = |c: &Comment| planner::is_bot_comment(&c.author, &pr.author);
             let replied = planner::replied_to(comments.iter().filter(|c| by_bot(c)).map(|c| &c.body));
             let fresh: Vec<&Comment> = comments
@@ -98,6 +116,7 @@ impl<F: Forge> Ctx<'_, F> {
             if fresh.is_empty() {
                 continue;
             }
+            let mut retry_since: Option<DateTime<Utc>> = None;
             let aliases = managed.get(&meta.application).cloned().unwrap_or_default();
             for c in fresh {
                 let parsed = commands::parse_comment(&c.body);
@@ -119,7 +138,7 @@ impl<F: Forge> Ctx<'_, F> {
                             // Not knowing is not permission: the comment is looked at again next time.
                             errors.push(format!("#{}: permission of {}: {e}", pr.number, c.author));
                             seen_up_to = seen_up_to.min(c.id.saturating_sub(1));
-                            retry.insert(pr.number);
+                            retry_since = Some(retry_since.map_or(c.created_at, |r: DateTime<Utc>| r.min(c.created_at)));
                             continue;
                         }
                     }
@@ -167,6 +186,7 @@ impl<F: Forge> Ctx<'_, F> {
                 });
             }
             prs[i].1.ledger.comments_seen = prs[i].1.ledger.comments_seen.max(seen_up_to);
+            prs[i].1.ledger.retry_since = retry_since;
             dirty.insert(pr.number);
         }
 
@@ -189,9 +209,7 @@ impl<F: Forge> Ctx<'_, F> {
         // Ledgers first, then what the bot says.
         for n in &dirty {
             let Some((pr, meta)) = prs.iter_mut().find(|(p, _)| p.number == *n) else { continue };
-            if !retry.contains(n) {
-                meta.ledger.seen_at = Some(seen_now());
-            }
+            meta.ledger.seen_at = Some(self.started);
             let update = PrUpdate { title: None, body: Some(compose_body(&visible_body(&pr.body), meta)), state: None };
             match self.forge.update_pull_request(&repo, *n, &update).await {
                 Ok(updated) => *pr = updated,
@@ -320,10 +338,8 @@ impl<F: Forge> Ctx<'_, F> {
                     continue;
                 }
             };
-            // An unread change on the PR keeps its `seen_at`: the next cycle reads it.
-            if !needs_scan(&pr, &meta.ledger) {
-                meta.ledger.seen_at = Some(seen_now());
-            }
+            // This cycle listed the comments before it got here.
+            meta.ledger.seen_at = Some(self.started);
             let update = PrUpdate { title: None, body: Some(compose_body(&visible_body(&pr.body), &meta)), state: None };
             match self.forge.update_pull_request(&repo, number, &update).await {
                 Ok(updated) => {
@@ -380,43 +396,24 @@ fn pr_action(i: &planner::Interpreted, open: bool, meta: &PrMetadata, aliases: &
 mod tests {
     use super::*;
 
-    fn pr_updated(at: &str) -> PullRequest {
-        PullRequest {
-            number: 1,
-            author: "argocd-image-pr[bot]".into(),
-            url: String::new(),
-            title: String::new(),
-            body: String::new(),
-            head: String::new(),
-            head_sha: String::new(),
-            base: String::new(),
-            state: PrState::Open,
-            draft: false,
-            labels: vec![],
-            requested_reviewers: vec![],
-            requested_teams: vec![],
-            assignees: vec![],
-            auto_merge: false,
-            merge_commit_sha: None,
-            updated_at: Some(at.parse().unwrap()),
-            closed_at: None,
-        }
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn ledger(seen: Option<&str>, retry: Option<&str>) -> Ledger {
+        Ledger { seen_at: seen.map(at), retry_since: retry.map(at), ..Ledger::default() }
     }
 
     #[test]
-    fn a_stamp_in_whole_seconds_counts_when_its_second_reaches_past_seen_at() {
-        let ledger = Ledger { seen_at: Some("2024-05-01T10:00:12.500Z".parse().unwrap()), ..Ledger::default() };
+    fn the_listing_starts_at_the_newest_seen_at_or_an_older_comment_waiting_for_a_retry() {
         let cases = [
-            ("the bot's own write, two seconds earlier", "2024-05-01T10:00:10Z", false),
-            ("the second before seen_at's", "2024-05-01T10:00:11Z", false),
-            // GitHub's stamp of a comment made at 12.8 s.
-            ("the same second, truncated", "2024-05-01T10:00:12Z", true),
-            ("later", "2024-05-01T10:00:13Z", true),
-            ("a precise stamp before seen_at's second", "2024-05-01T10:00:11.900Z", false),
+            ("newest seen_at wins", vec![ledger(Some("2024-05-01T10:00:00Z"), None), ledger(Some("2024-05-01T12:00:00Z"), None)], Some("2024-05-01T11:55:00Z")),
+            ("a comment waiting since earlier", vec![ledger(Some("2024-05-01T12:00:00Z"), Some("2024-05-01T09:00:00Z"))], Some("2024-05-01T08:55:00Z")),
+            ("a PR never looked at: every comment", vec![ledger(Some("2024-05-01T12:00:00Z"), None), ledger(None, None)], None),
+            ("no PR: nothing to list from", vec![], None),
         ];
-        for (name, at, want) in cases {
-            assert_eq!(needs_scan(&pr_updated(at), &ledger), want, "case {name}");
+        for (name, ledgers, want) in cases {
+            assert_eq!(listing_start(&ledgers), want.map(at), "case {name}");
         }
-        assert!(needs_scan(&pr_updated("2024-05-01T10:00:00Z"), &Ledger::default()), "never looked");
     }
 }

@@ -78,6 +78,9 @@ impl Forge for Faulty<'_> {
     async fn list_comments(&self, repo: &RepoRef, n: u64) -> Result<Vec<Comment>, ForgeError> {
         self.inner.list_comments(repo, n).await
     }
+    async fn list_repo_comments(&self, repo: &RepoRef, since: Option<chrono::DateTime<chrono::Utc>>) -> Result<Vec<Comment>, ForgeError> {
+        self.inner.list_repo_comments(repo, since).await
+    }
     async fn create_comment(&self, repo: &RepoRef, n: u64, body: &str) -> Result<Comment, ForgeError> {
         self.inner.create_comment(repo, n, body).await
     }
@@ -226,7 +229,6 @@ impl World {
             repositories: vec![],
             templates: Arc::new(Templates::defaults()),
             mode: Default::default(),
-            look_at: Default::default(),
         };
         run_once(&forge, options).await
     }

@@ -61,7 +61,9 @@ pub struct GithubSettings {
     pub max_rate_limit_wait: Duration,
     /// An installation token is replaced when it has less than this left.
     pub token_refresh_margin: Duration,
-    /// Pages of 100 pull requests read by `list_pull_requests` (newest updated first).
+    /// Pages of 100 pull requests `list_pull_requests` reads at most (newest updated first): the
+    /// listing is complete, or an error naming the repository — never a part of it, where a bot
+    /// PR beyond the last page read would be opened again or its holds forgotten.
     pub max_pr_pages: usize,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -76,7 +78,7 @@ impl GithubSettings {
             auth,
             max_rate_limit_wait: Duration::from_secs(15 * 60),
             token_refresh_margin: Duration::from_secs(5 * 60),
-            max_pr_pages: 5,
+            max_pr_pages: 200,
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
             allow_http: false,
@@ -484,7 +486,8 @@ impl GithubForge {
         if reply.ok() { Ok(()) } else { Err(status_error(repo, action, &reply)) }
     }
 
-    /// Follows `Link: <...>; rel="next"` for at most `max_pages` pages.
+    /// Follows `Link: <...>; rel="next"` for at most `max_pages` pages; more pages than that are
+    /// an error: a listing read in part would hide pull requests or comments.
     async fn get_pages<T: for<'de> Deserialize<'de>>(
         &self,
         repo: &RepoRef,
@@ -497,7 +500,7 @@ impl GithubForge {
         let mut pages = 0;
         while let Some(path) = next.take() {
             if pages >= max_pages {
-                break;
+                return Err(err(repo, ForgeErrorKind::Protocol, format!("{action}: more than {max_pages} pages of 100; refusing to read only a part")));
             }
             pages += 1;
             let reply = self.send(repo, action, Method::Get, Api::Rest, &path, None, Credential::Repo).await?;
@@ -640,6 +643,16 @@ impl Forge for GithubForge {
         Ok(comments.into_iter().map(GhComment::into_port).collect())
     }
 
+    async fn list_repo_comments(&self, repo: &RepoRef, since: Option<DateTime<Utc>>) -> Result<Vec<Comment>, ForgeError> {
+        let action = "listing the repository's comments";
+        let mut path = format!("{}/issues/comments?sort=updated&direction=asc&per_page=100", self.repo_path(repo)?);
+        if let Some(s) = since {
+            path.push_str(&format!("&since={}", s.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        }
+        let comments: Vec<GhComment> = self.get_pages(repo, action, path, MAX_COMMENT_PAGES).await?;
+        Ok(comments.into_iter().map(GhComment::into_port).collect())
+    }
+
     async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<Comment, ForgeError> {
         let action = format!("commenting on pull request #{number}");
         let path = format!("{}/issues/{number}/comments", self.repo_path(repo)?);
@@ -757,6 +770,10 @@ impl Forge for GithubForge {
     }
 }
 
+/// Pages of 100 comments one repository listing reads: the listing starts where the last run
+/// that wrote a ledger started, so it is one page unless the repository is very busy.
+const MAX_COMMENT_PAGES: usize = 50;
+
 const ENABLE_AUTO_MERGE: &str = "mutation($pullRequestId: ID!, $mergeMethod: PullRequestMergeMethod!) { \
 enablePullRequestAutoMerge(input: {pullRequestId: $pullRequestId, mergeMethod: $mergeMethod}) { \
 pullRequest { number autoMergeRequest { enabledAt } } } }";
@@ -856,6 +873,9 @@ impl GhPull {
 #[derive(Deserialize)]
 struct GhComment {
     id: u64,
+    /// `.../issues/{number}`: the issue or pull request the comment is on.
+    #[serde(default)]
+    issue_url: Option<String>,
     user: Option<GhUser>,
     #[serde(default)]
     body: Option<String>,
@@ -867,6 +887,7 @@ impl GhComment {
     fn into_port(self) -> Comment {
         Comment {
             id: self.id,
+            pr: self.issue_url.as_deref().and_then(|u| u.rsplit('/').next()).and_then(|n| n.parse().ok()).unwrap_or(0),
             // A deleted account shows as `ghost` on GitHub.
             author: self.user.map(|u| u.login).unwrap_or_else(|| "ghost".into()),
             body: self.body.unwrap_or_default(),

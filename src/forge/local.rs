@@ -514,6 +514,7 @@ impl LocalForge {
     fn to_comment(&self, repo: &RepoRef, r: &LocalPullRequest, c: &LocalComment) -> Comment {
         Comment {
             id: c.id,
+            pr: r.number,
             author: c.author.clone(),
             body: c.body.clone(),
             created_at: c.created_at,
@@ -691,6 +692,15 @@ impl Forge for LocalForge {
     async fn list_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<Comment>, ForgeError> {
         let record = self.load(repo, number)?;
         Ok(self.comments(repo, &record))
+    }
+
+    async fn list_repo_comments(&self, repo: &RepoRef, since: Option<DateTime<Utc>>) -> Result<Vec<Comment>, ForgeError> {
+        let mut out: Vec<Comment> = Vec::new();
+        for record in self.records(repo)? {
+            out.extend(self.comments(repo, &record).into_iter().filter(|c| since.is_none_or(|s| c.created_at >= s)));
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
     }
 
     async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<Comment, ForgeError> {

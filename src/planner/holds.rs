@@ -33,10 +33,15 @@ pub struct Ledger {
     /// Highest comment id handled on this PR: each comment is handled once.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub comments_seen: u64,
-    /// The PR's activity up to this time is handled: its comments are listed again only when the
-    /// forge says it was updated later.
+    /// Comments made before this time are handled (it is when the cycle that wrote the ledger
+    /// started): the next cycle lists the repository's comments from the newest `seen_at` of
+    /// its PRs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_at: Option<DateTime<Utc>>,
+    /// A comment on this PR that could not be handled yet (its author's permission could not be
+    /// read) was made at this time: listings start no later than that until it is handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_since: Option<DateTime<Utc>>,
     /// Notices already posted on this PR (`closed-ignored`, `rollback:<alias>:<version>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,

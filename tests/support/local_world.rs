@@ -158,10 +158,8 @@ impl World {
         Plan::command(&["status", "--forge", "local"]).arg("--local-forge-dir").arg(self.forge.path()).apps(&apps).json()
     }
 
-    /// A person comments on PR `n`. The bot notes what it has seen with a margin of
-    /// two seconds after its own writes (docs/lifecycle.md), so a person's comment comes later.
+    /// A person comments on PR `n`, right after the bot's last write.
     pub fn comment(&self, n: u64, author: &str, body: &str) {
-        std::thread::sleep(std::time::Duration::from_millis(2100));
         self.local(&["comment", &n.to_string(), body, "--as", author]);
     }
 

@@ -28,7 +28,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
 
 use contract::{Contract, Operation};
@@ -892,7 +892,12 @@ fn handle(shared: &Shared, st: &mut State, op: &Operation, user: &str, query: &s
     let find = |st: &State, n: Option<u64>| st.pulls.iter().position(|p| p.repo == key && Some(p.number) == n);
     let needs_write = !matches!(
         op.id.as_str(),
-        "repos/get" | "pulls/list" | "pulls/get" | "issues/list-comments" | "repos/get-collaborator-permission-level"
+        "repos/get"
+            | "pulls/list"
+            | "pulls/get"
+            | "issues/list-comments"
+            | "issues/list-comments-for-repo"
+            | "repos/get-collaborator-permission-level"
     );
     if needs_write && !writer {
         return reply_error(403, "Resource not accessible by integration");
@@ -1032,6 +1037,39 @@ fn handle(shared: &Shared, st: &mut State, op: &Operation, user: &str, query: &s
                     "Link".into(),
                     format!("<{}/api/v3/repos/{key}/issues/{}/comments?per_page={per_page}&page={}>; rel=\"next\"", j.web, number.unwrap(), page + 1),
                 ));
+            }
+            (200, Some(Value::Array(items)), extra)
+        }
+        "issues/list-comments-for-repo" => {
+            // Every comment of the repository, `since` (updated at or after, GitHub's
+            // whole-second stamps) ordered by `sort`/`direction`.
+            let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            let per_page: usize = params.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30).clamp(1, 100);
+            let page: usize = params.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+            let since = match params.get("since").map(|s| DateTime::parse_from_rfc3339(s)) {
+                None => None,
+                Some(Ok(t)) => Some(t.with_timezone(&Utc)),
+                Some(Err(_)) => return validation_failed(json!([{"resource": "IssueComment", "field": "since", "code": "invalid"}])),
+            };
+            let mut all: Vec<&IssueComment> = st
+                .comments
+                .iter()
+                .filter(|c| c.repo == key)
+                .filter(|c| since.is_none_or(|s| c.created_at.trunc_subsecs(0) >= s))
+                .collect();
+            all.sort_by_key(|c| (c.created_at.trunc_subsecs(0), c.id));
+            if params.get("direction").map(String::as_str) == Some("desc") {
+                all.reverse();
+            }
+            let items = all.iter().skip((page - 1) * per_page).take(per_page).map(|c| j.comment(st, c)).collect();
+            let mut extra = vec![];
+            if page * per_page < all.len() {
+                let mut q: Vec<(String, String)> = params.clone().into_iter().collect();
+                q.retain(|(k, _)| k != "page");
+                q.push(("page".into(), (page + 1).to_string()));
+                q.sort();
+                let qs = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(q).finish();
+                extra.push(("Link".into(), format!("<{}/api/v3/repos/{key}/issues/comments?{qs}>; rel=\"next\"", j.web)));
             }
             (200, Some(Value::Array(items)), extra)
         }
