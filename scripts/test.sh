@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/install.sh
-ensure_debian_packages /usr/bin/docker-registry:docker-registry htpasswd:apache2-utils git:git
+ensure_debian_packages /usr/bin/docker-registry:docker-registry htpasswd:apache2-utils git:git kubectl:kubernetes-client
 
 # npm packages the tests check against: GitHub's REST description (the fake GitHub's contract)
 # and its real webhook payloads. Installed together: `--no-save` prunes what a command omits.

@@ -211,6 +211,57 @@ pub fn parse(annotations: &BTreeMap<String, String>, default_registry: &Arc<Defa
     })
 }
 
+/// Options read per image (`<alias>.<option>`); those also read app-wide are in [`APP_WIDE`].
+const PER_IMAGE: [&str; 10] = [
+    "update-strategy",
+    "allow-tags",
+    "ignore-tags",
+    "platforms",
+    "force-update",
+    "pull-secret",
+    "helm.image-name",
+    "helm.image-tag",
+    "helm.image-spec",
+    "kustomize.image-name",
+];
+/// Keys read for the whole Application. AIU's git write-back keys are read by AIU only; we know
+/// them, so they are no typo.
+const APP_WIDE: [&str; 10] = [
+    IMAGE_LIST,
+    "update-strategy",
+    "allow-tags",
+    "ignore-tags",
+    "force-update",
+    "pull-secret",
+    "write-back-method",
+    "write-back-target",
+    "git-branch",
+    "git-repository",
+];
+/// Our own keys (`argocd-image-pr.io/...`); `<alias>.pin-digest` per image.
+const OWN_KEYS: [&str; 8] = ["pin", "base-branch", "labels", "reviewers", "team-reviewers", "assignees", "draft", "auto-merge"];
+
+/// Annotation keys under argocd-image-updater's or our prefix that nothing reads, for a warning
+/// that names them (`api.update-stratgy` would otherwise be ignored without a word).
+pub fn unknown_keys(annotations: &BTreeMap<String, String>, aliases: &[String]) -> Vec<String> {
+    let per_image = |suffix: &str, options: &[&str]| {
+        aliases.iter().any(|a| options.iter().any(|o| suffix == alias_key(a, o)))
+    };
+    annotations
+        .keys()
+        .filter(|key| {
+            if let Some(suffix) = key.strip_prefix(&format!("{AIU_PREFIX}/")) {
+                !(APP_WIDE.contains(&suffix) || per_image(suffix, &PER_IMAGE))
+            } else if let Some(suffix) = key.strip_prefix(&format!("{OWN_PREFIX}/")) {
+                !(OWN_KEYS.contains(&suffix) || per_image(suffix, &["pin-digest"]))
+            } else {
+                false
+            }
+        })
+        .cloned()
+        .collect()
+}
+
 fn aiu_key(suffix: &str) -> String {
     format!("{AIU_PREFIX}/{suffix}")
 }
@@ -569,6 +620,34 @@ mod tests {
         assert_eq!(all[2].as_ref().map(|s| s.alias.as_str()).ok(), Some("db"));
         let alone = images(&[("image-list", "<2.0")]);
         assert!(alone[0].as_ref().unwrap_err().message.contains("`<2.0`"), "{alone:?}");
+    }
+
+    #[test]
+    fn misspelled_keys_are_found_and_known_ones_are_not() {
+        let ann: BTreeMap<String, String> = [
+            "argocd-image-updater.argoproj.io/image-list",
+            "argocd-image-updater.argoproj.io/api.update-strategy",
+            "argocd-image-updater.argoproj.io/api.update-stratgy",
+            "argocd-image-updater.argoproj.io/org_app.helm.image-tag",
+            "argocd-image-updater.argoproj.io/web.allow-tags",
+            "argocd-image-updater.argoproj.io/write-back-method",
+            "argocd-image-pr.io/pin",
+            "argocd-image-pr.io/api.pin-digest",
+            "argocd-image-pr.io/lables",
+            "kubectl.kubernetes.io/last-applied-configuration",
+        ]
+        .into_iter()
+        .map(|k| (k.to_string(), "x".to_string()))
+        .collect();
+        let unknown = unknown_keys(&ann, &["api".into(), "org/app".into()]);
+        assert_eq!(
+            unknown,
+            [
+                "argocd-image-pr.io/lables",
+                "argocd-image-updater.argoproj.io/api.update-stratgy",
+                "argocd-image-updater.argoproj.io/web.allow-tags",
+            ]
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct ConfigFile {
     /// docker `config.json` / `.dockerconfigjson` files with registry credentials.
     #[serde(default)]
     pub docker_configs: Vec<PathBuf>,
+    /// The same, mounted from Secrets marked optional: a file that is absent is skipped.
+    #[serde(default)]
+    pub optional_docker_configs: Vec<PathBuf>,
     /// Where git clones are kept between runs.
     pub cache_dir: Option<PathBuf>,
     /// `run`: the forge, `github` or `local`.

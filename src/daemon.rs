@@ -44,6 +44,10 @@ pub struct DaemonArgs {
     /// the bot exits anyway (every step of a cycle is safe to cut short: the next run finishes it).
     #[arg(long, env = "ARGOCD_IMAGE_PR_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub shutdown_timeout: Duration,
+    /// Without --once: `/healthz` answers 503 when no cycle has finished within this many
+    /// intervals (a cycle stuck on the network; keep --git-timeout below that).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_UNHEALTHY_CYCLES", default_value = "3")]
+    pub unhealthy_cycles: u32,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -227,7 +231,7 @@ pub async fn run<F: Forge>(forge: &F, options: RunOptions, args: &DaemonArgs) ->
     let metrics = Arc::new(Metrics::new());
     let (events_tx, mut events) = mpsc::channel::<WebhookEvent>(QUEUE);
     let webhooks = secret.is_some();
-    let state = ServerState::new(secret, events_tx, metrics.clone());
+    let state = ServerState::new(secret, events_tx, metrics.clone()).with_health(args.interval * args.unhealthy_cycles.max(1));
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let mut server = tokio::spawn(crate::server::serve_on(listener, state, async {
         let _ = server_stopped.await;

@@ -46,6 +46,8 @@ pub struct PlanReport {
     /// Files or `--apps` locations that could not be read.
     pub errors: Vec<LocationError>,
     pub stats: Stats,
+    /// What the report could not take into account (forge-side holds).
+    pub notes: Vec<String>,
 }
 
 impl PlanReport {
@@ -167,14 +169,14 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
         Ok(r) => Arc::new(r),
         Err(e) => {
             errors.push(LocationError { file: "registries".into(), error: e.to_string() });
-            return PlanReport { applications: vec![], errors, stats: Stats::default() };
+            return PlanReport { applications: vec![], errors, stats: Stats::default(), notes: vec![] };
         }
     };
     let (_temp, cache_dir) = match cache_dir(&options) {
         Ok(c) => c,
         Err(e) => {
             errors.push(e);
-            return PlanReport { applications: vec![], errors, stats: Stats::default() };
+            return PlanReport { applications: vec![], errors, stats: Stats::default(), notes: vec![] };
         }
     };
     let prepare = {
@@ -183,12 +185,58 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
     };
     let found = discover(&options.apps, &cache_dir, &HashMap::new(), registry.default_registry()).await;
     let _ = prepare.await;
+    tracing::info!("discovery: {} Applications with an image-list in {} location(s)", found.annotated.len(), options.apps.len());
     errors.extend(found.errors);
-    let evaluated =
-        evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone(), &[], &HashMap::new())
+    // What `run` would hold that git shows: the pin annotation. What `run` would refuse: a
+    // malformed pin or pull-request annotation. Holds kept on the forge are not read here.
+    let mut refused: Vec<Option<String>> = Vec::new();
+    let holds: Vec<AppHolds> = found
+        .annotated
+        .iter()
+        .map(|(app, _)| {
+            let id = app.id.to_string();
+            let pins = app.annotations.get(planner::PIN_ANNOTATION).map(|v| planner::parse_pin_annotation(v));
+            let settings = planner::pr_settings(&app.annotations, None).err();
+            refused.push(match (&pins, settings) {
+                (Some(Err(e)), _) => Some(format!("Application {}: {e}", app.id)),
+                (_, Some(e)) => Some(format!("Application {}: annotation {e}", app.id)),
+                _ => None,
+            });
+            planner::derive(&id, &[], &pins.and_then(Result::ok).unwrap_or_default())
+        })
+        .collect();
+    let mut evaluated =
+        evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone(), &holds, &HashMap::new())
             .await;
-    PlanReport { applications: evaluated.reports, errors, stats: evaluated.stats }
+    for (report, refused) in evaluated.reports.iter_mut().zip(refused) {
+        if let Some(e) = refused {
+            // `run` does nothing for this Application until the annotation is fixed.
+            report.error = Some(e);
+            report.changes.clear();
+            for image in &mut report.images {
+                image.proposed = None;
+                image.change = None;
+            }
+        }
+    }
+    tracing::info!(
+        registry_requests = evaluated.stats.registry_requests,
+        "plan done: {} Applications, {} with a proposal, {} location errors",
+        evaluated.reports.len(),
+        evaluated.reports.iter().filter(|r| !r.changes.is_empty()).count(),
+        errors.len()
+    );
+    let notes = if found.annotated.is_empty() {
+        Vec::new()
+    } else {
+        vec![FORGE_HOLDS_NOTE.to_string()]
+    };
+    PlanReport { applications: evaluated.reports, errors, stats: evaluated.stats, notes }
 }
+
+/// What `plan` says about the holds it cannot see.
+pub const FORGE_HOLDS_NOTE: &str = "holds kept on the forge (rollbacks of merged PRs, versions of PRs closed without merging, \
+/pin and /ignore comments) were not read: `run` applies them, `status` lists them; the pin annotation was applied";
 
 /// The cache directory to use, and the temporary directory to keep alive when there is none.
 fn cache_dir(options: &PlanOptions) -> Result<(Option<tempfile::TempDir>, PathBuf), LocationError> {
@@ -227,7 +275,7 @@ async fn discover(
     default_registry: &DefaultRegistry,
 ) -> Discovered {
     let mut errors = Vec::new();
-    let mut apps: Vec<(Application, Option<AppsOrigin>)> = Vec::new();
+    let mut apps: Vec<(Application, Option<AppsOrigin>, String)> = Vec::new();
     for location in locations {
         match load_location(location, cache_dir, credentials.get(location).cloned()).await {
             Ok((files, commit)) => {
@@ -242,20 +290,59 @@ async fn discover(
                         None => e.message,
                     },
                 }));
-                apps.extend(found.into_iter().map(|app| (app, origin.clone())));
+                apps.extend(found.into_iter().map(|app| (app, origin.clone(), location.clone())));
             }
             Err(e) => errors.push(LocationError { file: location.clone(), error: e }),
         }
     }
     apps.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    // Two manifests of one Application (two Argo CD instances, two locations) would pull one PR
+    // back and forth between their proposals: neither is proposed until one is removed. The
+    // error keeps the run from closing their PRs as if the Application were gone.
+    let place = |(app, _, location): &(Application, Option<AppsOrigin>, String)| {
+        if locations.len() > 1 { format!("{location}: {}", app.file) } else { app.file.clone() }
+    };
+    let mut unique = Vec::with_capacity(apps.len());
+    for group in apps.chunk_by(|a, b| a.0.id == b.0.id) {
+        if let [one] = group {
+            unique.push(one.clone());
+            continue;
+        }
+        let places: Vec<String> = group.iter().map(place).collect();
+        errors.push(LocationError {
+            file: places[0].clone(),
+            error: format!(
+                "Application {} is defined {} times ({}); none of them is proposed until only one is left",
+                group[0].0.id,
+                group.len(),
+                places.join(", ")
+            ),
+        });
+    }
+    let apps = unique;
     tracing::debug!("discovery: {} Applications in {} location(s)", apps.len(), locations.len());
     let mut annotated = Vec::new();
     let mut origins = Vec::new();
     let mut unannotated = Vec::new();
     let default_registry = Arc::new(default_registry.clone());
-    for (app, origin) in apps {
+    for (app, origin, _) in apps {
         match annotations::parse(&app.annotations, &default_registry) {
             Some(ann) => {
+                let aliases: Vec<String> = ann
+                    .images
+                    .iter()
+                    .filter_map(|i| match i {
+                        Ok(spec) => Some(spec.alias.clone()),
+                        Err(e) => e.alias.clone(),
+                    })
+                    .collect();
+                for key in annotations::unknown_keys(&app.annotations, &aliases) {
+                    tracing::warn!(
+                        "{}: Application {}: annotation {key} is read by nothing (misspelled, or for an alias the image-list does not have); ignored",
+                        app.file,
+                        app.id
+                    );
+                }
                 annotated.push((app, ann));
                 origins.push(origin);
             }
@@ -418,18 +505,33 @@ async fn load_location(
 ) -> Result<(FileSet, Option<String>), String> {
     let location = location.to_string();
     let cache_dir = cache_dir.to_path_buf();
-    let result = tokio::task::spawn_blocking(move || {
+    git::bounded("reading the Applications".to_string(), move || {
         let path = Path::new(&location);
         if path.is_dir() {
             git::read_dir(path).map(|files| (files, None)).map_err(|e| e.to_string())
+        } else if path.exists() {
+            Err("not a directory nor a git URL: give a directory of Application manifests or a git URL".to_string())
+        } else if looks_like_a_path(&location) {
+            Err("no such directory".to_string())
         } else {
             git::snapshot_with(&location, "HEAD", &cache_dir, auth.as_ref())
                 .map(|s| (s.files, Some(s.commit)))
                 .map_err(|e| e.to_string())
         }
     })
-    .await;
-    result.unwrap_or_else(|e| Err(format!("reading the Applications failed: {e}")))
+    .await
+}
+
+/// `./apps`, `/srv/apps`, `apps`: what is neither a URL (`scheme://`) nor scp-like
+/// (`git@host:org/repo.git`).
+fn looks_like_a_path(location: &str) -> bool {
+    if location.contains("://") {
+        return false;
+    }
+    match location.split_once(':') {
+        Some((left, _)) => left.contains('/'),
+        None => true,
+    }
 }
 
 type SourceKey = (String, String);
@@ -458,21 +560,25 @@ async fn fetch_sources(
     let tasks = by_url.into_iter().map(|(url, revs)| {
         let cache_dir = cache_dir.to_path_buf();
         let auth = credentials.get(&url).cloned();
-        tokio::task::spawn_blocking(move || {
-            revs.into_iter()
+        let keys: Vec<SourceKey> = revs.iter().map(|r| (url.clone(), r.clone())).collect();
+        let fetch = git::bounded(format!("git repository {url}"), move || {
+            Ok(revs
+                .into_iter()
                 .map(|rev| {
                     let snap =
                         git::snapshot_with(&url, &rev, &cache_dir, auth.as_ref()).map(Arc::new).map_err(|e| e.to_string());
                     ((url.clone(), rev), snap)
                 })
-                .collect::<Vec<_>>()
-        })
+                .collect::<Vec<_>>())
+        });
+        async move { (keys, fetch.await) }
     });
     let mut out = HashMap::new();
-    for result in join_all(tasks).await {
+    for (keys, result) in join_all(tasks).await {
         match result {
             Ok(list) => out.extend(list),
-            Err(e) => tracing::error!("git worker failed: {e}"),
+            // A repository that does not answer fails its own sources, nothing else.
+            Err(e) => out.extend(keys.into_iter().map(|k| (k, Err(e.clone())))),
         }
     }
     out
@@ -495,6 +601,15 @@ fn find_current(
             },
             Some(Err(e)) => problems.push(e.clone()),
             None => problems.push(format!("{} at {} was not fetched", source.repo_url, source.target_revision)),
+        }
+    }
+    // Not found anywhere: a source path that does not exist says more than "not found".
+    for source in app.sources.iter().filter(|s| s.chart.is_none()) {
+        let key = (source.repo_url.clone(), source.target_revision.clone());
+        if let (Some(path), Some(Ok(snapshot))) = (&source.path, snapshots.get(&key))
+            && !snapshot.files.has_dir(path.trim_matches('/'))
+        {
+            problems.push(format!("source path {path:?} does not exist in {} at {}", source.repo_url, source.target_revision));
         }
     }
     if problems.is_empty() { Ok(None) } else { Err(problems.join("; ")) }
@@ -624,6 +739,10 @@ async fn choose(
     let secret = spec.pull_secret.as_deref();
     let tags = registry.list_tags(&spec.name, secret).await.map_err(|e| e.to_string())?;
     let filtered = strategy::filter_tags(spec, &tags).map_err(|e| e.to_string())?;
+    if tags.is_empty() {
+        let none = Selection { proposed: None, reason: Some(format!("{} has no tags", spec.name)) };
+        return Ok((none, HeldInfo::default(), Seen::default()));
+    }
     let candidates: Vec<Candidate> = match strategy::need(spec, &filtered) {
         Need::Nothing => filtered
             .iter()
@@ -641,6 +760,13 @@ async fn choose(
                 if meta.platform_found {
                     out.push(Candidate { tag: tag.clone(), digest: Some(meta.digest), created: meta.created });
                 }
+            }
+            if out.is_empty() && !wanted.is_empty() {
+                let none = Selection {
+                    proposed: None,
+                    reason: Some(format!("none of the {} candidate tags has an image for {}", wanted.len(), platforms_text(spec))),
+                };
+                return Ok((none, HeldInfo::default(), Seen::default()));
             }
             out
         }

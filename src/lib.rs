@@ -34,3 +34,4 @@ pub use engine::{
     RunStats, Stats, plan, run_once,
 };
 pub use registry::RegistrySettings;
+pub use git::set_timeouts as set_git_timeouts;

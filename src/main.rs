@@ -15,11 +15,22 @@ use argocd_image_pr::{
 #[derive(Parser)]
 #[command(name = "argocd-image-pr", version, about = "A GitOps pull-request bot for Argo CD")]
 struct Cli {
-    /// Log filter (tracing env-filter syntax), logs go to stderr.
+    /// Log filter (tracing env-filter syntax: `info`, `warn`, `argocd_image_pr=debug`); logs go
+    /// to stderr. `info` shows the phases of a run, one line per Application and a summary.
     #[arg(long, env = "ARGOCD_IMAGE_PR_LOG", default_value = "warn", global = true)]
     log: String,
+    /// Log lines as `text` (colours only on a terminal) or `json` (one object per line, for log
+    /// stores).
+    #[arg(long, value_enum, env = "ARGOCD_IMAGE_PR_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -140,20 +151,42 @@ struct PlanArgs {
     cache_dir: Option<PathBuf>,
     #[arg(long, value_enum, env = "ARGOCD_IMAGE_PR_OUTPUT", default_value = "table")]
     output: Output,
+    /// Deadline to connect to a git server, registry or forge (`10s`, Go duration syntax).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_CONNECT_TIMEOUT", default_value = "10s", value_parser = daemon::parse_timeout)]
+    connect_timeout: std::time::Duration,
+    /// Deadline of one registry or forge request, and how long a git server may send nothing.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_TIMEOUT", default_value = "60s", value_parser = daemon::parse_timeout)]
+    timeout: std::time::Duration,
+    /// Deadline of one whole git operation (clone or fetch, ls-remote, push): past it, that
+    /// repository or `--apps` location is reported as failed and the others go on.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GIT_TIMEOUT", default_value = "5m", value_parser = daemon::parse_timeout)]
+    git_timeout: std::time::Duration,
 }
 
+/// `table` for `plan` and `run`; `status` prints a tree (an Application, its images, their
+/// holds), so it is also called `tree` there.
 #[derive(Clone, Copy, ValueEnum)]
 enum Output {
+    #[value(alias = "tree")]
     Table,
     Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    // An unusable filter is an error: falling back would hide the logs that were asked for.
+    let filter = match tracing_subscriber::EnvFilter::builder().parse(&cli.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: --log {:?} is not a log filter ({e}); examples: info, warn, argocd_image_pr=debug", cli.log);
+            return ExitCode::from(2);
+        }
+    };
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match cli.command {
         Command::Plan(args) => run_plan(args),
         Command::Run(args) => run_run(args, Mode::Run),
@@ -172,12 +205,23 @@ fn load_config(path: Option<&PathBuf>) -> Result<ConfigFile, ExitCode> {
     }
 }
 
+/// Applies the network deadlines to git (process-wide) and returns them for the other clients.
+fn network(args: &PlanArgs) -> Result<(), ExitCode> {
+    argocd_image_pr::set_git_timeouts(args.connect_timeout, args.timeout, args.git_timeout).map_err(|e| {
+        eprintln!("error: git timeouts: {e}");
+        ExitCode::from(2)
+    })
+}
+
 fn plan_options(args: PlanArgs, file: &ConfigFile) -> PlanOptions {
     PlanOptions {
         apps: if args.apps.is_empty() { file.apps.clone() } else { args.apps },
         registry: RegistrySettings {
             registries_conf: args.registries_conf.or(file.registries_conf.clone()),
             docker_configs: if args.docker_configs.is_empty() { file.docker_configs.clone() } else { args.docker_configs },
+            optional_docker_configs: file.optional_docker_configs.clone(),
+            connect_timeout: Some(args.connect_timeout),
+            request_timeout: Some(args.timeout),
         },
         cache_dir: args.cache_dir.or(file.cache_dir.clone()),
     }
@@ -218,6 +262,10 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         None => Templates::defaults(),
     };
     let identity = file.identity.clone().unwrap_or_default();
+    if let Err(code) = network(&args.plan) {
+        return code;
+    }
+    let (connect_timeout, request_timeout) = (args.plan.connect_timeout, args.plan.timeout);
     let options = RunOptions {
         plan: plan_options(args.plan, &file),
         branch_template: file.branch_template.clone().unwrap_or_else(|| argocd_image_pr::DEFAULT_BRANCH_TEMPLATE.into()),
@@ -277,6 +325,8 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
             let url = args.github_url.or(file.github_url.clone());
             let mut settings = GithubSettings::new(url, auth);
             settings.allow_http = args.github_allow_http;
+            settings.connect_timeout = connect_timeout;
+            settings.read_timeout = request_timeout;
             let forge = match GithubForge::new(settings) {
                 Ok(f) => f,
                 Err(e) => {
@@ -374,24 +424,15 @@ fn run_local(args: LocalArgs) -> ExitCode {
 }
 
 fn run_plan(args: PlanArgs) -> ExitCode {
-    let file = match &args.config {
-        Some(path) => match ConfigFile::load(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => ConfigFile::default(),
+    let file = match load_config(args.config.as_ref()) {
+        Ok(f) => f,
+        Err(code) => return code,
     };
-    let options = PlanOptions {
-        apps: if args.apps.is_empty() { file.apps } else { args.apps },
-        registry: RegistrySettings {
-            registries_conf: args.registries_conf.or(file.registries_conf),
-            docker_configs: if args.docker_configs.is_empty() { file.docker_configs } else { args.docker_configs },
-        },
-        cache_dir: args.cache_dir.or(file.cache_dir),
-    };
+    if let Err(code) = network(&args) {
+        return code;
+    }
+    let output_kind = args.output;
+    let options = plan_options(args, &file);
     if options.apps.is_empty() {
         eprintln!("error: no Applications to look at: give --apps <DIR or git URL> (or `apps:` in --config)");
         return ExitCode::from(2);
@@ -404,7 +445,7 @@ fn run_plan(args: PlanArgs) -> ExitCode {
         }
     };
     let report = runtime.block_on(plan(options));
-    let text = match args.output {
+    let text = match output_kind {
         Output::Table => output::table(&report, std::io::stdout().is_terminal()),
         Output::Json => output::json(&report),
     };

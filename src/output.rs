@@ -67,7 +67,7 @@ pub fn table(report: &PlanReport, color: bool) -> String {
     for row in &rows {
         line(row);
     }
-    if report.applications.is_empty() {
+    if report.applications.is_empty() && report.errors.is_empty() {
         out.push_str("(no Application with an argocd-image-updater.argoproj.io/image-list annotation)\n");
     }
     for app in report.applications.iter().filter(|a| !a.changes.is_empty()) {
@@ -85,6 +85,9 @@ pub fn table(report: &PlanReport, color: bool) -> String {
         for e in &report.errors {
             out.push_str(&format!("  {}: {}\n", e.file, e.error));
         }
+    }
+    for note in &report.notes {
+        out.push_str(&format!("\nNote: {note}\n"));
     }
     out
 }

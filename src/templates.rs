@@ -280,10 +280,16 @@ pub struct ImageChange {
     pub build_date: Option<String>,
     /// The platforms the image was checked for, `os/arch[/variant]`.
     pub platforms: Vec<String>,
+    /// The proposed tag names no version (`latest`) and no digest is written with it: it may point
+    /// to another image by the time the PR is merged.
+    #[serde(default)]
+    pub moving: bool,
 }
 
 impl ImageChange {
     pub fn new(alias: &str, image: &ImageName, from: VersionRef, to: VersionRef, change: Change) -> Self {
+        // With a digest written beside it, even `latest` names one image.
+        let moving = to.digest.is_none() && to.tag.as_deref().is_some_and(crate::strategy::is_moving_tag);
         ImageChange {
             alias: alias.to_string(),
             image: image.to_string(),
@@ -293,6 +299,7 @@ impl ImageChange {
             change,
             build_date: None,
             platforms: Vec::new(),
+            moving,
         }
     }
 
@@ -527,6 +534,8 @@ pub fn registry_url(image: &ImageName) -> String {
         },
         "quay.io" => format!("https://quay.io/repository/{repo}"),
         "public.ecr.aws" => format!("https://gallery.ecr.aws/{repo}"),
+        // A loopback registry speaks plain http (registries.conf resolution does the same).
+        host if crate::domain::is_loopback(host) => format!("http://{host}/{repo}"),
         host => format!("https://{host}/{repo}"),
     }
 }
@@ -1296,7 +1305,8 @@ mod tests {
             ("quay.io/prometheus/node-exporter", "https://quay.io/repository/prometheus/node-exporter"),
             ("public.ecr.aws/nginx/nginx", "https://gallery.ecr.aws/nginx/nginx"),
             ("asia.gcr.io/some-project/some-image", "https://asia.gcr.io/some-project/some-image"),
-            ("localhost:5000/app", "https://localhost:5000/app"),
+            ("localhost:5000/app", "http://localhost:5000/app"),
+            ("127.0.0.1:5000/team/app", "http://127.0.0.1:5000/team/app"),
         ];
         for (input, want) in cases {
             assert_eq!(registry_url(&ImageName::parse(input).unwrap()), want, "case {input}");

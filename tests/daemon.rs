@@ -101,8 +101,11 @@ impl Daemon {
     fn spawn(forge: &Path, args: &[&OsStr]) -> Daemon {
         let home = tempfile::Builder::new().prefix("aipr-home-").tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
+        // `--interval 1h` unless the test gives its own.
+        let interval: &[&str] = if args.iter().any(|a| *a == "--interval") { &[] } else { &["--interval", "1h"] };
         let mut child = Command::new(support::cli::BIN)
-            .args(["run", "--forge", "local", "--interval", "1h", "--listen", &addr])
+            .args(["run", "--forge", "local", "--listen", &addr])
+            .args(interval)
             .arg("--local-forge-dir")
             .arg(forge)
             .args(args)
@@ -330,5 +333,65 @@ fn a_stuck_cycle_is_cut_short_after_the_shutdown_timeout() {
     assert_eq!(status.code(), Some(1), "log:\n{}", daemon.log());
     let log = daemon.log();
     assert!(log.contains("SIGINT: stopping") && log.contains("did not finish within --shutdown-timeout 1s"), "log:\n{log}");
+    drop(silent);
+}
+
+/// Issue 14: an `--apps` git server that accepts and never answers used to hold the first cycle
+/// forever (`cycles_total 0`) while the good location was never served. Now it fails alone at
+/// `--git-timeout`, by name, and the cycle ends.
+#[test]
+fn a_git_location_that_never_answers_fails_alone_and_the_cycle_ends() {
+    let world = World::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = format!("http://{}/gitops.git", silent.local_addr().unwrap());
+    let apps = world.git.path().join("apps");
+    let mut daemon = Daemon::spawn(
+        world.forge.path(),
+        &[
+            OsStr::new("--apps"),
+            apps.as_os_str(),
+            OsStr::new("--apps"),
+            OsStr::new(&hung),
+            OsStr::new("--timeout"),
+            OsStr::new("2s"),
+            OsStr::new("--git-timeout"),
+            OsStr::new("4s"),
+        ],
+    );
+    daemon.wait_for("/healthz", |d| d.get("/healthz").filter(|(status, _)| *status == 200));
+    daemon.wait_for("a finished cycle", |d| (d.metric("argocd_image_pr_cycles_total") >= 1.0).then_some(()));
+    assert!(world.pr(1).is_some(), "the good location was served\nlog:\n{}", daemon.log());
+    let log = daemon.log();
+    assert!(log.contains(&hung), "the location that failed is named\nlog:\n{log}");
+    assert_eq!(daemon.get("/healthz").map(|(s, _)| s), Some(200));
+    assert_eq!(daemon.terminate().code(), Some(0), "log:\n{}", daemon.log());
+    drop(silent);
+}
+
+/// Issue 14: `/healthz` said 200 while no cycle ever finished. With `--unhealthy-cycles 1` and a
+/// 1 s interval, a cycle stuck longer than that turns it to 503.
+#[test]
+fn healthz_is_unhealthy_when_no_cycle_finishes_within_the_allowed_intervals() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = format!("http://{}/gitops.git", silent.local_addr().unwrap());
+    let forge = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::spawn(
+        forge.path(),
+        &[
+            OsStr::new("--apps"),
+            OsStr::new(&hung),
+            OsStr::new("--interval"),
+            OsStr::new("1s"),
+            OsStr::new("--unhealthy-cycles"),
+            OsStr::new("1"),
+            OsStr::new("--git-timeout"),
+            OsStr::new("10m"),
+            OsStr::new("--shutdown-timeout"),
+            OsStr::new("0s"),
+        ],
+    );
+    let (_, body) = daemon.wait_for("/healthz 503", |d| d.get("/healthz").filter(|(status, _)| *status == 503));
+    assert!(body.contains("no cycle has finished"), "{body}");
+    assert_eq!(daemon.metric("argocd_image_pr_cycles_total"), 0.0);
     drop(silent);
 }

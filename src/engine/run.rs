@@ -151,6 +151,13 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
     };
     let found = discover(&options.plan.apps, &cache, &apps_credentials, registry.default_registry()).await;
     let _ = prepare.await;
+    tracing::info!(
+        annotated = found.annotated.len(),
+        errors = found.errors.len(),
+        "discovery: {} Applications with an image-list in {} location(s)",
+        found.annotated.len(),
+        options.plan.apps.len()
+    );
     let discovery_complete = found.errors.is_empty();
     errors.extend(found.errors);
     let mut urls: BTreeSet<String> = BTreeSet::new();
@@ -251,6 +258,12 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         &credentials,
     )
     .await;
+    tracing::info!(
+        proposals = evaluated.changes.iter().filter(|c| !c.is_empty()).count(),
+        registry_requests = evaluated.stats.registry_requests,
+        "git and registries: {} Applications evaluated",
+        evaluated.reports.len()
+    );
     let mut works: Vec<AppWork> = works
         .into_iter()
         .enumerate()
@@ -279,6 +292,7 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
             ctx.rollback_notices(&mut repos, &work.id, &rollbacks, &mut problems).await;
             report.errors.extend(problems);
         }
+        log_outcome(&report);
         reports.push(report);
     }
     if options.mode == Mode::Status {
@@ -315,7 +329,34 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
     stats.forge_calls = forge.calls.load(Ordering::Relaxed);
     stats.forge_writes = forge.writes.load(Ordering::Relaxed);
     stats.git_pushes = ctx.pushes.load(Ordering::Relaxed);
+    let count = |a: RunAction| reports.iter().filter(|r| r.action == a).count();
+    tracing::info!(
+        forge_calls = stats.forge_calls,
+        forge_writes = stats.forge_writes,
+        git_pushes = stats.git_pushes,
+        "run done: {} opened, {} reopened, {} updated, {} closed, {} unchanged, {} held, {} skipped, {} with errors; {} location errors",
+        count(RunAction::Opened),
+        count(RunAction::Reopened),
+        count(RunAction::Updated),
+        count(RunAction::Closed),
+        count(RunAction::Unchanged),
+        count(RunAction::Held),
+        count(RunAction::Skipped),
+        count(RunAction::Error),
+        errors.len()
+    );
     RunReport { applications: reports, errors, stats }
+}
+
+/// One log line per Application (info; warn when it failed), as the run goes.
+fn log_outcome(r: &RunAppReport) {
+    let pr = r.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+    let reason = r.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
+    if r.action == RunAction::Error {
+        tracing::warn!("{}/{}: error{pr}: {}", r.namespace, r.name, r.errors.join("; "));
+    } else {
+        tracing::info!("{}/{}: {:?}{pr}{reason}", r.namespace, r.name, r.action);
+    }
 }
 
 /// The branch template's fixed start: the bot lists PRs and branches under it.
@@ -701,7 +742,7 @@ fn existing(pr: &PullRequest) -> ExistingPr {
 
 /// Runs git2 work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(format!("git worker failed: {e}")))
+    crate::git::bounded("git".to_string(), f).await
 }
 
 struct Ctx<'a, F: Forge> {

@@ -15,6 +15,40 @@ use crate::manifest::FileSet;
 
 pub mod push;
 
+/// How long a whole git operation (a clone or fetch, an ls-remote, a push) may take; set once
+/// at start by [`set_timeouts`].
+static OVERALL: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+/// Network deadlines of every git operation: `connect` for the TCP connection, `read` for a
+/// server that stops sending (libgit2's socket timeouts, process-wide), `overall` for the whole
+/// operation (see [`overall_timeout`]).
+pub fn set_timeouts(connect: std::time::Duration, read: std::time::Duration, overall: std::time::Duration) -> Result<(), String> {
+    let ms = |d: std::time::Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX).max(1);
+    // SAFETY: libgit2 options are set before any git operation starts (at start, from main).
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect)).map_err(|e| e.message().to_string())?;
+        git2::opts::set_server_timeout_in_milliseconds(ms(read)).map_err(|e| e.message().to_string())?;
+    }
+    let _ = OVERALL.set(overall);
+    Ok(())
+}
+
+/// The deadline of a whole git operation (10 minutes unless set).
+pub fn overall_timeout() -> std::time::Duration {
+    *OVERALL.get().unwrap_or(&std::time::Duration::from_secs(600))
+}
+
+/// Runs a blocking git operation off the async threads, bounded by [`overall_timeout`]. A worker
+/// past its deadline is left to its socket timeout; the caller goes on.
+pub async fn bounded<T: Send + 'static>(what: String, f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    let limit = overall_timeout();
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(format!("{what}: git worker failed: {e}")),
+        Err(_) => Err(format!("{what}: no result within {}s (--git-timeout)", limit.as_secs())),
+    }
+}
+
 /// The files of one repository at one resolved commit.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

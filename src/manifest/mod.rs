@@ -111,6 +111,16 @@ impl FileSet {
 
     /// Whether `path` exists: a file, a link to a file inside the repository, or a link out
     /// of the repository (which exists, but is not read).
+    /// Whether `dir` holds a file (the root always exists; an in-repository link to a directory
+    /// counts).
+    pub fn has_dir(&self, dir: &str) -> bool {
+        if dir.is_empty() || self.symlink_of(dir).is_some() {
+            return true;
+        }
+        let prefix = format!("{dir}/");
+        self.files.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
+    }
+
     pub fn contains(&self, path: &str) -> bool {
         self.bytes(path).is_some() || self.escaping_symlink(path).is_some()
     }

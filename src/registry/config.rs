@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::{DefaultRegistry, DOCKER_HUB, normalize_registry_host};
+use crate::domain::{DefaultRegistry, DOCKER_HUB, is_loopback, normalize_registry_host};
 
 /// One `registries:` item. Field names and meanings follow AIU's
 /// docs/configuration/registries.md.
@@ -106,6 +106,9 @@ impl RegistriesConf {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read registries.conf {}: {e}", path.display()))?;
         let mut conf = Self::parse(&text).map_err(|e| format!("registries.conf {}: {e}", path.display()))?;
+        for key in unknown_keys(&text) {
+            tracing::warn!("registries.conf {}: key {key} is read by nothing (misspelled?); ignored", path.display());
+        }
         // `ca_file` paths are read now, so that a missing file is an error at start naming it.
         for e in &mut conf.entries {
             if let Some(file) = e.ca_file.as_deref().filter(|f| !f.trim().is_empty()) {
@@ -237,6 +240,24 @@ fn api_host(api: &str) -> Option<String> {
     })
 }
 
+/// The keys of a registries.conf text that no field reads: `registries[1].crendentials`.
+fn unknown_keys(text: &str) -> Vec<String> {
+    const ENTRY: [&str; 13] = [
+        "name", "prefix", "api_url", "ping", "insecure", "default", "defaultns", "credentials", "credsexpire", "limit",
+        "tagsortmode", "ca_file", "ca_data",
+    ];
+    let Ok(serde_json::Value::Object(top)) = serde_saphyr::from_str::<serde_json::Value>(text) else { return Vec::new() };
+    let mut out: Vec<String> = top.keys().filter(|k| *k != "registries").cloned().collect();
+    if let Some(serde_json::Value::Array(entries)) = top.get("registries") {
+        for (i, entry) in entries.iter().enumerate() {
+            if let serde_json::Value::Object(fields) = entry {
+                out.extend(fields.keys().filter(|k| !ENTRY.contains(&k.as_str())).map(|k| format!("registries[{i}].{k}")));
+            }
+        }
+    }
+    out
+}
+
 /// Whether `pem` holds at least one certificate the TLS library takes.
 fn check_pem(pem: &str) -> Result<(), String> {
     match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
@@ -250,17 +271,6 @@ fn check_pem(pem: &str) -> Result<(), String> {
 fn normalize_api_url(api: &str) -> String {
     let s = api.trim().trim_end_matches('/');
     s.strip_suffix("/v2").unwrap_or(s).to_string()
-}
-
-/// Whether `host[:port]` is a loopback address (`localhost`, `127.0.0.0/8`, `::1`).
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Parses a Go `time.Duration` string: `2h`, `30m`, `10s`, `1h30m`, `1.5h`, `500ms`.
@@ -321,6 +331,13 @@ registries:
   api_url: https://team-mirror.example.com
   ca_file: /app/config/certs/ca.pem
 "#;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let text = "registries:\n- name: a\n  prefix: a.example\n  crendentials: env:X\n- prefix: b.example\nregistry: []\n";
+        assert_eq!(unknown_keys(text), ["registry", "registries[0].crendentials"]);
+        assert!(unknown_keys(FULL).is_empty(), "{:?}", unknown_keys(FULL));
+    }
 
     #[test]
     fn ca_data_is_checked_and_ca_file_and_ca_data_exclude_each_other() {

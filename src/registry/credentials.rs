@@ -169,9 +169,16 @@ struct DockerAuthEntry {
 }
 
 impl DockerAuths {
-    pub fn load(paths: &[PathBuf]) -> Result<Self, String> {
+    /// Reads `paths` (each must exist) and `optional` (files from Secrets that may be absent: an
+    /// absent one is skipped with a log line); earlier files win.
+    pub fn load(paths: &[PathBuf], optional: &[PathBuf]) -> Result<Self, String> {
         let mut all = DockerAuths::default();
-        for path in paths {
+        for path in paths.iter().map(|p| (p, false)).chain(optional.iter().map(|p| (p, true))) {
+            let (path, may_be_absent) = path;
+            if may_be_absent && !path.exists() {
+                tracing::info!("optional docker config {} is absent; skipped", path.display());
+                continue;
+            }
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read docker config {}: {e}", path.display()))?;
             let one = Self::parse(&text).map_err(|e| format!("docker config {}: {e}", path.display()))?;
             for (host, creds) in one.by_host {
@@ -278,12 +285,18 @@ mod tests {
         let b = dir.path().join("b.json");
         std::fs::write(&a, r#"{"auths":{"ghcr.io":{"username":"first","password":"1"}}}"#).unwrap();
         std::fs::write(&b, r#"{"auths":{"ghcr.io":{"username":"second","password":"2"},"quay.io":{"username":"q","password":"3"}}}"#).unwrap();
-        let auths = DockerAuths::load(&[a, b.clone()]).unwrap();
+        let auths = DockerAuths::load(&[a.clone(), b.clone()], &[]).unwrap();
         assert_eq!(auths.get("ghcr.io").unwrap().username, "first");
         assert_eq!(auths.get("quay.io").unwrap().username, "q");
         std::fs::write(&b, "nope").unwrap();
-        let err = DockerAuths::load(std::slice::from_ref(&b)).unwrap_err();
+        let err = DockerAuths::load(std::slice::from_ref(&b), &[]).unwrap_err();
         assert!(err.contains(&b.display().to_string()), "{err}");
+        // An optional file that is absent is skipped; a required one is an error naming it.
+        let absent = dir.path().join("absent.json");
+        let auths = DockerAuths::load(&[], &[absent.clone(), a.clone()]).unwrap();
+        assert_eq!(auths.get("ghcr.io").unwrap().username, "first");
+        let err = DockerAuths::load(std::slice::from_ref(&absent), &[]).unwrap_err();
+        assert!(err.contains("absent.json"), "{err}");
     }
 
     #[tokio::test]

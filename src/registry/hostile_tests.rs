@@ -54,7 +54,7 @@ fn client_with_credentials(host: &str) -> (RegistryClient, tempfile::TempDir) {
     let cfg = dir.path().join("config.json");
     let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3cret");
     std::fs::write(&cfg, format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#)).unwrap();
-    (RegistryClient::new(&RegistrySettings { registries_conf: None, docker_configs: vec![cfg] }).unwrap(), dir)
+    (RegistryClient::new(&RegistrySettings { docker_configs: vec![cfg], ..Default::default() }).unwrap(), dir)
 }
 
 fn image(host: &str) -> ImageName {

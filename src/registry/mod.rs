@@ -118,6 +118,12 @@ pub struct RegistrySettings {
     pub registries_conf: Option<std::path::PathBuf>,
     /// docker `config.json` / `.dockerconfigjson` files to take credentials from.
     pub docker_configs: Vec<std::path::PathBuf>,
+    /// The same, from Secrets that may be absent: an absent file is skipped with a log line.
+    pub optional_docker_configs: Vec<std::path::PathBuf>,
+    /// Connecting to a registry (10 s when not set).
+    pub connect_timeout: Option<Duration>,
+    /// One whole request (60 s when not set).
+    pub request_timeout: Option<Duration>,
 }
 
 /// Pages of one tag list the bot follows, and tags it takes per repository: far above any real
@@ -156,6 +162,8 @@ pub struct RegistryClient {
     /// Clients that also trust a registries.conf entry's `ca_file`/`ca_data`, by PEM.
     http_with_ca: Mutex<HashMap<Arc<str>, reqwest::Client>>,
     requests: AtomicU64,
+    /// (connect, whole request)
+    timeouts: (Duration, Duration),
     hosts: Mutex<HashMap<String, Arc<HostState>>>,
     tokens: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<Token>>>>>,
     tag_lists: SingleFlight<CacheKey, Result<Arc<[String]>, RegistryError>>,
@@ -254,7 +262,8 @@ impl RegistryClient {
             Some(path) => RegistriesConf::load(path).map_err(RegistryError::setup)?,
             None => RegistriesConf::default(),
         };
-        let docker_auths = DockerAuths::load(&settings.docker_configs).map_err(RegistryError::setup)?;
+        let docker_auths =
+            DockerAuths::load(&settings.docker_configs, &settings.optional_docker_configs).map_err(RegistryError::setup)?;
         Ok(RegistryClient {
             conf,
             docker_auths,
@@ -263,6 +272,10 @@ impl RegistryClient {
             http_insecure: OnceLock::new(),
             http_with_ca: Mutex::default(),
             requests: AtomicU64::new(0),
+            timeouts: (
+                settings.connect_timeout.unwrap_or(Duration::from_secs(10)),
+                settings.request_timeout.unwrap_or(Duration::from_secs(60)),
+            ),
             hosts: Mutex::default(),
             tokens: Mutex::default(),
             tag_lists: SingleFlight::default(),
@@ -281,7 +294,7 @@ impl RegistryClient {
     pub(crate) fn http(&self, insecure: bool) -> Result<&reqwest::Client, RegistryError> {
         let cell = if insecure { &self.http_insecure } else { &self.http };
         cell.get_or_init(|| {
-            client_builder()
+            self.client_builder()
                 .tls_danger_accept_invalid_certs(insecure)
                 .build()
                 .map_err(|e| format!("cannot create the HTTP client: {e}"))
@@ -304,11 +317,18 @@ impl RegistryClient {
             .map_err(|e| RegistryError::setup(format!("registry {}: CA certificates: {e}", endpoint.host)))?;
         let client = certs
             .into_iter()
-            .fold(client_builder(), |b, cert| b.add_root_certificate(cert))
+            .fold(self.client_builder(), |b, cert| b.add_root_certificate(cert))
             .build()
             .map_err(|e| RegistryError::setup(format!("registry {}: cannot create the HTTP client: {e}", endpoint.host)))?;
         clients.insert(pem.clone(), client.clone());
         Ok(client)
+    }
+
+    fn client_builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .user_agent(concat!("argocd-image-pr/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.timeouts.0)
+            .timeout(self.timeouts.1)
     }
 
     /// Where image names written without registry host belong, as registries.conf says
@@ -545,13 +565,6 @@ fn parse_manifest(t: &Target, reply: &Reply, tag: &str) -> Result<Manifest, Regi
         ));
     };
     Ok(Manifest { digest, kind })
-}
-
-fn client_builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .user_agent(concat!("argocd-image-pr/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
 }
 
 /// Whether an Application's `pull-secret` annotation may use `reference` for `endpoint`.

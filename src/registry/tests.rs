@@ -320,7 +320,7 @@ async fn bearer_tokens_are_fetched_once_and_reused() {
     let cfg = dir.path().join("config.json");
     let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3:cr:et");
     std::fs::write(&cfg, format!(r#"{{"auths":{{"http://{host}/v2/":{{"auth":"{auth}"}}}}}}"#)).unwrap();
-    let c = Arc::new(RegistryClient::new(&RegistrySettings { registries_conf: None, docker_configs: vec![cfg] }).unwrap());
+    let c = Arc::new(RegistryClient::new(&RegistrySettings { docker_configs: vec![cfg], ..Default::default() }).unwrap());
 
     // Ten concurrent callers share one listing.
     let img = image(&host, "app");
@@ -444,7 +444,7 @@ async fn basic_auth_from_registries_conf_with_rate_limit() {
         format!("registries:\n- name: Fake\n  prefix: {host}\n  api_url: http://{host}\n  credentials: env:AIPR_TEST_REGISTRY_JSON_KEY\n  limit: 20\n"),
     )
     .unwrap();
-    let c = RegistryClient::new(&RegistrySettings { registries_conf: Some(conf), docker_configs: vec![] }).unwrap();
+    let c = RegistryClient::new(&RegistrySettings { registries_conf: Some(conf), ..Default::default() }).unwrap();
 
     let started = std::time::Instant::now();
     assert_eq!(c.list_tags(&image(&host, "app"), None).await.unwrap().len(), 7);

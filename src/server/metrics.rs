@@ -56,6 +56,13 @@ impl Metrics {
         t.last = Some((seconds, end, clean));
     }
 
+    /// How long ago the last daemon cycle ended; `None` before the first one.
+    pub fn since_last_cycle(&self) -> Option<std::time::Duration> {
+        let end = self.timing.lock().unwrap_or_else(|e| e.into_inner()).last.map(|(_, end, _)| end)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        Some(std::time::Duration::from_secs_f64((now - end).max(0.0)))
+    }
+
     /// One error of `kind` (a short fixed label such as `registry`, `git`, `forge`).
     pub fn error(&self, kind: &'static str) {
         *self.errors.lock().unwrap_or_else(|e| e.into_inner()).entry(kind).or_default() += 1;

@@ -98,6 +98,9 @@ struct Inner {
     /// `X-GitHub-Delivery` ids of the last deliveries queued: a replayed or redelivered one is
     /// not queued twice.
     recent: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// When the server started, and how long it may go without a finished cycle before
+    /// `/healthz` says so (`None`: always healthy).
+    health: Option<(std::time::Instant, std::time::Duration)>,
 }
 
 /// Delivery ids remembered.
@@ -106,7 +109,14 @@ const RECENT_DELIVERIES: usize = 1024;
 impl ServerState {
     /// `secret: None` disables webhooks (404). Events go to `events`; use a bounded channel.
     pub fn new(secret: Option<WebhookSecret>, events: mpsc::Sender<WebhookEvent>, metrics: Arc<Metrics>) -> Self {
-        ServerState { inner: Arc::new(Inner { secret, events, metrics, recent: Default::default() }) }
+        ServerState { inner: Arc::new(Inner { secret, events, metrics, recent: Default::default(), health: None }) }
+    }
+
+    /// `/healthz` answers 503 once no cycle has finished for `allowed` (counted from now until the
+    /// first cycle ends): a daemon stuck in a cycle is restarted, a failing one is not.
+    pub fn with_health(self, allowed: std::time::Duration) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| panic!("with_health is called before the state is shared"));
+        ServerState { inner: Arc::new(Inner { health: Some((std::time::Instant::now(), allowed)), ..inner }) }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -124,7 +134,7 @@ impl std::fmt::Debug for ServerState {
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/webhooks/github", post(github_webhook))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -161,6 +171,16 @@ pub async fn serve_limited(
         tracing::info!(%addr, webhooks = state.inner.secret.is_some(), max_connections = limits.max_connections, "serving /webhooks/github, /healthz, /metrics");
     }
     axum::serve(limits::LimitedListener::new(listener, limits), router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn healthz(State(state): State<ServerState>) -> Response {
+    let Some((started, allowed)) = state.inner.health else { return "ok".into_response() };
+    let idle = state.inner.metrics.since_last_cycle().unwrap_or_else(|| started.elapsed());
+    if idle > allowed {
+        let text = format!("unhealthy: no cycle has finished for {}s (allowed: {}s)\n", idle.as_secs(), allowed.as_secs());
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
+    "ok".into_response()
 }
 
 async fn metrics(State(state): State<ServerState>) -> Response {

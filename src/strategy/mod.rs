@@ -123,7 +123,7 @@ pub fn select(spec: &ImageSpec, current: &Current, candidates: &[Candidate]) -> 
         return select_digest(spec, current, candidates);
     }
     if candidates.is_empty() {
-        return Ok(Selection::none("no tags match allow-tags/ignore-tags"));
+        return Ok(Selection::none(no_candidates(spec)));
     }
     match spec.strategy {
         UpdateStrategy::Semver => select_semver(spec, current, candidates),
@@ -146,6 +146,17 @@ impl Selection {
             proposed: Some(proposal),
             reason: None,
         }
+    }
+}
+
+/// Why no tag is left to choose from, naming only the filters that are set.
+fn no_candidates(spec: &ImageSpec) -> &'static str {
+    let filtered = matches!(spec.allow_tags, Some(AllowTags::Regex(_))) || !spec.ignore_tags.is_empty();
+    match (filtered, spec.strategy == UpdateStrategy::Semver) {
+        (true, true) => "no tag is a version that passes allow-tags/ignore-tags",
+        (true, false) => "no tags match allow-tags/ignore-tags",
+        (false, true) => "no tag is a version",
+        (false, false) => "no tags to choose from",
     }
 }
 
@@ -232,11 +243,31 @@ fn change_kind(from: Option<&Version>, to: &Version) -> ChangeKind {
     }
 }
 
-/// Most recently built tag; ties go to the lexically last tag (as AIU sorts).
+/// Whether a tag names no version (`latest`, `main`, `stable`): such tags move from image to
+/// image, so a reviewer would approve one image and deploy whichever the tag points to later.
+pub fn is_moving_tag(tag: &str) -> bool {
+    !tag.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// Most recently built tag; ties go to the lexically last tag (as AIU sorts). A moving tag
+/// (`latest`) is never chosen when a tag with a version names the same image (same digest, or
+/// the same build date): `build-100 → latest` becomes `build-100 → build-101`.
 fn select_newest_build(spec: &ImageSpec, current: &Current, candidates: &[Candidate]) -> Selection {
     let dated = candidates.iter().filter_map(|c| c.created.map(|d| (d, c)));
-    let Some((best_date, best)) = dated.max_by(|(da, a), (db, b)| da.cmp(db).then_with(|| a.tag.cmp(&b.tag))) else {
+    let newest = |(da, a): &(DateTime<Utc>, &Candidate), (db, b): &(DateTime<Utc>, &Candidate)| {
+        da.cmp(db).then_with(|| is_moving_tag(&b.tag).cmp(&is_moving_tag(&a.tag))).then_with(|| a.tag.cmp(&b.tag))
+    };
+    let Some((best_date, best)) = dated.max_by(newest) else {
         return Selection::none("no candidate tag has a build date");
+    };
+    let same_image = |c: &&Candidate| match (&c.digest, &best.digest) {
+        (Some(a), Some(b)) => a == b,
+        _ => c.created == Some(best_date),
+    };
+    let best = if is_moving_tag(&best.tag) {
+        candidates.iter().filter(same_image).filter(|c| !is_moving_tag(&c.tag)).max_by(|a, b| a.tag.cmp(&b.tag)).unwrap_or(best)
+    } else {
+        best
     };
     let current_tag = current.tag.as_deref();
     if current_tag == Some(best.tag.as_str()) {
@@ -254,17 +285,25 @@ fn select_newest_build(spec: &ImageSpec, current: &Current, candidates: &[Candid
             current_tag.unwrap_or_default()
         ));
     }
-    Selection::propose(Proposal {
+    let mut selection = Selection::propose(Proposal {
         tag: best.tag.clone(),
         digest: pinned_digest(spec, best),
         kind: ChangeKind::Build,
-    })
+    });
+    if is_moving_tag(&best.tag) {
+        selection.reason = Some(format!(
+            "{} names no version and may point to another image by the time this is merged; \
+             exclude it with ignore-tags or allow-tags to get a fixed tag",
+            best.tag
+        ));
+    }
+    selection
 }
 
 /// Lexically last tag, in plain byte order as AIU sorts (`10` sorts before `9`).
 fn select_alphabetical(spec: &ImageSpec, current: &Current, candidates: &[Candidate]) -> Selection {
     let Some(best) = candidates.iter().max_by(|a, b| a.tag.as_bytes().cmp(b.tag.as_bytes())) else {
-        return Selection::none("no tags match allow-tags/ignore-tags");
+        return Selection::none(no_candidates(spec));
     };
     if let Some(cur) = current.tag.as_deref().filter(|c| c.as_bytes() >= best.tag.as_bytes()) {
         return Selection::none(format!("already at {cur}, alphabetically last is {}", best.tag));
@@ -435,7 +474,7 @@ mod tests {
             ("or constraint", Some("~1.2 || ~1.4"), Some("1.2.1"), &["1.2.5", "1.3.9", "1.4.2", "1.5.0"], Ok(("1.4.2", Minor))),
             ("hyphen range", Some("1.2 - 1.4"), Some("1.2.0"), &["1.4.9", "1.5.0"], Ok(("1.4.9", Minor))),
             ("non-versions ignored", None, Some("1.0.0"), &["latest", "1234567", "1.0.1"], Ok(("1.0.1", Patch))),
-            ("no candidates", Some("^1"), Some("1.0.0"), &[], Err("no tags match allow-tags/ignore-tags")),
+            ("no candidates", Some("^1"), Some("1.0.0"), &[], Err("no tag is a version")),
             ("no release at all", None, Some("1.0.0"), &["2.0.0-rc.1"], Err("no tag is a release version")),
         ];
         for (name, constraint, cur, candidates, want) in cases {
@@ -482,6 +521,25 @@ mod tests {
             let got = select(&spec(UpdateStrategy::NewestBuild, None), &current(cur), &candidates);
             check(name, got, &want);
         }
+    }
+
+    #[test]
+    fn newest_build_prefers_a_versioned_tag_of_the_same_image_to_a_moving_one() {
+        // Issue 14: `build-100 → latest` wrote a tag that moves under the reviewer.
+        let d = |tag: &str, day_: u32, digest: &str| Candidate { tag: tag.into(), digest: Some(digest.into()), created: day(day_) };
+        let s = spec(UpdateStrategy::NewestBuild, None);
+        let same_image = [d("build-100", 1, "sha256:a"), d("build-101", 2, "sha256:b"), d("latest", 2, "sha256:b")];
+        let got = select(&s, &current(Some("build-100")), &same_image).unwrap();
+        assert_eq!(got.proposed.map(|p| p.tag).as_deref(), Some("build-101"));
+        // Same image by digest, even with another recorded date.
+        let by_digest = [d("build-100", 1, "sha256:a"), d("build-101", 2, "sha256:b"), d("latest", 3, "sha256:b")];
+        let got = select(&s, &current(Some("build-100")), &by_digest).unwrap();
+        assert_eq!(got.proposed.map(|p| p.tag).as_deref(), Some("build-101"));
+        // Only the moving tag has the newest image: proposed, and the reason says it moves.
+        let alone = [d("build-100", 1, "sha256:a"), d("latest", 3, "sha256:c")];
+        let got = select(&s, &current(Some("build-100")), &alone).unwrap();
+        assert_eq!(got.proposed.as_ref().map(|p| p.tag.as_str()), Some("latest"));
+        assert!(got.reason.is_some_and(|r| r.contains("latest names no version")));
     }
 
     #[test]
