@@ -324,10 +324,8 @@ impl LocalForge {
         std::fs::create_dir_all(dir.join("pulls")).map_err(|e| io(e, &dir))?;
         let lock_path = dir.join(".lock");
         let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io(e, &lock_path))?;
-        // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-            return Err(io(std::io::Error::last_os_error(), &lock_path));
-        }
+        // An advisory exclusive lock (flock(2) on Linux), released when `lock` is closed.
+        lock.lock().map_err(|e| io(e, &lock_path))?;
         let result = f(&git);
         drop(lock);
         result
