@@ -312,12 +312,17 @@ fn split_entry(entry: &str) -> Entry<'_> {
 /// what is left when a comma cut a constraint in two.
 fn constraint_fragment(entry: &str) -> Option<&str> {
     let e = entry.trim();
-    let rest = e.trim_start_matches(['<', '>', '=', '!', '~', '^', ' ']);
-    let rest = rest.strip_prefix('v').unwrap_or(rest);
-    // `=nginx:1.2` (an empty alias) is an image; `>= 1.4` and `2.x` are not.
-    let version_like = rest.starts_with(|c: char| c.is_ascii_digit());
-    let operator = rest.len() < e.len() && version_like;
-    let version_only = version_like && e.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'x' | 'X' | '*' | ' ' | '-'));
+    // Anything with a path, a port or an alias is an image (`v2=org/api-v2`, `v2fly/core:5`).
+    if e.contains(['/', ':']) {
+        return None;
+    }
+    let after_ops = e.trim_start_matches(['<', '>', '=', '!', '~', '^', ' ']);
+    let has_operator = after_ops.len() < e.len();
+    let rest = after_ops.strip_prefix('v').unwrap_or(after_ops);
+    // `=nginx` (an empty alias) is an image; `>= 1.4`, `<v2` and `2.x` are not.
+    let operator = has_operator && rest.starts_with(|c: char| c.is_ascii_digit()) && !rest.contains('=');
+    let version_only = e.starts_with(|c: char| c.is_ascii_digit())
+        && e.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'x' | 'X' | '*' | ' ' | '-'));
     (operator || version_only).then_some(e)
 }
 
@@ -618,6 +623,10 @@ mod tests {
         assert_eq!(err.alias.as_deref(), Some("web"));
         assert!(err.message.contains("comma-separated") && err.message.contains("`>=1.20 <2.0`"), "{}", err.message);
         assert_eq!(all[2].as_ref().map(|s| s.alias.as_str()).ok(), Some("db"));
+        // Entries that merely start like a version are images.
+        for list in ["api=org/api, v2=org/api-v2", "api=org/api, v2fly/v2fly-core:5"] {
+            assert!(images(&[("image-list", list)]).iter().all(|r| r.is_ok()), "{list}");
+        }
         let alone = images(&[("image-list", "<2.0")]);
         assert!(alone[0].as_ref().unwrap_err().message.contains("`<2.0`"), "{alone:?}");
     }

@@ -215,7 +215,7 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
 
     // 2. forge: the bot's PRs (open, closed, merged), listed once per repository; comments of
     // the PRs that changed since the bot's last look; the holds of every Application.
-    let ctx = Ctx { forge: &forge, options: &options, cache: &cache, prefix: &prefix, pushes: AtomicU64::new(0), started: Utc::now() };
+    let ctx = Ctx { forge: &forge, options: &options, cache: &cache, prefix: &prefix, pushes: AtomicU64::new(0), started: Utc::now(), held_cursor: Default::default() };
     let managed_urls: Vec<String> = repos.keys().filter(|u| !quiet.contains(*u)).cloned().collect();
     for url in &managed_urls {
         let _ = ctx.listing(&mut repos, url, false).await;
@@ -754,6 +754,10 @@ struct Ctx<'a, F: Forge> {
     /// When this cycle started, before any comment was listed: what the ledgers it writes say
     /// was seen (`seen_at`), the lower bound of the next cycle's comment listing.
     started: DateTime<Utc>,
+    /// Repositories (by URL) whose comments this cycle could not all handle (the listing failed,
+    /// a ledger write failed, a PR's Application is not managed this cycle): their ledgers keep
+    /// the `seen_at` they had, so the next listing starts no later than before.
+    held_cursor: std::sync::Mutex<HashMap<String, Option<DateTime<Utc>>>>,
 }
 
 /// What applying a decision came to.
@@ -764,6 +768,19 @@ struct Applied {
 }
 
 impl<F: Forge> Ctx<'_, F> {
+    /// The `seen_at` a ledger of `repo` gets when written now: the cycle's start, unless this
+    /// cycle left comments of that repository unhandled.
+    fn seen_at(&self, repo: &RepoRef) -> Option<DateTime<Utc>> {
+        match self.held_cursor.lock().unwrap().get(&repo.url) {
+            Some(kept) => *kept,
+            None => Some(self.started),
+        }
+    }
+
+    fn hold_cursor(&self, repo: &RepoRef, kept: Option<DateTime<Utc>>) {
+        self.held_cursor.lock().unwrap().insert(repo.url.clone(), kept);
+    }
+
     /// The bot's PRs of a repository: listed once per run (`again` lists once more).
     async fn listing(
         &self,
@@ -1054,7 +1071,7 @@ impl<F: Forge> Ctx<'_, F> {
                     }
                 }
                 let commit = self.push(state, url, p, &work.files, push, head).await.map_err(|e| (None, e))?;
-                let meta = metadata(work, p, &commit, &p.base_commit, Ledger::default(), self.started);
+                let meta = metadata(work, p, &commit, &p.base_commit, Ledger::default(), self.seen_at(&state.repo));
                 let new = NewPullRequest {
                     title: p.title.clone(),
                     body: compose_body(&p.body, &meta),
@@ -1090,7 +1107,7 @@ impl<F: Forge> Ctx<'_, F> {
                 let mut updated = pr.clone();
                 if edit_title_body || pushed {
                     let ledger = recorded.map(|m| m.ledger.clone()).unwrap_or_default();
-                    let mut meta = metadata(work, p, &commit, &base_commit, ledger, self.started);
+                    let mut meta = metadata(work, p, &commit, &base_commit, ledger, self.seen_at(&state.repo));
                     if pushed {
                         meta.ledger.recreate = false;
                     }
@@ -1193,7 +1210,7 @@ impl<F: Forge> Ctx<'_, F> {
         }
         let body = meta.map(|mut m| {
             m.ledger.closed_by_bot = Some(if reason.is_some() { "obsolete" } else { "held" }.to_string());
-            m.ledger.seen_at = Some(self.started);
+            m.ledger.seen_at = self.seen_at(repo);
             compose_body(&visible_body(&pr.body), &m)
         });
         let update = PrUpdate { title: None, body, state: Some(PrState::Closed) };
@@ -1229,7 +1246,7 @@ impl<F: Forge> Ctx<'_, F> {
         ledger.closed_by_bot = None;
         ledger.recreate = false;
         ledger.notices.retain(|n| n != "closed-ignored");
-        let meta = metadata(work, p, &commit, &p.base_commit, ledger, self.started);
+        let meta = metadata(work, p, &commit, &p.base_commit, ledger, self.seen_at(&state.repo));
         let update = PrUpdate { title: Some(p.title.clone()), body: Some(compose_body(&p.body, &meta)), state: None };
         self.forge.update_pull_request(repo, number, &update).await.map(Some).map_err(|e| e.to_string())
     }
@@ -1305,8 +1322,8 @@ fn template_images(images: &[planner::ImageChange]) -> Vec<templates::ImageChang
 
 /// The metadata block for a PR the bot writes now; `ledger` is carried over from the PR's
 /// previous block (holds, comment cursor, notices).
-fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str, mut ledger: Ledger, seen: DateTime<Utc>) -> PrMetadata {
-    ledger.seen_at = Some(seen);
+fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str, mut ledger: Ledger, seen: Option<DateTime<Utc>>) -> PrMetadata {
+    ledger.seen_at = seen;
     PrMetadata {
         version: 1,
         application: work.id.to_string(),

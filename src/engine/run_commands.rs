@@ -73,11 +73,14 @@ impl<F: Forge> Ctx<'_, F> {
         let Some(state) = repos.get(url) else { return };
         let Some(Ok(listing)) = state.listing.clone() else { return };
         let repo = state.repo.clone();
-        let mut prs: Vec<(PullRequest, PrMetadata)> = listing
+        let ours: Vec<(PullRequest, PrMetadata)> = listing
             .iter()
             .filter_map(|p| templates::parse_metadata_block::<PrMetadata>(&p.body).map(|m| (p.clone(), m)))
-            .filter(|(_, m)| managed.contains_key(&m.application))
             .collect();
+        // The newest seen_at of the repository: kept by every write of this cycle when it cannot
+        // handle all the comments listed, so that none of them falls out of the next listing.
+        let previous = ours.iter().filter_map(|(_, m)| m.ledger.seen_at).max();
+        let (mut prs, unmanaged): (Vec<_>, Vec<_>) = ours.into_iter().partition(|(_, m)| managed.contains_key(&m.application));
         let mut dirty: BTreeSet<u64> = BTreeSet::new();
         let mut replies: Vec<PendingReply> = Vec::new();
         let mut permissions: HashMap<String, Permission> = HashMap::new();
@@ -93,11 +96,22 @@ impl<F: Forge> Ctx<'_, F> {
                     }
                 }
                 Err(e) => {
-                    // Nothing is written: the next cycle lists from the same start.
+                    // Nothing is handled: no write of this cycle moves the start of the listing.
                     errors.push(e.to_string());
+                    self.hold_cursor(&repo, previous);
                     return;
                 }
             }
+        }
+        // A command on a PR whose Application is not read this cycle (its location failed, it is
+        // defined twice, its annotations are broken) waits for a cycle that reads it.
+        let waiting = unmanaged.iter().any(|(pr, m)| {
+            by_pr.get(&pr.number).is_some_and(|cs| {
+                cs.iter().any(|c| c.id > m.ledger.comments_seen && !planner::is_bot_comment(&c.author, &pr.author))
+            })
+        });
+        if waiting {
+            self.hold_cursor(&repo, previous);
         }
 
         for i in 0..prs.len() {
@@ -209,12 +223,15 @@ impl<F: Forge> Ctx<'_, F> {
         // Ledgers first, then what the bot says.
         for n in &dirty {
             let Some((pr, meta)) = prs.iter_mut().find(|(p, _)| p.number == *n) else { continue };
-            meta.ledger.seen_at = Some(self.started);
+            // The ledgers written here do not move the start of the listing (a later write of
+            // this cycle does, once everything listed is handled).
+            meta.ledger.seen_at = meta.ledger.seen_at.max(previous);
             let update = PrUpdate { title: None, body: Some(compose_body(&visible_body(&pr.body), meta)), state: None };
             match self.forge.update_pull_request(&repo, *n, &update).await {
                 Ok(updated) => *pr = updated,
                 Err(e) => {
                     errors.push(format!("#{n}: {e}"));
+                    self.hold_cursor(&repo, previous);
                     // Without the ledger, replying would make the command look handled.
                     replies.retain(|r| r.pr != *n);
                     notices.retain(|(x, _)| x != n);
@@ -339,7 +356,7 @@ impl<F: Forge> Ctx<'_, F> {
                 }
             };
             // This cycle listed the comments before it got here.
-            meta.ledger.seen_at = Some(self.started);
+            meta.ledger.seen_at = self.seen_at(&repo);
             let update = PrUpdate { title: None, body: Some(compose_body(&visible_body(&pr.body), &meta)), state: None };
             match self.forge.update_pull_request(&repo, number, &update).await {
                 Ok(updated) => {

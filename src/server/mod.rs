@@ -247,25 +247,28 @@ fn handle(
         return (StatusCode::OK, "ping", "pong".into());
     }
     let delivery = headers.get("x-github-delivery").and_then(|v| v.to_str().ok()).filter(|d| !d.is_empty());
-    if let Some(id) = delivery
-        && state.inner.recent.lock().unwrap().iter().any(|d| d == id)
-    {
-        return (StatusCode::OK, "duplicate", format!("delivery {id} was already taken"));
+    // Checked and recorded under one lock, so two copies of a delivery cannot both pass; the
+    // id is forgotten again when the delivery is not queued.
+    if let Some(id) = delivery {
+        let mut recent = state.inner.recent.lock().unwrap();
+        if recent.iter().any(|d| d == id) {
+            return (StatusCode::OK, "duplicate", format!("delivery {id} was already taken"));
+        }
+        if recent.len() == RECENT_DELIVERIES {
+            recent.pop_front();
+        }
+        recent.push_back(id.to_string());
     }
-    match event::convert(event, delivery, &body) {
+    let forget = || {
+        if let Some(id) = delivery {
+            state.inner.recent.lock().unwrap().retain(|d| d != id);
+        }
+    };
+    let answer = match event::convert(event, delivery, &body) {
         Err(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
         Ok(Conversion::Ignored(reason)) => (StatusCode::OK, "ignored", format!("ignored: {reason}")),
         Ok(Conversion::Event(event)) => match state.inner.events.try_send(event) {
-            Ok(()) => {
-                if let Some(id) = delivery {
-                    let mut recent = state.inner.recent.lock().unwrap();
-                    if recent.len() == RECENT_DELIVERIES {
-                        recent.pop_front();
-                    }
-                    recent.push_back(id.to_string());
-                }
-                (StatusCode::ACCEPTED, "queued", "queued".into())
-            }
+            Ok(()) => (StatusCode::ACCEPTED, "queued", "queued".into()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "busy", "the bot is busy; the next cycle will see this change".into())
             }
@@ -273,7 +276,11 @@ fn handle(
                 (StatusCode::SERVICE_UNAVAILABLE, "busy", "the bot is shutting down".into())
             }
         },
+    };
+    if answer.0 != StatusCode::ACCEPTED {
+        forget();
     }
+    answer
 }
 
 #[cfg(test)]

@@ -88,7 +88,8 @@ fn source(c: &SourceCase) -> AppSource {
     AppSource {
         repo_url: c.repo_url.clone().unwrap_or_else(|| "https://git.example.com/gitops.git".into()),
         target_revision: "HEAD".into(),
-        path: if c.chart.is_some() { None } else { Some(c.path.clone().unwrap_or_default()) },
+        // A chart, or a `ref` source written without `path`, has no path (as discovery reads it).
+        path: if c.chart.is_some() || (c.ref_name.is_some() && c.path.is_none()) { None } else { Some(c.path.clone().unwrap_or_default()) },
         chart: c.chart.clone(),
         ref_name: c.ref_name.clone(),
         helm_value_files: c.value_files.clone(),

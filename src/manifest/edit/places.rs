@@ -59,7 +59,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
         return Err(symlink_refused(at, link));
     }
     if let Some(w) = &write_back {
-        s.check_write_back_scope(w, src_dir.unwrap_or(""))?;
+        s.check_write_back_scope(w, src_dir)?;
     }
 
     if let Some(dir) = src_dir {
@@ -169,14 +169,20 @@ impl Session<'_, '_> {
     /// a kustomization its own kustomization includes (an overlay's `../base`), or one of its
     /// Helm value files. Whoever writes the annotation must not steer the bot's commit anywhere
     /// else in the repository (`helmvalues:/.github/workflows/ci.yaml`).
-    fn check_write_back_scope(&self, w: &WriteBack, src_dir: &str) -> Result<(), ManifestError> {
+    fn check_write_back_scope(&self, w: &WriteBack, src_dir: Option<&str>) -> Result<(), ManifestError> {
+        // A source without a path (a `ref:` source of values files) deploys only the files the
+        // other sources name from it.
+        let inside = |path: &str| src_dir.is_some_and(|d| under(path, d));
         let (at, allowed) = match w {
-            WriteBack::Kustomization(dir) => (dir, under(dir, src_dir) || self.included_kustomizations(src_dir).contains(dir)),
+            WriteBack::Kustomization(dir) => {
+                (dir, inside(dir) || src_dir.is_some_and(|d| self.included_kustomizations(d).contains(dir)))
+            }
             WriteBack::HelmValues(file) => {
-                let own = self.values_files(Some(src_dir).filter(|d| !d.is_empty()), false).unwrap_or_default();
-                (file, under(file, src_dir) || own.contains(file))
+                let own = self.values_files(src_dir.filter(|d| !d.is_empty()), false).unwrap_or_default();
+                (file, inside(file) || own.contains(file))
             }
         };
+        let src_dir = src_dir.unwrap_or("");
         if allowed && !at.split('/').any(|part| part.starts_with('.') && part != ".") {
             return Ok(());
         }
