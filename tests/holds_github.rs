@@ -555,6 +555,50 @@ fn a_command_posted_right_after_the_bots_write_is_carried_out_next_run_and_answe
     w.gh.finish();
 }
 
+/// The `seen_at` of PR `n`'s ledger (where the next comment listing may start).
+fn seen_at(w: &World, n: u64) -> Value {
+    let body = w.gh.pull(REPO, n).body.unwrap_or_default();
+    let start = body.rfind("<!-- argocd-image-pr:metadata ").expect("metadata block") + "<!-- argocd-image-pr:metadata ".len();
+    let end = body[start..].find(" -->").unwrap() + start;
+    let meta: Value = serde_json::from_str(&body[start..end]).unwrap();
+    meta["ledger"]["seen_at"].clone()
+}
+
+/// Review of issue 9, point 4: a `/pin` on the PR of an Application that this run does not read
+/// (defined twice for a while) must not fall out of later listings because another PR of the
+/// repository was written in the meantime: that write keeps the repository's `seen_at`, and
+/// once the Application is read again the `/pin` is carried out.
+#[test]
+fn a_command_on_a_pr_this_run_cannot_handle_keeps_the_listing_start_for_the_repository() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    let files = [
+        ("envs/web/kustomization.yaml", kustomization(&w.image, "1.0.0")),
+        ("envs/web/deployment.yaml", deployment("web", &w.image)),
+    ];
+    w.push_main(&files);
+    let web = App::new("web", &w.gh.git_url(REPO), "envs/web").image_list(&format!("api={}:^1.0", w.image));
+    std::fs::write(w.apps.path().join("web.yaml"), web.to_yaml()).unwrap();
+    w.run().assert_exit(0);
+    let web_pr = w.gh.pulls(REPO).into_iter().find(|p| p.head.ends_with("/web")).unwrap().number;
+    let before = seen_at(&w, web_pr);
+
+    // `api` is defined twice for a while; its PR gets a /pin; web's PR is updated meanwhile.
+    let copy = std::fs::read_to_string(w.apps.path().join("api.yaml")).unwrap();
+    std::fs::write(w.apps.path().join("api-copy.yaml"), &copy).unwrap();
+    let pin = w.comment(1, "alice", "/pin");
+    w.reg.push_tags("team/api", &["1.2.0"]);
+    let out = w.run();
+    assert_eq!(out.app("web")["action"], "updated", "{out}");
+    assert!(w.gh.pull(REPO, 1).open, "api is not read this run");
+    assert_eq!(seen_at(&w, web_pr), before, "web's write keeps the repository's listing start");
+
+    std::fs::remove_file(w.apps.path().join("api-copy.yaml")).unwrap();
+    let out = w.run();
+    assert_eq!(out.app("api")["action"], "closed", "the /pin is carried out once api is read again{out}");
+    assert_eq!(w.reactions(pin), ["+1"]);
+    w.gh.finish();
+}
+
 /// Issue 15: a reader writes the bot's reply marker naming a writer's `/pin`. Only comments by
 /// the bot's own login are the bot's: the pin is carried out and the reader's marker is nothing.
 #[test]
