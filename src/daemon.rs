@@ -133,9 +133,6 @@ pub struct Burst {
     pub deliveries: usize,
     /// `owner/name` of the repositories they came from (for the log: a cycle covers everything).
     pub repos: BTreeSet<String>,
-    /// (`owner/name` in lowercase, number) of the pull requests they named: the cycle reads
-    /// their comments even when the forge's `updated_at` says nothing new (docs/lifecycle.md).
-    pub prs: BTreeSet<(String, u64)>,
     first: Instant,
     last: Instant,
 }
@@ -169,19 +166,18 @@ impl Schedule {
         Schedule { interval, running: false, next_interval: now, burst: None }
     }
 
-    /// A delivery about pull request `pr` of repository `repo` (`owner/name`) arrived.
-    pub fn delivery(&mut self, now: Instant, repo: &str, pr: u64) {
+    /// A delivery about a pull request of repository `repo` (`owner/name`) arrived. Which PR
+    /// does not matter: the cycle lists every new comment of the repository.
+    pub fn delivery(&mut self, now: Instant, repo: &str) {
         let burst = self.burst.get_or_insert_with(|| Burst {
             deliveries: 0,
             repos: BTreeSet::new(),
-            prs: BTreeSet::new(),
             first: now,
             last: now,
         });
         burst.deliveries += 1;
         burst.last = now;
         burst.repos.insert(repo.to_string());
-        burst.prs.insert((repo.to_ascii_lowercase(), pr));
     }
 
     /// Starts a cycle if one is due at `now` and none is running.
@@ -257,7 +253,7 @@ pub async fn run<F: Forge>(forge: &F, options: RunOptions, args: &DaemonArgs) ->
             signal = signals.next() => break signal,
             Some(event) = events.recv() => {
                 tracing::debug!(repo = %event.repo().full_name, pr = event.pr(), "webhook delivery queued for a cycle");
-                schedule.delivery(Instant::now(), &event.repo().full_name, event.pr());
+                schedule.delivery(Instant::now(), &event.repo().full_name);
             }
             () = async { cycle.as_mut().expect("checked by the guard").await }, if cycle.is_some() => {
                 cycle = None;
@@ -492,16 +488,14 @@ mod tests {
         s.start(t0);
         s.finished();
         let t = t0 + 10 * SETTLE;
-        s.delivery(t, "org/gitops", 1);
-        s.delivery(t + ms(300), "Org/GitOps", 2);
-        s.delivery(t + ms(600), "org/other", 1);
+        s.delivery(t, "org/gitops");
+        s.delivery(t + ms(300), "Org/GitOps");
+        s.delivery(t + ms(600), "org/other");
         assert_eq!(s.wake_at(), Some(t + ms(600) + SETTLE), "waits for the burst to settle");
         assert_eq!(s.start(t + ms(1000)), None, "still settling");
         let burst = webhook(s.start(t + ms(600) + SETTLE));
         assert_eq!(burst.deliveries, 3);
         assert_eq!(burst.repos.iter().map(String::as_str).collect::<Vec<_>>(), ["Org/GitOps", "org/gitops", "org/other"]);
-        let prs: Vec<(&str, u64)> = burst.prs.iter().map(|(r, n)| (r.as_str(), *n)).collect();
-        assert_eq!(prs, [("org/gitops", 1), ("org/gitops", 2), ("org/other", 1)], "the PRs to read comments of");
         s.finished();
         assert_eq!(s.start(t + 3 * SETTLE), None, "the burst was used up");
         // The interval counts again from the webhook cycle's start.
@@ -522,7 +516,7 @@ mod tests {
                 started = Some((now, trigger));
                 break;
             }
-            s.delivery(now, "org/gitops", 1);
+            s.delivery(now, "org/gitops");
         }
         let (when, trigger) = started.expect("a cycle started");
         assert_eq!(when, t + MAX_SETTLE, "at most MAX_SETTLE after the first delivery");
@@ -535,7 +529,7 @@ mod tests {
         let mut s = Schedule::new(t0, 2 * MIN);
         assert_eq!(s.start(t0), Some(Trigger::Interval));
         for i in 0..5u64 {
-            s.delivery(t0 + ms(1000 * i), "org/gitops", 1);
+            s.delivery(t0 + ms(1000 * i), "org/gitops");
         }
         assert_eq!(s.start(t0 + 10 * SETTLE), None, "not while the cycle runs");
         s.finished();
@@ -551,7 +545,7 @@ mod tests {
         let mut s = Schedule::new(t0, 2 * MIN);
         s.start(t0);
         s.finished();
-        s.delivery(t0 + 2 * MIN - SETTLE, "org/gitops", 1);
+        s.delivery(t0 + 2 * MIN - SETTLE, "org/gitops");
         assert!(matches!(s.start(t0 + 2 * MIN), Some(Trigger::Webhook(_))));
         s.finished();
         assert_eq!(s.start(t0 + 2 * MIN + SETTLE), None, "the interval cycle is the webhook cycle");
