@@ -220,7 +220,7 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
     for url in &managed_urls {
         let _ = ctx.listing(&mut repos, url, false).await;
     }
-    let managed: run_commands::Managed = found
+    let managed: comment_commands::Managed = found
         .annotated
         .iter()
         .map(|(app, ann)| (app.id.to_string(), ann.images.iter().filter_map(|i| i.as_ref().ok()).map(|s| s.alias.clone()).collect()))
@@ -670,7 +670,7 @@ fn app_holds(app: &Application, work: &mut AppWork, repos: &BTreeMap<String, Rep
         .flatten()
         .filter_map(|p| {
             let meta: PrMetadata = templates::parse_metadata_block(&p.body)?;
-            (meta.application == id).then(|| run_commands::pr_view(p, &meta))
+            (meta.application == id).then(|| comment_commands::pr_view(p, &meta))
         })
         .collect();
     planner::derive(&id, &views, &pins)
@@ -1441,9 +1441,7 @@ impl<F: Forge> Forge for Counted<'_, F> {
     }
 }
 
-#[path = "run_commands.rs"]
-mod run_commands;
+mod comment_commands;
 
 #[cfg(test)]
-#[path = "run_tests.rs"]
 mod tests;
