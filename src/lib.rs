@@ -8,6 +8,7 @@ mod commands;
 mod config;
 pub mod daemon;
 mod discovery;
+mod drivers;
 mod domain;
 mod engine;
 pub mod forge;
@@ -30,7 +31,7 @@ pub use ports::RepoRef;
 pub use templates::Templates;
 pub use domain::{AppId, ImageName, ImageReference, Platform};
 pub use engine::{
-    AppReport, ImageReport, LocationError, Mode, PlanOptions, PlanReport, RunAction, RunAppReport, RunOptions, RunReport,
+    AppReport, Drivers, ImageReport, LocationError, Mode, PlanOptions, PlanReport, RunAction, RunAppReport, RunOptions, RunReport,
     RunStats, Stats, plan, run_once,
 };
 pub use registry::RegistrySettings;

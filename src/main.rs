@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use argocd_image_pr::daemon::{self, DaemonArgs, Stopped};
 use argocd_image_pr::forge::{Forge, GithubAuth, GithubForge, GithubSettings};
 use argocd_image_pr::{
-    ConfigFile, Identity, LocalForge, Mode, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan, run_once,
+    ConfigFile, Drivers, Identity, LocalForge, Mode, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan,
+    run_once,
 };
 
 #[derive(Parser)]
@@ -213,18 +214,21 @@ fn network(args: &PlanArgs) -> Result<(), ExitCode> {
     })
 }
 
-fn plan_options(args: PlanArgs, file: &ConfigFile) -> PlanOptions {
-    PlanOptions {
-        apps: if args.apps.is_empty() { file.apps.clone() } else { args.apps },
-        registry: RegistrySettings {
-            registries_conf: args.registries_conf.or(file.registries_conf.clone()),
-            docker_configs: if args.docker_configs.is_empty() { file.docker_configs.clone() } else { args.docker_configs },
-            optional_docker_configs: file.optional_docker_configs.clone(),
-            connect_timeout: Some(args.connect_timeout),
-            request_timeout: Some(args.timeout),
-        },
-        cache_dir: args.cache_dir.or(file.cache_dir.clone()),
-    }
+/// What to look at, and the drivers to look with (built once; the daemon keeps them).
+fn plan_options(args: PlanArgs, file: &ConfigFile) -> Result<(PlanOptions, Drivers), ExitCode> {
+    let registry = RegistrySettings {
+        registries_conf: args.registries_conf.or(file.registries_conf.clone()),
+        docker_configs: if args.docker_configs.is_empty() { file.docker_configs.clone() } else { args.docker_configs },
+        optional_docker_configs: file.optional_docker_configs.clone(),
+        connect_timeout: Some(args.connect_timeout),
+        request_timeout: Some(args.timeout),
+    };
+    let drivers = Drivers::standard(registry, args.cache_dir.or(file.cache_dir.clone())).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let options = PlanOptions { apps: if args.apps.is_empty() { file.apps.clone() } else { args.apps } };
+    Ok((options, drivers))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -266,8 +270,12 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         return code;
     }
     let (connect_timeout, request_timeout) = (args.plan.connect_timeout, args.plan.timeout);
+    let (plan, drivers) = match plan_options(args.plan, &file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let options = RunOptions {
-        plan: plan_options(args.plan, &file),
+        plan,
         branch_template: file.branch_template.clone().unwrap_or_else(|| argocd_image_pr::DEFAULT_BRANCH_TEMPLATE.into()),
         identity: argocd_image_pr::GitIdentity { name: identity.name.clone(), email: identity.email.clone() },
         repositories: file.repositories.clone(),
@@ -290,9 +298,9 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
             };
             let forge = LocalForge::new(dir, identity.name.clone());
             if let Some(daemon) = daemon {
-                return run_daemon(runtime, &forge, options, &daemon);
+                return run_daemon(runtime, &forge, &drivers, options, &daemon);
             }
-            runtime.block_on(run_once(&forge, options))
+            runtime.block_on(run_once(&forge, &drivers, options))
         }
         ForgeKind::Github => {
             let token = match github_token(args.github_token_file.as_deref(), args.github_token_env.as_deref()) {
@@ -335,9 +343,9 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
                 }
             };
             if let Some(daemon) = daemon {
-                return run_daemon(runtime, &forge, options, &daemon);
+                return run_daemon(runtime, &forge, &drivers, options, &daemon);
             }
-            runtime.block_on(run_once(&forge, options))
+            runtime.block_on(run_once(&forge, &drivers, options))
         }
     };
     let text = match (mode, output_kind) {
@@ -374,8 +382,14 @@ fn github_token(file: Option<&std::path::Path>, env: Option<&str>) -> Result<Opt
 
 /// `run` without `--once`: exit 0 after a signal once the running cycle finished, 1 when it had to
 /// be cut short or the server failed, 2 when the daemon cannot start.
-fn run_daemon<F: Forge>(runtime: tokio::runtime::Runtime, forge: &F, options: RunOptions, args: &DaemonArgs) -> ExitCode {
-    let result = runtime.block_on(daemon::run(forge, options, args));
+fn run_daemon<F: Forge>(
+    runtime: tokio::runtime::Runtime,
+    forge: &F,
+    drivers: &Drivers,
+    options: RunOptions,
+    args: &DaemonArgs,
+) -> ExitCode {
+    let result = runtime.block_on(daemon::run(forge, drivers, options, args));
     // A cycle cut short may leave a git worker thread blocked on the network: do not wait for it
     // (dropping the runtime would).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -432,7 +446,10 @@ fn run_plan(args: PlanArgs) -> ExitCode {
         return code;
     }
     let output_kind = args.output;
-    let options = plan_options(args, &file);
+    let (options, drivers) = match plan_options(args, &file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     if options.apps.is_empty() {
         eprintln!("error: no Applications to look at: give --apps <DIR or git URL> (or `apps:` in --config)");
         return ExitCode::from(2);
@@ -444,7 +461,7 @@ fn run_plan(args: PlanArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = runtime.block_on(plan(options));
+    let report = runtime.block_on(plan(&drivers, options));
     let text = match output_kind {
         Output::Table => output::table(&report, std::io::stdout().is_terminal()),
         Output::Json => output::json(&report),

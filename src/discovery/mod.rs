@@ -9,6 +9,9 @@ use crate::domain::AppId;
 use crate::manifest::yaml::{Node, YamlFile};
 use crate::manifest::{normalize_path, FileSet};
 
+mod locations;
+pub use locations::Locations;
+
 /// Namespace of an Application without `metadata.namespace`.
 pub const DEFAULT_NAMESPACE: &str = "argocd";
 

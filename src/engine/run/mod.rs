@@ -12,7 +12,6 @@
 //! leaves half done, the next run finishes (see docs/lifecycle.md).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,21 +19,19 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    AppReport, Evaluated, FileDiff, ImageReport, LocationError, PlanOptions, SourceChange, Stats, cache_dir, discover,
-    evaluate, same_repo,
+    AppReport, Drivers, Evaluated, FileDiff, ImageReport, LocationError, PlanOptions, SourceChange, Stats, discover, evaluate,
+    same_repo,
 };
 use crate::discovery::Application;
 use crate::domain::{AppId, ImageName};
-use crate::git::push::{self, Identity, Lease, PushError};
 use crate::planner::{
     self, Action, BaseChoice, BranchCommit, BranchState, CloseReason, Decision, Desired, ExistingPr, FixUps, Holds,
     Input, Ledger, PrMetadata, Proposal, Push, RepoSettings,
 };
 use crate::ports::{
-    Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
-    RepoRef,
+    Comment, Forge, ForgeError, ForgeErrorKind, GitRepos, Identity, Lease, NewPullRequest, Permission, PrState, PrUpdate,
+    PullRequest, PushError, PushTarget, RemoteHeads, RepoRef,
 };
-use crate::registry::RegistryClient;
 use crate::templates::{self, Templates};
 
 /// What one `run --once` pass needs besides the forge.
@@ -120,36 +117,32 @@ pub struct RunStats {
 }
 
 /// Runs one pass of the lifecycle against `forge`.
-pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
+pub async fn run_once<F: Forge>(forge: &F, drivers: &Drivers, options: RunOptions) -> RunReport {
     let forge = Counted::new(forge);
     let mut errors = Vec::new();
-    let empty = |errors| RunReport { applications: vec![], errors, stats: RunStats::default() };
-    let registry = match RegistryClient::new(&options.plan.registry) {
-        Ok(r) => Arc::new(r),
-        Err(e) => return empty(vec![LocationError { file: "registries".into(), error: e.to_string() }]),
-    };
-    let (_temp, cache) = match cache_dir(&options.plan) {
-        Ok(c) => c,
-        Err(e) => return empty(vec![e]),
-    };
+    if let Err(e) = drivers.registry.begin_cycle() {
+        let errors = vec![LocationError { file: "registries".into(), error: e.to_string() }];
+        return RunReport { applications: vec![], errors, stats: RunStats::default() };
+    }
     let prefix = branch_prefix(&options.branch_template);
 
     // 1. discovery, settings, bases
     // `--apps` git URLs on the forge (Applications kept in a private repository) are cloned with
     // the forge's credentials; a URL the forge does not know is cloned as it is.
     let mut apps_credentials: HashMap<String, PushTarget> = HashMap::new();
-    for location in options.plan.apps.iter().filter(|l| !Path::new(l).is_dir()) {
-        if let Some(repo) = RepoRef::from_url(location)
+    for location in &options.plan.apps {
+        if let Some(repo) = drivers.apps.git_url(location).and_then(RepoRef::from_url)
             && let Ok(target) = forge.authorized_push_target(&repo).await
         {
             apps_credentials.insert(location.clone(), target);
         }
     }
     let prepare = {
-        let registry = registry.clone();
+        let registry = drivers.registry.clone();
         tokio::task::spawn_blocking(move || registry.prepare())
     };
-    let found = discover(&options.plan.apps, &cache, &apps_credentials, registry.default_registry()).await;
+    let found =
+        discover(drivers.apps.as_ref(), &options.plan.apps, &apps_credentials, &drivers.registry.default_registry()).await;
     let _ = prepare.await;
     tracing::info!(
         annotated = found.annotated.len(),
@@ -188,12 +181,7 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
                 continue;
             }
         };
-        let heads = blocking({
-            let url = url.clone();
-            let target = target.clone();
-            move || push::remote_heads(&url, "", Some(&target)).map_err(|e| e.to_string())
-        })
-        .await;
+        let heads = drivers.git.remote_heads(&url, "", Some(&target)).await.map_err(|e| e.to_string());
         if quiet.contains(&url) {
             match heads {
                 Ok(h) if h.branches.keys().any(|b| b.starts_with(&prefix)) => {
@@ -215,7 +203,15 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
 
     // 2. forge: the bot's PRs (open, closed, merged), listed once per repository; comments of
     // the PRs that changed since the bot's last look; the holds of every Application.
-    let ctx = Ctx { forge: &forge, options: &options, cache: &cache, prefix: &prefix, pushes: AtomicU64::new(0), started: Utc::now(), held_cursor: Default::default() };
+    let ctx = Ctx {
+        forge: &forge,
+        git: drivers.git.as_ref(),
+        options: &options,
+        prefix: &prefix,
+        pushes: AtomicU64::new(0),
+        started: drivers.clock.now(),
+        held_cursor: Default::default(),
+    };
     let managed_urls: Vec<String> = repos.keys().filter(|u| !quiet.contains(*u)).cloned().collect();
     for url in &managed_urls {
         let _ = ctx.listing(&mut repos, url, false).await;
@@ -247,10 +243,9 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
     // Sources are read with the forge's credentials (private repositories over https).
     let credentials: HashMap<String, PushTarget> = repos.iter().map(|(url, r)| (url.clone(), r.target.clone())).collect();
     let evaluated: Evaluated = evaluate(
+        drivers,
         &found.annotated,
         &found.origins,
-        &cache,
-        &registry,
         |app, source| {
             bases.get(&(app.id.clone(), source.repo_url.clone())).cloned().unwrap_or_else(|| source.target_revision.clone())
         },
@@ -370,7 +365,7 @@ fn branch_prefix(template: &str) -> String {
 struct RepoState {
     repo: RepoRef,
     target: PushTarget,
-    heads: Result<push::RemoteHeads, String>,
+    heads: Result<RemoteHeads, String>,
     /// The bot's PRs, listed at most once (again only after a conflict).
     listing: Option<Result<Vec<PullRequest>, String>>,
 }
@@ -740,15 +735,10 @@ fn existing(pr: &PullRequest) -> ExistingPr {
     }
 }
 
-/// Runs git2 work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    crate::git::bounded("git".to_string(), f).await
-}
-
 struct Ctx<'a, F: Forge> {
     forge: &'a Counted<'a, F>,
+    git: &'a dyn GitRepos,
     options: &'a RunOptions,
-    cache: &'a Path,
     prefix: &'a str,
     pushes: AtomicU64,
     /// When this cycle started, before any comment was listed: what the ledgers it writes say
@@ -931,13 +921,11 @@ impl<F: Forge> Ctx<'_, F> {
         if let (Some(b), Some(base)) = (branch.as_mut(), base_commit.as_ref())
             && planner::wants_branch_commits(&work.desired, &existing_prs, Some(&b.head))
         {
-            let commits = blocking({
-                let (cache, url, head, base, target) =
-                    (self.cache.to_path_buf(), url.to_string(), b.head.clone(), base.clone(), state.target.clone());
-                move || push::branch_commits(&cache, &url, &head, &base, Some(&target)).map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(fail)?;
+            let commits = self
+                .git
+                .branch_commits(url, &b.head, base, Some(&state.target))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             let commits: Vec<BranchCommit> = commits
                 .into_iter()
                 .map(|c| BranchCommit {
@@ -950,17 +938,11 @@ impl<F: Forge> Ctx<'_, F> {
             if let Desired::Propose(p) = &work.desired
                 && planner::wants_tree_check(&commits, &self.options.identity.email)
             {
-                let (cache, url, head, base, files) = (
-                    self.cache.to_path_buf(),
-                    url.to_string(),
-                    b.head.clone(),
-                    p.base_commit.clone(),
-                    work.files.clone(),
-                );
                 b.head_matches_desired = Some(
-                    blocking(move || push::commit_tree_equals(&cache, &url, &head, &base, &files).map_err(|e| e.to_string()))
+                    self.git
+                        .commit_tree_equals(url, &b.head, &p.base_commit, &work.files)
                         .await
-                        .map_err(fail)?,
+                        .map_err(|e| fail(e.to_string()))?,
                 );
             }
             b.commits = Some(commits);
@@ -1141,25 +1123,17 @@ impl<F: Forge> Ctx<'_, F> {
             Push::Create => Lease::MustNotExist,
             Push::Replace { expect } => Lease::Expect(expect),
         };
-        let message = p.commit_message.clone();
-        let (cache, url_owned, base, files, identity) =
-            (self.cache.to_path_buf(), url.to_string(), p.base_commit.clone(), files.to_vec(), self.options.identity.clone());
-        let commit = blocking(move || {
-            push::commit_on_base(&cache, &url_owned, &base, &files, &message, &identity).map_err(|e| e.to_string())
-        })
-        .await?;
+        let commit = self
+            .git
+            .commit_on_base(url, &p.base_commit, files, &p.commit_message, &self.options.identity)
+            .await
+            .map_err(|e| e.to_string())?;
         // Asked right before the push: a GitHub App token may need refreshing meanwhile.
         let target = self.forge.authorized_push_target(&state.repo).await.map_err(|e| e.to_string())?;
-        let (cache, url_owned, branch, sha) = (self.cache.to_path_buf(), url.to_string(), p.branch.clone(), commit.clone());
-        blocking(move || {
-            push::push_branch(&cache, &url_owned, &target, &branch, &sha, &lease).map_err(|e| match e {
-                PushError::LeaseFailed { .. } => {
-                    format!("{e} (someone pushed to the branch meanwhile; the next run looks again)")
-                }
-                e => e.to_string(),
-            })
-        })
-        .await?;
+        self.git.push_branch(url, &target, &p.branch, &commit, &lease).await.map_err(|e| match e {
+            PushError::LeaseFailed { .. } => format!("{e} (someone pushed to the branch meanwhile; the next run looks again)"),
+            e => e.to_string(),
+        })?;
         self.pushes.fetch_add(1, Ordering::Relaxed);
         Ok(commit)
     }

@@ -219,18 +219,15 @@ impl World {
         let local = self.forge();
         let forge = Faulty { inner: &local, fault, mover: Box::new(mover), targets: Default::default() };
         let options = RunOptions {
-            plan: PlanOptions {
-                apps: vec![self.work.path().join("apps").display().to_string()],
-                registry: Default::default(),
-                cache_dir: None,
-            },
+            plan: PlanOptions { apps: vec![self.work.path().join("apps").display().to_string()] },
             branch_template: "argocd-image-pr/{{namespace}}/{{name}}".into(),
             identity: Identity { name: "argocd-image-pr".into(), email: "argocd-image-pr@users.noreply.local".into() },
             repositories: vec![],
             templates: Arc::new(Templates::defaults()),
             mode: Default::default(),
         };
-        run_once(&forge, options).await
+        let drivers = Drivers::standard(Default::default(), None).unwrap();
+        run_once(&forge, &drivers, options).await
     }
 
     fn open_prs(&self) -> Vec<PullRequest> {
