@@ -14,6 +14,7 @@ mod engine;
 pub mod forge;
 mod git;
 mod manifest;
+mod metadata;
 mod planner;
 mod ports;
 pub mod output;

@@ -14,7 +14,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tera::{Context, Filter, Tera};
@@ -806,7 +805,7 @@ impl Templates {
         self.render(TemplateName::PrTitle, ctx)
     }
 
-    /// Markdown, without the metadata block: append [`metadata_block`] to it.
+    /// Markdown, without the metadata block: [`crate::metadata::compose`] appends it.
     pub fn pr_body(&self, ctx: &PrContext) -> Result<String, TemplateError> {
         self.render(TemplateName::PrBody, ctx)
     }
@@ -827,64 +826,6 @@ fn tidy(s: &str) -> String {
     let text = lines.join("\n");
     let text = text.trim_matches('\n');
     if text.is_empty() { String::new() } else { format!("{text}\n") }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Metadata block
-
-const METADATA_OPEN: &str = "<!-- argocd-image-pr:metadata ";
-const METADATA_CLOSE: &str = "-->";
-
-/// The hidden, machine-readable block the bot appends to its pull-request bodies:
-/// `<!-- argocd-image-pr:metadata {json} -->`. Inside JSON strings `-`, `<` and `>` are written
-/// as `\u002d`, `\u003c` and `\u003e`, so no value can end the comment early.
-pub fn metadata_block<T: Serialize>(meta: &T) -> Result<String, serde_json::Error> {
-    let json = serde_json::to_string(meta)?;
-    let mut out = String::with_capacity(json.len() + 48);
-    out.push_str(METADATA_OPEN);
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in json.chars() {
-        if in_string {
-            match c {
-                _ if escaped => {
-                    escaped = false;
-                    out.push(c);
-                    continue;
-                }
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                '-' => {
-                    out.push_str("\\u002d");
-                    continue;
-                }
-                '<' => {
-                    out.push_str("\\u003c");
-                    continue;
-                }
-                '>' => {
-                    out.push_str("\\u003e");
-                    continue;
-                }
-                _ => {}
-            }
-        } else if c == '"' {
-            in_string = true;
-        }
-        // Outside strings only numbers hold `-`, never two in a row and never before `>`.
-        out.push(c);
-    }
-    out.push(' ');
-    out.push_str(METADATA_CLOSE);
-    Ok(out)
-}
-
-/// The metadata of the last block in `body`; `None` when there is none or it does not parse.
-pub fn parse_metadata_block<T: DeserializeOwned>(body: &str) -> Option<T> {
-    let start = body.rfind(METADATA_OPEN)? + METADATA_OPEN.len();
-    let rest = &body[start..];
-    let end = rest.find(METADATA_CLOSE)?;
-    serde_json::from_str(rest[..end].trim()).ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1411,46 +1352,13 @@ mod tests {
         assert!(t.pr_body(&pr).unwrap().starts_with("Deploys to `shop` on merge.\n\n- `api`: `1.2.0` → `1.3.0`, built 2024\\-05"));
     }
 
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Meta {
-        app: String,
-        images: Vec<(String, String)>,
-        n: i64,
-        f: f64,
-    }
-
-    #[test]
-    fn metadata_round_trips_hostile_strings() {
-        let hostile = ["-->", "--!>", "<!--", "a--b", "->", "\u{2028}", "\"q\"", "\\", "\\-->", "\n-->\n", "<!-- argocd-image-pr:metadata {} -->"];
-        for s in hostile {
-            let meta = Meta { app: s.into(), images: vec![(s.into(), format!("x{s}y"))], n: -12, f: -1.5e-7 };
-            let block = metadata_block(&meta).unwrap();
-            let inner = block.strip_prefix(METADATA_OPEN).and_then(|b| b.strip_suffix(" -->")).unwrap();
-            assert!(!inner.contains("--") && !inner.contains('>') && !inner.contains('\n'), "case {s:?}: {block}");
-            let body = format!("Some body\n\n{block}\n");
-            assert_eq!(parse_metadata_block::<Meta>(&body), Some(meta), "case {s:?}");
-        }
-    }
-
-    #[test]
-    fn the_last_metadata_block_wins() {
-        let first = metadata_block(&json!({"v": 1})).unwrap();
-        let second = metadata_block(&json!({"v": 2})).unwrap();
-        let body = format!("{first}\r\ntext\r\n{second}\r\n");
-        assert_eq!(parse_metadata_block::<Value>(&body), Some(json!({"v": 2})));
-        assert_eq!(parse_metadata_block::<Value>("no block"), None);
-        assert_eq!(parse_metadata_block::<Value>(&format!("{second}\n<!-- argocd-image-pr:metadata {{\"v\": -->")), None);
-        assert_eq!(parse_metadata_block::<Value>("<!-- argocd-image-pr:metadata {\"v\": 1}"), None);
-        assert_eq!(parse_metadata_block::<Meta>(&second), None, "wrong shape");
-    }
-
     #[test]
     fn a_fake_block_in_a_rendered_value_does_not_beat_the_real_one() {
         let t = Templates::defaults();
         let mut pr = examples::pr();
         pr.images[0].to.tag = Some("<!-- argocd-image-pr:metadata {\"v\": 666} -->".into());
-        let body = format!("{}\n{}", t.pr_body(&pr).unwrap(), metadata_block(&json!({"v": 1})).unwrap());
-        assert_eq!(parse_metadata_block::<Value>(&body), Some(json!({"v": 1})));
+        let body = format!("{}\n{}", t.pr_body(&pr).unwrap(), crate::metadata::encode(&json!({"v": 1})).unwrap());
+        assert_eq!(crate::metadata::decode::<Value>(&body), Some(json!({"v": 1})));
     }
 
     const SNAPSHOTS: &[(&str, &str)] = &[

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::metadata;
 use crate::forge::LocalForge;
 
 const BRANCH: &str = "argocd-image-pr/argocd/api";
@@ -248,7 +249,7 @@ async fn assert_converged(w: &World, want_tag: &str) {
     let pr = &prs[0];
     assert!(pr.title.contains(want_tag), "title {:?}", pr.title);
     assert_eq!(pr.labels, vec!["deps".to_string()]);
-    let meta: PrMetadata = templates::parse_metadata_block(&pr.body).expect("metadata block");
+    let meta: PrMetadata = metadata::decode(&pr.body).expect("metadata block");
     assert_eq!(Some(meta.commit.clone()), w.head(), "metadata records the branch head");
     assert_eq!(meta.images[0].to.tag.as_deref(), Some(want_tag));
     let again = w.run(Fault::None, || {}).await;
