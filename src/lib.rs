@@ -13,6 +13,8 @@ mod domain;
 mod engine;
 pub mod forge;
 mod git;
+#[cfg(test)]
+mod layers;
 mod manifest;
 mod metadata;
 mod planner;

@@ -256,7 +256,7 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         }
     };
     let templates = match args.templates_dir.as_ref().or(file.templates_dir.as_ref()) {
-        Some(dir) => match Templates::with_overrides(dir) {
+        Some(dir) => match Templates::from_dir(dir) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: templates: {e}");

@@ -116,6 +116,13 @@ impl fmt::Display for TemplateName {
 // ---------------------------------------------------------------------------------------------
 // Errors
 
+/// One file of an override directory: where it was read (errors name it) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideFile {
+    pub path: PathBuf,
+    pub source: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     /// The override directory or one of its files could not be read.
@@ -735,34 +742,18 @@ impl Templates {
         t
     }
 
-    /// The defaults, with every file of `dir` replacing the default of the same name. Hidden
-    /// entries and directories are skipped (a mounted ConfigMap has `..data`). Each override
-    /// is rendered once with example values, so a misspelt variable fails here, not mid-cycle.
-    pub fn with_overrides(dir: &Path) -> Result<Templates, TemplateError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| TemplateError::Io { path, source }
-        };
-        let mut entries = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-            let entry = entry.map_err(io(dir))?;
-            let path = entry.path();
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            if file_name.starts_with('.') || path.is_dir() {
-                continue;
-            }
-            entries.push((file_name, path));
-        }
-        entries.sort();
-
+    /// The defaults, with each override replacing the default of the same file name (the
+    /// override directory is read by [`Templates::from_dir`], at the edge). Each override is
+    /// rendered once with example values, so a misspelt variable fails here, not mid-cycle.
+    pub fn with_overrides(overrides: Vec<OverrideFile>) -> Result<Templates, TemplateError> {
         let mut t = Templates::defaults();
         let mut replaced = Vec::new();
-        for (file_name, path) in entries {
+        for OverrideFile { path, source } in overrides {
+            let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let Some(name) = TemplateName::from_file_name(&file_name) else {
                 let expected = TemplateName::ALL.iter().map(|n| n.file_name()).collect::<Vec<_>>().join(", ");
                 return Err(TemplateError::UnknownFile { path, expected });
             };
-            let source = std::fs::read_to_string(&path).map_err(io(&path))?;
             t.tera_mut(name).add_raw_template(name.file_name(), &source).map_err(|e| {
                 let (line, message) = syntax_error(&e);
                 TemplateError::Syntax { path: path.clone(), line, message }
@@ -1277,7 +1268,7 @@ mod tests {
     fn get_env_is_disabled() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("help.md.tera"), "{{ get_env(name=\"HOME\") }}").unwrap();
-        let err = Templates::with_overrides(dir.path()).unwrap_err().to_string();
+        let err = Templates::from_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("help.md.tera") && err.contains("get_env is disabled"), "{err}");
     }
 
@@ -1288,7 +1279,7 @@ mod tests {
         // What a mounted ConfigMap and an editor leave behind is not a template.
         std::fs::create_dir(dir.path().join("..2024_01_01")).unwrap();
         std::fs::write(dir.path().join(".gitkeep"), "").unwrap();
-        let t = Templates::with_overrides(dir.path()).unwrap();
+        let t = Templates::from_dir(dir.path()).unwrap();
         let mut pr = examples::pr();
         assert_eq!(t.pr_body(&pr).unwrap(), "Deploy shop\\-prod: 2 images.\n");
         pr.app.name = "<b>x</b>".into();
@@ -1301,7 +1292,7 @@ mod tests {
     fn an_unknown_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pr-bdy.md.tera"), "x").unwrap();
-        let err = Templates::with_overrides(dir.path()).unwrap_err();
+        let err = Templates::from_dir(dir.path()).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, TemplateError::UnknownFile { .. }), "{text}");
         assert!(text.contains("pr-bdy.md.tera: not a template") && text.contains("pr-body.md.tera"), "{text}");
@@ -1312,7 +1303,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("closed-ignored.md.tera");
         std::fs::write(&file, "Closed.\n\n{% for i in images %}\n- {{ i.alias | }}\n{% endfor %}\n").unwrap();
-        let err = Templates::with_overrides(dir.path()).unwrap_err();
+        let err = Templates::from_dir(dir.path()).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, TemplateError::Syntax { line: Some(4), .. }), "{text}");
         assert!(text.starts_with(&format!("{}:4: syntax error", file.display())), "{text}");
@@ -1322,13 +1313,13 @@ mod tests {
     fn an_unknown_variable_fails_at_load_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pr-title.txt.tera"), "Update {{ application.name }}").unwrap();
-        let err = Templates::with_overrides(dir.path()).unwrap_err().to_string();
+        let err = Templates::from_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("pr-title.txt.tera: fails to render an example") && err.contains("application.name"), "{err}");
     }
 
     #[test]
     fn a_missing_directory_is_an_error_naming_it() {
-        let err = Templates::with_overrides(Path::new("/nonexistent/templates")).unwrap_err().to_string();
+        let err = Templates::from_dir(Path::new("/nonexistent/templates")).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/templates"), "{err}");
     }
 
@@ -1346,7 +1337,7 @@ mod tests {
             found += 1;
         }
         assert_eq!(found, 2);
-        let t = Templates::with_overrides(dir.path()).unwrap();
+        let t = Templates::from_dir(dir.path()).unwrap();
         let pr = examples::pr();
         assert_eq!(t.pr_title(&pr).unwrap(), "deploy(argocd/shop-prod): api 1.3.0, web stable");
         assert!(t.pr_body(&pr).unwrap().starts_with("Deploys to `shop` on merge.\n\n- `api`: `1.2.0` → `1.3.0`, built 2024\\-05"));
