@@ -244,8 +244,7 @@ struct Discovered {
     errors: Vec<LocationError>,
 }
 
-/// 1. discovery
-/// Git locations are read with `credentials` where given (`run`: the forge's).
+/// Phase 1, discovery. Git locations are read with `credentials` where given (`run`: the forge's).
 ///
 /// Image names without registry host belong to `default_registry` (registries.conf
 /// `default: true`).
@@ -697,7 +696,7 @@ async fn choose(
             out
         }
         Need::Digest(tag) => {
-            if !tags.iter().any(|t| *t == tag) {
+            if !tags.contains(&tag) {
                 let none = Selection { proposed: None, reason: Some(format!("tag {tag} does not exist in {}", spec.name)) };
                 return Ok((none, HeldInfo::default(), Seen::default()));
             }
@@ -722,10 +721,11 @@ async fn choose(
         .and_then(|p| candidates.iter().find(|c| c.tag == p.tag && (p.digest.is_none() || c.digest == p.digest)))
         .map(|c| Seen { created: c.created, digest: c.digest.clone() })
         .unwrap_or_default();
-    if spec.pin_digest && spec.strategy != UpdateStrategy::Digest {
-        if let Some(p) = selection.proposed.as_mut().filter(|p| p.digest.is_none()) {
-            p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await.map_err(|e| e.to_string())?);
-        }
+    if spec.pin_digest
+        && spec.strategy != UpdateStrategy::Digest
+        && let Some(p) = selection.proposed.as_mut().filter(|p| p.digest.is_none())
+    {
+        p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await.map_err(|e| e.to_string())?);
     }
     Ok((selection, held, seen))
 }

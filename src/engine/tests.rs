@@ -102,10 +102,13 @@ impl Registry for MemoryRegistry {
     }
 }
 
+/// Revision -> (commit id, files).
+type Revisions = HashMap<String, (String, FileSet)>;
+
 /// Repositories by URL: files per revision (branch names and commit ids alike).
 #[derive(Default)]
 pub(crate) struct MemoryGit {
-    repos: Mutex<HashMap<String, HashMap<String, (String, FileSet)>>>,
+    repos: Mutex<HashMap<String, Revisions>>,
     /// URLs that never answer (a hung server after `--git-timeout`).
     silent: Mutex<Vec<String>>,
 }

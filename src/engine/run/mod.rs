@@ -179,7 +179,7 @@ pub async fn run_once<F: Forge>(forge: &F, drivers: &Drivers, options: RunOption
     RunReport { applications: reports, errors, stats }
 }
 
-/// 1. discovery, as for `plan`. `--apps` git URLs on the forge (Applications kept in a private
+/// Phase 1, discovery, as for `plan`. `--apps` git URLs on the forge (Applications kept in a private
 /// repository) are read with the forge's credentials; a URL the forge does not know as it is.
 async fn discovery_phase<F: Forge>(forge: &Counted<'_, F>, drivers: &Drivers, options: &RunOptions) -> Discovered {
     let mut apps_credentials: HashMap<String, PushTarget> = HashMap::new();
@@ -207,7 +207,7 @@ async fn discovery_phase<F: Forge>(forge: &Counted<'_, F>, drivers: &Drivers, op
     found
 }
 
-/// 2. the repositories the Applications use (and those `repositories:` configures), each with
+/// Phase 2: the repositories the Applications use (and those `repositories:` configures), each with
 /// its branches from one `ls-remote`. Also returns the "quiet" ones that only Applications
 /// without annotations use: looked at for the bot's obsolete PRs only, and left out when the bot
 /// has no branch there (it may have no access to them at all).
@@ -261,7 +261,7 @@ async fn repositories_phase<F: Forge>(
     (repos, quiet)
 }
 
-/// 4. git and registries, as for `plan`, on each Application's base branch; then each
+/// Phase 4: git and registries, as for `plan`, on each Application's base branch; then each
 /// Application split into one unit per repository its update changes.
 async fn evaluation_phase(
     drivers: &Drivers,
@@ -303,7 +303,7 @@ async fn evaluation_phase(
 }
 
 impl<F: Forge> Ctx<'_, F> {
-    /// 3. forge: the bot's PRs (open, closed, merged), listed once per repository; the comments
+    /// Phase 3, forge: the bot's PRs (open, closed, merged), listed once per repository; the comments
     /// since the bot's last look, and the commands in them carried out (`run` only); the holds
     /// of every Application.
     async fn forge_phase(
@@ -335,7 +335,7 @@ impl<F: Forge> Ctx<'_, F> {
         found.annotated.iter().zip(works.iter_mut()).map(|((app, _), work)| app_holds(app, work, repos)).collect()
     }
 
-    /// 5. every Application: decide and apply; then its rollback notices.
+    /// Phase 5, every Application: decide and apply; then its rollback notices.
     async fn apply_phase(&self, works: &mut [AppWork], repos: &mut BTreeMap<String, RepoState>) -> Vec<RunAppReport> {
         let mut reports = Vec::new();
         for work in works {
@@ -359,7 +359,7 @@ impl<F: Forge> Ctx<'_, F> {
         reports
     }
 
-    /// 6. open bot PRs whose Application lost its annotations, or is gone (only when every
+    /// Phase 6: open bot PRs whose Application lost its annotations, or is gone (only when every
     /// location could be read: an unreadable file may hold it).
     async fn obsolete_phase(
         &self,
@@ -761,8 +761,6 @@ fn pr_context(
         bot: templates::BotInfo { name: identity.name.clone() },
     }
 }
-
-/// The visible part of a PR body (the metadata block removed).
 
 fn existing(pr: &PullRequest) -> ExistingPr {
     ExistingPr {
