@@ -20,6 +20,7 @@ mod registry;
 pub mod server;
 mod strategy;
 mod templates;
+mod yaml;
 
 pub use commands::{Command, CommandError, CommandName, format_help, help_list, parse_comment};
 pub use config::{ConfigError, ConfigFile, Identity};

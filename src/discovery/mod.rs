@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::domain::AppId;
-use crate::manifest::yaml::{Node, YamlFile};
+use crate::yaml::{Node, YamlFile};
 use crate::manifest::{normalize_path, FileSet};
 
 /// Namespace of an Application without `metadata.namespace`.

@@ -10,9 +10,8 @@ use crate::discovery::{AppSource, Application};
 use crate::domain::ImageName;
 
 pub mod edit;
-pub mod yaml;
 
-use yaml::{Node, Value, YamlError, YamlFile};
+use crate::yaml::{self, Node, Value, YamlError, YamlFile};
 
 /// The files of one repository at one revision, keyed by path relative to the repository
 /// root with `/` separators (`apps/web/kustomization.yaml`).
@@ -1232,7 +1231,7 @@ spec:
     #[test]
     fn values_object_of_the_application_wins_over_values_files_and_loses_to_parameters() {
         // Issue 9: the chart's values.yaml names the repository without a tag.
-        let object = crate::manifest::yaml::parse_bytes(b"image:\n  tag: 2.1.0\n").unwrap();
+        let object = crate::yaml::parse_bytes(b"image:\n  tag: 2.1.0\n").unwrap();
         let object = object.documents[0].root.clone().unwrap();
         let with_object = AppSource {
             helm_values_object: Some(crate::discovery::ValuesObject(std::sync::Arc::new(object))),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use crate::annotations::ImageSpec;
 use crate::domain::split_tag;
-use crate::manifest::yaml::{Node, Value};
+use crate::yaml::{Node, Value};
 use crate::manifest::{helm_key, symlink_out_of_repo, Finder, ManifestError};
 
 use super::text::{FileEditor, NodePath, Plain, Seg};

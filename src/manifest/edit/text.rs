@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock};
 use regex::Regex;
 
 use crate::manifest::{FileSet, ManifestError};
-use crate::manifest::yaml::{self, Node, Style, Value, YamlFile};
+use crate::yaml::{self, Node, Style, Value, YamlFile};
 
 /// One step from a node to a child.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
