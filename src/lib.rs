@@ -10,6 +10,7 @@ pub mod daemon;
 mod discovery;
 mod domain;
 mod engine;
+mod files;
 pub mod forge;
 mod git;
 mod manifest;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::domain::AppId;
+use crate::files::{normalize_path, FileSet};
 use crate::yaml::{Node, YamlFile};
-use crate::manifest::{normalize_path, FileSet};
 
 /// Namespace of an Application without `metadata.namespace`.
 pub const DEFAULT_NAMESPACE: &str = "argocd";

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::annotations::ImageSpec;
 use crate::discovery::{AppSource, Application};
-use crate::manifest::{FileSet, ManifestError};
+use crate::files::FileSet;
+use crate::manifest::ManifestError;
 
 mod places;
 mod text;

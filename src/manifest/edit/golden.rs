@@ -15,7 +15,8 @@ use super::{edit_image, unified_diff, EditRequest, Target};
 use crate::annotations::{HelmKeys, ImageSpec};
 use crate::discovery::{AppSource, Application};
 use crate::domain::{AppId, DefaultRegistry, ImageName};
-use crate::manifest::{find_current, FileSet};
+use crate::files::FileSet;
+use crate::manifest::find_current;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/manifests");
 

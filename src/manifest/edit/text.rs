@@ -9,7 +9,8 @@ use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 
-use crate::manifest::{FileSet, ManifestError};
+use crate::files::FileSet;
+use crate::manifest::ManifestError;
 use crate::yaml::{self, Node, Style, Value, YamlFile};
 
 /// One step from a node to a child.
