@@ -8,7 +8,7 @@ use crate::annotations::ImageSpec;
 use crate::discovery::{AppSource, Application};
 use crate::domain::ImageName;
 use crate::files::{normalize_path, FileSet};
-use crate::yaml::{Node, Value, YamlFile};
+use crate::yaml::{Node, Seg, Value, YamlFile};
 
 pub mod edit;
 
@@ -144,13 +144,6 @@ enum Layout {
     Directory,
 }
 
-/// One segment of a Helm value key: `containers[0].image.tag`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
 /// Splits a Helm key at unescaped dots, with `[n]` list indexes (`a\.b` is one key).
 fn helm_key(key: &str) -> Vec<Seg> {
     let mut segs = Vec::new();
@@ -198,11 +191,7 @@ fn walk<'n>(node: &'n Node, path: &[Seg]) -> Result<Option<&'n Node>, Blocked> {
         if cur.is_alias() || cur.anchored {
             return Err(Blocked(cur.span.start));
         }
-        let next = match seg {
-            Seg::Key(k) => cur.entry(k).map(|(_, v)| v),
-            Seg::Index(i) => cur.as_sequence().and_then(|s| s.get(*i)),
-        };
-        match next {
+        match cur.child(seg) {
             Some(n) => cur = n,
             None => {
                 if let Seg::Key(_) = seg

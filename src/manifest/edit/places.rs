@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 
 use crate::annotations::ImageSpec;
 use crate::domain::split_tag;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Node, Seg, Value};
 use crate::manifest::{helm_key, symlink_out_of_repo, Finder, ManifestError};
 
-use super::text::{FileEditor, NodePath, Plain, Seg};
+use super::text::{FileEditor, NodePath, Plain};
 use super::{EditRequest, FileChange, Target};
 
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -627,16 +627,12 @@ fn lookup<'e>(ed: &'e FileEditor, path: &NodePath) -> Result<Option<&'e Node>, M
         if let Value::Alias(name) = &node.value {
             return Err(ed.error(node.span.start, format!("the value is behind an alias (*{name}); refusing to guess")));
         }
-        let next = match seg {
-            Seg::Key(k) => {
-                let next = node.get(k);
-                if next.is_none() && node.has_merge_key() {
-                    return Err(ed.error(node.span.start, format!("{k:?} may come from a merge key (<<); refusing to guess")));
-                }
-                next
-            }
-            Seg::Index(i) => node.as_sequence().and_then(|s| s.get(*i)),
-        };
+        let next = node.child(seg);
+        if let (None, Seg::Key(k)) = (next, seg)
+            && node.has_merge_key()
+        {
+            return Err(ed.error(node.span.start, format!("{k:?} may come from a merge key (<<); refusing to guess")));
+        }
         match next {
             Some(n) => node = n,
             None => return Ok(None),
@@ -771,13 +767,7 @@ impl HelmKeys {
 
 /// `image.tag`, `images[0].tag`, `a\.b.c` -> path segments, parsed as find_current does.
 fn parse_helm_key(key: &str) -> Option<Vec<Seg>> {
-    let segs: Vec<Seg> = helm_key(key)
-        .into_iter()
-        .map(|s| match s {
-            crate::manifest::Seg::Key(k) => Seg::Key(k),
-            crate::manifest::Seg::Index(i) => Seg::Index(i),
-        })
-        .collect();
+    let segs = helm_key(key);
     (!segs.is_empty()).then_some(segs)
 }
 
