@@ -1,5 +1,6 @@
 //! Finding where an image version lives in the manifests of a source (`find_current`);
-//! `edit` rewrites it in place. Works on text held in memory; no I/O. Pure.
+//! `edit` rewrites it in place, and both follow the places `layout` names. Works on text held
+//! in memory; no I/O. Pure.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use crate::files::{normalize_path, FileSet};
 use crate::yaml::{Node, Seg, Value, YamlFile};
 
 pub mod edit;
+pub mod layout;
 
 /// Which kind of place the version was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +108,6 @@ pub fn symlink_out_of_repo(path: &str, link: &str) -> ManifestError {
     }
 }
 
-
 /// `rel` taken relative to the directory `dir`; `None` when the result leaves the repository.
 fn join(dir: &str, rel: &str) -> Option<String> {
     if rel.starts_with('/') {
@@ -114,14 +115,6 @@ fn join(dir: &str, rel: &str) -> Option<String> {
         return None;
     }
     normalize_path(&format!("{dir}/{rel}"))
-}
-
-/// The kustomization file of a directory, in the order kustomize looks for them.
-fn kustomization_file(files: &FileSet, dir: &str) -> Option<String> {
-    ["kustomization.yaml", "kustomization.yml", "Kustomization"]
-        .iter()
-        .map(|f| if dir.is_empty() { f.to_string() } else { format!("{dir}/{f}") })
-        .find(|p| files.contains(p))
 }
 
 /// `name[:tag][@digest]` split into its parts without judging the name.
@@ -142,41 +135,6 @@ enum Layout {
     Kustomize(String),
     Helm,
     Directory,
-}
-
-/// Splits a Helm key at unescaped dots, with `[n]` list indexes (`a\.b` is one key).
-fn helm_key(key: &str) -> Vec<Seg> {
-    let mut segs = Vec::new();
-    let mut cur = String::new();
-    let mut chars = key.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&'.') => {
-                cur.push('.');
-                chars.next();
-            }
-            '.' => {
-                if !cur.is_empty() {
-                    segs.push(Seg::Key(std::mem::take(&mut cur)));
-                }
-            }
-            '[' => {
-                let digits: String = chars.by_ref().take_while(|&c| c != ']').collect();
-                if !cur.is_empty() {
-                    segs.push(Seg::Key(std::mem::take(&mut cur)));
-                }
-                match digits.trim().parse() {
-                    Ok(i) => segs.push(Seg::Index(i)),
-                    Err(_) => segs.push(Seg::Key(format!("[{digits}]"))),
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        segs.push(Seg::Key(cur));
-    }
-    segs
 }
 
 /// Where a walk through a YAML tree had to stop because the way goes through an alias, an
@@ -272,8 +230,8 @@ impl<'a> Finder<'a> {
     }
 
     fn layout(&self, dir: &str) -> Layout {
-        let kfile = kustomization_file(self.files, dir);
-        let chart = self.files.contains(&join(dir, "Chart.yaml").unwrap_or_default());
+        let kfile = layout::kustomization_file(self.files, dir);
+        let chart = self.files.contains(&layout::in_dir(dir, layout::CHART_FILE));
         match (self.source.has_helm, self.source.has_kustomize, kfile) {
             (true, false, _) => Layout::Helm,
             (_, _, Some(k)) => Layout::Kustomize(k),
@@ -294,11 +252,9 @@ impl<'a> Finder<'a> {
         matches(old.unwrap_or(name)) || (old.is_some() && self.is_image(name))
     }
 
-    /// (a) The override files next to the source: Argo CD applies `.argocd-source.yaml`, then
-    /// `.argocd-source-<app>.yaml` (AIU's), so the app's own file wins.
+    /// (a) AIU's override files next to the source, the app's own first.
     fn argocd_source(&self, dir: &str) -> Result<Option<CurrentImage>, ManifestError> {
-        for name in [format!(".argocd-source-{}.yaml", self.app.id.name), ".argocd-source.yaml".to_string()] {
-            let file = join(dir, &name).unwrap_or_default();
+        for file in layout::argocd_source_files(dir, &self.app.id.name) {
             if let Some(hit) = self.argocd_source_file(&file)? {
                 return Ok(Some(hit));
             }
@@ -311,7 +267,7 @@ impl<'a> Finder<'a> {
         let Some(yaml) = self.load(&file)? else { return Ok(None) };
         for doc in &yaml.documents {
             let Some(root) = &doc.root else { continue };
-            let images = walk(root, &[Seg::Key("kustomize".into()), Seg::Key("images".into())])
+            let images = walk(root, &Seg::keys(&layout::KUSTOMIZE_IMAGES))
                 .map_err(|Blocked(o)| self.unsupported(&file, &yaml, o, "the override file"))?;
             for entry in images.and_then(Node::as_sequence).unwrap_or_default() {
                 if let Some(s) = entry.as_str()
@@ -324,7 +280,7 @@ impl<'a> Finder<'a> {
                     return Ok(Some(self.found(LocationKind::ArgocdSource, &file, yaml.line_of(entry.span.start), new)));
                 }
             }
-            let params = walk(root, &[Seg::Key("helm".into()), Seg::Key("parameters".into())])
+            let params = walk(root, &Seg::keys(&layout::HELM_PARAMETERS))
                 .map_err(|Blocked(o)| self.unsupported(&file, &yaml, o, "the override file"))?;
             for p in params.and_then(Node::as_sequence).unwrap_or_default() {
                 let name = p.get("name").and_then(Node::as_str);
@@ -394,7 +350,7 @@ impl<'a> Finder<'a> {
             line: 0,
             message: format!("helm.valuesObject: {key} of image {} sits behind a YAML alias or anchor", self.image.alias),
         };
-        let Some(node) = walk(&object.0, &helm_key(key)).map_err(blocked)? else { return Ok(None) };
+        let Some(node) = walk(&object.0, &layout::helm_key(key)).map_err(blocked)? else { return Ok(None) };
         let Some(scalar) = node.as_scalar().filter(|s| !s.is_null()) else { return Ok(None) };
         let hit = CurrentImage { tag: None, digest: None, kind: LocationKind::AppHelmValuesObject, file: self.app.file.clone(), line: 0 };
         Ok(Some(match lookup {
@@ -420,7 +376,7 @@ impl<'a> Finder<'a> {
         let dir = kfile.rsplit_once('/').map_or("", |(d, _)| d);
         let mut names = names.to_vec();
 
-        let images = walk(root, &[Seg::Key("images".into())])
+        let images = walk(root, &Seg::keys(&[layout::KUSTOMIZATION_IMAGES]))
             .map_err(|Blocked(o)| self.unsupported(kfile, &yaml, o, "the images list"))?;
         for entry in images.and_then(Node::as_sequence).unwrap_or_default() {
             let field = |k: &str| entry.get(k).and_then(Node::as_str);
@@ -460,7 +416,7 @@ impl<'a> Finder<'a> {
             }));
         }
 
-        for key in ["resources", "bases", "components"] {
+        for key in layout::KUSTOMIZATION_RESOURCES {
             for res in root.get(key).and_then(Node::as_sequence).unwrap_or_default() {
                 let Some(res) = res.as_str() else { continue };
                 if res.contains("://") || res.starts_with("github.com/") || res.starts_with("git@") {
@@ -472,7 +428,7 @@ impl<'a> Finder<'a> {
                 })?;
                 let hit = if self.files.contains(&target) {
                     self.workloads_in(&target, &names)?
-                } else if let Some(nested) = kustomization_file(self.files, &target) {
+                } else if let Some(nested) = layout::kustomization_file(self.files, &target) {
                     self.kustomization(&nested, &names, visited)?
                 } else {
                     None
@@ -501,7 +457,7 @@ impl<'a> Finder<'a> {
                 order.push(path);
             }
         }
-        let default = join(dir, "values.yaml").unwrap_or_default();
+        let default = layout::in_dir(dir, layout::CHART_VALUES);
         if !order.contains(&default) {
             order.push(default);
         }
@@ -537,7 +493,7 @@ impl<'a> Finder<'a> {
             HelmLookup::Spec(k) => (k, "the image-spec value"),
             HelmLookup::Tag(k) => (k, "the image-tag value"),
         };
-        let path = helm_key(key);
+        let path = layout::helm_key(key);
         for file in order {
             let Some(yaml) = self.load(file)? else { continue };
             let Some(root) = yaml.documents.iter().find_map(|d| d.root.as_ref()) else { continue };
@@ -561,11 +517,10 @@ impl<'a> Finder<'a> {
         let names = [self.image.name.clone()];
         for path in self.files.files.range(prefix.clone()..).map(|(p, _)| p) {
             let Some(rest) = path.strip_prefix(&prefix) else { break };
-            let manifest = rest.ends_with(".yaml") || rest.ends_with(".yml");
-            if !manifest || (!self.source.directory_recurse && rest.contains('/')) {
+            if !layout::is_manifest(rest) || (!self.source.directory_recurse && rest.contains('/')) {
                 continue;
             }
-            if rest.rsplit('/').next().is_some_and(|f| f.starts_with(".argocd-source")) {
+            if rest.rsplit('/').next().is_some_and(layout::is_argocd_source) {
                 continue;
             }
             if let Some(hit) = self.workloads_in(path, &names)? {
@@ -585,7 +540,7 @@ impl<'a> Finder<'a> {
         for doc in &yaml.documents {
             let Some(root) = &doc.root else { continue };
             let Some(pod) = pod_spec(root) else { continue };
-            for list in ["containers", "initContainers", "ephemeralContainers"] {
+            for list in layout::CONTAINER_LISTS {
                 for container in pod.get(list).and_then(Node::as_sequence).unwrap_or_default() {
                     let Some(image) = container.get("image") else { continue };
                     match &image.value {
@@ -641,18 +596,7 @@ impl CurrentImage {
 
 /// The pod spec of a workload manifest, for the kinds whose containers Argo CD deploys.
 fn pod_spec(root: &Node) -> Option<&Node> {
-    let kind = root.get("kind").and_then(Node::as_str)?;
-    let api = root.get("apiVersion").and_then(Node::as_str).unwrap_or("");
-    let spec = root.get("spec")?;
-    match kind {
-        "Pod" => Some(spec),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicaSet" | "ReplicationController" => {
-            spec.get("template")?.get("spec")
-        }
-        "Rollout" if api.starts_with("argoproj.io/") => spec.get("template")?.get("spec"),
-        "CronJob" => spec.get("jobTemplate")?.get("spec")?.get("template")?.get("spec"),
-        _ => None,
-    }
+    layout::workload(root)?.pod_spec.iter().try_fold(root, |node, key| node.get(key))
 }
 
 #[cfg(test)]
@@ -1176,15 +1120,4 @@ spec:
         files.insert_symlink("b", "a");
         assert!(files.escaping_symlink("a/kustomization.yaml").is_some());
     }
-
-    #[test]
-    fn helm_keys_split() {
-        assert_eq!(
-            helm_key("containers[0].image.tag"),
-            vec![Seg::Key("containers".into()), Seg::Index(0), Seg::Key("image".into()), Seg::Key("tag".into())]
-        );
-        assert_eq!(helm_key("a\\.b.c"), vec![Seg::Key("a.b".into()), Seg::Key("c".into())]);
-    }
-
-
 }

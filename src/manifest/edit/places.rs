@@ -1,4 +1,5 @@
-//! The places an image version lives, per layout, and the edit each one gets:
+//! The places an image version lives, per layout, and the edit each one gets (the file names
+//! and keys are `manifest::layout`'s, which `find_current` reads too):
 //!
 //! - AIU's `.argocd-source-<app>.yaml` (or `.argocd-source.yaml`) in the source path, when it
 //!   exists: its `helm.parameters` and `kustomize.images`.
@@ -19,17 +20,12 @@ use std::collections::BTreeMap;
 
 use crate::annotations::ImageSpec;
 use crate::domain::split_tag;
+use crate::manifest::layout::{self, helm_key};
+use crate::manifest::{symlink_out_of_repo, Finder, ManifestError};
 use crate::yaml::{Node, Seg, Value};
-use crate::manifest::{helm_key, symlink_out_of_repo, Finder, ManifestError};
 
 use super::text::{FileEditor, NodePath, Plain};
 use super::{EditRequest, FileChange, Target};
-
-const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
-/// The kinds find_current reads containers from (`Rollout` only as `argoproj.io/*`).
-const WORKLOAD_KINDS: [&str; 9] = [
-    "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet", "ReplicationController", "Rollout",
-];
 
 /// Where `write-back-target` points.
 enum WriteBack {
@@ -63,8 +59,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
     }
 
     if let Some(dir) = src_dir {
-        for name in [format!(".argocd-source-{}.yaml", req.app.id.name), ".argocd-source.yaml".to_string()] {
-            let path = join(dir, &name);
+        for path in layout::argocd_source_files(dir, &req.app.id.name) {
             if req.files.contains(&path) {
                 s.argocd_source(&path)?;
             }
@@ -78,7 +73,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
         Some(WriteBack::Kustomization(dir)) => Some(dir.clone()),
         _ => src_dir.map(str::to_string),
     };
-    let kustomization = kustomize_dir.as_deref().and_then(|d| s.kustomization_file(d));
+    let kustomization = kustomize_dir.as_deref().and_then(|d| layout::kustomization_file(req.files, d));
     let mut kustomize_entry = false;
     if let Some(k) = &kustomization {
         kustomize_entry = s.kustomization(k, false)?;
@@ -86,7 +81,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
 
     let helm_source = req.source.has_helm
         || !req.source.helm_value_files.is_empty()
-        || src_dir.is_some_and(|d| req.files.contains(&join(d, "Chart.yaml")));
+        || src_dir.is_some_and(|d| req.files.contains(&layout::in_dir(d, layout::CHART_FILE)));
     match &write_back {
         Some(WriteBack::HelmValues(file)) => s.helm_values(std::slice::from_ref(file), true)?,
         _ if helm_source || req.source.ref_name.is_some() => {
@@ -103,7 +98,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
         && !helm_source
         && kustomization.is_none()
     {
-        let own_kustomization = s.kustomization_file(dir);
+        let own_kustomization = layout::kustomization_file(req.files, dir);
         let files = s.workload_files(dir, own_kustomization.as_deref())?;
         for f in files {
             s.workloads(&f)?;
@@ -203,13 +198,13 @@ impl Session<'_, '_> {
         let mut seen = std::collections::BTreeSet::new();
         let mut todo = vec![dir.to_string()];
         while let Some(d) = todo.pop() {
-            let Some(file) = self.kustomization_file(&d) else { continue };
+            let Some(file) = layout::kustomization_file(self.req.files, &d) else { continue };
             let Some(Ok(yaml)) = self.req.files.yaml(&file) else { continue };
             let Some(root) = yaml.documents.iter().find_map(|doc| doc.root.as_ref()) else { continue };
-            for key in ["resources", "bases", "components"] {
+            for key in layout::KUSTOMIZATION_RESOURCES {
                 for res in root.get(key).and_then(Node::as_sequence).unwrap_or_default() {
                     if let Some(target) = res.as_str().and_then(|r| resolve(&d, r))
-                        && self.kustomization_file(&target).is_some()
+                        && layout::kustomization_file(self.req.files, &target).is_some()
                         && seen.insert(target.clone())
                     {
                         todo.push(target);
@@ -218,10 +213,6 @@ impl Session<'_, '_> {
             }
         }
         seen
-    }
-
-    fn kustomization_file(&self, dir: &str) -> Option<String> {
-        KUSTOMIZATION_FILES.iter().map(|n| join(dir, n)).find(|p| self.req.files.contains(p))
     }
 
     // ---- AIU override file and the Application manifest -------------------------------
@@ -277,14 +268,14 @@ impl Session<'_, '_> {
         let mut edits = Vec::new();
         if lookup(ed, &section)?.is_some() {
             overrides(&finder, ed, &section, &helm, &image, &target, &mut edits)?;
-            let values = section.key("helm").key("valuesObject");
+            let values = section.keys(&layout::HELM_VALUES_OBJECT);
             if lookup(ed, &values)?.is_some()
                 && let Some((path, kind)) = helm.find(ed, &values, &image)?
             {
                 let current = ed.node(&path)?.as_scalar().map(|s| s.value.clone()).unwrap_or_default();
                 edits.push((path, kind.value(&current, &target)));
             }
-            let block = section.key("helm").key("values");
+            let block = section.keys(&layout::HELM_VALUES_TEXT);
             if let Some(node) = lookup(ed, &block)? {
                 let inner = node.as_str().unwrap_or_default();
                 if mentions(inner.as_bytes(), &image) {
@@ -316,7 +307,7 @@ impl Session<'_, '_> {
             List,
             Other(usize),
         }
-        let state = match root.entry("images") {
+        let state = match root.entry(layout::KUSTOMIZATION_IMAGES) {
             None => Images::Missing,
             Some((_, list)) if list.as_sequence().is_some() => Images::List,
             Some((k, _)) => Images::Other(k.span.start),
@@ -331,15 +322,15 @@ impl Session<'_, '_> {
             }
             let entry = Plain::Map(entry);
             match state {
-                Images::Missing => ed.add_key(&root_path, "images", Plain::Seq(vec![entry]))?,
-                Images::List => ed.append_item(&root_path.key("images"), entry)?,
+                Images::Missing => ed.add_key(&root_path, layout::KUSTOMIZATION_IMAGES, Plain::Seq(vec![entry]))?,
+                Images::List => ed.append_item(&root_path.key(layout::KUSTOMIZATION_IMAGES), entry)?,
                 Images::Other(at) => return Err(ed.error(at, "images: is not a list; add the entry by hand")),
             }
             self.found += 1;
             return Ok(true);
         }
-        let Some(list) = root.get("images") else { return Ok(false) };
-        let list_path = root_path.key("images");
+        let Some(list) = root.get(layout::KUSTOMIZATION_IMAGES) else { return Ok(false) };
+        let list_path = root_path.key(layout::KUSTOMIZATION_IMAGES);
         let items = match &list.value {
             Value::Sequence(items) => items,
             Value::Scalar(s) if s.is_null() => return Ok(false),
@@ -394,7 +385,7 @@ impl Session<'_, '_> {
                 if !path.starts_with(&prefix) {
                     break;
                 }
-                if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
+                if !layout::is_manifest(path) {
                     continue;
                 }
                 let Ok(ed) = FileEditor::from_set(self.req.files, path) else { continue };
@@ -418,7 +409,7 @@ impl Session<'_, '_> {
         let mut out = Vec::new();
         let source = self.req.source;
         if let Some(dir) = src_dir {
-            out.push(join(dir, "values.yaml"));
+            out.push(layout::in_dir(dir, layout::CHART_VALUES));
             for f in &source.helm_value_files {
                 if f.starts_with('$') {
                     continue;
@@ -513,10 +504,10 @@ impl Session<'_, '_> {
             .keys()
             .filter(|p| p.starts_with(&prefix))
             .filter(|p| self.req.source.directory_recurse || !p[prefix.len()..].contains('/'))
-            .filter(|p| p.ends_with(".yaml") || p.ends_with(".yml"))
+            .filter(|p| layout::is_manifest(p))
             .filter(|p| {
                 let base = p.rsplit('/').next().unwrap_or(p);
-                !base.starts_with(".argocd-source") && !KUSTOMIZATION_FILES.contains(&base)
+                !layout::is_argocd_source(base) && !layout::KUSTOMIZATION_FILES.contains(&base)
             })
             .cloned()
             .collect())
@@ -561,7 +552,7 @@ fn overrides(
     target: &Target,
     edits: &mut Vec<(NodePath, String)>,
 ) -> Result<(), ManifestError> {
-    let params_path = section.key("helm").key("parameters");
+    let params_path = section.keys(&layout::HELM_PARAMETERS);
     if let Some(params) = lookup(ed, &params_path)? {
         let items = params.as_sequence().ok_or_else(|| ed.error(params.span.start, "helm.parameters is not a list"))?;
         let value_of = |name: &str| {
@@ -583,7 +574,7 @@ fn overrides(
             edits.push((params_path.index(i).key("value"), kind.value(&current, target)));
         }
     }
-    let images_path = section.key("kustomize").key("images");
+    let images_path = section.keys(&layout::KUSTOMIZE_IMAGES);
     if let Some(list) = lookup(ed, &images_path)? {
         let items = list.as_sequence().ok_or_else(|| ed.error(list.span.start, "kustomize.images is not a list"))?;
         for (i, item) in items.iter().enumerate() {
@@ -778,17 +769,9 @@ fn containers(ed: &FileEditor, doc: usize) -> Vec<(NodePath, String)> {
     let mut out = Vec::new();
     let root_path = NodePath::root(doc);
     let Some(root) = ed.yaml().documents.get(doc).and_then(|d| d.root.as_ref()) else { return out };
-    let Some(kind) = root.get("kind").and_then(Node::as_str) else { return out };
-    let api = root.get("apiVersion").and_then(Node::as_str).unwrap_or("");
-    if !WORKLOAD_KINDS.contains(&kind) || (kind == "Rollout" && !api.starts_with("argoproj.io/")) {
-        return out;
-    }
-    let pod_spec = match kind {
-        "Pod" => root_path.key("spec"),
-        "CronJob" => root_path.key("spec").key("jobTemplate").key("spec").key("template").key("spec"),
-        _ => root_path.key("spec").key("template").key("spec"),
-    };
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
+    let Some(workload) = layout::workload(root) else { return out };
+    let pod_spec = root_path.keys(workload.pod_spec);
+    for list in layout::CONTAINER_LISTS {
         let list_path = pod_spec.key(list);
         let Ok(Some(items)) = lookup(ed, &list_path) else { continue };
         for (i, c) in items.as_sequence().unwrap_or_default().iter().enumerate() {
@@ -805,7 +788,9 @@ fn containers(ed: &FileEditor, doc: usize) -> Vec<(NodePath, String)> {
 fn check_workload_aliases(ed: &FileEditor, doc: usize, image: &ImageSpec) -> Result<(), ManifestError> {
     let Some(root) = ed.yaml().documents.get(doc).and_then(|d| d.root.as_ref()) else { return Ok(()) };
     let Some(kind) = root.get("kind").and_then(Node::as_str) else { return Ok(()) };
-    if !WORKLOAD_KINDS.contains(&kind) {
+    // By kind alone, whatever the apiVersion: stricter than `containers`, which skips a
+    // `Rollout` outside argoproj.io.
+    if !layout::WORKLOADS.iter().any(|w| w.kind == kind) {
         return Ok(());
     }
     let mut alias = None;
@@ -879,10 +864,6 @@ fn rewrite_ref(written: &str, target: &Target) -> String {
 
 // ---- Paths -------------------------------------------------------------------------------
 
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
-}
-
 fn is_under(path: &str, dir: &str) -> bool {
     dir.is_empty() || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
@@ -941,7 +922,7 @@ fn parse_write_back(w: &str, src_dir: &str, app_file: &str) -> Result<WriteBack,
     };
     match kind {
         "kustomization" => Ok(WriteBack::Kustomization(at(arg.unwrap_or("."))?)),
-        "helmvalues" => Ok(WriteBack::HelmValues(at(arg.filter(|a| !a.is_empty()).unwrap_or("values.yaml"))?)),
+        "helmvalues" => Ok(WriteBack::HelmValues(at(arg.filter(|a| !a.is_empty()).unwrap_or(layout::CHART_VALUES))?)),
         _ => Err(ManifestError::Invalid {
             file: app_file.to_string(),
             message: format!("write-back-target {w:?} is not supported (kustomization[:<dir>] or helmvalues[:<file>])"),

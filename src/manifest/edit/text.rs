@@ -31,6 +31,13 @@ impl NodePath {
         p
     }
 
+    /// The path `keys` lead to from here (`["helm", "parameters"]`).
+    pub fn keys(&self, keys: &[&str]) -> Self {
+        let mut p = self.clone();
+        p.segs.extend(Seg::keys(keys));
+        p
+    }
+
     pub fn index(&self, i: usize) -> Self {
         let mut p = self.clone();
         p.segs.push(Seg::Index(i));
