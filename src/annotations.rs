@@ -43,12 +43,45 @@ pub enum AllowTags {
     Regex(regex::Regex),
 }
 
-/// The Helm value keys an image's name, tag or full spec live at.
+/// The Helm value keys an image's name, tag or full spec live at, as the annotations give
+/// them (`helm.image-name`, `helm.image-tag`, `helm.image-spec`); the methods fill in AIU's
+/// defaults. The same keys name Helm parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HelmKeys {
     pub image_name: Option<String>,
     pub image_tag: Option<String>,
     pub image_spec: Option<String>,
+}
+
+/// What the value at an image's Helm version key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelmValue {
+    /// `tag[@digest]` (`helm.image-tag`).
+    Tag,
+    /// `name:tag[@digest]` (`helm.image-spec`).
+    Spec,
+}
+
+impl HelmKeys {
+    /// The key naming the image: `helm.image-name`, else AIU's `DefaultHelmImageName`.
+    pub fn name_key(&self) -> &str {
+        self.image_name.as_deref().unwrap_or("image.name")
+    }
+
+    /// The key holding the version, and what it holds: `helm.image-spec` when set, else
+    /// `helm.image-tag`, else AIU's `DefaultHelmImageTag`.
+    pub fn version_key(&self) -> (&str, HelmValue) {
+        match &self.image_spec {
+            Some(spec) => (spec, HelmValue::Spec),
+            None => (self.image_tag.as_deref().unwrap_or("image.tag"), HelmValue::Tag),
+        }
+    }
+
+    /// Whether the annotations name any key. With the defaults alone, a value at `image.tag`
+    /// belongs to the image only if `image.name` (when set) names it.
+    pub fn explicit(&self) -> bool {
+        self.image_name.is_some() || self.image_tag.is_some() || self.image_spec.is_some()
+    }
 }
 
 /// One entry of the image-list with all its options resolved.

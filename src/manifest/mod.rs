@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::annotations::ImageSpec;
+use crate::annotations::{HelmValue, ImageSpec};
 use crate::discovery::{AppSource, Application};
 use crate::domain::ImageName;
 use crate::files::{normalize_path, FileSet};
@@ -219,16 +219,6 @@ impl<'a> Finder<'a> {
         }
     }
 
-    /// The Helm keys AIU uses: `image-spec`, or `image-name`/`image-tag` defaulting to
-    /// `image.name`/`image.tag` (AIU's `DefaultHelmImageName`/`DefaultHelmImageTag`).
-    fn helm_keys(&self) -> HelmLookup<'a> {
-        let h = &self.image.helm;
-        match &h.image_spec {
-            Some(spec) => HelmLookup::Spec(spec),
-            None => HelmLookup::Tag(h.image_tag.as_deref().unwrap_or("image.tag")),
-        }
-    }
-
     fn layout(&self, dir: &str) -> Layout {
         let kfile = layout::kustomization_file(self.files, dir);
         let chart = self.files.contains(&layout::in_dir(dir, layout::CHART_FILE));
@@ -311,11 +301,8 @@ impl<'a> Finder<'a> {
             file: self.app.file.clone(),
             line: 0,
         };
-        match self.helm_keys() {
-            HelmLookup::Spec(key) if key == name => Some(hit.with_reference(value)),
-            HelmLookup::Tag(key) if key == name => Some(hit.with_tag_value(value)),
-            _ => None,
-        }
+        let (key, holds) = self.image.helm.version_key();
+        (key == name).then(|| hit.with_helm_value(holds, value))
     }
 
     /// (b) The Application's own `kustomize.images`, `helm.parameters` and `helm.valuesObject`.
@@ -341,10 +328,7 @@ impl<'a> Finder<'a> {
     /// The Application's `helm.valuesObject`, which Argo CD lays over every values file.
     fn values_object(&self) -> Result<Option<CurrentImage>, ManifestError> {
         let Some(object) = &self.source.helm_values_object else { return Ok(None) };
-        let lookup = self.helm_keys();
-        let key = match lookup {
-            HelmLookup::Spec(k) | HelmLookup::Tag(k) => k,
-        };
+        let (key, holds) = self.image.helm.version_key();
         let blocked = |Blocked(_)| ManifestError::Unsupported {
             file: self.app.file.clone(),
             line: 0,
@@ -353,10 +337,7 @@ impl<'a> Finder<'a> {
         let Some(node) = walk(&object.0, &layout::helm_key(key)).map_err(blocked)? else { return Ok(None) };
         let Some(scalar) = node.as_scalar().filter(|s| !s.is_null()) else { return Ok(None) };
         let hit = CurrentImage { tag: None, digest: None, kind: LocationKind::AppHelmValuesObject, file: self.app.file.clone(), line: 0 };
-        Ok(Some(match lookup {
-            HelmLookup::Spec(_) => hit.with_reference(&scalar.value),
-            HelmLookup::Tag(_) => hit.with_tag_value(&scalar.value),
-        }))
+        Ok(Some(hit.with_helm_value(holds, &scalar.value)))
     }
 
     /// (c) A kustomization: its `images:` entry for our image, else the workloads among its
@@ -488,10 +469,10 @@ impl<'a> Finder<'a> {
 
     /// The first of `order` (highest precedence first) that sets the image's Helm key.
     fn values_in(&self, order: &[String]) -> Result<Option<CurrentImage>, ManifestError> {
-        let lookup = self.helm_keys();
-        let (key, what) = match lookup {
-            HelmLookup::Spec(k) => (k, "the image-spec value"),
-            HelmLookup::Tag(k) => (k, "the image-tag value"),
+        let (key, holds) = self.image.helm.version_key();
+        let what = match holds {
+            HelmValue::Spec => "the image-spec value",
+            HelmValue::Tag => "the image-tag value",
         };
         let path = layout::helm_key(key);
         for file in order {
@@ -503,10 +484,7 @@ impl<'a> Finder<'a> {
             let line = yaml.line_of(node.span.start);
             let value = if scalar.is_null() { "" } else { scalar.value.as_str() };
             let hit = CurrentImage { tag: None, digest: None, kind: LocationKind::HelmValues, file: file.clone(), line };
-            return Ok(Some(match lookup {
-                HelmLookup::Spec(_) => hit.with_reference(value),
-                HelmLookup::Tag(_) => hit.with_tag_value(value),
-            }));
+            return Ok(Some(hit.with_helm_value(holds, value)));
         }
         Ok(None)
     }
@@ -566,29 +544,20 @@ impl<'a> Finder<'a> {
     }
 }
 
-#[derive(Clone, Copy)]
-enum HelmLookup<'a> {
-    /// One value holds `name:tag` (`helm.image-spec`).
-    Spec(&'a str),
-    /// The tag lives at this key (`helm.image-tag`, default `image.tag`).
-    Tag(&'a str),
-}
-
 impl CurrentImage {
-    fn with_reference(mut self, reference: &str) -> Self {
-        let (_, tag, digest) = split_reference(reference);
-        self.tag = non_empty(tag);
-        self.digest = non_empty(digest);
-        self
-    }
-
-    /// A value that holds only the version: `1.2` or `1.2@sha256:...`.
-    fn with_tag_value(mut self, value: &str) -> Self {
-        let (tag, digest) = match value.split_once('@') {
-            Some((t, d)) => (t, Some(d)),
-            None => (value, None),
+    /// The version a Helm value holds: `name:tag[@digest]` (a spec) or `tag[@digest]`.
+    fn with_helm_value(mut self, holds: HelmValue, value: &str) -> Self {
+        let (tag, digest) = match holds {
+            HelmValue::Spec => {
+                let (_, tag, digest) = split_reference(value);
+                (tag, digest)
+            }
+            HelmValue::Tag => match value.split_once('@') {
+                Some((t, d)) => (Some(t), Some(d)),
+                None => (Some(value), None),
+            },
         };
-        self.tag = non_empty(Some(tag));
+        self.tag = non_empty(tag);
         self.digest = non_empty(digest);
         self
     }

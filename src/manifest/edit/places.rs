@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::annotations::ImageSpec;
+use crate::annotations::{HelmValue, ImageSpec};
 use crate::domain::split_tag;
 use crate::manifest::layout::{self, helm_key};
 use crate::manifest::{symlink_out_of_repo, Finder, ManifestError};
@@ -220,14 +220,13 @@ impl Session<'_, '_> {
     fn argocd_source(&mut self, path: &str) -> Result<(), ManifestError> {
         let req = self.req;
         let finder = Finder::new(req.files, req.app, req.source, req.image);
-        let helm = HelmKeys::of(self.image());
         let target = self.target().clone();
         let image = self.image().clone();
         let ed = self.editor(path)?;
         let mut edits = Vec::new();
         for doc in 0..ed.yaml().documents.len() {
             if ed.yaml().documents[doc].root.is_some() {
-                overrides(&finder, ed, &NodePath::root(doc), &helm, &image, &target, &mut edits)?;
+                overrides(&finder, ed, &NodePath::root(doc), &image, &target, &mut edits)?;
             }
         }
         self.apply(path, edits)
@@ -238,7 +237,6 @@ impl Session<'_, '_> {
         let finder = Finder::new(req.files, req.app, req.source, req.image);
         let app = req.app;
         let index = app.sources.iter().position(|s| s == self.req.source).unwrap_or(0);
-        let helm = HelmKeys::of(self.image());
         let target = self.target().clone();
         let image = self.image().clone();
         let ed = self.editor(file)?;
@@ -267,13 +265,13 @@ impl Session<'_, '_> {
         }
         let mut edits = Vec::new();
         if lookup(ed, &section)?.is_some() {
-            overrides(&finder, ed, &section, &helm, &image, &target, &mut edits)?;
+            overrides(&finder, ed, &section, &image, &target, &mut edits)?;
             let values = section.keys(&layout::HELM_VALUES_OBJECT);
             if lookup(ed, &values)?.is_some()
-                && let Some((path, kind)) = helm.find(ed, &values, &image)?
+                && let Some((path, holds)) = find_helm_value(ed, &values, &image)?
             {
                 let current = ed.node(&path)?.as_scalar().map(|s| s.value.clone()).unwrap_or_default();
-                edits.push((path, kind.value(&current, &target)));
+                edits.push((path, helm_value(holds, &current, &target)));
             }
             let block = section.keys(&layout::HELM_VALUES_TEXT);
             if let Some(node) = lookup(ed, &block)? {
@@ -435,7 +433,6 @@ impl Session<'_, '_> {
     }
 
     fn helm_values(&mut self, files: &[String], create: bool) -> Result<(), ManifestError> {
-        let helm = HelmKeys::of(self.image());
         let image = self.image().clone();
         let target = self.target().clone();
         // The last file that sets the key wins in Helm; that is the one to edit.
@@ -445,7 +442,7 @@ impl Session<'_, '_> {
             let mut found = None;
             for doc in 0..ed.yaml().documents.len() {
                 if ed.yaml().documents[doc].root.is_some()
-                    && let Some(hit) = helm.find(ed, &NodePath::root(doc), &image)?
+                    && let Some(hit) = find_helm_value(ed, &NodePath::root(doc), &image)?
                 {
                     found = Some(hit);
                     break;
@@ -457,20 +454,17 @@ impl Session<'_, '_> {
             }
         }
         match chosen {
-            Some((file, (path, kind))) => {
+            Some((file, (path, holds))) => {
                 let ed = self.editor(&file)?;
                 let current = ed.node(&path)?.as_scalar().map(|s| s.value.clone()).unwrap_or_default();
-                let value = kind.value(&current, &target);
+                let value = helm_value(holds, &current, &target);
                 self.apply(&file, vec![(path, value)])
             }
             None if create => {
                 let file = &files[0];
-                let (key, kind) = helm.primary();
-                let segs = parse_helm_key(key).ok_or_else(|| ManifestError::Invalid {
-                    file: file.clone(),
-                    message: format!("cannot read the helm key {key:?}"),
-                })?;
-                let value = kind.value(&image.short_name(), &target);
+                let (key, holds) = image.helm.version_key();
+                let segs = helm_path(file, key)?;
+                let value = helm_value(holds, &image.short_name(), &target);
                 let ed = self.editor(file)?;
                 create_path(ed, &NodePath::root(0), &segs, value)?;
                 self.found += 1;
@@ -547,7 +541,6 @@ fn overrides(
     finder: &Finder<'_>,
     ed: &FileEditor,
     section: &NodePath,
-    helm: &HelmKeys,
     image: &ImageSpec,
     target: &Target,
     edits: &mut Vec<(NodePath, String)>,
@@ -558,20 +551,21 @@ fn overrides(
         let value_of = |name: &str| {
             items.iter().find(|p| p.get("name").and_then(Node::as_str) == Some(name)).and_then(|p| p.get("value")).and_then(Node::as_str)
         };
-        let ours = helm.explicit
-            || value_of(&helm.name).is_none_or(|n| image.parse_name(n).is_ok_and(|n| n == image.name));
+        let helm = &image.helm;
+        let (version_key, holds) = helm.version_key();
+        let ours = helm.explicit()
+            || value_of(helm.name_key()).is_none_or(|n| image.parse_name(n).is_ok_and(|n| n == image.name));
         for (i, p) in items.iter().enumerate() {
             if p.is_alias() {
                 return Err(ed.error(p.span.start, "a helm parameter is an alias; refusing to guess"));
             }
             let name = p.get("name").and_then(Node::as_str).unwrap_or_default();
-            let Some(kind) = helm.kind_of(name) else { continue };
-            if !ours {
+            if name != version_key || !ours {
                 continue;
             }
             let Some(v) = p.get("value") else { continue };
             let current = v.as_scalar().map(|s| s.value.clone()).unwrap_or_default();
-            edits.push((params_path.index(i).key("value"), kind.value(&current, target)));
+            edits.push((params_path.index(i).key("value"), helm_value(holds, &current, target)));
         }
     }
     let images_path = section.keys(&layout::KUSTOMIZE_IMAGES);
@@ -662,104 +656,58 @@ fn create_path(ed: &mut FileEditor, base: &NodePath, segs: &[Seg], value: String
     ed.replace_scalar(&path, &value)
 }
 
-/// What a Helm key holds.
-#[derive(Debug, Clone, Copy)]
-enum HelmValue {
-    /// `tag[@digest]`
-    Tag,
-    /// `name:tag[@digest]`
-    Spec,
-}
-
-impl HelmValue {
-    fn value(self, current: &str, target: &Target) -> String {
-        match self {
-            HelmValue::Spec => rewrite_ref(current, target),
-            HelmValue::Tag => {
-                let (tag, _) = current.split_once('@').unwrap_or((current, ""));
-                let tag = target.tag.as_deref().unwrap_or(tag);
-                match &target.digest {
-                    Some(d) if tag.is_empty() => d.clone(),
-                    Some(d) => format!("{tag}@{d}"),
-                    None => tag.to_string(),
-                }
+/// The value a Helm key that holds `holds` gets for `target`, `current` being what it holds now.
+fn helm_value(holds: HelmValue, current: &str, target: &Target) -> String {
+    match holds {
+        HelmValue::Spec => rewrite_ref(current, target),
+        HelmValue::Tag => {
+            let (tag, _) = current.split_once('@').unwrap_or((current, ""));
+            let tag = target.tag.as_deref().unwrap_or(tag);
+            match &target.digest {
+                Some(d) if tag.is_empty() => d.clone(),
+                Some(d) => format!("{tag}@{d}"),
+                None => tag.to_string(),
             }
         }
     }
 }
 
-/// The Helm keys of an image, AIU's defaults filled in.
-struct HelmKeys {
-    name: String,
-    tag: String,
-    spec: Option<String>,
-    /// Set by annotation, not defaulted: no need to check the name key.
-    explicit: bool,
+/// The scalar holding the image's version below `base`, if it is there and belongs to `image`.
+fn find_helm_value(ed: &FileEditor, base: &NodePath, image: &ImageSpec) -> Result<Option<(NodePath, HelmValue)>, ManifestError> {
+    let helm = &image.helm;
+    let (key, holds) = helm.version_key();
+    let key_path = |key: &str| -> Result<NodePath, ManifestError> {
+        let mut p = base.clone();
+        p.segs.extend(helm_path(ed.path(), key)?);
+        Ok(p)
+    };
+    let path = key_path(key)?;
+    let Some(node) = lookup(ed, &path)? else { return Ok(None) };
+    if let Value::Alias(name) = &node.value {
+        return Err(ed.error(node.span.start, format!("the value is an alias (*{name}); refusing to guess")));
+    }
+    if !helm.explicit()
+        && let Some(name) = lookup(ed, &key_path(helm.name_key())?)?.and_then(Node::as_str)
+        && !image.parse_name(name).is_ok_and(|n| n == image.name)
+    {
+        return Ok(None);
+    }
+    if let HelmValue::Spec = holds
+        && !node.as_str().is_some_and(|s| ref_matches(s, image))
+    {
+        return Ok(None);
+    }
+    Ok(Some((path, holds)))
 }
 
-impl HelmKeys {
-    fn of(image: &ImageSpec) -> Self {
-        let h = &image.helm;
-        HelmKeys {
-            name: h.image_name.clone().unwrap_or_else(|| "image.name".into()),
-            tag: h.image_tag.clone().unwrap_or_else(|| "image.tag".into()),
-            spec: h.image_spec.clone(),
-            explicit: h.image_name.is_some() || h.image_tag.is_some() || h.image_spec.is_some(),
-        }
-    }
-
-    fn kind_of(&self, key: &str) -> Option<HelmValue> {
-        match &self.spec {
-            Some(spec) if spec == key => Some(HelmValue::Spec),
-            Some(_) => None,
-            None if key == self.tag => Some(HelmValue::Tag),
-            None => None,
-        }
-    }
-
-    fn primary(&self) -> (&str, HelmValue) {
-        match &self.spec {
-            Some(s) => (s, HelmValue::Spec),
-            None => (&self.tag, HelmValue::Tag),
-        }
-    }
-
-    /// The scalar holding the version below `base`, if it is there and belongs to `image`.
-    fn find(&self, ed: &FileEditor, base: &NodePath, image: &ImageSpec) -> Result<Option<(NodePath, HelmValue)>, ManifestError> {
-        let (key, kind) = self.primary();
-        let key_path = |key: &str| -> Result<NodePath, ManifestError> {
-            let segs = parse_helm_key(key).ok_or_else(|| ManifestError::Invalid {
-                file: ed.path().to_string(),
-                message: format!("cannot read the helm key {key:?}"),
-            })?;
-            let mut p = base.clone();
-            p.segs.extend(segs);
-            Ok(p)
-        };
-        let path = key_path(key)?;
-        let Some(node) = lookup(ed, &path)? else { return Ok(None) };
-        if let Value::Alias(name) = &node.value {
-            return Err(ed.error(node.span.start, format!("the value is an alias (*{name}); refusing to guess")));
-        }
-        if !self.explicit
-            && let Some(name) = lookup(ed, &key_path(&self.name)?)?.and_then(Node::as_str)
-            && !image.parse_name(name).is_ok_and(|n| n == image.name)
-        {
-            return Ok(None);
-        }
-        if let HelmValue::Spec = kind
-            && !node.as_str().is_some_and(|s| ref_matches(s, image))
-        {
-            return Ok(None);
-        }
-        Ok(Some((path, kind)))
-    }
-}
-
-/// `image.tag`, `images[0].tag`, `a\.b.c` -> path segments, parsed as find_current does.
-fn parse_helm_key(key: &str) -> Option<Vec<Seg>> {
+/// The path a Helm key names (`image.tag`, `images[0].tag`, `a\.b.c`), as find_current reads it;
+/// an empty key names nothing that can be edited in `file`.
+fn helm_path(file: &str, key: &str) -> Result<Vec<Seg>, ManifestError> {
     let segs = helm_key(key);
-    (!segs.is_empty()).then_some(segs)
+    if segs.is_empty() {
+        return Err(ManifestError::Invalid { file: file.to_string(), message: format!("cannot read the helm key {key:?}") });
+    }
+    Ok(segs)
 }
 
 // ---- Workload helpers --------------------------------------------------------------------
@@ -945,24 +893,13 @@ mod tests {
     }
 
     #[test]
-    fn helm_keys_with_list_indexes() {
-        assert_eq!(
-            parse_helm_key("images[1].tag"),
-            Some(vec![Seg::Key("images".into()), Seg::Index(1), Seg::Key("tag".into())])
-        );
-        assert_eq!(parse_helm_key("a[0][2]"), Some(vec![Seg::Key("a".into()), Seg::Index(0), Seg::Index(2)]));
-        assert_eq!(parse_helm_key(r"a\.b.c"), Some(vec![Seg::Key("a.b".into()), Seg::Key("c".into())]));
-        assert_eq!(parse_helm_key(""), None);
-    }
-
-    #[test]
     fn references_are_rewritten_keeping_the_name() {
         let t = |tag: Option<&str>, d: Option<&str>| Target { tag: tag.map(Into::into), digest: d.map(Into::into) };
         assert_eq!(rewrite_ref("nginx:1.2", &t(Some("1.3"), None)), "nginx:1.3");
         assert_eq!(rewrite_ref("localhost:5000/a:1@sha256:x", &t(Some("2"), None)), "localhost:5000/a:2");
         assert_eq!(rewrite_ref("nginx:1.2", &t(None, Some("sha256:y"))), "nginx:1.2@sha256:y");
         assert_eq!(rewrite_ref("nginx", &t(Some("1"), Some("sha256:y"))), "nginx:1@sha256:y");
-        assert_eq!(HelmValue::Tag.value("1.2@sha256:x", &t(None, Some("sha256:y"))), "1.2@sha256:y");
-        assert_eq!(HelmValue::Tag.value("1.2@sha256:x", &t(Some("1.3"), None)), "1.3");
+        assert_eq!(helm_value(HelmValue::Tag, "1.2@sha256:x", &t(None, Some("sha256:y"))), "1.2@sha256:y");
+        assert_eq!(helm_value(HelmValue::Tag, "1.2@sha256:x", &t(Some("1.3"), None)), "1.3");
     }
 }
