@@ -950,7 +950,7 @@ fn app_changes(
             source,
             image: spec,
             target: &planned.target,
-            write_back_target: ctx.ann.write_back_target.as_deref(),
+            write_back_target: ctx.ann.write_back_target.as_ref(),
             app_manifest,
         };
         match edit::edit_image(&request) {

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::annotations::{HelmValue, ImageSpec};
+use crate::annotations::{HelmValue, ImageSpec, WriteBackTarget};
 use crate::domain::split_tag;
 use crate::manifest::layout::{self, helm_key};
 use crate::manifest::{symlink_out_of_repo, Finder, ManifestError};
@@ -27,7 +27,7 @@ use crate::yaml::{Node, Seg, Value};
 use super::text::{FileEditor, NodePath, Plain};
 use super::{EditRequest, FileChange, Target};
 
-/// Where `write-back-target` points.
+/// Where `write-back-target` points, resolved to a path in the repository.
 enum WriteBack {
     Kustomization(String),
     HelmValues(String),
@@ -44,7 +44,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
     let mut s = Session { req, editors: BTreeMap::new(), found: 0 };
     let src_dir = req.source.path.as_deref().filter(|_| req.source.chart.is_none());
     let write_back = match req.write_back_target {
-        Some(w) => Some(parse_write_back(w, src_dir.unwrap_or(""), &req.app.file)?),
+        Some(w) => Some(resolve_write_back(w, src_dir.unwrap_or(""), &req.app.file)?),
         None => None,
     };
     // A write-back target reached through a symbolic link is refused before anything is read:
@@ -859,23 +859,15 @@ fn escape_error(file: &str, target: &str) -> ManifestError {
     }
 }
 
-fn parse_write_back(w: &str, src_dir: &str, app_file: &str) -> Result<WriteBack, ManifestError> {
-    let w = w.trim();
-    let (kind, arg) = match w.split_once(':') {
-        Some((k, a)) => (k, Some(a.trim())),
-        None => (w, None),
+/// The path in the repository `target` points at, taken relative to the source path `src_dir`.
+fn resolve_write_back(target: &WriteBackTarget, src_dir: &str, app_file: &str) -> Result<WriteBack, ManifestError> {
+    let at = |path: &str| {
+        resolve(src_dir, path).ok_or_else(|| escape_error(app_file, &format!("write-back-target {target}")))
     };
-    let at = |arg: &str| {
-        resolve(src_dir, arg).ok_or_else(|| escape_error(app_file, &format!("write-back-target {w}")))
-    };
-    match kind {
-        "kustomization" => Ok(WriteBack::Kustomization(at(arg.unwrap_or("."))?)),
-        "helmvalues" => Ok(WriteBack::HelmValues(at(arg.filter(|a| !a.is_empty()).unwrap_or(layout::CHART_VALUES))?)),
-        _ => Err(ManifestError::Invalid {
-            file: app_file.to_string(),
-            message: format!("write-back-target {w:?} is not supported (kustomization[:<dir>] or helmvalues[:<file>])"),
-        }),
-    }
+    Ok(match target {
+        WriteBackTarget::Kustomization(dir) => WriteBack::Kustomization(at(dir.as_deref().unwrap_or("."))?),
+        WriteBackTarget::HelmValues(file) => WriteBack::HelmValues(at(file.as_deref().unwrap_or(layout::CHART_VALUES))?),
+    })
 }
 
 #[cfg(test)]
