@@ -1,7 +1,8 @@
 //! argocd-image-pr: a GitOps pull-request bot for Argo CD.
 //!
-//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`, `output`) and drivers at
-//! the edges (`registry`, `git`), joined by the `engine`.
+//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`, `output`) over a
+//! repository's `files` and their `yaml` trees, and drivers at the edges (`registry`, `git`),
+//! joined by the `engine`.
 
 mod annotations;
 mod commands;
