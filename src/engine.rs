@@ -17,8 +17,9 @@ use serde::Serialize;
 use crate::annotations::{self, ImageSpec, UpdateStrategy};
 use crate::discovery::{self, Application};
 use crate::domain::{DefaultRegistry, Platform};
+use crate::files::FileSet;
 use crate::manifest::edit::{self, EditRequest, FileChange, Target};
-use crate::manifest::{self, CurrentImage, FileSet};
+use crate::manifest::{self, CurrentImage};
 use crate::planner::{self, AppHolds, ImageHolds, PinTarget};
 use crate::ports::{ApplicationSource, AppsOrigin, Clock, GitRepos, PushTarget, Registry, Snapshot};
 use crate::strategy::{self, Candidate, ChangeKind, Current, Need, Selection};
@@ -875,7 +876,7 @@ fn app_changes(
             source,
             image: spec,
             target: &planned.target,
-            write_back_target: ctx.ann.write_back_target.as_deref(),
+            write_back_target: ctx.ann.write_back_target.as_ref(),
             app_manifest,
         };
         match edit::edit_image(&request) {

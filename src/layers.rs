@@ -10,11 +10,13 @@ const PURE: &[&str] = &[
     "commands/",
     "discovery/mod.rs",
     "domain.rs",
+    "files.rs",
     "manifest/",
     "metadata.rs",
     "planner/",
     "strategy/",
     "templates.rs",
+    "yaml.rs",
 ];
 
 /// What the pure modules must not name.

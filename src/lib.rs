@@ -1,7 +1,8 @@
 //! argocd-image-pr: a GitOps pull-request bot for Argo CD.
 //!
-//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`, `output`) and drivers at
-//! the edges (`registry`, `git`), joined by the `engine`.
+//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`, `output`) over a
+//! repository's `files` and their `yaml` trees, and drivers at the edges (`registry`, `git`),
+//! joined by the `engine`.
 
 mod annotations;
 mod commands;
@@ -11,6 +12,7 @@ mod discovery;
 mod drivers;
 mod domain;
 mod engine;
+mod files;
 pub mod forge;
 mod git;
 #[cfg(test)]
@@ -24,6 +26,7 @@ mod registry;
 pub mod server;
 mod strategy;
 mod templates;
+mod yaml;
 
 pub use commands::{Command, CommandError, CommandName, format_help, help_list, parse_comment};
 pub use config::{ConfigError, ConfigFile, Identity};

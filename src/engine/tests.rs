@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use super::*;
 use crate::discovery::Locations;
 use crate::domain::ImageName;
-use crate::manifest::FileSet;
+use crate::files::FileSet;
 use crate::ports::{
     CommitInfo, GitError, Identity, Lease, PushError, RegistryError, RegistryErrorKind, RemoteHeads, TagMetadata,
 };

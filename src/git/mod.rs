@@ -11,7 +11,7 @@ use git2::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::manifest::FileSet;
+use crate::files::FileSet;
 pub use crate::ports::{GitError, Snapshot};
 
 mod driver;

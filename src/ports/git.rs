@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use futures::future::BoxFuture;
 
 use super::PushTarget;
-use crate::manifest::FileSet;
+use crate::files::FileSet;
 
 /// Git repositories, by URL. Blocking work happens off the async threads, bounded by the git
 /// deadline; clones are kept wherever the driver keeps them.
