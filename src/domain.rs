@@ -50,6 +50,27 @@ fn check_repository(repository: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The version of an image as git, a registry, a pin or a PR names it: a tag, a digest, or
+/// both. Serialized compactly (absent fields left out), as the PR metadata block stores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Version {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// `sha256:...`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl Version {
+    pub fn new(tag: Option<&str>, digest: Option<&str>) -> Self {
+        Version { tag: tag.map(str::to_string), digest: digest.map(str::to_string) }
+    }
+
+    pub fn tag(tag: &str) -> Self {
+        Version::new(Some(tag), None)
+    }
+}
+
 /// The registry an image name written without registry host (`nginx`, `team/app`) belongs to:
 /// Docker Hub (with its implicit `library/`), unless registries.conf marks another entry
 /// `default: true`. A naming context, not global state: whoever parses names written by people

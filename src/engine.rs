@@ -18,11 +18,12 @@ use crate::annotations::{self, ImageSpec, UpdateStrategy};
 use crate::discovery::{self, Application};
 use crate::domain::{DefaultRegistry, Platform};
 use crate::files::FileSet;
-use crate::manifest::edit::{self, EditRequest, FileChange, Target};
+use crate::manifest::edit::{self, EditRequest, FileChange};
 use crate::manifest::{self, CurrentImage};
 use crate::planner::{self, AppHolds, ImageHolds, PinTarget};
 use crate::ports::{ApplicationSource, AppsOrigin, Clock, GitRepos, PushTarget, Registry, Snapshot};
-use crate::strategy::{self, Candidate, ChangeKind, Current, Need, Selection};
+use crate::domain::Version;
+use crate::strategy::{self, Candidate, ChangeKind, Need, Selection};
 
 mod run;
 pub use run::{Mode, RunAction, RunAppReport, RunOptions, RunReport, RunStats, run_once};
@@ -560,9 +561,9 @@ async fn plan_image(
             r.current = found.tag.clone();
             r.current_digest = found.digest.clone();
             r.source = Some(format!("{}:{}", found.file, found.line));
-            Current { tag: found.tag, digest: found.digest }
+            Version { tag: found.tag, digest: found.digest }
         }
-        Ok(None) if spec.force_update => Current::default(),
+        Ok(None) if spec.force_update => Version::default(),
         Ok(None) => {
             r.error = Some(format!(
                 "Application {}: image {} ({}) not found in the manifests of its sources",
@@ -587,7 +588,7 @@ async fn plan_image(
             if let Some(p) = selection.proposed {
                 edit = source_index.map(|source| PlannedEdit {
                     source,
-                    target: Target { tag: Some(p.tag.clone()), digest: p.digest.clone() },
+                    target: Version { tag: Some(p.tag.clone()), digest: p.digest.clone() },
                 });
                 r.proposed = Some(p.tag);
                 r.digest = p.digest.or(seen.digest);
@@ -602,7 +603,7 @@ async fn plan_image(
 /// A proposal to write into one source of an Application.
 struct PlannedEdit {
     source: usize,
-    target: Target,
+    target: Version,
 }
 
 /// What the holds did to one image's choice.
@@ -658,7 +659,7 @@ async fn warm_registry(registry: Arc<dyn Registry>, specs: Vec<ImageSpec>) {
 /// Tag list -> filters -> metadata the strategy needs -> holds -> selection (-> digest to pin).
 async fn choose(
     spec: &ImageSpec,
-    current: &Current,
+    current: &Version,
     registry: &dyn Registry,
     holds: &ImageHolds,
 ) -> Result<(Selection, HeldInfo, Seen), String> {
@@ -743,7 +744,7 @@ struct Seen {
 /// the candidates the ignores and rollback floors leave.
 fn apply_holds(
     spec: &ImageSpec,
-    current: &Current,
+    current: &Version,
     tags: &[String],
     candidates: Vec<Candidate>,
     holds: &ImageHolds,
@@ -798,7 +799,7 @@ fn apply_holds(
 /// The proposal a pin at `v` makes when git has another version.
 fn pinned_proposal(
     spec: &ImageSpec,
-    current: &Current,
+    current: &Version,
     tags: &[String],
     candidates: &[Candidate],
     v: &planner::Version,

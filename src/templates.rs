@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tera::{Context, Filter, Tera};
 
-use crate::domain::{DOCKER_HUB, ImageName};
+use crate::domain::{DOCKER_HUB, ImageName, Version};
 use crate::strategy::ChangeKind;
 
 // ---------------------------------------------------------------------------------------------
@@ -227,22 +227,15 @@ pub struct RepoInfo {
     pub slug: String,
 }
 
-/// A version as git or a registry names it: a tag, a digest, or both.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionRef {
-    pub tag: Option<String>,
-    /// `sha256:...`
-    pub digest: Option<String>,
-}
-
-impl VersionRef {
-    pub fn new(tag: Option<&str>, digest: Option<&str>) -> Self {
-        VersionRef { tag: tag.map(str::to_string), digest: digest.map(str::to_string) }
+/// Templates see both fields of a version, `null` when absent (`{{ i.to.digest }}` must not
+/// fail on a version without digest), where the stored form leaves them out.
+fn with_nulls<S: serde::Serializer>(v: &Version, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Both<'a> {
+        tag: &'a Option<String>,
+        digest: &'a Option<String>,
     }
-
-    pub fn tag(tag: &str) -> Self {
-        VersionRef::new(Some(tag), None)
-    }
+    Both { tag: &v.tag, digest: &v.digest }.serialize(s)
 }
 
 /// How big a change is, for people reading the proposal.
@@ -279,8 +272,10 @@ pub struct ImageChange {
     pub image: String,
     /// A page about the image for people, see [`registry_url`].
     pub registry_url: String,
-    pub from: VersionRef,
-    pub to: VersionRef,
+    #[serde(serialize_with = "with_nulls")]
+    pub from: Version,
+    #[serde(serialize_with = "with_nulls")]
+    pub to: Version,
     pub change: Change,
     /// `created` of the proposed image, RFC 3339.
     pub build_date: Option<String>,
@@ -293,7 +288,7 @@ pub struct ImageChange {
 }
 
 impl ImageChange {
-    pub fn new(alias: &str, image: &ImageName, from: VersionRef, to: VersionRef, change: Change) -> Self {
+    pub fn new(alias: &str, image: &ImageName, from: Version, to: Version, change: Change) -> Self {
         // With a digest written beside it, even `latest` names one image.
         let moving = to.digest.is_none() && to.tag.as_deref().is_some_and(crate::strategy::is_moving_tag);
         ImageChange {
@@ -421,18 +416,22 @@ pub struct Rollback {
     pub alias: String,
     pub image: String,
     /// The version the pull request delivered and that was rolled back.
-    pub from: VersionRef,
+    #[serde(serialize_with = "with_nulls")]
+    pub from: Version,
     /// The version git has now.
-    pub to: VersionRef,
+    #[serde(serialize_with = "with_nulls")]
+    pub to: Version,
     /// The bot proposes only versions newer than this one.
-    pub waiting_for: VersionRef,
+    #[serde(serialize_with = "with_nulls")]
+    pub waiting_for: Version,
 }
 
 /// An image and a version, as a command left it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AffectedImage {
     pub alias: String,
-    pub version: VersionRef,
+    #[serde(serialize_with = "with_nulls")]
+    pub version: Version,
 }
 
 /// What a command did to the pull request itself.
@@ -849,8 +848,8 @@ pub mod examples {
             ImageChange::new(
                 "api",
                 &image("ghcr.io/acme/shop-api"),
-                VersionRef::new(Some("1.2.0"), Some("sha256:1111111111111111111111111111111111111111111111111111111111111111")),
-                VersionRef::new(Some("1.3.0"), Some("sha256:2222222222222222222222222222222222222222222222222222222222222222")),
+                Version::new(Some("1.2.0"), Some("sha256:1111111111111111111111111111111111111111111111111111111111111111")),
+                Version::new(Some("1.3.0"), Some("sha256:2222222222222222222222222222222222222222222222222222222222222222")),
                 Change::Minor,
             )
             .with_build_date(Some(created))
@@ -858,8 +857,8 @@ pub mod examples {
             ImageChange::new(
                 "web",
                 &image("nginx"),
-                VersionRef::new(Some("stable"), Some("sha256:3333333333333333333333333333333333333333333333333333333333333333")),
-                VersionRef::new(Some("stable"), Some("sha256:4444444444444444444444444444444444444444444444444444444444444444")),
+                Version::new(Some("stable"), Some("sha256:3333333333333333333333333333333333333333333333333333333333333333")),
+                Version::new(Some("stable"), Some("sha256:4444444444444444444444444444444444444444444444444444444444444444")),
                 Change::Digest,
             )
             .with_platforms(&["linux/amd64"]),
@@ -885,7 +884,7 @@ pub mod examples {
 
     /// One example per variant that changes the wording.
     pub fn comments() -> Vec<Comment> {
-        let affected = |alias: &str, tag: &str| AffectedImage { alias: alias.into(), version: VersionRef::tag(tag) };
+        let affected = |alias: &str, tag: &str| AffectedImage { alias: alias.into(), version: Version::tag(tag) };
         let ack = |action: &str, alias: Option<&str>, version: Option<&str>, affected, pr_action| Comment::CommandAck {
             user: "alice".into(),
             command: format!(
@@ -920,9 +919,9 @@ pub mod examples {
             rolled_back: vec![Rollback {
                 alias: "api".into(),
                 image: "ghcr.io/acme/shop-api".into(),
-                from: VersionRef::tag("1.3.0"),
-                to: VersionRef::tag("1.2.0"),
-                waiting_for: VersionRef::tag("1.3.0"),
+                from: Version::tag("1.3.0"),
+                to: Version::tag("1.2.0"),
+                waiting_for: Version::tag("1.3.0"),
             }],
         });
         out.push(ack("pin", None, None, vec![affected("api", "1.2.0"), affected("web", "stable")], PrAction::Closed));
@@ -1248,7 +1247,7 @@ mod tests {
     #[test]
     fn versions_for_people() {
         let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let v = |t: Option<&str>, d: Option<&str>| serde_json::to_value(VersionRef::new(t, d)).unwrap();
+        let v = |t: Option<&str>, d: Option<&str>| serde_json::to_value(Version::new(t, d)).unwrap();
         assert_eq!(version_text(&v(Some("1.2"), Some(d)), true), "1.2@sha256:0123456789ab");
         assert_eq!(version_text(&v(Some("1.2"), Some(d)), false), "1.2");
         assert_eq!(version_text(&v(None, Some(d)), false), "sha256:0123456789ab");

@@ -17,14 +17,7 @@ mod text;
 mod golden;
 
 
-/// The version to write. At least one of the two is set; a missing tag keeps the tag that is
-/// written now (digest tracking), a missing digest drops any digest written now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Target {
-    pub tag: Option<String>,
-    /// `sha256:...`
-    pub digest: Option<String>,
-}
+pub use crate::domain::Version;
 
 /// What to edit: one image of one Application, in one of its sources.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +28,9 @@ pub struct EditRequest<'a> {
     /// One of `app.sources`.
     pub source: &'a AppSource,
     pub image: &'a ImageSpec,
-    pub target: &'a Target,
+    /// The version to write. At least one of the two is set; a missing tag keeps the tag that
+    /// is written now (digest tracking), a missing digest drops any digest written now.
+    pub target: &'a Version,
     /// The `write-back-target` annotation; its path is taken relative to the source path.
     pub write_back_target: Option<&'a WriteBackTarget>,
     /// Path in `files` of the file holding the Application manifest, when the caller knows

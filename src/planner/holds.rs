@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{PrMetadata, Version};
 use crate::annotations::UpdateStrategy;
 use crate::strategy::semver::Version as Semver;
-use crate::strategy::{Candidate, Current};
+use crate::strategy::Candidate;
 
 /// The annotation that pins images in git: `argocd-image-pr.io/pin: api=1.2.0, web=sha256:...`.
 pub const PIN_ANNOTATION: &str = "argocd-image-pr.io/pin";
@@ -301,7 +301,7 @@ pub enum PinTarget {
 }
 
 /// The pin's target given what git has.
-pub fn pin_target(pin: &Hold, current: &Current, strategy: UpdateStrategy) -> PinTarget {
+pub fn pin_target(pin: &Hold, current: &Version, strategy: UpdateStrategy) -> PinTarget {
     match &pin.version {
         None => PinTarget::Stay,
         Some(v) if same_version(v, current, strategy) => PinTarget::Stay,
@@ -309,7 +309,7 @@ pub fn pin_target(pin: &Hold, current: &Current, strategy: UpdateStrategy) -> Pi
     }
 }
 
-fn same_version(v: &Version, current: &Current, strategy: UpdateStrategy) -> bool {
+fn same_version(v: &Version, current: &Version, strategy: UpdateStrategy) -> bool {
     match (&v.digest, &v.tag) {
         (Some(d), _) if strategy == UpdateStrategy::Digest || v.tag.is_none() => current.digest.as_deref() == Some(d),
         (_, Some(t)) => current.tag.as_deref() == Some(t.as_str()),
@@ -318,7 +318,7 @@ fn same_version(v: &Version, current: &Current, strategy: UpdateStrategy) -> boo
 }
 
 /// Filters `candidates` of one image by its holds. `current` is what git has now.
-pub fn apply(strategy: UpdateStrategy, holds: &ImageHolds, current: &Current, candidates: Vec<Candidate>) -> Outcome {
+pub fn apply(strategy: UpdateStrategy, holds: &ImageHolds, current: &Version, candidates: Vec<Candidate>) -> Outcome {
     let mut active = Vec::new();
     let pin = holds.pins.first().cloned();
     if let Some(p) = &pin {
@@ -333,7 +333,7 @@ pub fn apply(strategy: UpdateStrategy, holds: &ImageHolds, current: &Current, ca
             _ => skips.push((v.clone(), h.clone())),
         }
     }
-    let cur = Version { tag: current.tag.clone(), digest: current.digest.clone() };
+    let cur = current.clone();
     let mut rollbacks = Vec::new();
     for d in &holds.deliveries {
         if cur != d.to && (cur == d.from || order(strategy, &cur, &d.to, &candidates) == Some(std::cmp::Ordering::Less)) {

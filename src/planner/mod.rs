@@ -22,14 +22,7 @@ pub use settings::{
     BaseChoice, DEFAULT_BRANCH_TEMPLATE, MergeMethod, PrSettings, RepoSettings, branch_name, choose_base, pr_settings,
 };
 
-/// The version of an image: a tag, a digest, or both.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Version {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-}
+pub use crate::domain::Version;
 
 /// One image the bot proposes to move.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

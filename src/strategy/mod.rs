@@ -7,14 +7,8 @@ pub mod semver;
 use chrono::{DateTime, Utc};
 
 use crate::annotations::{AllowTags, ImageSpec, UpdateStrategy};
-use semver::{Constraint, Version};
-
-/// What git says the image runs now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Current {
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-}
+use semver::{Constraint, Version as SemVer};
+pub use crate::domain::Version;
 
 /// A tag with whatever registry metadata the strategy asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +73,7 @@ pub fn filter_tags<'a>(spec: &ImageSpec, tags: &'a [String]) -> Result<Vec<&'a s
         Some(AllowTags::Regex(re)) => re.is_match(tag),
         Some(AllowTags::Any) | None => true,
     };
-    let is_candidate = |tag: &str| spec.strategy != UpdateStrategy::Semver || Version::parse(tag).is_some();
+    let is_candidate = |tag: &str| spec.strategy != UpdateStrategy::Semver || SemVer::parse(tag).is_some();
     Ok(tags
         .iter()
         .map(String::as_str)
@@ -117,7 +111,7 @@ pub fn need(spec: &ImageSpec, filtered: &[&str]) -> Need {
 }
 
 /// Chooses among candidates (the filtered tags with the metadata asked for by `need`).
-pub fn select(spec: &ImageSpec, current: &Current, candidates: &[Candidate]) -> Result<Selection, StrategyError> {
+pub fn select(spec: &ImageSpec, current: &Version, candidates: &[Candidate]) -> Result<Selection, StrategyError> {
     if spec.strategy == UpdateStrategy::Digest {
         // Checked first: a missing tag is a configuration error even when the registry is empty.
         return select_digest(spec, current, candidates);
@@ -171,18 +165,18 @@ fn tracked_tag(spec: &ImageSpec) -> Option<&str> {
 
 /// Highest version within the constraint; never a downgrade, never another spelling of the
 /// version git already has.
-fn select_semver(spec: &ImageSpec, current: &Current, candidates: &[Candidate]) -> Result<Selection, StrategyError> {
+fn select_semver(spec: &ImageSpec, current: &Version, candidates: &[Candidate]) -> Result<Selection, StrategyError> {
     let constraint = match tracked_tag(spec) {
         Some(text) => Some(Constraint::parse(text).map_err(|e| StrategyError(e.to_string()))?),
         None => None,
     };
-    let current_version = current.tag.as_deref().and_then(Version::parse);
+    let current_version = current.tag.as_deref().and_then(SemVer::parse);
     // Without a constraint, AIU checks against `*`, which admits releases only.
-    let admits = |v: &Version| match &constraint {
+    let admits = |v: &SemVer| match &constraint {
         Some(c) => c.matches(v),
         None => !v.is_prerelease(),
     };
-    let versions = candidates.iter().filter_map(|c| Version::parse(&c.tag).map(|v| (v, c)));
+    let versions = candidates.iter().filter_map(|c| SemVer::parse(&c.tag).map(|v| (v, c)));
     let best = versions.filter(|(v, _)| admits(v)).max_by(|(a, ta), (b, tb)| {
         a.cmp(b)
             .then_with(|| spelling_rank(ta, &current_version).cmp(&spelling_rank(tb, &current_version)))
@@ -213,7 +207,7 @@ fn select_semver(spec: &ImageSpec, current: &Current, candidates: &[Candidate]) 
 
 /// Among tags of the same version, prefer the current tag's `v` prefix, then (as AIU does) the
 /// lexically last tag, so the choice never depends on registry order.
-fn spelling_rank<'c>(candidate: &'c Candidate, current: &Option<Version>) -> (bool, &'c str) {
+fn spelling_rank<'c>(candidate: &'c Candidate, current: &Option<SemVer>) -> (bool, &'c str) {
     let same_prefix = match current {
         Some(cur) => candidate.tag.starts_with('v') == cur.has_v_prefix(),
         None => false,
@@ -224,7 +218,7 @@ fn spelling_rank<'c>(candidate: &'c Candidate, current: &Option<Version>) -> (bo
 /// The kind of a move between two tags (a pin chooses the version, not the strategy): semver
 /// when both parse, `Build` otherwise.
 pub fn change_kind_between(from: Option<&str>, to: &str) -> ChangeKind {
-    match (from.and_then(Version::parse), Version::parse(to)) {
+    match (from.and_then(SemVer::parse), SemVer::parse(to)) {
         (Some(f), Some(t)) => change_kind(Some(&f), &t),
         (None, Some(t)) if from.is_none() => change_kind(None, &t),
         _ => ChangeKind::Build,
@@ -233,7 +227,7 @@ pub fn change_kind_between(from: Option<&str>, to: &str) -> ChangeKind {
 
 /// How far `to` is from `from`. Without a current version we say `Major`: the reader has no
 /// starting point, so the change deserves the most attention.
-fn change_kind(from: Option<&Version>, to: &Version) -> ChangeKind {
+fn change_kind(from: Option<&SemVer>, to: &SemVer) -> ChangeKind {
     match from {
         None => ChangeKind::Major,
         Some(f) if f.major != to.major => ChangeKind::Major,
@@ -252,7 +246,7 @@ pub fn is_moving_tag(tag: &str) -> bool {
 /// Most recently built tag; ties go to the lexically last tag (as AIU sorts). A moving tag
 /// (`latest`) is never chosen when a tag with a version names the same image (same digest, or
 /// the same build date): `build-100 → latest` becomes `build-100 → build-101`.
-fn select_newest_build(spec: &ImageSpec, current: &Current, candidates: &[Candidate]) -> Selection {
+fn select_newest_build(spec: &ImageSpec, current: &Version, candidates: &[Candidate]) -> Selection {
     let dated = candidates.iter().filter_map(|c| c.created.map(|d| (d, c)));
     let newest = |(da, a): &(DateTime<Utc>, &Candidate), (db, b): &(DateTime<Utc>, &Candidate)| {
         da.cmp(db).then_with(|| is_moving_tag(&b.tag).cmp(&is_moving_tag(&a.tag))).then_with(|| a.tag.cmp(&b.tag))
@@ -301,7 +295,7 @@ fn select_newest_build(spec: &ImageSpec, current: &Current, candidates: &[Candid
 }
 
 /// Lexically last tag, in plain byte order as AIU sorts (`10` sorts before `9`).
-fn select_alphabetical(spec: &ImageSpec, current: &Current, candidates: &[Candidate]) -> Selection {
+fn select_alphabetical(spec: &ImageSpec, current: &Version, candidates: &[Candidate]) -> Selection {
     let Some(best) = candidates.iter().max_by(|a, b| a.tag.as_bytes().cmp(b.tag.as_bytes())) else {
         return Selection::none(no_candidates(spec));
     };
@@ -316,7 +310,7 @@ fn select_alphabetical(spec: &ImageSpec, current: &Current, candidates: &[Candid
 }
 
 /// Follows the digest of one mutable tag (the image-list "constraint", e.g. `latest`).
-fn select_digest(spec: &ImageSpec, current: &Current, candidates: &[Candidate]) -> Result<Selection, StrategyError> {
+fn select_digest(spec: &ImageSpec, current: &Version, candidates: &[Candidate]) -> Result<Selection, StrategyError> {
     let Some(tag) = tracked_tag(spec) else {
         return Err(StrategyError(
             "digest strategy needs a tag in image-list, e.g. app=repo:latest".to_string(),
@@ -378,8 +372,8 @@ mod tests {
         list.iter().map(|t| Candidate { tag: t.to_string(), digest: None, created: None }).collect()
     }
 
-    fn current(tag: Option<&str>) -> Current {
-        Current { tag: tag.map(str::to_string), digest: None }
+    fn current(tag: Option<&str>) -> Version {
+        Version { tag: tag.map(str::to_string), digest: None }
     }
 
     fn day(d: u32) -> Option<DateTime<Utc>> {
@@ -561,9 +555,9 @@ mod tests {
     #[test]
     fn select_digest() {
         let with = |tag: &str, d: Option<&str>| Candidate { tag: tag.to_string(), digest: d.map(str::to_string), created: None };
-        let at = |tag: &str, d: Option<&str>| Current { tag: Some(tag.to_string()), digest: d.map(str::to_string) };
+        let at = |tag: &str, d: Option<&str>| Version { tag: Some(tag.to_string()), digest: d.map(str::to_string) };
         // (name, current, candidates, want)
-        let cases: Vec<(&str, Current, Vec<Candidate>, Want)> = vec![
+        let cases: Vec<(&str, Version, Vec<Candidate>, Want)> = vec![
             ("new digest", at("latest", Some("sha256:a")), vec![with("latest", Some("sha256:b"))], Ok(("latest", ChangeKind::Digest))),
             ("no current digest", at("latest", None), vec![with("latest", Some("sha256:b"))], Ok(("latest", ChangeKind::Digest))),
             ("same digest", at("latest", Some("sha256:b")), vec![with("latest", Some("sha256:b"))], Err("already at latest@sha256:b")),
@@ -578,7 +572,7 @@ mod tests {
             }
             check(name, got, &want);
         }
-        let missing = select(&spec(UpdateStrategy::Digest, None), &Current::default(), &[]);
+        let missing = select(&spec(UpdateStrategy::Digest, None), &Version::default(), &[]);
         assert!(missing.is_err_and(|e| e.0.contains("needs a tag in image-list")), "case digest without tag");
     }
 }

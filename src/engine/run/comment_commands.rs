@@ -293,9 +293,7 @@ impl<F: Forge> Ctx<'_, F> {
                     .map(|(alias, v)| {
                         // A pin at what git has: the version git had when the PR was written.
                         let v = v.or_else(|| meta.images.iter().find(|i| i.alias == alias).map(|i| i.from.clone()));
-                        let version = v
-                            .map(|v| templates::VersionRef { tag: v.tag, digest: v.digest })
-                            .unwrap_or_else(|| templates::VersionRef::tag("what git has"));
+                        let version = v.unwrap_or_else(|| planner::Version::tag("what git has"));
                         templates::AffectedImage { alias, version }
                     })
                     .collect(),
@@ -340,7 +338,7 @@ impl<F: Forge> Ctx<'_, F> {
                 if !meta.ledger.notices.contains(&key) {
                     meta.ledger.notices.push(key);
                 }
-                let v = |v: &planner::Version| templates::VersionRef { tag: v.tag.clone(), digest: v.digest.clone() };
+                let v = |v: &planner::Version| v.clone();
                 rolled_back.push(templates::Rollback {
                     alias: alias.clone(),
                     image: d.image.clone(),

@@ -734,7 +734,7 @@ fn pr_context(
     repo: Option<&RepoRef>,
     identity: &Identity,
 ) -> templates::PrContext {
-    let version = |v: &planner::Version| templates::VersionRef { tag: v.tag.clone(), digest: v.digest.clone() };
+    let version = |v: &planner::Version| v.clone();
     templates::PrContext {
         app: work.info.clone(),
         repo: templates::RepoInfo {
@@ -1325,7 +1325,7 @@ impl<F: Forge> Ctx<'_, F> {
 }
 
 fn template_images(images: &[planner::ImageChange]) -> Vec<templates::ImageChange> {
-    let version = |v: &planner::Version| templates::VersionRef { tag: v.tag.clone(), digest: v.digest.clone() };
+    let version = |v: &planner::Version| v.clone();
     images
         .iter()
         .filter_map(|i| {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{edit_image, unified_diff, EditRequest, Target};
+use super::{edit_image, unified_diff, EditRequest, Version};
 use crate::annotations::{HelmKeys, ImageSpec, WriteBackTarget};
 use crate::discovery::{AppSource, Application};
 use crate::domain::{AppId, DefaultRegistry, ImageName};
@@ -162,7 +162,7 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
         destination: Default::default(),
     };
     let image = image_spec(&case);
-    let target = Target { tag: case.target.tag.clone(), digest: case.target.digest.clone() };
+    let target = Version { tag: case.target.tag.clone(), digest: case.target.digest.clone() };
     // Read as the annotations are: a value of no known form is refused before any edit.
     let result = match case.write_back_target.as_deref().map(str::parse::<WriteBackTarget>).transpose() {
         Ok(write_back_target) => edit_image(&EditRequest {

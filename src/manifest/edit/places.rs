@@ -25,7 +25,7 @@ use crate::manifest::{symlink_out_of_repo, Finder, ManifestError};
 use crate::yaml::{Node, Seg, Value};
 
 use super::text::{FileEditor, NodePath, Plain};
-use super::{EditRequest, FileChange, Target};
+use super::{EditRequest, FileChange, Version};
 
 /// Where `write-back-target` points, resolved to a path in the repository.
 enum WriteBack {
@@ -145,7 +145,7 @@ impl Session<'_, '_> {
         self.req.image
     }
 
-    fn target(&self) -> &Target {
+    fn target(&self) -> &Version {
         self.req.target
     }
 
@@ -542,7 +542,7 @@ fn overrides(
     ed: &FileEditor,
     section: &NodePath,
     image: &ImageSpec,
-    target: &Target,
+    target: &Version,
     edits: &mut Vec<(NodePath, String)>,
 ) -> Result<(), ManifestError> {
     let params_path = section.keys(&layout::HELM_PARAMETERS);
@@ -657,7 +657,7 @@ fn create_path(ed: &mut FileEditor, base: &NodePath, segs: &[Seg], value: String
 }
 
 /// The value a Helm key that holds `holds` gets for `target`, `current` being what it holds now.
-fn helm_value(holds: HelmValue, current: &str, target: &Target) -> String {
+fn helm_value(holds: HelmValue, current: &str, target: &Version) -> String {
     match holds {
         HelmValue::Spec => rewrite_ref(current, target),
         HelmValue::Tag => {
@@ -795,7 +795,7 @@ fn kustomize_name_matches(written: &str, image: &ImageSpec) -> bool {
 }
 
 /// The same name as written, with the target's tag (or the current one) and digest.
-fn rewrite_ref(written: &str, target: &Target) -> String {
+fn rewrite_ref(written: &str, target: &Version) -> String {
     let rest = written.split_once('@').map_or(written, |(r, _)| r);
     let (name, tag) = split_tag(rest);
     let mut out = name.to_string();
@@ -886,7 +886,7 @@ mod tests {
 
     #[test]
     fn references_are_rewritten_keeping_the_name() {
-        let t = |tag: Option<&str>, d: Option<&str>| Target { tag: tag.map(Into::into), digest: d.map(Into::into) };
+        let t = |tag: Option<&str>, d: Option<&str>| Version { tag: tag.map(Into::into), digest: d.map(Into::into) };
         assert_eq!(rewrite_ref("nginx:1.2", &t(Some("1.3"), None)), "nginx:1.3");
         assert_eq!(rewrite_ref("localhost:5000/a:1@sha256:x", &t(Some("2"), None)), "localhost:5000/a:2");
         assert_eq!(rewrite_ref("nginx:1.2", &t(None, Some("sha256:y"))), "nginx:1.2@sha256:y");

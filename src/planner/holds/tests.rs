@@ -44,8 +44,8 @@ fn plain(tags: &[&str]) -> Vec<Candidate> {
     tags.iter().map(|t| Candidate { tag: t.to_string(), digest: None, created: None }).collect()
 }
 
-fn current(t: &str) -> Current {
-    Current { tag: Some(t.into()), digest: None }
+fn current(t: &str) -> Version {
+    Version { tag: Some(t.into()), digest: None }
 }
 
 fn stored(kind: HoldKind, alias: &str, version: Option<&str>, hour: u32) -> StoredHold {
@@ -139,7 +139,7 @@ fn newest_build_and_digest_holds_use_build_dates_and_digests() {
     let prs = vec![view(1, PrState::Merged, vec![img], Ledger::default())];
     let holds = derive(APP, &prs, &[]);
     let latest = |d: &str| vec![Candidate { tag: "latest".into(), digest: Some(d.into()), created: None }];
-    let git = Current { tag: Some("latest".into()), digest: Some("sha256:x".into()) };
+    let git = Version { tag: Some("latest".into()), digest: Some("sha256:x".into()) };
     let cases = [("digest: the reverted digest is held", "sha256:y", 0usize), ("digest: a new digest is proposed", "sha256:z", 1)];
     for (name, registry, want) in cases {
         let o = apply(UpdateStrategy::Digest, &holds["api"], &git, latest(registry));
