@@ -143,8 +143,6 @@ pub struct ImageSpec {
     /// `default: true`). Names written in git are read with it too ([`ImageSpec::parse_name`]),
     /// so `team/app` in a kustomization is the image-list's `team/app` whatever the default.
     pub default_registry: Arc<DefaultRegistry>,
-    /// A digest written in the image-list (`name:tag@sha256:...`), which AIU accepts.
-    pub digest: Option<String>,
     /// What followed the name in the image-list (`^1.2`, `latest`, `>=1.20`), if anything.
     pub constraint: Option<String>,
     pub strategy: UpdateStrategy,
@@ -171,7 +169,6 @@ impl ImageSpec {
             alias_given: true,
             name,
             default_registry: Arc::default(),
-            digest: None,
             constraint: None,
             strategy: UpdateStrategy::Semver,
             allow_tags: None,
@@ -218,7 +215,6 @@ pub struct AnnotationError {
 pub struct AppAnnotations {
     /// One entry per image-list item, in order; an error spoils only its own image.
     pub images: Vec<Result<ImageSpec, AnnotationError>>,
-    pub write_back_method: Option<String>,
     /// `write-back-target`, when given. A value of no known form is an error of every image,
     /// since each would be written there.
     pub write_back_target: Option<WriteBackTarget>,
@@ -295,7 +291,6 @@ pub fn parse(annotations: &BTreeMap<String, String>, default_registry: &Arc<Defa
     };
     Some(AppAnnotations {
         images,
-        write_back_method: reader.value(&aiu_key("write-back-method")).map(|(_, v)| v.to_string()),
         write_back_target,
     })
 }
@@ -516,7 +511,6 @@ impl<'a> Reader<'a> {
             alias_given: parts.alias.is_some(),
             name,
             default_registry: self.default_registry.clone(),
-            digest: parts.digest.map(str::to_string),
             constraint: parts.constraint.map(str::to_string),
             strategy: strategy.unwrap_or(UpdateStrategy::Semver),
             allow_tags,
@@ -667,7 +661,8 @@ mod tests {
             assert_eq!(spec.alias_given, given, "case {name}: alias_given");
             assert_eq!(spec.name.to_string(), image, "case {name}: image");
             assert_eq!(spec.constraint.as_deref(), constraint, "case {name}: constraint");
-            assert_eq!(spec.digest.as_deref(), digest, "case {name}: digest");
+            // Checked (a malformed one is the image's error), then not read: git has the version.
+            assert_eq!(split_entry(list).digest, digest, "case {name}: digest");
         }
     }
 
@@ -898,7 +893,10 @@ mod tests {
             ("write-back-method", "git:secret:argocd/git-creds"),
             ("write-back-target", "kustomization:../base"),
         ]), &Arc::default());
-        assert_eq!(app.as_ref().and_then(|a| a.write_back_method.as_deref()), Some("git:secret:argocd/git-creds"));
+        // AIU's choice between the Argo CD API and git: the bot always proposes through git, so
+        // the key is accepted (no "read by nothing" warning) and has no effect.
+        let method = annotations(&[("image-list", "nginx"), ("write-back-method", "git")]);
+        assert_eq!(unknown_keys(&method, &["nginx".into()]), Vec::<String>::new());
         assert_eq!(app.and_then(|a| a.write_back_target), Some(WriteBackTarget::Kustomization(Some("../base".into()))));
     }
 

@@ -350,7 +350,6 @@ mod tests {
             alias_given: true,
             name: ImageName { registry: "ghcr.io".to_string(), repository: "org/app".to_string() },
             default_registry: Default::default(),
-            digest: None,
             constraint: constraint.map(str::to_string),
             strategy,
             allow_tags: None,
