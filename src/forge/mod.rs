@@ -3,6 +3,7 @@
 //! nothing vendor-shaped leaves a driver's module.
 
 pub mod github;
+mod layered;
 pub mod local;
 
 pub use crate::ports::{
@@ -10,4 +11,5 @@ pub use crate::ports::{
     RepoRef,
 };
 pub use github::{GithubAuth, GithubForge, GithubSettings, GithubStats};
+pub use layered::{Counted, Counting, ForgeCall, ForgeHook, Layered};
 pub use local::LocalForge;

@@ -24,16 +24,14 @@ use super::{
     evaluate, same_repo,
 };
 use crate::discovery::Application;
+use crate::forge::Counted;
 use crate::domain::{AppId, ImageName};
 use crate::git::push::{self, Identity, Lease, PushError};
 use crate::planner::{
     self, Action, BaseChoice, BranchCommit, BranchState, CloseReason, Decision, Desired, ExistingPr, FixUps, Holds,
     Input, Ledger, PrMetadata, Proposal, Push, RepoSettings,
 };
-use crate::ports::{
-    Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
-    RepoRef,
-};
+use crate::ports::{Forge, ForgeErrorKind, NewPullRequest, PrState, PrUpdate, PullRequest, PushTarget, RepoRef};
 use crate::registry::RegistryClient;
 use crate::templates::{self, Templates};
 
@@ -296,7 +294,7 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         reports.push(report);
     }
     if options.mode == Mode::Status {
-        stats.forge_calls = forge.calls.load(Ordering::Relaxed);
+        stats.forge_calls = forge.hook().calls();
         return RunReport { applications: reports, errors, stats };
     }
     // Open bot PRs whose Application lost its annotations (or is gone).
@@ -326,8 +324,8 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
             reports.push(report);
         }
     }
-    stats.forge_calls = forge.calls.load(Ordering::Relaxed);
-    stats.forge_writes = forge.writes.load(Ordering::Relaxed);
+    stats.forge_calls = forge.hook().calls();
+    stats.forge_writes = forge.hook().writes();
     stats.git_pushes = ctx.pushes.load(Ordering::Relaxed);
     let count = |a: RunAction| reports.iter().filter(|r| r.action == a).count();
     tracing::info!(
@@ -1332,112 +1330,6 @@ fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str, mut l
         commit: commit.to_string(),
         base_commit: base_commit.to_string(),
         ledger,
-    }
-}
-
-/// Counts the forge calls a run makes (the benchmark prints them) and which of them write.
-pub struct Counted<'a, F: Forge> {
-    inner: &'a F,
-    calls: AtomicU64,
-    writes: AtomicU64,
-}
-
-impl<'a, F: Forge> Counted<'a, F> {
-    fn new(inner: &'a F) -> Self {
-        Counted { inner, calls: AtomicU64::new(0), writes: AtomicU64::new(0) }
-    }
-
-    fn read(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn write(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.writes.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl<F: Forge> Forge for Counted<'_, F> {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn push_target(&self, repo: &RepoRef) -> PushTarget {
-        self.inner.push_target(repo)
-    }
-
-    async fn authorized_push_target(&self, repo: &RepoRef) -> Result<PushTarget, ForgeError> {
-        self.inner.authorized_push_target(repo).await
-    }
-
-    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
-        self.read();
-        self.inner.default_branch(repo).await
-    }
-
-    async fn list_pull_requests(&self, repo: &RepoRef, head_prefix: &str) -> Result<Vec<PullRequest>, ForgeError> {
-        self.read();
-        self.inner.list_pull_requests(repo, head_prefix).await
-    }
-
-    async fn create_pull_request(&self, repo: &RepoRef, pr: &NewPullRequest) -> Result<PullRequest, ForgeError> {
-        self.write();
-        self.inner.create_pull_request(repo, pr).await
-    }
-
-    async fn update_pull_request(&self, repo: &RepoRef, number: u64, update: &PrUpdate) -> Result<PullRequest, ForgeError> {
-        self.write();
-        self.inner.update_pull_request(repo, number, update).await
-    }
-
-    async fn list_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<Comment>, ForgeError> {
-        self.read();
-        self.inner.list_comments(repo, number).await
-    }
-
-    async fn list_repo_comments(&self, repo: &RepoRef, since: Option<DateTime<Utc>>) -> Result<Vec<Comment>, ForgeError> {
-        self.read();
-        self.inner.list_repo_comments(repo, since).await
-    }
-
-    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<Comment, ForgeError> {
-        self.write();
-        self.inner.create_comment(repo, number, body).await
-    }
-
-    async fn add_labels(&self, repo: &RepoRef, number: u64, labels: &[String]) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.add_labels(repo, number, labels).await
-    }
-
-    async fn request_reviewers(&self, repo: &RepoRef, number: u64, users: &[String], teams: &[String]) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.request_reviewers(repo, number, users, teams).await
-    }
-
-    async fn add_assignees(&self, repo: &RepoRef, number: u64, users: &[String]) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.add_assignees(repo, number, users).await
-    }
-
-    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: &str) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.enable_auto_merge(repo, number, method).await
-    }
-
-    async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.delete_branch(repo, branch).await
-    }
-
-    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
-        self.read();
-        self.inner.permission(repo, user).await
-    }
-
-    async fn add_reaction(&self, repo: &RepoRef, comment_id: u64, reaction: &str) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.add_reaction(repo, comment_id, reaction).await
     }
 }
 
