@@ -12,6 +12,7 @@ mod domain;
 mod engine;
 pub mod forge;
 mod git;
+mod http;
 mod manifest;
 mod planner;
 mod ports;

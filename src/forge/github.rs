@@ -22,6 +22,7 @@ use octocrab::Octocrab;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::http::{self, StatusKind};
 use crate::ports::{
     Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
     RepoRef,
@@ -315,7 +316,7 @@ impl GithubForge {
 
     fn repo_path(&self, repo: &RepoRef) -> Result<String, ForgeError> {
         let (owner, name) = self.owner_name(repo)?;
-        Ok(format!("/repos/{}/{}", segment(owner), segment(name)))
+        Ok(format!("/repos/{}/{}", http::path_segment(owner), http::path_segment(name)))
     }
 
     /// The token to use for `repo` right now, minting an installation token when needed.
@@ -440,7 +441,7 @@ impl GithubForge {
                 remaining.as_deref(),
                 reset.as_deref(),
                 &body_text,
-                Utc::now().timestamp(),
+                Utc::now(),
             );
             if let Some(wait) = limited {
                 if wait > self.settings.max_rate_limit_wait {
@@ -507,7 +508,7 @@ impl GithubForge {
             let link = reply.link.clone();
             let page: Vec<T> = self.expect_json(repo, action, reply)?;
             items.extend(page);
-            if let Some(url) = link.as_deref().and_then(next_link) {
+            if let Some(url) = link.as_deref().and_then(http::next_link) {
                 let relative = url.strip_prefix(&self.endpoints.api).filter(|r| r.starts_with('/')).ok_or_else(|| {
                     err(repo, ForgeErrorKind::Protocol, format!("{action}: next page {url} is outside {}", self.endpoints.api))
                 })?;
@@ -737,7 +738,7 @@ impl Forge for GithubForge {
 
     async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), ForgeError> {
         let action = format!("deleting branch {branch}");
-        let path = format!("{}/git/refs/heads/{}", self.repo_path(repo)?, ref_path(branch));
+        let path = format!("{}/git/refs/heads/{}", self.repo_path(repo)?, http::path_segments(branch));
         let reply = self.send(repo, &action, Method::Delete, Api::Rest, &path, None, Credential::Repo).await?;
         let gone = reply.status == 404 || (reply.status == 422 && reply.body.contains("Reference does not exist"));
         if gone { Ok(()) } else { self.expect_ok(repo, &action, reply) }
@@ -745,7 +746,7 @@ impl Forge for GithubForge {
 
     async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
         let action = format!("reading {user}'s permission");
-        let path = format!("{}/collaborators/{}/permission", self.repo_path(repo)?, segment(user));
+        let path = format!("{}/collaborators/{}/permission", self.repo_path(repo)?, http::path_segment(user));
         let reply = self.send(repo, &action, Method::Get, Api::Rest, &path, None, Credential::Repo).await?;
         if reply.status == 404 {
             // Not a collaborator (or no such user): no access.
@@ -904,14 +905,7 @@ fn err(repo: &RepoRef, kind: ForgeErrorKind, message: String) -> ForgeError {
 }
 
 fn status_error(repo: &RepoRef, action: &str, reply: &Reply) -> ForgeError {
-    let kind = match reply.status {
-        401 | 403 => ForgeErrorKind::Unauthorized,
-        404 | 410 => ForgeErrorKind::NotFound,
-        409 | 422 => ForgeErrorKind::Conflict,
-        429 => ForgeErrorKind::RateLimited,
-        s if s >= 500 => ForgeErrorKind::Network,
-        _ => ForgeErrorKind::Protocol,
-    };
+    let kind = ForgeErrorKind::from(StatusKind::of(reply.status));
     err(repo, kind, format!("{action}: {} {}", reply.status, github_message(&reply.body)))
 }
 
@@ -975,15 +969,16 @@ fn rate_limit_wait(
     remaining: Option<&str>,
     reset: Option<&str>,
     body: &str,
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Option<Duration> {
     if status != 403 && status != 429 {
         return None;
     }
-    if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs.max(1)));
+    if let Some(wait) = retry_after.and_then(|v| http::retry_after(v, now)) {
+        return Some(wait.max(Duration::from_secs(1)));
     }
     if remaining.map(str::trim) == Some("0") {
+        let now = now.timestamp();
         let reset = reset.and_then(|r| r.trim().parse::<i64>().ok()).unwrap_or(now + 60);
         // One second more than asked: the reset time is whole seconds on GitHub's clock.
         return Some(Duration::from_secs((reset - now).max(0) as u64 + 1));
@@ -993,18 +988,6 @@ fn rate_limit_wait(
         return Some(Duration::from_secs(60));
     }
     None
-}
-
-/// The `rel="next"` URL of a `Link` header.
-fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        let is_next = params.split(';').any(|p| {
-            let p = p.trim();
-            p == "rel=\"next\"" || p == "rel=next"
-        });
-        is_next.then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
-    })
 }
 
 fn permission_from(permission: &str, role_name: Option<&str>) -> Permission {
@@ -1019,24 +1002,6 @@ fn permission_from(permission: &str, role_name: Option<&str>) -> Permission {
     };
     // `role_name` is the finer one (maintain, triage); custom roles fall back to `permission`.
     role_name.and_then(from_name).or_else(|| from_name(permission)).unwrap_or(Permission::None)
-}
-
-/// Percent-encodes one path segment.
-fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A branch name as path segments (slashes kept, everything else encoded).
-fn ref_path(branch: &str) -> String {
-    branch.split('/').map(segment).collect::<Vec<_>>().join("/")
 }
 
 #[cfg(test)]
@@ -1095,9 +1060,12 @@ mod tests {
 
     #[test]
     fn rate_limits_primary_secondary_and_plain_forbidden() {
-        let now = 1_000;
+        let now = DateTime::from_timestamp(1_000, 0).unwrap();
         assert_eq!(rate_limit_wait(403, Some("7"), None, None, "", now), Some(Duration::from_secs(7)));
         assert_eq!(rate_limit_wait(429, Some("0"), None, None, "", now), Some(Duration::from_secs(1)));
+        // The shared Retry-After parser also takes the HTTP-date form (GitHub sends seconds).
+        let date = (now + chrono::Duration::seconds(30)).to_rfc2822();
+        assert_eq!(rate_limit_wait(429, Some(&date), None, None, "", now), Some(Duration::from_secs(30)));
         assert_eq!(rate_limit_wait(403, None, Some("0"), Some("1010"), "", now), Some(Duration::from_secs(11)));
         assert_eq!(rate_limit_wait(403, None, Some("0"), Some("900"), "", now), Some(Duration::from_secs(1)));
         assert_eq!(rate_limit_wait(403, None, Some("12"), Some("1010"), "Resource not accessible", now), None);
@@ -1106,13 +1074,6 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(rate_limit_wait(404, Some("5"), Some("0"), None, "", now), None);
-    }
-
-    #[test]
-    fn next_link_is_found_among_others() {
-        let link = r#"<https://api.github.com/repositories/1/pulls?page=3>; rel="next", <https://api.github.com/repositories/1/pulls?page=9>; rel="last""#;
-        assert_eq!(next_link(link).as_deref(), Some("https://api.github.com/repositories/1/pulls?page=3"));
-        assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
     }
 
     #[test]
@@ -1138,11 +1099,5 @@ mod tests {
         assert!(!format!("{auth:?}").contains("ghp_secret"));
         let app = GithubAuth::App { app_id: 7, private_key_pem: "-----BEGIN PRIVATE KEY-----".into() };
         assert!(!format!("{app:?}").contains("BEGIN"));
-    }
-
-    #[test]
-    fn branch_paths_keep_slashes() {
-        assert_eq!(ref_path("argocd-image-pr/argocd/web app"), "argocd-image-pr/argocd/web%20app");
-        assert_eq!(segment("o#1"), "o%231");
     }
 }
