@@ -1,5 +1,5 @@
 //! The GitHub driver (github.com and GitHub Enterprise Server): pull requests, comments, labels,
-//! reviewers, permissions and branches over the REST API, auto-merge over GraphQL.
+//! reviewers, access levels and branches over the REST API, auto-merge over GraphQL.
 //!
 //! octocrab carries the requests and the auth header; every call goes through its raw methods
 //! with our own small serde structs, because several typed calls are wrong for us (GHES GraphQL
@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 use crate::http::{self, StatusKind};
 use crate::ports::{
-    Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
-    RepoRef,
+    AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, MergeMethod, NewPullRequest, PrState, PrUpdate, PullRequest,
+    PushTarget, Reaction, RepoRef, Reviewer,
 };
 
 const FORGE: &str = "github";
@@ -674,9 +674,16 @@ impl Forge for GithubForge {
         self.expect_ok(repo, &action, reply)
     }
 
-    async fn request_reviewers(&self, repo: &RepoRef, number: u64, users: &[String], teams: &[String]) -> Result<(), ForgeError> {
-        if users.is_empty() && teams.is_empty() {
+    async fn request_reviewers(&self, repo: &RepoRef, number: u64, reviewers: &[Reviewer]) -> Result<(), ForgeError> {
+        if reviewers.is_empty() {
             return Ok(());
+        }
+        let (mut users, mut teams) = (Vec::new(), Vec::new());
+        for r in reviewers {
+            match r {
+                Reviewer::User(login) => users.push(login.clone()),
+                Reviewer::Team(slug) => teams.push(slug.clone()),
+            }
         }
         let who: Vec<String> = users.iter().cloned().chain(teams.iter().map(|t| format!("team {t}"))).collect();
         let action = format!("requesting reviews from {} on pull request #{number}", who.join(", "));
@@ -698,19 +705,13 @@ impl Forge for GithubForge {
         self.expect_ok(repo, &action, reply)
     }
 
-    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: &str) -> Result<(), ForgeError> {
-        let action = format!("enabling auto-merge ({method}) on pull request #{number}");
-        let merge_method = match method.to_ascii_lowercase().as_str() {
-            "merge" => "MERGE",
-            "squash" => "SQUASH",
-            "rebase" => "REBASE",
-            other => {
-                return Err(err(
-                    repo,
-                    ForgeErrorKind::Protocol,
-                    format!("{action}: unknown merge method {other:?} (expected merge, squash or rebase)"),
-                ));
-            }
+    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: MergeMethod) -> Result<(), ForgeError> {
+        let action = format!("enabling auto-merge ({}) on pull request #{number}", method.as_str());
+        // GraphQL's PullRequestMergeMethod.
+        let merge_method = match method {
+            MergeMethod::Merge => "MERGE",
+            MergeMethod::Squash => "SQUASH",
+            MergeMethod::Rebase => "REBASE",
         };
         let node_id = self.node_id(repo, number).await?;
         let body = json!({
@@ -744,13 +745,13 @@ impl Forge for GithubForge {
         if gone { Ok(()) } else { self.expect_ok(repo, &action, reply) }
     }
 
-    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
+    async fn access_level(&self, repo: &RepoRef, user: &str) -> Result<AccessLevel, ForgeError> {
         let action = format!("reading {user}'s permission");
         let path = format!("{}/collaborators/{}/permission", self.repo_path(repo)?, http::path_segment(user));
         let reply = self.send(repo, &action, Method::Get, Api::Rest, &path, None, Credential::Repo).await?;
         if reply.status == 404 {
             // Not a collaborator (or no such user): no access.
-            return Ok(Permission::None);
+            return Ok(AccessLevel::None);
         }
         #[derive(Deserialize)]
         struct Level {
@@ -759,10 +760,15 @@ impl Forge for GithubForge {
             role_name: Option<String>,
         }
         let level: Level = self.expect_json(repo, &action, reply)?;
-        Ok(permission_from(&level.permission, level.role_name.as_deref()))
+        Ok(access_level_from(&level.permission, level.role_name.as_deref()))
     }
 
-    async fn add_reaction(&self, repo: &RepoRef, comment_id: u64, reaction: &str) -> Result<(), ForgeError> {
+    async fn add_reaction(&self, repo: &RepoRef, _number: u64, comment_id: u64, reaction: Reaction) -> Result<(), ForgeError> {
+        // GitHub reacts to a comment by its id alone, whatever pull request it is on.
+        let reaction = match reaction {
+            Reaction::ThumbsUp => "+1",
+            Reaction::Confused => "confused",
+        };
         let action = format!("reacting {reaction} to comment {comment_id}");
         let path = format!("{}/issues/comments/{comment_id}/reactions", self.repo_path(repo)?);
         let reply =
@@ -990,18 +996,19 @@ fn rate_limit_wait(
     None
 }
 
-fn permission_from(permission: &str, role_name: Option<&str>) -> Permission {
+/// GitHub's role as the bot's access level. `triage` (manage issues and pull requests, no push)
+/// is [`AccessLevel::Read`]: its commands are refused, as a reader's.
+fn access_level_from(permission: &str, role_name: Option<&str>) -> AccessLevel {
     let from_name = |name: &str| match name {
-        "admin" => Some(Permission::Admin),
-        "maintain" => Some(Permission::Maintain),
-        "write" | "push" => Some(Permission::Write),
-        "triage" => Some(Permission::Triage),
-        "read" | "pull" => Some(Permission::Read),
-        "none" => Some(Permission::None),
+        "admin" => Some(AccessLevel::Admin),
+        "maintain" => Some(AccessLevel::Maintain),
+        "write" | "push" => Some(AccessLevel::Write),
+        "triage" | "read" | "pull" => Some(AccessLevel::Read),
+        "none" => Some(AccessLevel::None),
         _ => None,
     };
     // `role_name` is the finer one (maintain, triage); custom roles fall back to `permission`.
-    role_name.and_then(from_name).or_else(|| from_name(permission)).unwrap_or(Permission::None)
+    role_name.and_then(from_name).or_else(|| from_name(permission)).unwrap_or(AccessLevel::None)
 }
 
 #[cfg(test)]
@@ -1077,20 +1084,21 @@ mod tests {
     }
 
     #[test]
-    fn permission_levels_and_roles() {
+    fn access_levels_from_permissions_and_roles() {
         let cases = [
-            ("admin", Some("admin"), Permission::Admin),
-            ("write", Some("maintain"), Permission::Maintain),
-            ("write", Some("write"), Permission::Write),
-            ("read", Some("triage"), Permission::Triage),
-            ("read", Some("read"), Permission::Read),
-            ("none", None, Permission::None),
-            ("write", Some("custom-deployer"), Permission::Write),
-            ("bogus", None, Permission::None),
+            ("admin", Some("admin"), AccessLevel::Admin),
+            ("write", Some("maintain"), AccessLevel::Maintain),
+            ("write", Some("write"), AccessLevel::Write),
+            ("read", Some("triage"), AccessLevel::Read),
+            ("read", Some("read"), AccessLevel::Read),
+            ("none", None, AccessLevel::None),
+            ("write", Some("custom-deployer"), AccessLevel::Write),
+            ("bogus", None, AccessLevel::None),
         ];
         for (permission, role, want) in cases {
-            assert_eq!(permission_from(permission, role), want, "case {permission}/{role:?}");
+            assert_eq!(access_level_from(permission, role), want, "case {permission}/{role:?}");
         }
+        assert!(!access_level_from("read", Some("triage")).can_write(), "triage never could command the bot");
     }
 
     #[test]

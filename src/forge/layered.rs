@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use crate::ports::{Comment, Forge, ForgeError, NewPullRequest, Permission, PrUpdate, PullRequest, PushTarget, RepoRef};
+use crate::ports::{
+    AccessLevel, Comment, Forge, ForgeError, MergeMethod, NewPullRequest, PrUpdate, PullRequest, PushTarget, Reaction,
+    RepoRef, Reviewer,
+};
 
 /// A call to a forge, named by its [`Forge`] method. `kind` and `push_target` are not calls:
 /// they answer from what the driver knows, without asking its server.
@@ -26,7 +29,7 @@ pub enum ForgeCall {
     AddAssignees,
     EnableAutoMerge,
     DeleteBranch,
-    Permission,
+    AccessLevel,
     AddReaction,
 }
 
@@ -40,7 +43,7 @@ impl ForgeCall {
             | ForgeCall::ListPullRequests
             | ForgeCall::ListComments
             | ForgeCall::ListRepoComments
-            | ForgeCall::Permission => false,
+            | ForgeCall::AccessLevel => false,
             ForgeCall::CreatePullRequest
             | ForgeCall::UpdatePullRequest
             | ForgeCall::CreateComment
@@ -149,15 +152,15 @@ impl<F: Forge, H: ForgeHook> Forge for Layered<'_, F, H> {
         self.around(ForgeCall::AddLabels, repo, self.inner.add_labels(repo, number, labels)).await
     }
 
-    async fn request_reviewers(&self, repo: &RepoRef, number: u64, users: &[String], teams: &[String]) -> Result<(), ForgeError> {
-        self.around(ForgeCall::RequestReviewers, repo, self.inner.request_reviewers(repo, number, users, teams)).await
+    async fn request_reviewers(&self, repo: &RepoRef, number: u64, reviewers: &[Reviewer]) -> Result<(), ForgeError> {
+        self.around(ForgeCall::RequestReviewers, repo, self.inner.request_reviewers(repo, number, reviewers)).await
     }
 
     async fn add_assignees(&self, repo: &RepoRef, number: u64, users: &[String]) -> Result<(), ForgeError> {
         self.around(ForgeCall::AddAssignees, repo, self.inner.add_assignees(repo, number, users)).await
     }
 
-    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: &str) -> Result<(), ForgeError> {
+    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: MergeMethod) -> Result<(), ForgeError> {
         self.around(ForgeCall::EnableAutoMerge, repo, self.inner.enable_auto_merge(repo, number, method)).await
     }
 
@@ -165,12 +168,12 @@ impl<F: Forge, H: ForgeHook> Forge for Layered<'_, F, H> {
         self.around(ForgeCall::DeleteBranch, repo, self.inner.delete_branch(repo, branch)).await
     }
 
-    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
-        self.around(ForgeCall::Permission, repo, self.inner.permission(repo, user)).await
+    async fn access_level(&self, repo: &RepoRef, user: &str) -> Result<AccessLevel, ForgeError> {
+        self.around(ForgeCall::AccessLevel, repo, self.inner.access_level(repo, user)).await
     }
 
-    async fn add_reaction(&self, repo: &RepoRef, comment_id: u64, reaction: &str) -> Result<(), ForgeError> {
-        self.around(ForgeCall::AddReaction, repo, self.inner.add_reaction(repo, comment_id, reaction)).await
+    async fn add_reaction(&self, repo: &RepoRef, number: u64, comment_id: u64, reaction: Reaction) -> Result<(), ForgeError> {
+        self.around(ForgeCall::AddReaction, repo, self.inner.add_reaction(repo, number, comment_id, reaction)).await
     }
 }
 
@@ -229,7 +232,7 @@ mod tests {
     async fn counting_counts_every_call_before_it_is_made_and_writes_apart() {
         let (_dir, local, repo) = setup();
         let forge = Counted::new(&local);
-        forge.permission(&repo, "alice").await.unwrap();
+        forge.access_level(&repo, "alice").await.unwrap();
         // A failed call was still made.
         assert!(forge.add_labels(&repo, 1, &["x".into()]).await.is_err());
         forge.authorized_push_target(&repo).await.unwrap();
@@ -247,7 +250,7 @@ mod tests {
         }
 
         fn after(&self, call: ForgeCall, repo: &RepoRef, succeeded: bool) -> Result<(), ForgeError> {
-            if succeeded && call == ForgeCall::Permission {
+            if succeeded && call == ForgeCall::AccessLevel {
                 return Err(ForgeError { forge: "test", repo: repo.to_string(), kind: ForgeErrorKind::Network, message: "lost".into() });
             }
             Ok(())
@@ -261,7 +264,7 @@ mod tests {
         let forge = Layered::with_hook(&local, Refuse(ForgeCall::AddLabels));
         assert_eq!(forge.add_labels(&repo, 1, &["x".into()]).await.unwrap_err().message, "refused");
         // A success replaced afterwards; the forge's own error stays when the hook adds none.
-        assert_eq!(forge.permission(&repo, "alice").await.unwrap_err().message, "lost");
+        assert_eq!(forge.access_level(&repo, "alice").await.unwrap_err().message, "lost");
         assert_eq!(forge.default_branch(&repo).await.unwrap_err().kind, ForgeErrorKind::NotFound);
         // Layers stack.
         let counted = Counted::new(&forge);
@@ -271,7 +274,7 @@ mod tests {
 
     #[test]
     fn writes_are_the_calls_that_change_something() {
-        let reads = [ForgeCall::DefaultBranch, ForgeCall::ListPullRequests, ForgeCall::ListComments, ForgeCall::ListRepoComments, ForgeCall::Permission];
+        let reads = [ForgeCall::DefaultBranch, ForgeCall::ListPullRequests, ForgeCall::ListComments, ForgeCall::ListRepoComments, ForgeCall::AccessLevel];
         assert!(reads.iter().all(|c| !c.writes()));
         assert!([ForgeCall::CreatePullRequest, ForgeCall::AddReaction, ForgeCall::DeleteBranch].iter().all(|c| c.writes()));
     }

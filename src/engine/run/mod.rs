@@ -31,7 +31,7 @@ use crate::planner::{
     self, Action, BaseChoice, BranchCommit, BranchState, CloseReason, Decision, Desired, ExistingPr, FixUps, Holds,
     Input, Ledger, PrMetadata, Proposal, Push, RepoSettings,
 };
-use crate::ports::{Forge, ForgeErrorKind, NewPullRequest, PrState, PrUpdate, PullRequest, PushTarget, RepoRef};
+use crate::ports::{Forge, ForgeErrorKind, NewPullRequest, PrState, PrUpdate, PullRequest, PushTarget, RepoRef, Reviewer};
 use crate::registry::RegistryClient;
 use crate::templates::{self, Templates};
 
@@ -1170,10 +1170,11 @@ impl<F: Forge> Ctx<'_, F> {
             self.forge.add_assignees(repo, number, &f.assignees).await.map_err(|e| e.to_string())?;
         }
         if !f.reviewers.is_empty() || !f.team_reviewers.is_empty() {
-            self.forge.request_reviewers(repo, number, &f.reviewers, &f.team_reviewers).await.map_err(|e| e.to_string())?;
+            let reviewers = Reviewer::users_and_teams(&f.reviewers, &f.team_reviewers);
+            self.forge.request_reviewers(repo, number, &reviewers).await.map_err(|e| e.to_string())?;
         }
         if let Some(method) = f.auto_merge {
-            self.forge.enable_auto_merge(repo, number, method.as_str()).await.map_err(|e| e.to_string())?;
+            self.forge.enable_auto_merge(repo, number, method).await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }

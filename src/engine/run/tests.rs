@@ -21,6 +21,8 @@ enum Fault {
     /// `create_pull_request` creates the PR, then the answer is lost.
     CreatePrAnswerLost,
     AddLabels,
+    /// `add_labels` answers that the forge has no labels.
+    LabelsUnsupported,
     /// `update_pull_request` fails (after the push of a new version).
     UpdatePr,
     /// Someone pushes to the branch right before the bot's push.
@@ -53,6 +55,11 @@ impl ForgeHook for Faulty<'_> {
             (Fault::CreatePr, ForgeCall::CreatePullRequest)
             | (Fault::UpdatePr, ForgeCall::UpdatePullRequest)
             | (Fault::AddLabels, ForgeCall::AddLabels) => Err(injected(repo)),
+            (Fault::LabelsUnsupported, ForgeCall::AddLabels) => Err(ForgeError {
+                kind: ForgeErrorKind::Unsupported,
+                message: "labels are not supported by this server".into(),
+                ..injected(repo)
+            }),
             _ => Ok(()),
         }
     }
@@ -280,4 +287,15 @@ async fn push_lease_fails_when_the_branch_moved() {
     assert_eq!(prs.len(), 1);
     let comments = w.forge().list_comments(&w.repo(), prs[0].number).await.unwrap();
     assert_eq!(comments.len(), 1, "{comments:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feature_the_forge_lacks_is_reported_with_the_application() {
+    let w = World::new().await;
+    let r = w.run(Fault::LabelsUnsupported, || {}).await;
+    let app = only(&r);
+    assert_eq!(app.action, RunAction::Error, "{r:#?}");
+    assert!(app.errors.iter().any(|e| e.contains("labels are not supported")), "{r:#?}");
+    assert!(r.errors.is_empty(), "not a failure of the whole run: {r:#?}");
+    assert_eq!(w.open_prs().len(), 1, "the pull request is opened all the same");
 }
