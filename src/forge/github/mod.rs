@@ -4,7 +4,9 @@
 //! octocrab carries the requests and the auth header; every call goes through its raw methods
 //! with our own small serde structs, because several typed calls are wrong for us (GHES GraphQL
 //! URL, `get_contributor_permission`, `request_reviews`) and the typed ones hide the rate-limit
-//! headers. GitHub's JSON never leaves this file.
+//! headers. GitHub's JSON never leaves this module. A GitHub App's JWT is signed in `app_jwt.rs`,
+//! the only code that holds the App's private key (docs/security.md says why its `rsa`
+//! dependency's advisory does not reach the bot).
 //!
 //! Rate limits are waited out (primary: `X-RateLimit-Remaining: 0` until `X-RateLimit-Reset`;
 //! secondary: `Retry-After`), up to a cap beyond which the call fails as `RateLimited`.
@@ -27,6 +29,10 @@ use crate::ports::{
     AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, MergeMethod, NewPullRequest, PrState, PrUpdate, PullRequest,
     PushTarget, Reaction, RepoRef, Reviewer,
 };
+
+mod app_jwt;
+
+use app_jwt::AppKey;
 
 const FORGE: &str = "github";
 
@@ -152,7 +158,7 @@ struct CachedToken {
 
 struct AppAuth {
     app_id: u64,
-    key: octocrab::EncodingKey,
+    key: AppKey,
     /// `owner/name` (lowercase) → installation id.
     installations: Mutex<HashMap<String, u64>>,
     /// installation id → token.
@@ -242,7 +248,7 @@ impl GithubForge {
             GithubAuth::Token(t) if t.trim().is_empty() => return Err(config_error("the GitHub token is empty".into())),
             GithubAuth::Token(t) => Auth::Token(t.trim().to_string()),
             GithubAuth::App { app_id, private_key_pem } => {
-                let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
+                let key = AppKey::from_pem(private_key_pem).map_err(|e| {
                     config_error(format!("GitHub App {app_id}: the private key is not an RSA key in PEM form: {e}"))
                 })?;
                 Auth::App(AppAuth {
@@ -323,7 +329,9 @@ impl GithubForge {
     async fn token(&self, repo: &RepoRef, credential: Credential) -> Result<String, ForgeError> {
         match (&self.auth, credential) {
             (Auth::Token(t), _) => Ok(t.clone()),
-            (Auth::App(app), Credential::AppJwt) => octocrab::auth::create_jwt(octocrab::models::AppId(app.app_id), &app.key)
+            (Auth::App(app), Credential::AppJwt) => app
+                .key
+                .sign(app.app_id)
                 .map_err(|e| err(repo, ForgeErrorKind::Unauthorized, format!("signing the GitHub App JWT: {e}"))),
             (Auth::App(app), Credential::Repo) => {
                 let installation = self.installation_id(repo, app).await?;
