@@ -2,6 +2,7 @@
 //! read exactly as AIU v1.3 reads them (per-alias keys override app-wide keys). Pure.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use crate::domain::{DefaultRegistry, ImageName, ImageNameError, ImageReference, Platform};
@@ -43,12 +44,88 @@ pub enum AllowTags {
     Regex(regex::Regex),
 }
 
-/// The Helm value keys an image's name, tag or full spec live at.
+/// The Helm value keys an image's name, tag or full spec live at, as the annotations give
+/// them (`helm.image-name`, `helm.image-tag`, `helm.image-spec`); the methods fill in AIU's
+/// defaults. The same keys name Helm parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HelmKeys {
     pub image_name: Option<String>,
     pub image_tag: Option<String>,
     pub image_spec: Option<String>,
+}
+
+/// What the value at an image's Helm version key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelmValue {
+    /// `tag[@digest]` (`helm.image-tag`).
+    Tag,
+    /// `name:tag[@digest]` (`helm.image-spec`).
+    Spec,
+}
+
+impl HelmKeys {
+    /// The key naming the image: `helm.image-name`, else AIU's `DefaultHelmImageName`.
+    pub fn name_key(&self) -> &str {
+        self.image_name.as_deref().unwrap_or("image.name")
+    }
+
+    /// The key holding the version, and what it holds: `helm.image-spec` when set, else
+    /// `helm.image-tag`, else AIU's `DefaultHelmImageTag`.
+    pub fn version_key(&self) -> (&str, HelmValue) {
+        match &self.image_spec {
+            Some(spec) => (spec, HelmValue::Spec),
+            None => (self.image_tag.as_deref().unwrap_or("image.tag"), HelmValue::Tag),
+        }
+    }
+
+    /// Whether the annotations name any key. With the defaults alone, a value at `image.tag`
+    /// belongs to the image only if `image.name` (when set) names it.
+    pub fn explicit(&self) -> bool {
+        self.image_name.is_some() || self.image_tag.is_some() || self.image_spec.is_some()
+    }
+}
+
+/// `write-back-target`: where the version is written instead of the places it is read from,
+/// in AIU's forms. Paths stay as written (relative to the source path, or `/`-absolute from the
+/// repository root); the editor resolves them against the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteBackTarget {
+    /// `kustomization[:<dir>]`: the kustomization of `<dir>`, else of the source path.
+    Kustomization(Option<String>),
+    /// `helmvalues[:<file>]`: that values file, else the chart's `values.yaml`.
+    HelmValues(Option<String>),
+}
+
+impl std::str::FromStr for WriteBackTarget {
+    type Err = String;
+
+    /// An empty path (`kustomization:`) is the same as none.
+    fn from_str(v: &str) -> Result<Self, String> {
+        let v = v.trim();
+        let (kind, path) = match v.split_once(':') {
+            Some((k, p)) => (k, Some(p.trim()).filter(|p| !p.is_empty()).map(str::to_string)),
+            None => (v, None),
+        };
+        match kind {
+            "kustomization" => Ok(WriteBackTarget::Kustomization(path)),
+            "helmvalues" => Ok(WriteBackTarget::HelmValues(path)),
+            _ => Err(format!("{v:?} is not supported (kustomization[:<dir>] or helmvalues[:<file>])")),
+        }
+    }
+}
+
+/// As written in the annotation (`kustomization:../base`), for messages.
+impl fmt::Display for WriteBackTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, path) = match self {
+            WriteBackTarget::Kustomization(p) => ("kustomization", p),
+            WriteBackTarget::HelmValues(p) => ("helmvalues", p),
+        };
+        match path {
+            Some(p) => write!(f, "{kind}:{p}"),
+            None => f.write_str(kind),
+        }
+    }
 }
 
 /// One entry of the image-list with all its options resolved.
@@ -142,8 +219,9 @@ pub struct AppAnnotations {
     /// One entry per image-list item, in order; an error spoils only its own image.
     pub images: Vec<Result<ImageSpec, AnnotationError>>,
     pub write_back_method: Option<String>,
-    /// `write-back-target` as written (`kustomization`, `kustomization:<dir>`, `helmvalues:<file>`).
-    pub write_back_target: Option<String>,
+    /// `write-back-target`, when given. A value of no known form is an error of every image,
+    /// since each would be written there.
+    pub write_back_target: Option<WriteBackTarget>,
 }
 
 /// The annotation (after the AIU prefix) holding the list of images.
@@ -204,10 +282,21 @@ pub fn parse(annotations: &BTreeMap<String, String>, default_registry: &Arc<Defa
     if images.is_empty() {
         images.push(Err(list_error(None, "no images listed".to_string())));
     }
+    let write_back_target = match reader.value(&aiu_key("write-back-target")).map(parse_write_back_target).transpose() {
+        Ok(target) => target,
+        Err((key, message)) => {
+            for image in &mut images {
+                if let Ok(spec) = image {
+                    *image = Err(AnnotationError { key: key.clone(), alias: Some(spec.alias.clone()), message: message.clone() });
+                }
+            }
+            None
+        }
+    };
     Some(AppAnnotations {
         images,
         write_back_method: reader.value(&aiu_key("write-back-method")).map(|(_, v)| v.to_string()),
-        write_back_target: reader.value(&aiu_key("write-back-target")).map(|(_, v)| v.to_string()),
+        write_back_target,
     })
 }
 
@@ -497,6 +586,10 @@ fn parse_platforms((key, v): (String, &str)) -> Result<Vec<Platform>, OptionErro
         .filter(|p| !p.is_empty())
         .map(|p| Platform::parse(p).ok_or_else(|| (key.clone(), format!("platform {p:?} is not os/arch[/variant]"))))
         .collect()
+}
+
+fn parse_write_back_target((key, v): (String, &str)) -> Result<WriteBackTarget, OptionError> {
+    v.parse().map_err(|message| (key, message))
 }
 
 /// `true`/`false`/`yes`/`no`, plus what Go's `strconv.ParseBool` (used by AIU) accepts.
@@ -806,6 +899,42 @@ mod tests {
             ("write-back-target", "kustomization:../base"),
         ]), &Arc::default());
         assert_eq!(app.as_ref().and_then(|a| a.write_back_method.as_deref()), Some("git:secret:argocd/git-creds"));
-        assert_eq!(app.as_ref().and_then(|a| a.write_back_target.as_deref()), Some("kustomization:../base"));
+        assert_eq!(app.and_then(|a| a.write_back_target), Some(WriteBackTarget::Kustomization(Some("../base".into()))));
+    }
+
+    #[test]
+    fn write_back_target_forms() {
+        use WriteBackTarget::*;
+        // (annotation, parsed, as shown in messages)
+        let cases = [
+            ("kustomization", Kustomization(None), "kustomization"),
+            ("kustomization:", Kustomization(None), "kustomization"),
+            ("kustomization: ../base ", Kustomization(Some("../base".into())), "kustomization:../base"),
+            ("kustomization:/envs/prod", Kustomization(Some("/envs/prod".into())), "kustomization:/envs/prod"),
+            ("helmvalues", HelmValues(None), "helmvalues"),
+            ("helmvalues:", HelmValues(None), "helmvalues"),
+            ("helmvalues:env/prod.yaml", HelmValues(Some("env/prod.yaml".into())), "helmvalues:env/prod.yaml"),
+        ];
+        for (written, want, shown) in cases {
+            let got: Result<WriteBackTarget, String> = written.parse();
+            assert_eq!(got.as_ref(), Ok(&want), "case {written:?}");
+            assert_eq!(want.to_string(), shown, "case {written:?}: display");
+        }
+    }
+
+    #[test]
+    fn an_unknown_write_back_target_spoils_every_image_and_names_the_value() {
+        let all = images(&[("image-list", "a=nginx, b=Bad/Name, c=redis"), ("write-back-target", "argocd")]);
+        assert_eq!(all.len(), 3);
+        for (i, alias) in [(0, "a"), (2, "c")] {
+            let err = all[i].as_ref().unwrap_err();
+            assert_eq!(err.key, aiu_key("write-back-target"), "image {alias}");
+            assert_eq!(err.alias.as_deref(), Some(alias));
+            assert_eq!(err.to_string(), "annotation argocd-image-updater.argoproj.io/write-back-target: \"argocd\" is not supported (kustomization[:<dir>] or helmvalues[:<file>])");
+        }
+        let err = all[1].as_ref().unwrap_err();
+        assert_eq!(err.key, aiu_key("image-list"), "an image-list error stays what it was");
+        let parsed = parse(&annotations(&[("image-list", "a=nginx"), ("write-back-target", "Kustomization")]), &Arc::default());
+        assert!(parsed.is_some_and(|a| a.write_back_target.is_none() && a.images[0].is_err()), "the kind is case-sensitive, as before");
     }
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{RunOptions, RunReport, run_once};
+use crate::engine::{Drivers, RunOptions, RunReport, run_once};
 use crate::ports::Forge;
 use crate::server::{Metrics, SecretError, ServerArgs, ServerState, WebhookEvent};
 
@@ -218,7 +218,7 @@ impl Schedule {
 
 /// Serves and cycles until SIGTERM or SIGINT. Startup problems (secret, address, signals) are
 /// returned before the first cycle.
-pub async fn run<F: Forge>(forge: &F, options: RunOptions, args: &DaemonArgs) -> Result<Stopped, DaemonError> {
+pub async fn run<F: Forge>(forge: &F, drivers: &Drivers, options: RunOptions, args: &DaemonArgs) -> Result<Stopped, DaemonError> {
     let secret = args.server.webhook_secret()?;
     let mut signals = Signals::install().map_err(DaemonError::Signals)?;
     let listener = TcpListener::bind(args.server.listen)
@@ -246,7 +246,7 @@ pub async fn run<F: Forge>(forge: &F, options: RunOptions, args: &DaemonArgs) ->
         if cycle.is_none()
             && let Some(trigger) = schedule.start(Instant::now())
         {
-            cycle = Some(Box::pin(run_cycle(forge, &options, &metrics, trigger)));
+            cycle = Some(Box::pin(run_cycle(forge, drivers, &options, &metrics, trigger)));
         }
         let wake = schedule.wake_at().map(tokio::time::Instant::from_std);
         tokio::select! {
@@ -301,10 +301,10 @@ pub async fn run<F: Forge>(forge: &F, options: RunOptions, args: &DaemonArgs) ->
 }
 
 /// One cycle: [`run_once`], its report logged and counted. Never fails: the daemon goes on.
-async fn run_cycle<F: Forge>(forge: &F, options: &RunOptions, metrics: &Metrics, trigger: Trigger) {
+async fn run_cycle<F: Forge>(forge: &F, drivers: &Drivers, options: &RunOptions, metrics: &Metrics, trigger: Trigger) {
     let started = Instant::now();
     tracing::info!("cycle starts ({trigger})");
-    let outcome = AssertUnwindSafe(run_once(forge, options.clone())).catch_unwind().await;
+    let outcome = AssertUnwindSafe(run_once(forge, drivers, options.clone())).catch_unwind().await;
     let elapsed = started.elapsed();
     match outcome {
         Ok(report) => {

@@ -8,7 +8,6 @@
 //! the other Applications.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -18,25 +17,33 @@ use serde::Serialize;
 use crate::annotations::{self, ImageSpec, UpdateStrategy};
 use crate::discovery::{self, Application};
 use crate::domain::{DefaultRegistry, Platform};
-use crate::git::{self, Snapshot};
+use crate::files::FileSet;
 use crate::manifest::edit::{self, EditRequest, FileChange, Target};
-use crate::manifest::{self, CurrentImage, FileSet};
+use crate::manifest::{self, CurrentImage};
 use crate::planner::{self, AppHolds, ImageHolds, PinTarget};
-use crate::ports::PushTarget;
-use crate::registry::{RegistryClient, RegistrySettings};
+use crate::ports::{ApplicationSource, AppsOrigin, Clock, GitRepos, PushTarget, Registry, Snapshot};
 use crate::strategy::{self, Candidate, ChangeKind, Current, Need, Selection};
 
 mod run;
 pub use run::{Mode, RunAction, RunAppReport, RunOptions, RunReport, RunStats, run_once};
 
+/// The outside world as the engine sees it, one port each. `main` builds it once (the daemon
+/// keeps it across cycles, with its connections, tokens and clones); tests build it from
+/// in-memory parts.
+#[derive(Clone)]
+pub struct Drivers {
+    pub registry: Arc<dyn Registry>,
+    pub git: Arc<dyn GitRepos>,
+    pub apps: Arc<dyn ApplicationSource>,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// What one `plan` run looks at.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
-    /// Directories or git URLs holding Application manifests.
+    /// `--apps` locations holding Application manifests (what they can be is up to
+    /// [`Drivers::apps`]: directories and git URLs).
     pub apps: Vec<String>,
-    pub registry: RegistrySettings,
-    /// Where clones are kept between runs; a fresh temporary directory when `None`.
-    pub cache_dir: Option<PathBuf>,
 }
 
 /// The whole answer of `plan`; serialized as the `--output json` document.
@@ -163,27 +170,17 @@ impl ImageReport {
 }
 
 /// Runs discovery, reads git and asks the registries; changes nothing anywhere.
-pub async fn plan(options: PlanOptions) -> PlanReport {
+pub async fn plan(drivers: &Drivers, options: PlanOptions) -> PlanReport {
     let mut errors = Vec::new();
-    let registry = match RegistryClient::new(&options.registry) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            errors.push(LocationError { file: "registries".into(), error: e.to_string() });
-            return PlanReport { applications: vec![], errors, stats: Stats::default(), notes: vec![] };
-        }
-    };
-    let (_temp, cache_dir) = match cache_dir(&options) {
-        Ok(c) => c,
-        Err(e) => {
-            errors.push(e);
-            return PlanReport { applications: vec![], errors, stats: Stats::default(), notes: vec![] };
-        }
-    };
+    if let Err(e) = drivers.registry.begin_cycle() {
+        errors.push(LocationError { file: "registries".into(), error: e.to_string() });
+        return PlanReport { applications: vec![], errors, stats: Stats::default(), notes: vec![] };
+    }
     let prepare = {
-        let registry = registry.clone();
+        let registry = drivers.registry.clone();
         tokio::task::spawn_blocking(move || registry.prepare())
     };
-    let found = discover(&options.apps, &cache_dir, &HashMap::new(), registry.default_registry()).await;
+    let found = discover(drivers.apps.as_ref(), &options.apps, &HashMap::new(), &drivers.registry.default_registry()).await;
     let _ = prepare.await;
     tracing::info!("discovery: {} Applications with an image-list in {} location(s)", found.annotated.len(), options.apps.len());
     errors.extend(found.errors);
@@ -206,8 +203,7 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
         })
         .collect();
     let mut evaluated =
-        evaluate(&found.annotated, &found.origins, &cache_dir, &registry, |_, s| s.target_revision.clone(), &holds, &HashMap::new())
-            .await;
+        evaluate(drivers, &found.annotated, &found.origins, |_, s| s.target_revision.clone(), &holds, &HashMap::new()).await;
     for (report, refused) in evaluated.reports.iter_mut().zip(refused) {
         if let Some(e) = refused {
             // `run` does nothing for this Application until the annotation is fixed.
@@ -238,20 +234,6 @@ pub async fn plan(options: PlanOptions) -> PlanReport {
 pub const FORGE_HOLDS_NOTE: &str = "holds kept on the forge (rollbacks of merged PRs, versions of PRs closed without merging, \
 /pin and /ignore comments) were not read: `run` applies them, `status` lists them; the pin annotation was applied";
 
-/// The cache directory to use, and the temporary directory to keep alive when there is none.
-fn cache_dir(options: &PlanOptions) -> Result<(Option<tempfile::TempDir>, PathBuf), LocationError> {
-    match &options.cache_dir {
-        Some(d) => Ok((None, d.clone())),
-        None => match tempfile::Builder::new().prefix("argocd-image-pr-").tempdir() {
-            Ok(t) => {
-                let path = t.path().to_path_buf();
-                Ok((Some(t), path))
-            }
-            Err(e) => Err(LocationError { file: "cache".into(), error: format!("cannot create a temporary directory: {e}") }),
-        },
-    }
-}
-
 /// Applications found in the `--apps` locations.
 struct Discovered {
     /// Applications with an image-list annotation, sorted, with what the annotations say.
@@ -263,25 +245,23 @@ struct Discovered {
     errors: Vec<LocationError>,
 }
 
-/// 1. discovery
-/// Git locations are cloned with `credentials` where given (`run`: the forge's).
+/// Phase 1, discovery. Git locations are read with `credentials` where given (`run`: the forge's).
 ///
 /// Image names without registry host belong to `default_registry` (registries.conf
 /// `default: true`).
 async fn discover(
+    source: &dyn ApplicationSource,
     locations: &[String],
-    cache_dir: &Path,
     credentials: &HashMap<String, PushTarget>,
     default_registry: &DefaultRegistry,
 ) -> Discovered {
     let mut errors = Vec::new();
     let mut apps: Vec<(Application, Option<AppsOrigin>, String)> = Vec::new();
     for location in locations {
-        match load_location(location, cache_dir, credentials.get(location).cloned()).await {
-            Ok((files, commit)) => {
+        match source.read(location, credentials.get(location)).await {
+            Ok(read) => {
                 tracing::debug!("discovery: {} read", location);
-                let (found, file_errors) = discovery::find_applications(&files);
-                let origin = commit.map(|commit| AppsOrigin { url: location.clone(), commit });
+                let (found, file_errors, origin) = (read.applications, read.errors, read.origin);
                 let prefix = |f: &str| if locations.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
                 errors.extend(file_errors.into_iter().map(|e| LocationError {
                     file: prefix(&e.file),
@@ -365,10 +345,9 @@ struct Evaluated {
 /// 2.-4.: git (each source at the revision `revision_of` gives), current versions, registries
 /// and strategies, and the edits of every proposal.
 async fn evaluate(
+    drivers: &Drivers,
     annotated: &[(Application, annotations::AppAnnotations)],
     origins: &[Option<AppsOrigin>],
-    cache_dir: &Path,
-    registry: &Arc<RegistryClient>,
     revision_of: impl Fn(&Application, &discovery::AppSource) -> String,
     holds: &[AppHolds],
     credentials: &HashMap<String, PushTarget>,
@@ -390,10 +369,11 @@ async fn evaluate(
     // that the per-image work below finds the tag lists (and newest-build metadata) waiting.
     let specs: Vec<ImageSpec> =
         annotated.iter().flat_map(|(_, ann)| ann.images.iter().filter_map(|i| i.as_ref().ok().cloned())).collect();
+    let registry = &drivers.registry;
     let warmup = tokio::spawn(warm_registry(registry.clone(), specs));
 
     // 2. git: every source once per (URL, revision)
-    let snapshots = fetch_sources(&annotated, cache_dir, credentials).await;
+    let snapshots = fetch_sources(drivers.git.as_ref(), &annotated, credentials).await;
     tracing::debug!("git: {} source(s) read", snapshots.len());
 
     // 3. current versions, then registries, per image; 4. as soon as all images of an
@@ -488,59 +468,13 @@ struct SourceChange {
     images: Vec<String>,
 }
 
-/// The git repository and commit an `--apps` location was read from, so that an Application
-/// manifest kept in the very repository its source points to can be edited too.
-#[derive(Debug, Clone)]
-struct AppsOrigin {
-    url: String,
-    commit: String,
-}
-
-/// A directory is read as it is; anything else is taken for a git URL and cloned at `HEAD`
-/// (then the commit is returned too).
-async fn load_location(
-    location: &str,
-    cache_dir: &Path,
-    auth: Option<PushTarget>,
-) -> Result<(FileSet, Option<String>), String> {
-    let location = location.to_string();
-    let cache_dir = cache_dir.to_path_buf();
-    git::bounded("reading the Applications".to_string(), move || {
-        let path = Path::new(&location);
-        if path.is_dir() {
-            git::read_dir(path).map(|files| (files, None)).map_err(|e| e.to_string())
-        } else if path.exists() {
-            Err("not a directory nor a git URL: give a directory of Application manifests or a git URL".to_string())
-        } else if looks_like_a_path(&location) {
-            Err("no such directory".to_string())
-        } else {
-            git::snapshot_with(&location, "HEAD", &cache_dir, auth.as_ref())
-                .map(|s| (s.files, Some(s.commit)))
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await
-}
-
-/// `./apps`, `/srv/apps`, `apps`: what is neither a URL (`scheme://`) nor scp-like
-/// (`git@host:org/repo.git`).
-fn looks_like_a_path(location: &str) -> bool {
-    if location.contains("://") {
-        return false;
-    }
-    match location.split_once(':') {
-        Some((left, _)) => left.contains('/'),
-        None => true,
-    }
-}
-
 type SourceKey = (String, String);
 type Snapshots = HashMap<SourceKey, Result<Arc<Snapshot>, String>>;
 
 /// `credentials`: the forge's git credentials per repository URL (`run`); none for `plan`.
 async fn fetch_sources(
+    git: &dyn GitRepos,
     annotated: &[(Application, annotations::AppAnnotations)],
-    cache_dir: &Path,
     credentials: &HashMap<String, PushTarget>,
 ) -> Snapshots {
     let mut keys: Vec<SourceKey> = annotated
@@ -551,34 +485,26 @@ async fn fetch_sources(
         .collect();
     keys.sort();
     keys.dedup();
-    // Clones of one URL share a directory in the cache, so revisions of the same repository are
-    // fetched one after another, distinct repositories in parallel.
+    // Revisions of one repository in one call (the driver reads them one after another),
+    // distinct repositories in parallel.
     let mut by_url: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (url, rev) in keys {
         by_url.entry(url).or_default().push(rev);
     }
-    let tasks = by_url.into_iter().map(|(url, revs)| {
-        let cache_dir = cache_dir.to_path_buf();
-        let auth = credentials.get(&url).cloned();
-        let keys: Vec<SourceKey> = revs.iter().map(|r| (url.clone(), r.clone())).collect();
-        let fetch = git::bounded(format!("git repository {url}"), move || {
-            Ok(revs
-                .into_iter()
-                .map(|rev| {
-                    let snap =
-                        git::snapshot_with(&url, &rev, &cache_dir, auth.as_ref()).map(Arc::new).map_err(|e| e.to_string());
-                    ((url.clone(), rev), snap)
-                })
-                .collect::<Vec<_>>())
-        });
-        async move { (keys, fetch.await) }
+    let tasks = by_url.iter().map(|(url, revs)| async move {
+        let read = git.snapshots(url, revs, credentials.get(url)).await;
+        (url, revs, read)
     });
     let mut out = HashMap::new();
-    for (keys, result) in join_all(tasks).await {
+    for (url, revs, result) in join_all(tasks).await {
+        let keys = revs.iter().map(|r| (url.clone(), r.clone()));
         match result {
-            Ok(list) => out.extend(list),
+            Ok(list) => out.extend(keys.zip(list).map(|(k, snap)| (k, snap.map(Arc::new).map_err(|e| e.to_string())))),
             // A repository that does not answer fails its own sources, nothing else.
-            Err(e) => out.extend(keys.into_iter().map(|k| (k, Err(e.clone())))),
+            Err(e) => {
+                let e = e.to_string();
+                out.extend(keys.map(|k| (k, Err(e.clone()))));
+            }
         }
     }
     out
@@ -619,7 +545,7 @@ async fn plan_image(
     app: &Application,
     spec: &ImageSpec,
     current: Result<Option<(usize, CurrentImage)>, String>,
-    registry: Arc<RegistryClient>,
+    registry: Arc<dyn Registry>,
     holds: ImageHolds,
 ) -> (ImageReport, Option<PlannedEdit>) {
     let mut r = ImageReport::new(&spec.alias);
@@ -650,7 +576,7 @@ async fn plan_image(
         }
     };
     let mut edit = None;
-    match choose(spec, &current, &registry, &holds).await {
+    match choose(spec, &current, registry.as_ref(), &holds).await {
         Ok((selection, held, seen)) => {
             r.reason = selection.reason;
             r.created = seen.created;
@@ -698,7 +624,7 @@ const CHOOSE_METADATA_WIDTH: usize = 4;
 /// cache) and fetches the metadata newest-build will ask for: the union of the tags the images
 /// of one repository (and platform set) allow. Errors are cached by the client and reported by
 /// `choose`, which asks again.
-async fn warm_registry(registry: Arc<RegistryClient>, specs: Vec<ImageSpec>) {
+async fn warm_registry(registry: Arc<dyn Registry>, specs: Vec<ImageSpec>) {
     let registry = &registry;
     let wanted = join_all(specs.iter().map(|spec| async move {
         let tags = registry.list_tags(&spec.name, spec.pull_secret.as_deref()).await.ok()?;
@@ -733,7 +659,7 @@ async fn warm_registry(registry: Arc<RegistryClient>, specs: Vec<ImageSpec>) {
 async fn choose(
     spec: &ImageSpec,
     current: &Current,
-    registry: &RegistryClient,
+    registry: &dyn Registry,
     holds: &ImageHolds,
 ) -> Result<(Selection, HeldInfo, Seen), String> {
     let secret = spec.pull_secret.as_deref();
@@ -771,7 +697,7 @@ async fn choose(
             out
         }
         Need::Digest(tag) => {
-            if !tags.iter().any(|t| *t == tag) {
+            if !tags.contains(&tag) {
                 let none = Selection { proposed: None, reason: Some(format!("tag {tag} does not exist in {}", spec.name)) };
                 return Ok((none, HeldInfo::default(), Seen::default()));
             }
@@ -796,10 +722,11 @@ async fn choose(
         .and_then(|p| candidates.iter().find(|c| c.tag == p.tag && (p.digest.is_none() || c.digest == p.digest)))
         .map(|c| Seen { created: c.created, digest: c.digest.clone() })
         .unwrap_or_default();
-    if spec.pin_digest && spec.strategy != UpdateStrategy::Digest {
-        if let Some(p) = selection.proposed.as_mut().filter(|p| p.digest.is_none()) {
-            p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await.map_err(|e| e.to_string())?);
-        }
+    if spec.pin_digest
+        && spec.strategy != UpdateStrategy::Digest
+        && let Some(p) = selection.proposed.as_mut().filter(|p| p.digest.is_none())
+    {
+        p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await.map_err(|e| e.to_string())?);
     }
     Ok((selection, held, seen))
 }
@@ -949,7 +876,7 @@ fn app_changes(
             source,
             image: spec,
             target: &planned.target,
-            write_back_target: ctx.ann.write_back_target.as_deref(),
+            write_back_target: ctx.ann.write_back_target.as_ref(),
             app_manifest,
         };
         match edit::edit_image(&request) {
@@ -1030,3 +957,6 @@ fn same_repo(a: &str, b: &str) -> bool {
     let norm = |u: &str| u.trim().trim_end_matches('/').trim_end_matches(".git").to_string();
     norm(a) == norm(b)
 }
+
+#[cfg(test)]
+mod tests;

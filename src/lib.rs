@@ -1,19 +1,25 @@
 //! argocd-image-pr: a GitOps pull-request bot for Argo CD.
 //!
-//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`, `output`) and drivers at
-//! the edges (`registry`, `git`), joined by the `engine`.
+//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`, `output`) over a
+//! repository's `files` and their `yaml` trees, and drivers at the edges (`registry`, `git`),
+//! joined by the `engine`.
 
 mod annotations;
 mod commands;
 mod config;
 pub mod daemon;
 mod discovery;
+mod drivers;
 mod domain;
 mod engine;
+mod files;
 pub mod forge;
 mod git;
 mod http;
+#[cfg(test)]
+mod layers;
 mod manifest;
+mod metadata;
 mod planner;
 mod ports;
 pub mod output;
@@ -21,6 +27,7 @@ mod registry;
 pub mod server;
 mod strategy;
 mod templates;
+mod yaml;
 
 pub use commands::{Command, CommandError, CommandName, format_help, help_list, parse_comment};
 pub use config::{ConfigError, ConfigFile, Identity};
@@ -31,7 +38,7 @@ pub use ports::RepoRef;
 pub use templates::Templates;
 pub use domain::{AppId, ImageName, ImageReference, Platform};
 pub use engine::{
-    AppReport, ImageReport, LocationError, Mode, PlanOptions, PlanReport, RunAction, RunAppReport, RunOptions, RunReport,
+    AppReport, Drivers, ImageReport, LocationError, Mode, PlanOptions, PlanReport, RunAction, RunAppReport, RunOptions, RunReport,
     RunStats, Stats, plan, run_once,
 };
 pub use registry::RegistrySettings;

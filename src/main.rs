@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use argocd_image_pr::daemon::{self, DaemonArgs, Stopped};
 use argocd_image_pr::forge::{Forge, GithubAuth, GithubForge, GithubSettings};
 use argocd_image_pr::{
-    ConfigFile, Identity, LocalForge, Mode, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan, run_once,
+    ConfigFile, Drivers, Identity, LocalForge, Mode, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan,
+    run_once,
 };
 
 #[derive(Parser)]
@@ -220,18 +221,21 @@ fn network(args: &PlanArgs) -> Result<(), ExitCode> {
     })
 }
 
-fn plan_options(args: PlanArgs, file: &ConfigFile) -> PlanOptions {
-    PlanOptions {
-        apps: if args.apps.is_empty() { file.apps.clone() } else { args.apps },
-        registry: RegistrySettings {
-            registries_conf: args.registries_conf.or(file.registries_conf.clone()),
-            docker_configs: if args.docker_configs.is_empty() { file.docker_configs.clone() } else { args.docker_configs },
-            optional_docker_configs: file.optional_docker_configs.clone(),
-            connect_timeout: Some(args.connect_timeout),
-            request_timeout: Some(args.timeout),
-        },
-        cache_dir: args.cache_dir.or(file.cache_dir.clone()),
-    }
+/// What to look at, and the drivers to look with (built once; the daemon keeps them).
+fn plan_options(args: PlanArgs, file: &ConfigFile) -> Result<(PlanOptions, Drivers), ExitCode> {
+    let registry = RegistrySettings {
+        registries_conf: args.registries_conf.or(file.registries_conf.clone()),
+        docker_configs: if args.docker_configs.is_empty() { file.docker_configs.clone() } else { args.docker_configs },
+        optional_docker_configs: file.optional_docker_configs.clone(),
+        connect_timeout: Some(args.connect_timeout),
+        request_timeout: Some(args.timeout),
+    };
+    let drivers = Drivers::standard(registry, args.cache_dir.or(file.cache_dir.clone())).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let options = PlanOptions { apps: if args.apps.is_empty() { file.apps.clone() } else { args.apps } };
+    Ok((options, drivers))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -259,7 +263,7 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         }
     };
     let templates = match args.templates_dir.as_ref().or(file.templates_dir.as_ref()) {
-        Some(dir) => match Templates::with_overrides(dir) {
+        Some(dir) => match Templates::from_dir(dir) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: templates: {e}");
@@ -273,8 +277,12 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         return code;
     }
     let (connect_timeout, request_timeout) = (args.plan.connect_timeout, args.plan.timeout);
+    let (plan, drivers) = match plan_options(args.plan, &file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let options = RunOptions {
-        plan: plan_options(args.plan, &file),
+        plan,
         branch_template: file.branch_template.clone().unwrap_or_else(|| argocd_image_pr::DEFAULT_BRANCH_TEMPLATE.into()),
         identity: argocd_image_pr::GitIdentity { name: identity.name.clone(), email: identity.email.clone() },
         repositories: file.repositories.clone(),
@@ -289,7 +297,7 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let pass = Pass { runtime, options, daemon, mode, output: output_kind };
+    let pass = Pass { runtime, drivers, options, daemon, mode, output: output_kind };
     match forge_kind {
         ForgeKind::Local => match local_forge(args.local_forge_dir.or(file.local_forge_dir.clone()), &identity) {
             Ok(forge) => pass.with_forge(forge),
@@ -305,6 +313,7 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
 /// `run` or `status` once the options are read: everything that does not depend on the forge.
 struct Pass {
     runtime: tokio::runtime::Runtime,
+    drivers: Drivers,
     options: RunOptions,
     /// `run` without `--once`.
     daemon: Option<DaemonArgs>,
@@ -315,11 +324,11 @@ struct Pass {
 impl Pass {
     /// The one path every forge takes: the daemon, or one pass and its report.
     fn with_forge<F: Forge>(self, forge: F) -> ExitCode {
-        let Pass { runtime, options, daemon, mode, output } = self;
+        let Pass { runtime, drivers, options, daemon, mode, output } = self;
         if let Some(daemon) = daemon {
-            return run_daemon(runtime, &forge, options, &daemon);
+            return run_daemon(runtime, &forge, &drivers, options, &daemon);
         }
-        let report = runtime.block_on(run_once(&forge, options));
+        let report = runtime.block_on(run_once(&forge, &drivers, options));
         let text = match (mode, output) {
             (Mode::Run, Output::Table) => output::run_table(&report),
             (Mode::Run, Output::Json) => output::run_json(&report),
@@ -409,8 +418,14 @@ fn github_token(file: Option<&std::path::Path>, env: Option<&str>) -> Result<Opt
 
 /// `run` without `--once`: exit 0 after a signal once the running cycle finished, 1 when it had to
 /// be cut short or the server failed, 2 when the daemon cannot start.
-fn run_daemon<F: Forge>(runtime: tokio::runtime::Runtime, forge: &F, options: RunOptions, args: &DaemonArgs) -> ExitCode {
-    let result = runtime.block_on(daemon::run(forge, options, args));
+fn run_daemon<F: Forge>(
+    runtime: tokio::runtime::Runtime,
+    forge: &F,
+    drivers: &Drivers,
+    options: RunOptions,
+    args: &DaemonArgs,
+) -> ExitCode {
+    let result = runtime.block_on(daemon::run(forge, drivers, options, args));
     // A cycle cut short may leave a git worker thread blocked on the network: do not wait for it
     // (dropping the runtime would).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -467,7 +482,10 @@ fn run_plan(args: PlanArgs) -> ExitCode {
         return code;
     }
     let output_kind = args.output;
-    let options = plan_options(args, &file);
+    let (options, drivers) = match plan_options(args, &file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     if options.apps.is_empty() {
         eprintln!("error: no Applications to look at: give --apps <DIR or git URL> (or `apps:` in --config)");
         return ExitCode::from(2);
@@ -479,7 +497,7 @@ fn run_plan(args: PlanArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = runtime.block_on(plan(options));
+    let report = runtime.block_on(plan(&drivers, options));
     let text = match output_kind {
         Output::Table => output::table(&report, std::io::stdout().is_terminal()),
         Output::Json => output::json(&report),

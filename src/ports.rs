@@ -1,10 +1,22 @@
-//! The traits the engine talks to the world through, and the forge's vocabulary: pull requests,
-//! comments, access levels, reactions, reviewers, merge methods. Drivers (`forge::github`, `forge::local`, ...) implement [`Forge`] and
+//! The traits the engine talks to the world through — [`Forge`], [`Registry`], [`GitRepos`],
+//! [`ApplicationSource`], [`Clock`] — and their vocabulary: pull requests, comments, access
+//! levels, reactions, reviewers, merge methods, snapshots, tag metadata. Drivers
+//! (`forge::github`, `forge::local`, ...) implement [`Forge`] and
 //! convert their vendor JSON into these types at their edge.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+
+mod apps;
+mod clock;
+mod git;
+mod registry;
+
+pub use apps::{ApplicationSource, AppsOrigin, LocationApps};
+pub use clock::{Clock, SystemClock};
+pub use git::{CommitInfo, GitError, GitRepos, Identity, Lease, PushError, RemoteHeads, Snapshot};
+pub use registry::{Registry, RegistryError, RegistryErrorKind, TagMetadata};
 
 /// A repository on a forge, derived from an Application's `repoURL`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

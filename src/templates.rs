@@ -14,7 +14,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tera::{Context, Filter, Tera};
@@ -116,6 +115,13 @@ impl fmt::Display for TemplateName {
 
 // ---------------------------------------------------------------------------------------------
 // Errors
+
+/// One file of an override directory: where it was read (errors name it) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideFile {
+    pub path: PathBuf,
+    pub source: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -736,34 +742,18 @@ impl Templates {
         t
     }
 
-    /// The defaults, with every file of `dir` replacing the default of the same name. Hidden
-    /// entries and directories are skipped (a mounted ConfigMap has `..data`). Each override
-    /// is rendered once with example values, so a misspelt variable fails here, not mid-cycle.
-    pub fn with_overrides(dir: &Path) -> Result<Templates, TemplateError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| TemplateError::Io { path, source }
-        };
-        let mut entries = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-            let entry = entry.map_err(io(dir))?;
-            let path = entry.path();
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            if file_name.starts_with('.') || path.is_dir() {
-                continue;
-            }
-            entries.push((file_name, path));
-        }
-        entries.sort();
-
+    /// The defaults, with each override replacing the default of the same file name (the
+    /// override directory is read by [`Templates::from_dir`], at the edge). Each override is
+    /// rendered once with example values, so a misspelt variable fails here, not mid-cycle.
+    pub fn with_overrides(overrides: Vec<OverrideFile>) -> Result<Templates, TemplateError> {
         let mut t = Templates::defaults();
         let mut replaced = Vec::new();
-        for (file_name, path) in entries {
+        for OverrideFile { path, source } in overrides {
+            let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let Some(name) = TemplateName::from_file_name(&file_name) else {
                 let expected = TemplateName::ALL.iter().map(|n| n.file_name()).collect::<Vec<_>>().join(", ");
                 return Err(TemplateError::UnknownFile { path, expected });
             };
-            let source = std::fs::read_to_string(&path).map_err(io(&path))?;
             t.tera_mut(name).add_raw_template(name.file_name(), &source).map_err(|e| {
                 let (line, message) = syntax_error(&e);
                 TemplateError::Syntax { path: path.clone(), line, message }
@@ -806,7 +796,7 @@ impl Templates {
         self.render(TemplateName::PrTitle, ctx)
     }
 
-    /// Markdown, without the metadata block: append [`metadata_block`] to it.
+    /// Markdown, without the metadata block: [`crate::metadata::compose`] appends it.
     pub fn pr_body(&self, ctx: &PrContext) -> Result<String, TemplateError> {
         self.render(TemplateName::PrBody, ctx)
     }
@@ -827,64 +817,6 @@ fn tidy(s: &str) -> String {
     let text = lines.join("\n");
     let text = text.trim_matches('\n');
     if text.is_empty() { String::new() } else { format!("{text}\n") }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Metadata block
-
-const METADATA_OPEN: &str = "<!-- argocd-image-pr:metadata ";
-const METADATA_CLOSE: &str = "-->";
-
-/// The hidden, machine-readable block the bot appends to its pull-request bodies:
-/// `<!-- argocd-image-pr:metadata {json} -->`. Inside JSON strings `-`, `<` and `>` are written
-/// as `\u002d`, `\u003c` and `\u003e`, so no value can end the comment early.
-pub fn metadata_block<T: Serialize>(meta: &T) -> Result<String, serde_json::Error> {
-    let json = serde_json::to_string(meta)?;
-    let mut out = String::with_capacity(json.len() + 48);
-    out.push_str(METADATA_OPEN);
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in json.chars() {
-        if in_string {
-            match c {
-                _ if escaped => {
-                    escaped = false;
-                    out.push(c);
-                    continue;
-                }
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                '-' => {
-                    out.push_str("\\u002d");
-                    continue;
-                }
-                '<' => {
-                    out.push_str("\\u003c");
-                    continue;
-                }
-                '>' => {
-                    out.push_str("\\u003e");
-                    continue;
-                }
-                _ => {}
-            }
-        } else if c == '"' {
-            in_string = true;
-        }
-        // Outside strings only numbers hold `-`, never two in a row and never before `>`.
-        out.push(c);
-    }
-    out.push(' ');
-    out.push_str(METADATA_CLOSE);
-    Ok(out)
-}
-
-/// The metadata of the last block in `body`; `None` when there is none or it does not parse.
-pub fn parse_metadata_block<T: DeserializeOwned>(body: &str) -> Option<T> {
-    let start = body.rfind(METADATA_OPEN)? + METADATA_OPEN.len();
-    let rest = &body[start..];
-    let end = rest.find(METADATA_CLOSE)?;
-    serde_json::from_str(rest[..end].trim()).ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1336,7 +1268,7 @@ mod tests {
     fn get_env_is_disabled() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("help.md.tera"), "{{ get_env(name=\"HOME\") }}").unwrap();
-        let err = Templates::with_overrides(dir.path()).unwrap_err().to_string();
+        let err = Templates::from_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("help.md.tera") && err.contains("get_env is disabled"), "{err}");
     }
 
@@ -1347,7 +1279,7 @@ mod tests {
         // What a mounted ConfigMap and an editor leave behind is not a template.
         std::fs::create_dir(dir.path().join("..2024_01_01")).unwrap();
         std::fs::write(dir.path().join(".gitkeep"), "").unwrap();
-        let t = Templates::with_overrides(dir.path()).unwrap();
+        let t = Templates::from_dir(dir.path()).unwrap();
         let mut pr = examples::pr();
         assert_eq!(t.pr_body(&pr).unwrap(), "Deploy shop\\-prod: 2 images.\n");
         pr.app.name = "<b>x</b>".into();
@@ -1360,7 +1292,7 @@ mod tests {
     fn an_unknown_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pr-bdy.md.tera"), "x").unwrap();
-        let err = Templates::with_overrides(dir.path()).unwrap_err();
+        let err = Templates::from_dir(dir.path()).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, TemplateError::UnknownFile { .. }), "{text}");
         assert!(text.contains("pr-bdy.md.tera: not a template") && text.contains("pr-body.md.tera"), "{text}");
@@ -1371,7 +1303,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("closed-ignored.md.tera");
         std::fs::write(&file, "Closed.\n\n{% for i in images %}\n- {{ i.alias | }}\n{% endfor %}\n").unwrap();
-        let err = Templates::with_overrides(dir.path()).unwrap_err();
+        let err = Templates::from_dir(dir.path()).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, TemplateError::Syntax { line: Some(4), .. }), "{text}");
         assert!(text.starts_with(&format!("{}:4: syntax error", file.display())), "{text}");
@@ -1381,13 +1313,13 @@ mod tests {
     fn an_unknown_variable_fails_at_load_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pr-title.txt.tera"), "Update {{ application.name }}").unwrap();
-        let err = Templates::with_overrides(dir.path()).unwrap_err().to_string();
+        let err = Templates::from_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("pr-title.txt.tera: fails to render an example") && err.contains("application.name"), "{err}");
     }
 
     #[test]
     fn a_missing_directory_is_an_error_naming_it() {
-        let err = Templates::with_overrides(Path::new("/nonexistent/templates")).unwrap_err().to_string();
+        let err = Templates::from_dir(Path::new("/nonexistent/templates")).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/templates"), "{err}");
     }
 
@@ -1405,43 +1337,10 @@ mod tests {
             found += 1;
         }
         assert_eq!(found, 2);
-        let t = Templates::with_overrides(dir.path()).unwrap();
+        let t = Templates::from_dir(dir.path()).unwrap();
         let pr = examples::pr();
         assert_eq!(t.pr_title(&pr).unwrap(), "deploy(argocd/shop-prod): api 1.3.0, web stable");
         assert!(t.pr_body(&pr).unwrap().starts_with("Deploys to `shop` on merge.\n\n- `api`: `1.2.0` → `1.3.0`, built 2024\\-05"));
-    }
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Meta {
-        app: String,
-        images: Vec<(String, String)>,
-        n: i64,
-        f: f64,
-    }
-
-    #[test]
-    fn metadata_round_trips_hostile_strings() {
-        let hostile = ["-->", "--!>", "<!--", "a--b", "->", "\u{2028}", "\"q\"", "\\", "\\-->", "\n-->\n", "<!-- argocd-image-pr:metadata {} -->"];
-        for s in hostile {
-            let meta = Meta { app: s.into(), images: vec![(s.into(), format!("x{s}y"))], n: -12, f: -1.5e-7 };
-            let block = metadata_block(&meta).unwrap();
-            let inner = block.strip_prefix(METADATA_OPEN).and_then(|b| b.strip_suffix(" -->")).unwrap();
-            assert!(!inner.contains("--") && !inner.contains('>') && !inner.contains('\n'), "case {s:?}: {block}");
-            let body = format!("Some body\n\n{block}\n");
-            assert_eq!(parse_metadata_block::<Meta>(&body), Some(meta), "case {s:?}");
-        }
-    }
-
-    #[test]
-    fn the_last_metadata_block_wins() {
-        let first = metadata_block(&json!({"v": 1})).unwrap();
-        let second = metadata_block(&json!({"v": 2})).unwrap();
-        let body = format!("{first}\r\ntext\r\n{second}\r\n");
-        assert_eq!(parse_metadata_block::<Value>(&body), Some(json!({"v": 2})));
-        assert_eq!(parse_metadata_block::<Value>("no block"), None);
-        assert_eq!(parse_metadata_block::<Value>(&format!("{second}\n<!-- argocd-image-pr:metadata {{\"v\": -->")), None);
-        assert_eq!(parse_metadata_block::<Value>("<!-- argocd-image-pr:metadata {\"v\": 1}"), None);
-        assert_eq!(parse_metadata_block::<Meta>(&second), None, "wrong shape");
     }
 
     #[test]
@@ -1449,8 +1348,8 @@ mod tests {
         let t = Templates::defaults();
         let mut pr = examples::pr();
         pr.images[0].to.tag = Some("<!-- argocd-image-pr:metadata {\"v\": 666} -->".into());
-        let body = format!("{}\n{}", t.pr_body(&pr).unwrap(), metadata_block(&json!({"v": 1})).unwrap());
-        assert_eq!(parse_metadata_block::<Value>(&body), Some(json!({"v": 1})));
+        let body = format!("{}\n{}", t.pr_body(&pr).unwrap(), crate::metadata::encode(&json!({"v": 1})).unwrap());
+        assert_eq!(crate::metadata::decode::<Value>(&body), Some(json!({"v": 1})));
     }
 
     const SNAPSHOTS: &[(&str, &str)] = &[

@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::domain::AppId;
-use crate::manifest::yaml::{Node, YamlFile};
-use crate::manifest::{normalize_path, FileSet};
+use crate::files::{normalize_path, FileSet};
+use crate::yaml::{Node, YamlFile};
+
+mod locations;
+pub use locations::Locations;
 
 /// Namespace of an Application without `metadata.namespace`.
 pub const DEFAULT_NAMESPACE: &str = "argocd";

@@ -11,9 +11,13 @@ use git2::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::manifest::FileSet;
+use crate::files::FileSet;
+pub use crate::ports::{GitError, Snapshot};
 
+mod driver;
 pub mod push;
+
+pub use driver::GitDriver;
 
 /// How long a whole git operation (a clone or fetch, an ls-remote, a push) may take; set once
 /// at start by [`set_timeouts`].
@@ -40,30 +44,17 @@ pub fn overall_timeout() -> std::time::Duration {
 
 /// Runs a blocking git operation off the async threads, bounded by [`overall_timeout`]. A worker
 /// past its deadline is left to its socket timeout; the caller goes on.
-pub async fn bounded<T: Send + 'static>(what: String, f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+async fn bounded<T, E>(what: &str, f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<GitError> + Send + 'static,
+{
     let limit = overall_timeout();
     match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
         Ok(Ok(result)) => result,
-        Ok(Err(e)) => Err(format!("{what}: git worker failed: {e}")),
-        Err(_) => Err(format!("{what}: no result within {}s (--git-timeout)", limit.as_secs())),
+        Ok(Err(e)) => Err(GitError::Worker { what: what.to_string(), message: e.to_string() }.into()),
+        Err(_) => Err(GitError::Timeout { what: what.to_string(), secs: limit.as_secs() }.into()),
     }
-}
-
-/// The files of one repository at one resolved commit.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub url: String,
-    pub revision: String,
-    pub commit: String,
-    pub files: FileSet,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GitError {
-    #[error("git repository {url}: {message}")]
-    Repo { url: String, message: String },
-    #[error("git repository {url}: revision {revision:?} not found")]
-    Revision { url: String, revision: String },
 }
 
 /// Clones (or fetches into an existing clone under `cache_dir`) and reads every file that can

@@ -13,60 +13,8 @@ use git2::{
 };
 
 use super::{GitError, cache_name, remote_url};
+pub use crate::ports::{CommitInfo, Identity, Lease, PushError, RemoteHeads};
 use crate::ports::PushTarget;
-
-/// Who the bot's commits are by (author and committer alike).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub name: String,
-    pub email: String,
-}
-
-/// What the remote branch must be before a push may replace it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lease {
-    /// The branch must not exist yet (a new pull request).
-    MustNotExist,
-    /// The branch must point at exactly this commit (the bot's last push).
-    Expect(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    /// The remote branch is not what the lease says: someone else pushed (or deleted) it since
-    /// the bot last looked. Nothing was written.
-    #[error("branch {branch}: lease failed: expected {}, found {}", show_oid(.expected), show_oid(.found))]
-    LeaseFailed { branch: String, expected: Option<String>, found: Option<String> },
-    /// The server refused the update (protected branch, hook, ...).
-    #[error("branch {branch}: push rejected: {reason}")]
-    Rejected { branch: String, reason: String },
-    #[error(transparent)]
-    Git(#[from] GitError),
-}
-
-fn show_oid(oid: &Option<String>) -> String {
-    oid.as_deref().map_or_else(|| "no branch".to_string(), str::to_string)
-}
-
-/// The branches of a remote that matter to the bot, from one ref advertisement.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RemoteHeads {
-    /// The remote's default branch (its `HEAD` symref) and the commit it points to.
-    pub default_branch: Option<(String, String)>,
-    /// Branches (without `refs/heads/`) starting with the prefix, with their commit ids.
-    pub branches: BTreeMap<String, String>,
-}
-
-/// One commit of a branch, as the engine needs it to tell the bot's commit from others'.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitInfo {
-    pub sha: String,
-    pub parents: Vec<String>,
-    pub author_name: String,
-    pub author_email: String,
-    pub committer_email: String,
-    pub summary: String,
-}
 
 /// Lists the remote's branches under `prefix` (e.g. `argocd-image-pr/`) and its default
 /// branch, with one ref advertisement (`git ls-remote`). Talks to `auth.url` when given (the

@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use crate::annotations::ImageSpec;
+use crate::annotations::{ImageSpec, WriteBackTarget};
 use crate::discovery::{AppSource, Application};
-use crate::manifest::{FileSet, ManifestError};
+use crate::files::FileSet;
+use crate::manifest::ManifestError;
 
 mod places;
 mod text;
@@ -35,9 +36,8 @@ pub struct EditRequest<'a> {
     pub source: &'a AppSource,
     pub image: &'a ImageSpec,
     pub target: &'a Target,
-    /// The `write-back-target` annotation as written (`kustomization`, `kustomization:<dir>`,
-    /// `helmvalues:<file>`).
-    pub write_back_target: Option<&'a str>,
+    /// The `write-back-target` annotation; its path is taken relative to the source path.
+    pub write_back_target: Option<&'a WriteBackTarget>,
     /// Path in `files` of the file holding the Application manifest, when the caller knows
     /// the apps tree is this very repository and revision. `None` leaves the manifest alone.
     pub app_manifest: Option<&'a str>,

@@ -1,160 +1,18 @@
-//! Finding where an image version lives in the manifests of a source (and, later, editing it
-//! in place). Works on text held in memory; no I/O. Pure.
+//! Finding where an image version lives in the manifests of a source (`find_current`);
+//! `edit` rewrites it in place, and both follow the places `layout` names. Works on text held
+//! in memory; no I/O. Pure.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use crate::annotations::ImageSpec;
+use crate::annotations::{HelmValue, ImageSpec};
 use crate::discovery::{AppSource, Application};
 use crate::domain::ImageName;
+use crate::files::{normalize_path, FileSet};
+use crate::yaml::{Node, Seg, Value, YamlFile};
 
 pub mod edit;
-pub mod yaml;
-
-use yaml::{Node, Value, YamlError, YamlFile};
-
-/// The files of one repository at one revision, keyed by path relative to the repository
-/// root with `/` separators (`apps/web/kustomization.yaml`).
-///
-/// Symbolic links are kept apart, as git stores them: the link's path and its text, never
-/// what the link points to on disk. Reading a path (`get`, `yaml`) follows links that stay
-/// inside the repository, as Argo CD does, from the files held here; a link that leads out
-/// of the repository is never followed (`escaping_symlink`). Writing through a link is the
-/// editor's to refuse (`symlink_of`).
-#[derive(Debug, Clone, Default)]
-pub struct FileSet {
-    /// Regular files only.
-    pub files: BTreeMap<String, Arc<[u8]>>,
-    /// Every symbolic link (to a file or a directory), path -> link text.
-    pub symlinks: BTreeMap<String, String>,
-    /// Parsed YAML per path, shared by clones: discovery and 1,000 `find_current` calls over
-    /// one repository parse each file once.
-    parsed: ParseCache,
-}
-
-type Parsed = Result<Arc<YamlFile>, YamlError>;
-
-/// Entries remember the bytes they were parsed from, so a changed `files` map never serves a
-/// stale tree.
-#[derive(Clone, Default)]
-struct ParseCache(Arc<Mutex<HashMap<String, CacheEntry>>>);
-
-/// The bytes a tree was parsed from, and the tree.
-type CacheEntry = (Arc<[u8]>, Parsed);
-
-impl fmt::Debug for ParseCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
-        write!(f, "ParseCache({n} files)")
-    }
-}
-
-impl FileSet {
-    /// Records a symbolic link at `path` whose text is `target` (as `readlink` gives it).
-    pub fn insert_symlink(&mut self, path: impl Into<String>, target: impl Into<String>) {
-        self.symlinks.insert(path.into(), target.into());
-    }
-
-    /// The symbolic link that `path` is, or lies under (the outermost one), if any.
-    pub fn symlink_of(&self, path: &str) -> Option<&str> {
-        if self.symlinks.is_empty() {
-            return None;
-        }
-        let mut end = 0;
-        loop {
-            let next = path[end..].find('/').map(|i| end + i);
-            let prefix = &path[..next.unwrap_or(path.len())];
-            if let Some((link, _)) = self.symlinks.get_key_value(prefix) {
-                return Some(link);
-            }
-            match next {
-                Some(i) => end = i + 1,
-                None => return None,
-            }
-        }
-    }
-
-    /// `path` with every symbolic link on it followed; `Err(link)` names the link that leads
-    /// out of the repository (or loops).
-    fn follow(&self, path: &str) -> Result<String, String> {
-        let mut cur = path.to_string();
-        for _ in 0..32 {
-            let Some(link) = self.symlink_of(&cur) else { return Ok(cur) };
-            let text = &self.symlinks[link];
-            let rest = &cur[link.len()..];
-            let parent = link.rsplit_once('/').map_or("", |(d, _)| d);
-            let target = (!text.starts_with('/'))
-                .then(|| normalize_path(&format!("{parent}/{text}")))
-                .flatten()
-                .ok_or_else(|| link.to_string())?;
-            cur = format!("{target}{rest}").trim_start_matches('/').to_string();
-        }
-        Err(self.symlink_of(path).unwrap_or(path).to_string())
-    }
-
-    /// The link on `path` that leads out of the repository, when reading `path` would have
-    /// to follow one.
-    pub fn escaping_symlink(&self, path: &str) -> Option<String> {
-        self.symlink_of(path)?;
-        self.follow(path).err()
-    }
-
-    /// The content of `path`, following symbolic links inside the repository.
-    fn bytes(&self, path: &str) -> Option<&Arc<[u8]>> {
-        if let Some(b) = self.files.get(path) {
-            return Some(b);
-        }
-        self.symlink_of(path)?;
-        self.files.get(&self.follow(path).ok()?)
-    }
-
-    /// Whether `path` exists: a file, a link to a file inside the repository, or a link out
-    /// of the repository (which exists, but is not read).
-    /// Whether `dir` holds a file (the root always exists; an in-repository link to a directory
-    /// counts).
-    pub fn has_dir(&self, dir: &str) -> bool {
-        if dir.is_empty() || self.symlink_of(dir).is_some() {
-            return true;
-        }
-        let prefix = format!("{dir}/");
-        self.files.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
-    }
-
-    pub fn contains(&self, path: &str) -> bool {
-        self.bytes(path).is_some() || self.escaping_symlink(path).is_some()
-    }
-
-    pub fn insert(&mut self, path: impl Into<String>, content: impl Into<Arc<[u8]>>) {
-        self.files.insert(path.into(), content.into());
-    }
-
-    /// The content of `path`, following symbolic links that stay inside the repository.
-    pub fn get(&self, path: &str) -> Option<&[u8]> {
-        self.bytes(path).map(|b| &b[..])
-    }
-
-    /// Like `get`, sharing the buffer.
-    pub fn get_shared(&self, path: &str) -> Option<Arc<[u8]>> {
-        self.bytes(path).cloned()
-    }
-
-    /// The YAML tree of `path`, parsed at most once; `None` when there is no such file.
-    pub fn yaml(&self, path: &str) -> Option<Parsed> {
-        let bytes = self.bytes(path)?;
-        if let Ok(cache) = self.parsed.0.lock()
-            && let Some((src, parsed)) = cache.get(path)
-            && Arc::ptr_eq(src, bytes)
-        {
-            return Some(parsed.clone());
-        }
-        let parsed: Parsed = yaml::parse_bytes(bytes).map(Arc::new);
-        if let Ok(mut cache) = self.parsed.0.lock() {
-            cache.insert(path.to_string(), (bytes.clone(), parsed.clone()));
-        }
-        Some(parsed)
-    }
-}
+pub mod layout;
 
 /// Which kind of place the version was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,21 +108,6 @@ pub fn symlink_out_of_repo(path: &str, link: &str) -> ManifestError {
     }
 }
 
-/// Resolves `.` and `..` and drops empty segments; `None` when the path leaves the root.
-pub fn normalize_path(path: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            s => parts.push(s),
-        }
-    }
-    Some(parts.join("/"))
-}
-
 /// `rel` taken relative to the directory `dir`; `None` when the result leaves the repository.
 fn join(dir: &str, rel: &str) -> Option<String> {
     if rel.starts_with('/') {
@@ -272,14 +115,6 @@ fn join(dir: &str, rel: &str) -> Option<String> {
         return None;
     }
     normalize_path(&format!("{dir}/{rel}"))
-}
-
-/// The kustomization file of a directory, in the order kustomize looks for them.
-fn kustomization_file(files: &FileSet, dir: &str) -> Option<String> {
-    ["kustomization.yaml", "kustomization.yml", "Kustomization"]
-        .iter()
-        .map(|f| if dir.is_empty() { f.to_string() } else { format!("{dir}/{f}") })
-        .find(|p| files.contains(p))
 }
 
 /// `name[:tag][@digest]` split into its parts without judging the name.
@@ -302,48 +137,6 @@ enum Layout {
     Directory,
 }
 
-/// One segment of a Helm value key: `containers[0].image.tag`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// Splits a Helm key at unescaped dots, with `[n]` list indexes (`a\.b` is one key).
-fn helm_key(key: &str) -> Vec<Seg> {
-    let mut segs = Vec::new();
-    let mut cur = String::new();
-    let mut chars = key.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&'.') => {
-                cur.push('.');
-                chars.next();
-            }
-            '.' => {
-                if !cur.is_empty() {
-                    segs.push(Seg::Key(std::mem::take(&mut cur)));
-                }
-            }
-            '[' => {
-                let digits: String = chars.by_ref().take_while(|&c| c != ']').collect();
-                if !cur.is_empty() {
-                    segs.push(Seg::Key(std::mem::take(&mut cur)));
-                }
-                match digits.trim().parse() {
-                    Ok(i) => segs.push(Seg::Index(i)),
-                    Err(_) => segs.push(Seg::Key(format!("[{digits}]"))),
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        segs.push(Seg::Key(cur));
-    }
-    segs
-}
-
 /// Where a walk through a YAML tree had to stop because the way goes through an alias, an
 /// anchored node or a merge key (`<<`): the byte offset of that node.
 struct Blocked(usize);
@@ -356,11 +149,7 @@ fn walk<'n>(node: &'n Node, path: &[Seg]) -> Result<Option<&'n Node>, Blocked> {
         if cur.is_alias() || cur.anchored {
             return Err(Blocked(cur.span.start));
         }
-        let next = match seg {
-            Seg::Key(k) => cur.entry(k).map(|(_, v)| v),
-            Seg::Index(i) => cur.as_sequence().and_then(|s| s.get(*i)),
-        };
-        match next {
+        match cur.child(seg) {
             Some(n) => cur = n,
             None => {
                 if let Seg::Key(_) = seg
@@ -430,19 +219,9 @@ impl<'a> Finder<'a> {
         }
     }
 
-    /// The Helm keys AIU uses: `image-spec`, or `image-name`/`image-tag` defaulting to
-    /// `image.name`/`image.tag` (AIU's `DefaultHelmImageName`/`DefaultHelmImageTag`).
-    fn helm_keys(&self) -> HelmLookup<'a> {
-        let h = &self.image.helm;
-        match &h.image_spec {
-            Some(spec) => HelmLookup::Spec(spec),
-            None => HelmLookup::Tag(h.image_tag.as_deref().unwrap_or("image.tag")),
-        }
-    }
-
     fn layout(&self, dir: &str) -> Layout {
-        let kfile = kustomization_file(self.files, dir);
-        let chart = self.files.contains(&join(dir, "Chart.yaml").unwrap_or_default());
+        let kfile = layout::kustomization_file(self.files, dir);
+        let chart = self.files.contains(&layout::in_dir(dir, layout::CHART_FILE));
         match (self.source.has_helm, self.source.has_kustomize, kfile) {
             (true, false, _) => Layout::Helm,
             (_, _, Some(k)) => Layout::Kustomize(k),
@@ -463,11 +242,9 @@ impl<'a> Finder<'a> {
         matches(old.unwrap_or(name)) || (old.is_some() && self.is_image(name))
     }
 
-    /// (a) The override files next to the source: Argo CD applies `.argocd-source.yaml`, then
-    /// `.argocd-source-<app>.yaml` (AIU's), so the app's own file wins.
+    /// (a) AIU's override files next to the source, the app's own first.
     fn argocd_source(&self, dir: &str) -> Result<Option<CurrentImage>, ManifestError> {
-        for name in [format!(".argocd-source-{}.yaml", self.app.id.name), ".argocd-source.yaml".to_string()] {
-            let file = join(dir, &name).unwrap_or_default();
+        for file in layout::argocd_source_files(dir, &self.app.id.name) {
             if let Some(hit) = self.argocd_source_file(&file)? {
                 return Ok(Some(hit));
             }
@@ -480,7 +257,7 @@ impl<'a> Finder<'a> {
         let Some(yaml) = self.load(&file)? else { return Ok(None) };
         for doc in &yaml.documents {
             let Some(root) = &doc.root else { continue };
-            let images = walk(root, &[Seg::Key("kustomize".into()), Seg::Key("images".into())])
+            let images = walk(root, &Seg::keys(&layout::KUSTOMIZE_IMAGES))
                 .map_err(|Blocked(o)| self.unsupported(&file, &yaml, o, "the override file"))?;
             for entry in images.and_then(Node::as_sequence).unwrap_or_default() {
                 if let Some(s) = entry.as_str()
@@ -493,7 +270,7 @@ impl<'a> Finder<'a> {
                     return Ok(Some(self.found(LocationKind::ArgocdSource, &file, yaml.line_of(entry.span.start), new)));
                 }
             }
-            let params = walk(root, &[Seg::Key("helm".into()), Seg::Key("parameters".into())])
+            let params = walk(root, &Seg::keys(&layout::HELM_PARAMETERS))
                 .map_err(|Blocked(o)| self.unsupported(&file, &yaml, o, "the override file"))?;
             for p in params.and_then(Node::as_sequence).unwrap_or_default() {
                 let name = p.get("name").and_then(Node::as_str);
@@ -524,11 +301,8 @@ impl<'a> Finder<'a> {
             file: self.app.file.clone(),
             line: 0,
         };
-        match self.helm_keys() {
-            HelmLookup::Spec(key) if key == name => Some(hit.with_reference(value)),
-            HelmLookup::Tag(key) if key == name => Some(hit.with_tag_value(value)),
-            _ => None,
-        }
+        let (key, holds) = self.image.helm.version_key();
+        (key == name).then(|| hit.with_helm_value(holds, value))
     }
 
     /// (b) The Application's own `kustomize.images`, `helm.parameters` and `helm.valuesObject`.
@@ -554,22 +328,16 @@ impl<'a> Finder<'a> {
     /// The Application's `helm.valuesObject`, which Argo CD lays over every values file.
     fn values_object(&self) -> Result<Option<CurrentImage>, ManifestError> {
         let Some(object) = &self.source.helm_values_object else { return Ok(None) };
-        let lookup = self.helm_keys();
-        let key = match lookup {
-            HelmLookup::Spec(k) | HelmLookup::Tag(k) => k,
-        };
+        let (key, holds) = self.image.helm.version_key();
         let blocked = |Blocked(_)| ManifestError::Unsupported {
             file: self.app.file.clone(),
             line: 0,
             message: format!("helm.valuesObject: {key} of image {} sits behind a YAML alias or anchor", self.image.alias),
         };
-        let Some(node) = walk(&object.0, &helm_key(key)).map_err(blocked)? else { return Ok(None) };
+        let Some(node) = walk(&object.0, &layout::helm_key(key)).map_err(blocked)? else { return Ok(None) };
         let Some(scalar) = node.as_scalar().filter(|s| !s.is_null()) else { return Ok(None) };
         let hit = CurrentImage { tag: None, digest: None, kind: LocationKind::AppHelmValuesObject, file: self.app.file.clone(), line: 0 };
-        Ok(Some(match lookup {
-            HelmLookup::Spec(_) => hit.with_reference(&scalar.value),
-            HelmLookup::Tag(_) => hit.with_tag_value(&scalar.value),
-        }))
+        Ok(Some(hit.with_helm_value(holds, &scalar.value)))
     }
 
     /// (c) A kustomization: its `images:` entry for our image, else the workloads among its
@@ -589,7 +357,7 @@ impl<'a> Finder<'a> {
         let dir = kfile.rsplit_once('/').map_or("", |(d, _)| d);
         let mut names = names.to_vec();
 
-        let images = walk(root, &[Seg::Key("images".into())])
+        let images = walk(root, &Seg::keys(&[layout::KUSTOMIZATION_IMAGES]))
             .map_err(|Blocked(o)| self.unsupported(kfile, &yaml, o, "the images list"))?;
         for entry in images.and_then(Node::as_sequence).unwrap_or_default() {
             let field = |k: &str| entry.get(k).and_then(Node::as_str);
@@ -629,7 +397,7 @@ impl<'a> Finder<'a> {
             }));
         }
 
-        for key in ["resources", "bases", "components"] {
+        for key in layout::KUSTOMIZATION_RESOURCES {
             for res in root.get(key).and_then(Node::as_sequence).unwrap_or_default() {
                 let Some(res) = res.as_str() else { continue };
                 if res.contains("://") || res.starts_with("github.com/") || res.starts_with("git@") {
@@ -641,7 +409,7 @@ impl<'a> Finder<'a> {
                 })?;
                 let hit = if self.files.contains(&target) {
                     self.workloads_in(&target, &names)?
-                } else if let Some(nested) = kustomization_file(self.files, &target) {
+                } else if let Some(nested) = layout::kustomization_file(self.files, &target) {
                     self.kustomization(&nested, &names, visited)?
                 } else {
                     None
@@ -670,7 +438,7 @@ impl<'a> Finder<'a> {
                 order.push(path);
             }
         }
-        let default = join(dir, "values.yaml").unwrap_or_default();
+        let default = layout::in_dir(dir, layout::CHART_VALUES);
         if !order.contains(&default) {
             order.push(default);
         }
@@ -701,12 +469,12 @@ impl<'a> Finder<'a> {
 
     /// The first of `order` (highest precedence first) that sets the image's Helm key.
     fn values_in(&self, order: &[String]) -> Result<Option<CurrentImage>, ManifestError> {
-        let lookup = self.helm_keys();
-        let (key, what) = match lookup {
-            HelmLookup::Spec(k) => (k, "the image-spec value"),
-            HelmLookup::Tag(k) => (k, "the image-tag value"),
+        let (key, holds) = self.image.helm.version_key();
+        let what = match holds {
+            HelmValue::Spec => "the image-spec value",
+            HelmValue::Tag => "the image-tag value",
         };
-        let path = helm_key(key);
+        let path = layout::helm_key(key);
         for file in order {
             let Some(yaml) = self.load(file)? else { continue };
             let Some(root) = yaml.documents.iter().find_map(|d| d.root.as_ref()) else { continue };
@@ -716,10 +484,7 @@ impl<'a> Finder<'a> {
             let line = yaml.line_of(node.span.start);
             let value = if scalar.is_null() { "" } else { scalar.value.as_str() };
             let hit = CurrentImage { tag: None, digest: None, kind: LocationKind::HelmValues, file: file.clone(), line };
-            return Ok(Some(match lookup {
-                HelmLookup::Spec(_) => hit.with_reference(value),
-                HelmLookup::Tag(_) => hit.with_tag_value(value),
-            }));
+            return Ok(Some(hit.with_helm_value(holds, value)));
         }
         Ok(None)
     }
@@ -730,11 +495,10 @@ impl<'a> Finder<'a> {
         let names = [self.image.name.clone()];
         for path in self.files.files.range(prefix.clone()..).map(|(p, _)| p) {
             let Some(rest) = path.strip_prefix(&prefix) else { break };
-            let manifest = rest.ends_with(".yaml") || rest.ends_with(".yml");
-            if !manifest || (!self.source.directory_recurse && rest.contains('/')) {
+            if !layout::is_manifest(rest) || (!self.source.directory_recurse && rest.contains('/')) {
                 continue;
             }
-            if rest.rsplit('/').next().is_some_and(|f| f.starts_with(".argocd-source")) {
+            if rest.rsplit('/').next().is_some_and(layout::is_argocd_source) {
                 continue;
             }
             if let Some(hit) = self.workloads_in(path, &names)? {
@@ -754,7 +518,7 @@ impl<'a> Finder<'a> {
         for doc in &yaml.documents {
             let Some(root) = &doc.root else { continue };
             let Some(pod) = pod_spec(root) else { continue };
-            for list in ["containers", "initContainers", "ephemeralContainers"] {
+            for list in layout::CONTAINER_LISTS {
                 for container in pod.get(list).and_then(Node::as_sequence).unwrap_or_default() {
                     let Some(image) = container.get("image") else { continue };
                     match &image.value {
@@ -780,29 +544,20 @@ impl<'a> Finder<'a> {
     }
 }
 
-#[derive(Clone, Copy)]
-enum HelmLookup<'a> {
-    /// One value holds `name:tag` (`helm.image-spec`).
-    Spec(&'a str),
-    /// The tag lives at this key (`helm.image-tag`, default `image.tag`).
-    Tag(&'a str),
-}
-
 impl CurrentImage {
-    fn with_reference(mut self, reference: &str) -> Self {
-        let (_, tag, digest) = split_reference(reference);
-        self.tag = non_empty(tag);
-        self.digest = non_empty(digest);
-        self
-    }
-
-    /// A value that holds only the version: `1.2` or `1.2@sha256:...`.
-    fn with_tag_value(mut self, value: &str) -> Self {
-        let (tag, digest) = match value.split_once('@') {
-            Some((t, d)) => (t, Some(d)),
-            None => (value, None),
+    /// The version a Helm value holds: `name:tag[@digest]` (a spec) or `tag[@digest]`.
+    fn with_helm_value(mut self, holds: HelmValue, value: &str) -> Self {
+        let (tag, digest) = match holds {
+            HelmValue::Spec => {
+                let (_, tag, digest) = split_reference(value);
+                (tag, digest)
+            }
+            HelmValue::Tag => match value.split_once('@') {
+                Some((t, d)) => (Some(t), Some(d)),
+                None => (Some(value), None),
+            },
         };
-        self.tag = non_empty(Some(tag));
+        self.tag = non_empty(tag);
         self.digest = non_empty(digest);
         self
     }
@@ -810,22 +565,13 @@ impl CurrentImage {
 
 /// The pod spec of a workload manifest, for the kinds whose containers Argo CD deploys.
 fn pod_spec(root: &Node) -> Option<&Node> {
-    let kind = root.get("kind").and_then(Node::as_str)?;
-    let api = root.get("apiVersion").and_then(Node::as_str).unwrap_or("");
-    let spec = root.get("spec")?;
-    match kind {
-        "Pod" => Some(spec),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicaSet" | "ReplicationController" => {
-            spec.get("template")?.get("spec")
-        }
-        "Rollout" if api.starts_with("argoproj.io/") => spec.get("template")?.get("spec"),
-        "CronJob" => spec.get("jobTemplate")?.get("spec")?.get("template")?.get("spec"),
-        _ => None,
-    }
+    layout::workload(root)?.pod_spec.iter().try_fold(root, |node, key| node.get(key))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::annotations::HelmKeys;
     use crate::discovery::HelmParameter;
@@ -1232,7 +978,7 @@ spec:
     #[test]
     fn values_object_of_the_application_wins_over_values_files_and_loses_to_parameters() {
         // Issue 9: the chart's values.yaml names the repository without a tag.
-        let object = crate::manifest::yaml::parse_bytes(b"image:\n  tag: 2.1.0\n").unwrap();
+        let object = crate::yaml::parse_bytes(b"image:\n  tag: 2.1.0\n").unwrap();
         let object = object.documents[0].root.clone().unwrap();
         let with_object = AppSource {
             helm_values_object: Some(crate::discovery::ValuesObject(std::sync::Arc::new(object))),
@@ -1342,30 +1088,5 @@ spec:
         files.insert_symlink("a", "b");
         files.insert_symlink("b", "a");
         assert!(files.escaping_symlink("a/kustomization.yaml").is_some());
-    }
-
-    #[test]
-    fn helm_keys_split() {
-        assert_eq!(
-            helm_key("containers[0].image.tag"),
-            vec![Seg::Key("containers".into()), Seg::Index(0), Seg::Key("image".into()), Seg::Key("tag".into())]
-        );
-        assert_eq!(helm_key("a\\.b.c"), vec![Seg::Key("a.b".into()), Seg::Key("c".into())]);
-    }
-
-    #[test]
-    fn paths_normalize() {
-        assert_eq!(normalize_path("./a//b/../c/").as_deref(), Some("a/c"));
-        assert_eq!(normalize_path("").as_deref(), Some(""));
-        assert_eq!(normalize_path("a/../.."), None);
-    }
-
-    #[test]
-    fn parse_cache_follows_file_changes() {
-        let mut fs = fileset(&[("a.yaml", "a: 1\n")]);
-        let first = fs.yaml("a.yaml").unwrap().unwrap();
-        assert!(Arc::ptr_eq(&first, &fs.yaml("a.yaml").unwrap().unwrap()));
-        fs.insert("a.yaml", "a: [\n".as_bytes());
-        assert!(fs.yaml("a.yaml").unwrap().is_err());
     }
 }

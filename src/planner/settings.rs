@@ -222,7 +222,9 @@ mod tests {
             base: Some("release".into()),
             ..Default::default()
         };
-        let cases: Vec<(&str, BTreeMap<String, String>, Option<&RepoSettings>, PrSettings)> = vec![
+        /// (case, annotations, repository settings, what comes out)
+        type Case<'a> = (&'a str, BTreeMap<String, String>, Option<&'a RepoSettings>, PrSettings);
+        let cases: Vec<Case> = vec![
             ("nothing anywhere", ann(&[]), None, PrSettings::default()),
             (
                 "config only",

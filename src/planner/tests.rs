@@ -341,7 +341,7 @@ fn comments_are_read_only_for_foreign_branches() {
 
 #[test]
 fn branch_commits_are_read_only_when_the_head_moved() {
-    let prs = vec![pr("1.1.0", "c1")];
+    let prs = [pr("1.1.0", "c1")];
     let cases = [
         ("head is the recorded commit", proposal("1.2.0"), &prs[..], Some("c1"), false),
         ("head moved", proposal("1.2.0"), &prs[..], Some("c9"), true),

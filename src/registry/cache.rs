@@ -1,4 +1,4 @@
-//! Run-long memo tables where concurrent callers for one key share a single fetch.
+//! Cycle-long memo tables where concurrent callers for one key share a single fetch.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,6 +41,11 @@ impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
         Fut: Future<Output = Result<V, E>>,
     {
         self.cell(key).get_or_try_init(init).await.cloned()
+    }
+
+    /// Forgets every value (a new cycle asks again).
+    pub fn clear(&self) {
+        self.cells.lock().unwrap().clear();
     }
 
     /// The value for `key` if it is already known.

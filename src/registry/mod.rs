@@ -17,6 +17,7 @@
 mod cache;
 mod config;
 mod credentials;
+mod driver;
 mod headers;
 mod transport;
 
@@ -26,9 +27,9 @@ mod hostile_tests;
 mod tests;
 
 pub(crate) use config::parse_go_duration;
+pub use driver::RegistryDriver;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -42,68 +43,12 @@ use url::Url;
 
 use crate::domain::{DefaultRegistry, ImageName, Platform};
 use crate::http::{StatusKind, next_link};
+pub use crate::ports::{RegistryError, RegistryErrorKind, TagMetadata};
 
 use cache::SingleFlight;
 use config::{Endpoint, RegistriesConf};
 use credentials::{CredentialResolver, Credentials, DockerAuths};
 use transport::{HostState, Reply, Token, redact_query};
-
-/// What a tag points to, for the platforms asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TagMetadata {
-    /// Digest of the manifest or image index the tag points to.
-    pub digest: String,
-    /// `created` of the image config of the newest matching platform image.
-    pub created: Option<DateTime<Utc>>,
-    /// Whether any of the requested platforms is present.
-    pub platform_found: bool,
-}
-
-/// Why a registry call failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RegistryErrorKind {
-    /// `registries.conf`, a docker config file or the HTTP client could not be set up.
-    Config,
-    /// A credential reference could not be resolved (unset variable, failing script, ...).
-    Credentials,
-    /// The registry or its token server refused the credentials (401/403).
-    Unauthorized,
-    /// Repository, tag, manifest or blob does not exist (404).
-    NotFound,
-    /// Still 429 / 503 after the allowed retries.
-    RateLimited,
-    /// Connection, TLS or timeout failure.
-    Network,
-    /// An answer that does not follow the distribution spec.
-    Protocol,
-}
-
-/// A failure, naming the registry host, repository and tag involved (empty `registry` only for
-/// set-up errors, whose message names the file).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct RegistryError {
-    pub registry: String,
-    pub repository: Option<String>,
-    pub tag: Option<String>,
-    pub kind: RegistryErrorKind,
-    pub message: String,
-}
-
-impl fmt::Display for RegistryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.registry.is_empty() {
-            return f.write_str(&self.message);
-        }
-        write!(f, "registry {}", self.registry)?;
-        if let Some(r) = &self.repository {
-            write!(f, ", repository {r}")?;
-        }
-        if let Some(t) = &self.tag {
-            write!(f, ", tag {t}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
 
 impl RegistryError {
     fn setup(message: String) -> Self {
@@ -402,7 +347,17 @@ impl RegistryClient {
             .await
     }
 
-    /// Number of HTTP requests sent so far.
+    /// A new cycle: tag lists, manifests and digests are asked again (tags move), the request
+    /// count starts at zero; config blobs (by digest, immutable), tokens, HTTP clients and
+    /// per-registry limits are kept.
+    pub fn begin_cycle(&self) {
+        self.tag_lists.clear();
+        self.manifests.clear();
+        self.digests.clear();
+        self.requests.store(0, Ordering::Relaxed);
+    }
+
+    /// Number of HTTP requests sent since the cycle began.
     pub fn request_count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }

@@ -455,3 +455,48 @@ async fn basic_auth_from_registries_conf_with_rate_limit() {
     // `limit: 20` spaces 5 requests by 50 ms.
     assert!(started.elapsed() >= Duration::from_millis(190), "rate limited: {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn the_driver_keeps_its_client_across_cycles_and_reloads_changed_settings() {
+    use crate::ports::Registry as _;
+    let mut fake = Fake::new(AuthMode::Bearer { user: "robot", pass: "s3:cr:et" });
+    let d = fake.image("linux", "amd64", None, "2024-01-01T00:00:00Z");
+    fake.tag("app", "v1", &d);
+    let (fake, host) = serve(fake).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.json");
+    let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3:cr:et");
+    std::fs::write(&cfg, format!(r#"{{"auths":{{"http://{host}/v2/":{{"auth":"{auth}"}}}}}}"#)).unwrap();
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(&conf, "registries: []\n").unwrap();
+    let driver =
+        RegistryDriver::new(RegistrySettings { registries_conf: Some(conf.clone()), docker_configs: vec![cfg], ..Default::default() });
+    let img = image(&host, "app");
+    let tag_lists = || fake.hits(|h| h.path == "/v2/app/tags/list" && h.status == 200);
+
+    driver.begin_cycle().unwrap();
+    assert_eq!(driver.list_tags(&img, None).await.unwrap().to_vec(), ["v1"]);
+    driver.list_tags(&img, None).await.unwrap();
+    assert_eq!(tag_lists(), 1, "one listing per repository per cycle");
+    let first_cycle = driver.request_count();
+    assert_eq!(first_cycle, 3, "401, token, tag list");
+
+    // The next cycle lists again (tags move) with the token it already has.
+    driver.begin_cycle().unwrap();
+    assert_eq!(driver.request_count(), 0, "requests are counted per cycle");
+    driver.list_tags(&img, None).await.unwrap();
+    assert_eq!(tag_lists(), 2);
+    assert_eq!(fake.tokens_issued.load(Ordering::SeqCst), 1, "the token outlives the cycle");
+    assert_eq!(driver.request_count(), 1);
+
+    // A broken registries.conf (a ConfigMap edited in place) fails the cycle, naming the file;
+    // once fixed, the next cycle works again with a client built anew.
+    std::fs::write(&conf, "registries:\n- name: Broken\n  prefix: [\n").unwrap();
+    let err = driver.begin_cycle().unwrap_err();
+    assert!(err.to_string().contains("registries.conf"), "{err}");
+    assert!(driver.list_tags(&img, None).await.is_err(), "nothing is asked with a broken configuration");
+    std::fs::write(&conf, "registries: []\n").unwrap();
+    driver.begin_cycle().unwrap();
+    assert_eq!(driver.list_tags(&img, None).await.unwrap().to_vec(), ["v1"]);
+    assert_eq!(fake.tokens_issued.load(Ordering::SeqCst), 2, "a rebuilt client asks for its own token");
+}

@@ -30,8 +30,6 @@ pub struct Version {
     pub patch: u64,
     /// Pre-release without the leading `-`; empty for a release.
     pub pre: String,
-    /// Build metadata without the leading `+`; ignored for precedence.
-    pub build: String,
     original: String,
 }
 
@@ -68,7 +66,6 @@ impl Version {
             minor,
             patch,
             pre: pre.unwrap_or_default().to_string(),
-            build: build.unwrap_or_default().to_string(),
             original: input.to_string(),
         })
     }
@@ -446,7 +443,6 @@ fn parse_pattern(word: &str) -> Result<(Version, Wild), String> {
         minor: numbers[1],
         patch: numbers[2],
         pre: pre.unwrap_or_default().to_string(),
-        build: build.unwrap_or_default().to_string(),
         original: word.to_string(),
     };
     Ok((version, wild))

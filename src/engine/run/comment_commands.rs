@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use super::{Ctx, RepoState, compose_body, template_images, visible_body};
+use super::{Ctx, RepoState, template_images};
+use crate::metadata;
 use crate::commands;
 use crate::domain::AppId;
 use crate::planner::{self, Change, Ledger, PrMetadata, Reply};
@@ -75,7 +76,7 @@ impl<F: Forge> Ctx<'_, F> {
         let repo = state.repo.clone();
         let ours: Vec<(PullRequest, PrMetadata)> = listing
             .iter()
-            .filter_map(|p| templates::parse_metadata_block::<PrMetadata>(&p.body).map(|m| (p.clone(), m)))
+            .filter_map(|p| metadata::decode::<PrMetadata>(&p.body).map(|m| (p.clone(), m)))
             .collect();
         // The newest seen_at of the repository: kept by every write of this cycle when it cannot
         // handle all the comments listed, so that none of them falls out of the next listing.
@@ -226,7 +227,7 @@ impl<F: Forge> Ctx<'_, F> {
             // The ledgers written here do not move the start of the listing (a later write of
             // this cycle does, once everything listed is handled).
             meta.ledger.seen_at = meta.ledger.seen_at.max(previous);
-            let update = PrUpdate { title: None, body: Some(compose_body(&visible_body(&pr.body), meta)), state: None };
+            let update = PrUpdate { title: None, body: Some(metadata::compose(&metadata::visible(&pr.body), meta)), state: None };
             match self.forge.update_pull_request(&repo, *n, &update).await {
                 Ok(updated) => *pr = updated,
                 Err(e) => {
@@ -331,7 +332,7 @@ impl<F: Forge> Ctx<'_, F> {
             }) else {
                 continue;
             };
-            let Some(mut meta) = templates::parse_metadata_block::<PrMetadata>(&pr.body) else { continue };
+            let Some(mut meta) = metadata::decode::<PrMetadata>(&pr.body) else { continue };
             let repo = repos[&url].repo.clone();
             let mut rolled_back = Vec::new();
             for (alias, d, now) in &items {
@@ -357,7 +358,7 @@ impl<F: Forge> Ctx<'_, F> {
             };
             // This cycle listed the comments before it got here.
             meta.ledger.seen_at = self.seen_at(&repo);
-            let update = PrUpdate { title: None, body: Some(compose_body(&visible_body(&pr.body), &meta)), state: None };
+            let update = PrUpdate { title: None, body: Some(metadata::compose(&metadata::visible(&pr.body), &meta)), state: None };
             match self.forge.update_pull_request(&repo, number, &update).await {
                 Ok(updated) => {
                     if let Some(Some(Ok(listing))) = repos.get_mut(&url).map(|s| s.listing.as_mut())

@@ -1,18 +1,20 @@
-//! `run --once`: one pass of the pull-request lifecycle.
+//! `run --once`: one pass of the pull-request lifecycle, in named phases:
 //!
-//! 1. discovery, as for `plan`; each Application's settings (annotations over config) and base
-//!    branch, from one `ls-remote` per repository;
-//! 2. git, registries, strategies and edits, as for `plan`, but read on the base branch's tip;
-//! 3. forge: the bot's PRs, listed once per repository (only where the bot has branches or
-//!    something to propose); branch commits and PR comments only where a decision needs them;
-//! 4. planner: one [`Decision`] per Application;
-//! 5. apply: commit built from trees, push with a lease, create/update/close PRs, comments.
+//! 1. [`discovery_phase`]: Applications, as for `plan`;
+//! 2. [`repositories_phase`]: every repository they use, its branches from one `ls-remote`, and
+//!    each Application's settings (annotations over config) and base branch;
+//! 3. [`Ctx::forge_phase`]: the bot's PRs, listed once per repository; the comments since the
+//!    last look and the commands in them; the holds of every Application;
+//! 4. [`evaluation_phase`]: git, registries, strategies and edits, as for `plan`, but read on
+//!    the base branch's tip;
+//! 5. [`Ctx::apply_phase`]: the planner's [`Decision`] per Application, applied: commit built from
+//!    trees, push with a lease, create/update/close PRs, comments; rollback notices;
+//! 6. [`Ctx::obsolete_phase`]: PRs of Applications that lost their annotations or are gone.
 //!
 //! One Application's failure is reported with it and never stops the others; whatever a crash
 //! leaves half done, the next run finishes (see docs/lifecycle.md).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,19 +22,21 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    AppReport, Evaluated, FileDiff, ImageReport, LocationError, PlanOptions, SourceChange, Stats, cache_dir, discover,
-    evaluate, same_repo,
+    AppReport, Discovered, Drivers, Evaluated, FileDiff, ImageReport, LocationError, PlanOptions, SourceChange, Stats, discover, evaluate,
+    same_repo,
 };
 use crate::discovery::Application;
-use crate::forge::Counted;
 use crate::domain::{AppId, ImageName};
-use crate::git::push::{self, Identity, Lease, PushError};
+use crate::forge::Counted;
 use crate::planner::{
     self, Action, BaseChoice, BranchCommit, BranchState, CloseReason, Decision, Desired, ExistingPr, FixUps, Holds,
     Input, Ledger, PrMetadata, Proposal, Push, RepoSettings,
 };
-use crate::ports::{Forge, ForgeErrorKind, NewPullRequest, PrState, PrUpdate, PullRequest, PushTarget, RepoRef, Reviewer};
-use crate::registry::RegistryClient;
+use crate::ports::{
+    Forge, ForgeErrorKind, GitRepos, Identity, Lease, NewPullRequest, PrState, PrUpdate, PullRequest, PushError, PushTarget,
+    RemoteHeads, RepoRef, Reviewer,
+};
+use crate::metadata;
 use crate::templates::{self, Templates};
 
 /// What one `run --once` pass needs besides the forge.
@@ -117,37 +121,82 @@ pub struct RunStats {
     pub git_pushes: u64,
 }
 
-/// Runs one pass of the lifecycle against `forge`.
-pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
+/// Runs one pass of the lifecycle against `forge`, phase by phase (the module doc lists them).
+pub async fn run_once<F: Forge>(forge: &F, drivers: &Drivers, options: RunOptions) -> RunReport {
     let forge = Counted::new(forge);
     let mut errors = Vec::new();
-    let empty = |errors| RunReport { applications: vec![], errors, stats: RunStats::default() };
-    let registry = match RegistryClient::new(&options.plan.registry) {
-        Ok(r) => Arc::new(r),
-        Err(e) => return empty(vec![LocationError { file: "registries".into(), error: e.to_string() }]),
-    };
-    let (_temp, cache) = match cache_dir(&options.plan) {
-        Ok(c) => c,
-        Err(e) => return empty(vec![e]),
-    };
+    if let Err(e) = drivers.registry.begin_cycle() {
+        let errors = vec![LocationError { file: "registries".into(), error: e.to_string() }];
+        return RunReport { applications: vec![], errors, stats: RunStats::default() };
+    }
     let prefix = branch_prefix(&options.branch_template);
 
-    // 1. discovery, settings, bases
-    // `--apps` git URLs on the forge (Applications kept in a private repository) are cloned with
-    // the forge's credentials; a URL the forge does not know is cloned as it is.
+    let found = discovery_phase(&forge, drivers, &options).await;
+    let discovery_complete = found.errors.is_empty();
+    errors.extend(found.errors.iter().cloned());
+    let (mut repos, quiet) = repositories_phase(&forge, drivers, &options, &found, &prefix, &mut errors).await;
+    let mut works: Vec<AppWork> = found.annotated.iter().map(|(app, _)| AppWork::new(app, &options, &repos)).collect();
+
+    let ctx = Ctx {
+        forge: &forge,
+        git: drivers.git.as_ref(),
+        options: &options,
+        prefix: &prefix,
+        pushes: AtomicU64::new(0),
+        started: drivers.clock.now(),
+        held_cursor: Default::default(),
+    };
+    let holds = ctx.forge_phase(&mut repos, &quiet, &found, &mut works, &mut errors).await;
+    let (evaluated, mut works) = evaluation_phase(drivers, &found, works, &holds, &repos, &options).await;
+
+    let mut stats = RunStats { plan: evaluated.stats.clone(), repositories: repos.len(), ..Default::default() };
+    if options.mode == Mode::Status {
+        let reports = works.iter().map(|w| ctx.status_of(w, &repos)).collect();
+        stats.forge_calls = forge.hook().calls();
+        return RunReport { applications: reports, errors, stats };
+    }
+    let mut reports = ctx.apply_phase(&mut works, &mut repos).await;
+    reports.extend(ctx.obsolete_phase(&mut repos, &works, &found, discovery_complete, &mut errors).await);
+
+    stats.forge_calls = forge.hook().calls();
+    stats.forge_writes = forge.hook().writes();
+    stats.git_pushes = ctx.pushes.load(Ordering::Relaxed);
+    let count = |a: RunAction| reports.iter().filter(|r| r.action == a).count();
+    tracing::info!(
+        forge_calls = stats.forge_calls,
+        forge_writes = stats.forge_writes,
+        git_pushes = stats.git_pushes,
+        "run done: {} opened, {} reopened, {} updated, {} closed, {} unchanged, {} held, {} skipped, {} with errors; {} location errors",
+        count(RunAction::Opened),
+        count(RunAction::Reopened),
+        count(RunAction::Updated),
+        count(RunAction::Closed),
+        count(RunAction::Unchanged),
+        count(RunAction::Held),
+        count(RunAction::Skipped),
+        count(RunAction::Error),
+        errors.len()
+    );
+    RunReport { applications: reports, errors, stats }
+}
+
+/// Phase 1, discovery, as for `plan`. `--apps` git URLs on the forge (Applications kept in a private
+/// repository) are read with the forge's credentials; a URL the forge does not know as it is.
+async fn discovery_phase<F: Forge>(forge: &Counted<'_, F>, drivers: &Drivers, options: &RunOptions) -> Discovered {
     let mut apps_credentials: HashMap<String, PushTarget> = HashMap::new();
-    for location in options.plan.apps.iter().filter(|l| !Path::new(l).is_dir()) {
-        if let Some(repo) = RepoRef::from_url(location)
+    for location in &options.plan.apps {
+        if let Some(repo) = drivers.apps.git_url(location).and_then(RepoRef::from_url)
             && let Ok(target) = forge.authorized_push_target(&repo).await
         {
             apps_credentials.insert(location.clone(), target);
         }
     }
     let prepare = {
-        let registry = registry.clone();
+        let registry = drivers.registry.clone();
         tokio::task::spawn_blocking(move || registry.prepare())
     };
-    let found = discover(&options.plan.apps, &cache, &apps_credentials, registry.default_registry()).await;
+    let found =
+        discover(drivers.apps.as_ref(), &options.plan.apps, &apps_credentials, &drivers.registry.default_registry()).await;
     let _ = prepare.await;
     tracing::info!(
         annotated = found.annotated.len(),
@@ -156,15 +205,26 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         found.annotated.len(),
         options.plan.apps.len()
     );
-    let discovery_complete = found.errors.is_empty();
-    errors.extend(found.errors);
+    found
+}
+
+/// Phase 2: the repositories the Applications use (and those `repositories:` configures), each with
+/// its branches from one `ls-remote`. Also returns the "quiet" ones that only Applications
+/// without annotations use: looked at for the bot's obsolete PRs only, and left out when the bot
+/// has no branch there (it may have no access to them at all).
+async fn repositories_phase<F: Forge>(
+    forge: &Counted<'_, F>,
+    drivers: &Drivers,
+    options: &RunOptions,
+    found: &Discovered,
+    prefix: &str,
+    errors: &mut Vec<LocationError>,
+) -> (BTreeMap<String, RepoState>, BTreeSet<String>) {
     let mut urls: BTreeSet<String> = BTreeSet::new();
     for (app, _) in &found.annotated {
         urls.extend(app.sources.iter().filter(|s| s.chart.is_none()).map(|s| s.repo_url.clone()));
     }
     urls.extend(options.repositories.iter().map(|r| r.url.clone()));
-    // Repositories only Applications without annotations use: looked at for the bot's
-    // obsolete PRs, quietly (the bot may have no access to them at all).
     let quiet: BTreeSet<String> = found
         .unannotated
         .iter()
@@ -186,15 +246,10 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
                 continue;
             }
         };
-        let heads = blocking({
-            let url = url.clone();
-            let target = target.clone();
-            move || push::remote_heads(&url, "", Some(&target)).map_err(|e| e.to_string())
-        })
-        .await;
+        let heads = drivers.git.remote_heads(&url, "", Some(&target)).await.map_err(|e| e.to_string());
         if quiet.contains(&url) {
             match heads {
-                Ok(h) if h.branches.keys().any(|b| b.starts_with(&prefix)) => {
+                Ok(h) if h.branches.keys().any(|b| b.starts_with(prefix)) => {
                     repos.insert(url, RepoState { repo, target, heads: Ok(h), listing: None });
                 }
                 Ok(_) => {}
@@ -204,40 +259,19 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         }
         repos.insert(url, RepoState { repo, target, heads, listing: None });
     }
+    (repos, quiet)
+}
 
-    let mut works: Vec<AppWork> = found
-        .annotated
-        .iter()
-        .map(|(app, _)| AppWork::new(app, &options, &repos))
-        .collect();
-
-    // 2. forge: the bot's PRs (open, closed, merged), listed once per repository; comments of
-    // the PRs that changed since the bot's last look; the holds of every Application.
-    let ctx = Ctx { forge: &forge, options: &options, cache: &cache, prefix: &prefix, pushes: AtomicU64::new(0), started: Utc::now(), held_cursor: Default::default() };
-    let managed_urls: Vec<String> = repos.keys().filter(|u| !quiet.contains(*u)).cloned().collect();
-    for url in &managed_urls {
-        let _ = ctx.listing(&mut repos, url, false).await;
-    }
-    let managed: comment_commands::Managed = found
-        .annotated
-        .iter()
-        .map(|(app, ann)| (app.id.to_string(), ann.images.iter().filter_map(|i| i.as_ref().ok()).map(|s| s.alias.clone()).collect()))
-        .collect();
-    if options.mode == Mode::Run {
-        for url in &managed_urls {
-            let mut problems = Vec::new();
-            ctx.commands_phase(&mut repos, url, &managed, &mut problems).await;
-            errors.extend(problems.into_iter().map(|e| LocationError { file: url.clone(), error: e }));
-        }
-    }
-    let holds: Vec<planner::AppHolds> = found
-        .annotated
-        .iter()
-        .zip(works.iter_mut())
-        .map(|((app, _), work)| app_holds(app, work, &repos))
-        .collect();
-
-    // 3. git and registries, on each Application's base branch
+/// Phase 4: git and registries, as for `plan`, on each Application's base branch; then each
+/// Application split into one unit per repository its update changes.
+async fn evaluation_phase(
+    drivers: &Drivers,
+    found: &Discovered,
+    works: Vec<AppWork>,
+    holds: &[planner::AppHolds],
+    repos: &BTreeMap<String, RepoState>,
+    options: &RunOptions,
+) -> (Evaluated, Vec<AppWork>) {
     let bases: HashMap<(AppId, String), String> = works
         .iter()
         .flat_map(|w| w.bases.iter().map(move |(url, base)| ((w.id.clone(), url.clone()), base.clone())))
@@ -245,14 +279,13 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
     // Sources are read with the forge's credentials (private repositories over https).
     let credentials: HashMap<String, PushTarget> = repos.iter().map(|(url, r)| (url.clone(), r.target.clone())).collect();
     let evaluated: Evaluated = evaluate(
+        drivers,
         &found.annotated,
         &found.origins,
-        &cache,
-        &registry,
         |app, source| {
             bases.get(&(app.id.clone(), source.repo_url.clone())).cloned().unwrap_or_else(|| source.target_revision.clone())
         },
-        &holds,
+        holds,
         &credentials,
     )
     .await;
@@ -262,88 +295,108 @@ pub async fn run_once<F: Forge>(forge: &F, options: RunOptions) -> RunReport {
         "git and registries: {} Applications evaluated",
         evaluated.reports.len()
     );
-    let mut works: Vec<AppWork> = works
+    let works = works
         .into_iter()
         .enumerate()
-        .flat_map(|(i, work)| repository_units(work, &evaluated.reports[i], &evaluated.changes[i], &evaluated, &options, &repos))
+        .flat_map(|(i, work)| repository_units(work, &evaluated.reports[i], &evaluated.changes[i], &evaluated, options, repos))
         .collect();
+    (evaluated, works)
+}
 
-    // 4.-5. every Application: decide and apply; then the rollback notices
-    let mut stats = RunStats { plan: evaluated.stats.clone(), repositories: repos.len(), ..Default::default() };
-    let mut reports: Vec<RunAppReport> = Vec::new();
-    for work in &mut works {
-        if options.mode == Mode::Status {
-            reports.push(ctx.status_of(work, &repos));
-            continue;
+impl<F: Forge> Ctx<'_, F> {
+    /// Phase 3, forge: the bot's PRs (open, closed, merged), listed once per repository; the comments
+    /// since the bot's last look, and the commands in them carried out (`run` only); the holds
+    /// of every Application.
+    async fn forge_phase(
+        &self,
+        repos: &mut BTreeMap<String, RepoState>,
+        quiet: &BTreeSet<String>,
+        found: &Discovered,
+        works: &mut [AppWork],
+        errors: &mut Vec<LocationError>,
+    ) -> Vec<planner::AppHolds> {
+        let managed_urls: Vec<String> = repos.keys().filter(|u| !quiet.contains(*u)).cloned().collect();
+        for url in &managed_urls {
+            let _ = self.listing(repos, url, false).await;
         }
-        let mut report = ctx.handle(work, &mut repos).await;
-        let rollbacks: Vec<(String, planner::Delivery, planner::Version)> = report
-            .images
+        let managed: comment_commands::Managed = found
+            .annotated
             .iter()
-            .flat_map(|i| {
-                let now = planner::Version { tag: i.current.clone(), digest: i.current_digest.clone() };
-                i.rollbacks.iter().map(move |d| (i.alias.clone(), d.clone(), now.clone()))
+            .map(|(app, ann)| {
+                (app.id.to_string(), ann.images.iter().filter_map(|i| i.as_ref().ok()).map(|s| s.alias.clone()).collect())
             })
             .collect();
-        if !rollbacks.is_empty() {
-            let mut problems = Vec::new();
-            ctx.rollback_notices(&mut repos, &work.id, &rollbacks, &mut problems).await;
-            report.errors.extend(problems);
-        }
-        log_outcome(&report);
-        reports.push(report);
-    }
-    if options.mode == Mode::Status {
-        stats.forge_calls = forge.hook().calls();
-        return RunReport { applications: reports, errors, stats };
-    }
-    // Open bot PRs whose Application lost its annotations (or is gone).
-    let managed: BTreeSet<(String, String)> =
-        works.iter().filter_map(|w| w.repo_url.clone().map(|u| (u, w.branch.clone()))).collect();
-    let unannotated: BTreeMap<String, &Application> =
-        found.unannotated.iter().map(|a| (a.id.to_string(), a)).collect();
-    let urls: Vec<String> = repos.keys().cloned().collect();
-    for url in urls {
-        let listing = match ctx.listing(&mut repos, &url, true).await {
-            Ok(l) => l,
-            Err(e) => {
-                errors.push(LocationError { file: url.clone(), error: e });
-                continue;
+        if self.options.mode == Mode::Run {
+            for url in &managed_urls {
+                let mut problems = Vec::new();
+                self.commands_phase(repos, url, &managed, &mut problems).await;
+                errors.extend(problems.into_iter().map(|e| LocationError { file: url.clone(), error: e }));
             }
-        };
-        for pr in listing.iter().filter(|p| p.state == PrState::Open && !managed.contains(&(url.clone(), p.head.clone()))) {
-            let meta: Option<PrMetadata> = templates::parse_metadata_block(&pr.body);
-            let Some(meta) = meta else { continue };
-            let obsolete = match unannotated.get(&meta.application) {
-                Some(_) => Some(templates::ObsoleteReason::AnnotationsRemoved),
-                None if discovery_complete => Some(templates::ObsoleteReason::ApplicationRemoved),
-                None => None,
-            };
-            let Some(obsolete) = obsolete else { continue };
-            let report = ctx.close_orphan(&mut repos, &url, pr, &meta, obsolete).await;
+        }
+        found.annotated.iter().zip(works.iter_mut()).map(|((app, _), work)| app_holds(app, work, repos)).collect()
+    }
+
+    /// Phase 5, every Application: decide and apply; then its rollback notices.
+    async fn apply_phase(&self, works: &mut [AppWork], repos: &mut BTreeMap<String, RepoState>) -> Vec<RunAppReport> {
+        let mut reports = Vec::new();
+        for work in works {
+            let mut report = self.handle(work, repos).await;
+            let rollbacks: Vec<(String, planner::Delivery, planner::Version)> = report
+                .images
+                .iter()
+                .flat_map(|i| {
+                    let now = planner::Version { tag: i.current.clone(), digest: i.current_digest.clone() };
+                    i.rollbacks.iter().map(move |d| (i.alias.clone(), d.clone(), now.clone()))
+                })
+                .collect();
+            if !rollbacks.is_empty() {
+                let mut problems = Vec::new();
+                self.rollback_notices(repos, &work.id, &rollbacks, &mut problems).await;
+                report.errors.extend(problems);
+            }
+            log_outcome(&report);
             reports.push(report);
         }
+        reports
     }
-    stats.forge_calls = forge.hook().calls();
-    stats.forge_writes = forge.hook().writes();
-    stats.git_pushes = ctx.pushes.load(Ordering::Relaxed);
-    let count = |a: RunAction| reports.iter().filter(|r| r.action == a).count();
-    tracing::info!(
-        forge_calls = stats.forge_calls,
-        forge_writes = stats.forge_writes,
-        git_pushes = stats.git_pushes,
-        "run done: {} opened, {} reopened, {} updated, {} closed, {} unchanged, {} held, {} skipped, {} with errors; {} location errors",
-        count(RunAction::Opened),
-        count(RunAction::Reopened),
-        count(RunAction::Updated),
-        count(RunAction::Closed),
-        count(RunAction::Unchanged),
-        count(RunAction::Held),
-        count(RunAction::Skipped),
-        count(RunAction::Error),
-        errors.len()
-    );
-    RunReport { applications: reports, errors, stats }
+
+    /// Phase 6: open bot PRs whose Application lost its annotations, or is gone (only when every
+    /// location could be read: an unreadable file may hold it).
+    async fn obsolete_phase(
+        &self,
+        repos: &mut BTreeMap<String, RepoState>,
+        works: &[AppWork],
+        found: &Discovered,
+        discovery_complete: bool,
+        errors: &mut Vec<LocationError>,
+    ) -> Vec<RunAppReport> {
+        let managed: BTreeSet<(String, String)> =
+            works.iter().filter_map(|w| w.repo_url.clone().map(|u| (u, w.branch.clone()))).collect();
+        let unannotated: BTreeMap<String, &Application> = found.unannotated.iter().map(|a| (a.id.to_string(), a)).collect();
+        let mut reports = Vec::new();
+        let urls: Vec<String> = repos.keys().cloned().collect();
+        for url in urls {
+            let listing = match self.listing(repos, &url, true).await {
+                Ok(l) => l,
+                Err(e) => {
+                    errors.push(LocationError { file: url.clone(), error: e });
+                    continue;
+                }
+            };
+            for pr in listing.iter().filter(|p| p.state == PrState::Open && !managed.contains(&(url.clone(), p.head.clone()))) {
+                let meta: Option<PrMetadata> = metadata::decode(&pr.body);
+                let Some(meta) = meta else { continue };
+                let obsolete = match unannotated.get(&meta.application) {
+                    Some(_) => Some(templates::ObsoleteReason::AnnotationsRemoved),
+                    None if discovery_complete => Some(templates::ObsoleteReason::ApplicationRemoved),
+                    None => None,
+                };
+                let Some(obsolete) = obsolete else { continue };
+                reports.push(self.close_orphan(repos, &url, pr, &meta, obsolete).await);
+            }
+        }
+        reports
+    }
 }
 
 /// One log line per Application (info; warn when it failed), as the run goes.
@@ -368,7 +421,7 @@ fn branch_prefix(template: &str) -> String {
 struct RepoState {
     repo: RepoRef,
     target: PushTarget,
-    heads: Result<push::RemoteHeads, String>,
+    heads: Result<RemoteHeads, String>,
     /// The bot's PRs, listed at most once (again only after a conflict).
     listing: Option<Result<Vec<PullRequest>, String>>,
 }
@@ -515,7 +568,7 @@ fn repository_units(
             let left = listing.iter().any(|p| {
                 p.state == PrState::Open
                     && p.head == branch
-                    && templates::parse_metadata_block::<PrMetadata>(&p.body).is_some_and(|m| m.application == id)
+                    && metadata::decode::<PrMetadata>(&p.body).is_some_and(|m| m.application == id)
             });
             if left {
                 let mut unit = units[0].clone();
@@ -541,7 +594,7 @@ fn related_pr(url: &str, branch: &str, id: &AppId, repos: &BTreeMap<String, Repo
         l.iter().find(|p| {
             p.state == PrState::Open
                 && p.head == branch
-                && templates::parse_metadata_block::<PrMetadata>(&p.body).is_some_and(|m| m.application == id.to_string())
+                && metadata::decode::<PrMetadata>(&p.body).is_some_and(|m| m.application == id.to_string())
         })
     });
     templates::RelatedPr {
@@ -667,7 +720,7 @@ fn app_holds(app: &Application, work: &mut AppWork, repos: &BTreeMap<String, Rep
         .filter_map(|s| s.listing.as_ref()?.as_ref().ok())
         .flatten()
         .filter_map(|p| {
-            let meta: PrMetadata = templates::parse_metadata_block(&p.body)?;
+            let meta: PrMetadata = metadata::decode(&p.body)?;
             (meta.application == id).then(|| comment_commands::pr_view(p, &meta))
         })
         .collect();
@@ -710,26 +763,13 @@ fn pr_context(
     }
 }
 
-/// The visible part of a PR body (the metadata block removed).
-fn visible_body(body: &str) -> String {
-    match body.rfind("<!-- argocd-image-pr:metadata ") {
-        Some(i) => body[..i].trim_end().to_string() + "\n",
-        None => body.to_string(),
-    }
-}
-
-fn compose_body(visible: &str, meta: &PrMetadata) -> String {
-    let block = templates::metadata_block(meta).unwrap_or_default();
-    format!("{}\n\n{block}\n", visible.trim_end())
-}
-
 fn existing(pr: &PullRequest) -> ExistingPr {
     ExistingPr {
         number: pr.number,
         open: pr.state == PrState::Open,
         title: pr.title.clone(),
-        body: visible_body(&pr.body),
-        metadata: templates::parse_metadata_block(&pr.body),
+        body: metadata::visible(&pr.body),
+        metadata: metadata::decode(&pr.body),
         labels: pr.labels.clone(),
         requested_reviewers: pr.requested_reviewers.clone(),
         requested_teams: pr.requested_teams.clone(),
@@ -738,15 +778,10 @@ fn existing(pr: &PullRequest) -> ExistingPr {
     }
 }
 
-/// Runs git2 work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    crate::git::bounded("git".to_string(), f).await
-}
-
 struct Ctx<'a, F: Forge> {
     forge: &'a Counted<'a, F>,
+    git: &'a dyn GitRepos,
     options: &'a RunOptions,
-    cache: &'a Path,
     prefix: &'a str,
     pushes: AtomicU64,
     /// When this cycle started, before any comment was listed: what the ledgers it writes say
@@ -876,7 +911,7 @@ impl<F: Forge> Ctx<'_, F> {
         let holds = Holds {
             recreate: open_prs
                 .first()
-                .and_then(|p| templates::parse_metadata_block::<PrMetadata>(&p.body))
+                .and_then(|p| metadata::decode::<PrMetadata>(&p.body))
                 .is_some_and(|m| m.ledger.recreate),
             // The branch's newest PR was closed without merging and the branch is still there.
             reopen: listing
@@ -929,13 +964,11 @@ impl<F: Forge> Ctx<'_, F> {
         if let (Some(b), Some(base)) = (branch.as_mut(), base_commit.as_ref())
             && planner::wants_branch_commits(&work.desired, &existing_prs, Some(&b.head))
         {
-            let commits = blocking({
-                let (cache, url, head, base, target) =
-                    (self.cache.to_path_buf(), url.to_string(), b.head.clone(), base.clone(), state.target.clone());
-                move || push::branch_commits(&cache, &url, &head, &base, Some(&target)).map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(fail)?;
+            let commits = self
+                .git
+                .branch_commits(url, &b.head, base, Some(&state.target))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             let commits: Vec<BranchCommit> = commits
                 .into_iter()
                 .map(|c| BranchCommit {
@@ -948,17 +981,11 @@ impl<F: Forge> Ctx<'_, F> {
             if let Desired::Propose(p) = &work.desired
                 && planner::wants_tree_check(&commits, &self.options.identity.email)
             {
-                let (cache, url, head, base, files) = (
-                    self.cache.to_path_buf(),
-                    url.to_string(),
-                    b.head.clone(),
-                    p.base_commit.clone(),
-                    work.files.clone(),
-                );
                 b.head_matches_desired = Some(
-                    blocking(move || push::commit_tree_equals(&cache, &url, &head, &base, &files).map_err(|e| e.to_string()))
+                    self.git
+                        .commit_tree_equals(url, &b.head, &p.base_commit, &work.files)
                         .await
-                        .map_err(fail)?,
+                        .map_err(|e| fail(e.to_string()))?,
                 );
             }
             b.commits = Some(commits);
@@ -1072,7 +1099,7 @@ impl<F: Forge> Ctx<'_, F> {
                 let meta = metadata(work, p, &commit, &p.base_commit, Ledger::default(), self.seen_at(&state.repo));
                 let new = NewPullRequest {
                     title: p.title.clone(),
-                    body: compose_body(&p.body, &meta),
+                    body: metadata::compose(&p.body, &meta),
                     head: p.branch.clone(),
                     base: p.base_branch.clone(),
                     draft: p.settings.draft,
@@ -1110,7 +1137,7 @@ impl<F: Forge> Ctx<'_, F> {
                         meta.ledger.recreate = false;
                     }
                     let update =
-                        PrUpdate { title: Some(p.title.clone()), body: Some(compose_body(&p.body, &meta)), state: None };
+                        PrUpdate { title: Some(p.title.clone()), body: Some(metadata::compose(&p.body, &meta)), state: None };
                     updated = Some(
                         self.forge.update_pull_request(repo, number, &update).await.map_err(|e| (pr.clone(), e.to_string()))?,
                     );
@@ -1139,25 +1166,17 @@ impl<F: Forge> Ctx<'_, F> {
             Push::Create => Lease::MustNotExist,
             Push::Replace { expect } => Lease::Expect(expect),
         };
-        let message = p.commit_message.clone();
-        let (cache, url_owned, base, files, identity) =
-            (self.cache.to_path_buf(), url.to_string(), p.base_commit.clone(), files.to_vec(), self.options.identity.clone());
-        let commit = blocking(move || {
-            push::commit_on_base(&cache, &url_owned, &base, &files, &message, &identity).map_err(|e| e.to_string())
-        })
-        .await?;
+        let commit = self
+            .git
+            .commit_on_base(url, &p.base_commit, files, &p.commit_message, &self.options.identity)
+            .await
+            .map_err(|e| e.to_string())?;
         // Asked right before the push: a GitHub App token may need refreshing meanwhile.
         let target = self.forge.authorized_push_target(&state.repo).await.map_err(|e| e.to_string())?;
-        let (cache, url_owned, branch, sha) = (self.cache.to_path_buf(), url.to_string(), p.branch.clone(), commit.clone());
-        blocking(move || {
-            push::push_branch(&cache, &url_owned, &target, &branch, &sha, &lease).map_err(|e| match e {
-                PushError::LeaseFailed { .. } => {
-                    format!("{e} (someone pushed to the branch meanwhile; the next run looks again)")
-                }
-                e => e.to_string(),
-            })
-        })
-        .await?;
+        self.git.push_branch(url, &target, &p.branch, &commit, &lease).await.map_err(|e| match e {
+            PushError::LeaseFailed { .. } => format!("{e} (someone pushed to the branch meanwhile; the next run looks again)"),
+            e => e.to_string(),
+        })?;
         self.pushes.fetch_add(1, Ordering::Relaxed);
         Ok(commit)
     }
@@ -1198,7 +1217,7 @@ impl<F: Forge> Ctx<'_, F> {
         number: u64,
         reason: Option<templates::ObsoleteReason>,
     ) -> Result<PullRequest, String> {
-        let meta: Option<PrMetadata> = templates::parse_metadata_block(&pr.body);
+        let meta: Option<PrMetadata> = metadata::decode(&pr.body);
         if let Some(reason) = reason {
             let images = meta.as_ref().map(|m| template_images(&m.images)).unwrap_or_default();
             let body = self.comment(
@@ -1210,7 +1229,7 @@ impl<F: Forge> Ctx<'_, F> {
         let body = meta.map(|mut m| {
             m.ledger.closed_by_bot = Some(if reason.is_some() { "obsolete" } else { "held" }.to_string());
             m.ledger.seen_at = self.seen_at(repo);
-            compose_body(&visible_body(&pr.body), &m)
+            metadata::compose(&metadata::visible(&pr.body), &m)
         });
         let update = PrUpdate { title: None, body, state: Some(PrState::Closed) };
         self.forge.update_pull_request(repo, number, &update).await.map_err(|e| e.to_string())
@@ -1233,7 +1252,7 @@ impl<F: Forge> Ctx<'_, F> {
         let repo = &state.repo;
         let closed = state.listing.as_ref().and_then(|l| l.as_ref().ok()).and_then(|l| l.iter().find(|x| x.number == number));
         let mut ledger = closed
-            .and_then(|c| templates::parse_metadata_block::<PrMetadata>(&c.body))
+            .and_then(|c| metadata::decode::<PrMetadata>(&c.body))
             .map(|m| m.ledger)
             .unwrap_or_default();
         let reopen = PrUpdate { title: None, body: None, state: Some(PrState::Open) };
@@ -1246,7 +1265,7 @@ impl<F: Forge> Ctx<'_, F> {
         ledger.recreate = false;
         ledger.notices.retain(|n| n != "closed-ignored");
         let meta = metadata(work, p, &commit, &p.base_commit, ledger, self.seen_at(&state.repo));
-        let update = PrUpdate { title: Some(p.title.clone()), body: Some(compose_body(&p.body, &meta)), state: None };
+        let update = PrUpdate { title: Some(p.title.clone()), body: Some(metadata::compose(&p.body, &meta)), state: None };
         self.forge.update_pull_request(repo, number, &update).await.map(Some).map_err(|e| e.to_string())
     }
 

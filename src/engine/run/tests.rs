@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::forge::{ForgeCall, ForgeHook, Layered, LocalForge};
+use crate::metadata;
 use crate::ports::ForgeError;
 
 const BRANCH: &str = "argocd-image-pr/argocd/api";
@@ -181,18 +182,15 @@ impl World {
         let local = self.forge();
         let forge = Layered::with_hook(&local, Faulty { fault, mover: Box::new(mover), targets: Default::default() });
         let options = RunOptions {
-            plan: PlanOptions {
-                apps: vec![self.work.path().join("apps").display().to_string()],
-                registry: Default::default(),
-                cache_dir: None,
-            },
+            plan: PlanOptions { apps: vec![self.work.path().join("apps").display().to_string()] },
             branch_template: "argocd-image-pr/{{namespace}}/{{name}}".into(),
             identity: Identity { name: "argocd-image-pr".into(), email: "argocd-image-pr@users.noreply.local".into() },
             repositories: vec![],
             templates: Arc::new(Templates::defaults()),
             mode: Default::default(),
         };
-        run_once(&forge, options).await
+        let drivers = Drivers::standard(Default::default(), None).unwrap();
+        run_once(&forge, &drivers, options).await
     }
 
     fn open_prs(&self) -> Vec<PullRequest> {
@@ -213,7 +211,7 @@ async fn assert_converged(w: &World, want_tag: &str) {
     let pr = &prs[0];
     assert!(pr.title.contains(want_tag), "title {:?}", pr.title);
     assert_eq!(pr.labels, vec!["deps".to_string()]);
-    let meta: PrMetadata = templates::parse_metadata_block(&pr.body).expect("metadata block");
+    let meta: PrMetadata = metadata::decode(&pr.body).expect("metadata block");
     assert_eq!(Some(meta.commit.clone()), w.head(), "metadata records the branch head");
     assert_eq!(meta.images[0].to.tag.as_deref(), Some(want_tag));
     let again = w.run(Fault::None, || {}).await;

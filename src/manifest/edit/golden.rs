@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{edit_image, unified_diff, EditRequest, Target};
-use crate::annotations::{HelmKeys, ImageSpec};
+use crate::annotations::{HelmKeys, ImageSpec, WriteBackTarget};
 use crate::discovery::{AppSource, Application};
 use crate::domain::{AppId, DefaultRegistry, ImageName};
-use crate::manifest::{find_current, FileSet};
+use crate::files::FileSet;
+use crate::manifest::find_current;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/manifests");
 
@@ -43,6 +44,7 @@ struct Case {
     helm: HelmCase,
     kustomize_image_name: Option<String>,
     target: TargetCase,
+    /// The `write-back-target` annotation as written.
     write_back_target: Option<String>,
     /// Symbolic links of the repository, path -> link text (git stores links as their text,
     /// so the case states them rather than holding real links under `in/`).
@@ -161,16 +163,20 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
     };
     let image = image_spec(&case);
     let target = Target { tag: case.target.tag.clone(), digest: case.target.digest.clone() };
-    let req = EditRequest {
-        files: &files,
-        app: &app,
-        source: &sources[case.source_index],
-        image: &image,
-        target: &target,
-        write_back_target: case.write_back_target.as_deref(),
-        app_manifest: case.app_manifest.as_deref(),
+    // Read as the annotations are: a value of no known form is refused before any edit.
+    let result = match case.write_back_target.as_deref().map(str::parse::<WriteBackTarget>).transpose() {
+        Ok(write_back_target) => edit_image(&EditRequest {
+            files: &files,
+            app: &app,
+            source: &sources[case.source_index],
+            image: &image,
+            target: &target,
+            write_back_target: write_back_target.as_ref(),
+            app_manifest: case.app_manifest.as_deref(),
+        })
+        .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
     };
-    let result = edit_image(&req);
 
     let error_file = dir.join("error.txt");
     if error_file.exists() {

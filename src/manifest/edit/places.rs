@@ -1,4 +1,5 @@
-//! The places an image version lives, per layout, and the edit each one gets:
+//! The places an image version lives, per layout, and the edit each one gets (the file names
+//! and keys are `manifest::layout`'s, which `find_current` reads too):
 //!
 //! - AIU's `.argocd-source-<app>.yaml` (or `.argocd-source.yaml`) in the source path, when it
 //!   exists: its `helm.parameters` and `kustomize.images`.
@@ -17,21 +18,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::annotations::ImageSpec;
+use crate::annotations::{HelmValue, ImageSpec, WriteBackTarget};
 use crate::domain::split_tag;
-use crate::manifest::yaml::{Node, Value};
-use crate::manifest::{helm_key, symlink_out_of_repo, Finder, ManifestError};
+use crate::manifest::layout::{self, helm_key};
+use crate::manifest::{symlink_out_of_repo, Finder, ManifestError};
+use crate::yaml::{Node, Seg, Value};
 
-use super::text::{FileEditor, NodePath, Plain, Seg};
+use super::text::{FileEditor, NodePath, Plain};
 use super::{EditRequest, FileChange, Target};
 
-const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
-/// The kinds find_current reads containers from (`Rollout` only as `argoproj.io/*`).
-const WORKLOAD_KINDS: [&str; 9] = [
-    "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet", "ReplicationController", "Rollout",
-];
-
-/// Where `write-back-target` points.
+/// Where `write-back-target` points, resolved to a path in the repository.
 enum WriteBack {
     Kustomization(String),
     HelmValues(String),
@@ -48,7 +44,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
     let mut s = Session { req, editors: BTreeMap::new(), found: 0 };
     let src_dir = req.source.path.as_deref().filter(|_| req.source.chart.is_none());
     let write_back = match req.write_back_target {
-        Some(w) => Some(parse_write_back(w, src_dir.unwrap_or(""), &req.app.file)?),
+        Some(w) => Some(resolve_write_back(w, src_dir.unwrap_or(""), &req.app.file)?),
         None => None,
     };
     // A write-back target reached through a symbolic link is refused before anything is read:
@@ -63,8 +59,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
     }
 
     if let Some(dir) = src_dir {
-        for name in [format!(".argocd-source-{}.yaml", req.app.id.name), ".argocd-source.yaml".to_string()] {
-            let path = join(dir, &name);
+        for path in layout::argocd_source_files(dir, &req.app.id.name) {
             if req.files.contains(&path) {
                 s.argocd_source(&path)?;
             }
@@ -78,7 +73,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
         Some(WriteBack::Kustomization(dir)) => Some(dir.clone()),
         _ => src_dir.map(str::to_string),
     };
-    let kustomization = kustomize_dir.as_deref().and_then(|d| s.kustomization_file(d));
+    let kustomization = kustomize_dir.as_deref().and_then(|d| layout::kustomization_file(req.files, d));
     let mut kustomize_entry = false;
     if let Some(k) = &kustomization {
         kustomize_entry = s.kustomization(k, false)?;
@@ -86,7 +81,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
 
     let helm_source = req.source.has_helm
         || !req.source.helm_value_files.is_empty()
-        || src_dir.is_some_and(|d| req.files.contains(&join(d, "Chart.yaml")));
+        || src_dir.is_some_and(|d| req.files.contains(&layout::in_dir(d, layout::CHART_FILE)));
     match &write_back {
         Some(WriteBack::HelmValues(file)) => s.helm_values(std::slice::from_ref(file), true)?,
         _ if helm_source || req.source.ref_name.is_some() => {
@@ -103,7 +98,7 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
         && !helm_source
         && kustomization.is_none()
     {
-        let own_kustomization = s.kustomization_file(dir);
+        let own_kustomization = layout::kustomization_file(req.files, dir);
         let files = s.workload_files(dir, own_kustomization.as_deref())?;
         for f in files {
             s.workloads(&f)?;
@@ -203,13 +198,13 @@ impl Session<'_, '_> {
         let mut seen = std::collections::BTreeSet::new();
         let mut todo = vec![dir.to_string()];
         while let Some(d) = todo.pop() {
-            let Some(file) = self.kustomization_file(&d) else { continue };
+            let Some(file) = layout::kustomization_file(self.req.files, &d) else { continue };
             let Some(Ok(yaml)) = self.req.files.yaml(&file) else { continue };
             let Some(root) = yaml.documents.iter().find_map(|doc| doc.root.as_ref()) else { continue };
-            for key in ["resources", "bases", "components"] {
+            for key in layout::KUSTOMIZATION_RESOURCES {
                 for res in root.get(key).and_then(Node::as_sequence).unwrap_or_default() {
                     if let Some(target) = res.as_str().and_then(|r| resolve(&d, r))
-                        && self.kustomization_file(&target).is_some()
+                        && layout::kustomization_file(self.req.files, &target).is_some()
                         && seen.insert(target.clone())
                     {
                         todo.push(target);
@@ -220,23 +215,18 @@ impl Session<'_, '_> {
         seen
     }
 
-    fn kustomization_file(&self, dir: &str) -> Option<String> {
-        KUSTOMIZATION_FILES.iter().map(|n| join(dir, n)).find(|p| self.req.files.contains(p))
-    }
-
     // ---- AIU override file and the Application manifest -------------------------------
 
     fn argocd_source(&mut self, path: &str) -> Result<(), ManifestError> {
         let req = self.req;
         let finder = Finder::new(req.files, req.app, req.source, req.image);
-        let helm = HelmKeys::of(self.image());
         let target = self.target().clone();
         let image = self.image().clone();
         let ed = self.editor(path)?;
         let mut edits = Vec::new();
         for doc in 0..ed.yaml().documents.len() {
             if ed.yaml().documents[doc].root.is_some() {
-                overrides(&finder, ed, &NodePath::root(doc), &helm, &image, &target, &mut edits)?;
+                overrides(&finder, ed, &NodePath::root(doc), &image, &target, &mut edits)?;
             }
         }
         self.apply(path, edits)
@@ -247,7 +237,6 @@ impl Session<'_, '_> {
         let finder = Finder::new(req.files, req.app, req.source, req.image);
         let app = req.app;
         let index = app.sources.iter().position(|s| s == self.req.source).unwrap_or(0);
-        let helm = HelmKeys::of(self.image());
         let target = self.target().clone();
         let image = self.image().clone();
         let ed = self.editor(file)?;
@@ -276,15 +265,15 @@ impl Session<'_, '_> {
         }
         let mut edits = Vec::new();
         if lookup(ed, &section)?.is_some() {
-            overrides(&finder, ed, &section, &helm, &image, &target, &mut edits)?;
-            let values = section.key("helm").key("valuesObject");
+            overrides(&finder, ed, &section, &image, &target, &mut edits)?;
+            let values = section.keys(&layout::HELM_VALUES_OBJECT);
             if lookup(ed, &values)?.is_some()
-                && let Some((path, kind)) = helm.find(ed, &values, &image)?
+                && let Some((path, holds)) = find_helm_value(ed, &values, &image)?
             {
                 let current = ed.node(&path)?.as_scalar().map(|s| s.value.clone()).unwrap_or_default();
-                edits.push((path, kind.value(&current, &target)));
+                edits.push((path, helm_value(holds, &current, &target)));
             }
-            let block = section.key("helm").key("values");
+            let block = section.keys(&layout::HELM_VALUES_TEXT);
             if let Some(node) = lookup(ed, &block)? {
                 let inner = node.as_str().unwrap_or_default();
                 if mentions(inner.as_bytes(), &image) {
@@ -316,7 +305,7 @@ impl Session<'_, '_> {
             List,
             Other(usize),
         }
-        let state = match root.entry("images") {
+        let state = match root.entry(layout::KUSTOMIZATION_IMAGES) {
             None => Images::Missing,
             Some((_, list)) if list.as_sequence().is_some() => Images::List,
             Some((k, _)) => Images::Other(k.span.start),
@@ -331,15 +320,15 @@ impl Session<'_, '_> {
             }
             let entry = Plain::Map(entry);
             match state {
-                Images::Missing => ed.add_key(&root_path, "images", Plain::Seq(vec![entry]))?,
-                Images::List => ed.append_item(&root_path.key("images"), entry)?,
+                Images::Missing => ed.add_key(&root_path, layout::KUSTOMIZATION_IMAGES, Plain::Seq(vec![entry]))?,
+                Images::List => ed.append_item(&root_path.key(layout::KUSTOMIZATION_IMAGES), entry)?,
                 Images::Other(at) => return Err(ed.error(at, "images: is not a list; add the entry by hand")),
             }
             self.found += 1;
             return Ok(true);
         }
-        let Some(list) = root.get("images") else { return Ok(false) };
-        let list_path = root_path.key("images");
+        let Some(list) = root.get(layout::KUSTOMIZATION_IMAGES) else { return Ok(false) };
+        let list_path = root_path.key(layout::KUSTOMIZATION_IMAGES);
         let items = match &list.value {
             Value::Sequence(items) => items,
             Value::Scalar(s) if s.is_null() => return Ok(false),
@@ -394,7 +383,7 @@ impl Session<'_, '_> {
                 if !path.starts_with(&prefix) {
                     break;
                 }
-                if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
+                if !layout::is_manifest(path) {
                     continue;
                 }
                 let Ok(ed) = FileEditor::from_set(self.req.files, path) else { continue };
@@ -418,7 +407,7 @@ impl Session<'_, '_> {
         let mut out = Vec::new();
         let source = self.req.source;
         if let Some(dir) = src_dir {
-            out.push(join(dir, "values.yaml"));
+            out.push(layout::in_dir(dir, layout::CHART_VALUES));
             for f in &source.helm_value_files {
                 if f.starts_with('$') {
                     continue;
@@ -444,7 +433,6 @@ impl Session<'_, '_> {
     }
 
     fn helm_values(&mut self, files: &[String], create: bool) -> Result<(), ManifestError> {
-        let helm = HelmKeys::of(self.image());
         let image = self.image().clone();
         let target = self.target().clone();
         // The last file that sets the key wins in Helm; that is the one to edit.
@@ -454,7 +442,7 @@ impl Session<'_, '_> {
             let mut found = None;
             for doc in 0..ed.yaml().documents.len() {
                 if ed.yaml().documents[doc].root.is_some()
-                    && let Some(hit) = helm.find(ed, &NodePath::root(doc), &image)?
+                    && let Some(hit) = find_helm_value(ed, &NodePath::root(doc), &image)?
                 {
                     found = Some(hit);
                     break;
@@ -466,20 +454,17 @@ impl Session<'_, '_> {
             }
         }
         match chosen {
-            Some((file, (path, kind))) => {
+            Some((file, (path, holds))) => {
                 let ed = self.editor(&file)?;
                 let current = ed.node(&path)?.as_scalar().map(|s| s.value.clone()).unwrap_or_default();
-                let value = kind.value(&current, &target);
+                let value = helm_value(holds, &current, &target);
                 self.apply(&file, vec![(path, value)])
             }
             None if create => {
                 let file = &files[0];
-                let (key, kind) = helm.primary();
-                let segs = parse_helm_key(key).ok_or_else(|| ManifestError::Invalid {
-                    file: file.clone(),
-                    message: format!("cannot read the helm key {key:?}"),
-                })?;
-                let value = kind.value(&image.short_name(), &target);
+                let (key, holds) = image.helm.version_key();
+                let segs = helm_path(file, key)?;
+                let value = helm_value(holds, &image.short_name(), &target);
                 let ed = self.editor(file)?;
                 create_path(ed, &NodePath::root(0), &segs, value)?;
                 self.found += 1;
@@ -513,10 +498,10 @@ impl Session<'_, '_> {
             .keys()
             .filter(|p| p.starts_with(&prefix))
             .filter(|p| self.req.source.directory_recurse || !p[prefix.len()..].contains('/'))
-            .filter(|p| p.ends_with(".yaml") || p.ends_with(".yml"))
+            .filter(|p| layout::is_manifest(p))
             .filter(|p| {
                 let base = p.rsplit('/').next().unwrap_or(p);
-                !base.starts_with(".argocd-source") && !KUSTOMIZATION_FILES.contains(&base)
+                !layout::is_argocd_source(base) && !layout::KUSTOMIZATION_FILES.contains(&base)
             })
             .cloned()
             .collect())
@@ -556,34 +541,34 @@ fn overrides(
     finder: &Finder<'_>,
     ed: &FileEditor,
     section: &NodePath,
-    helm: &HelmKeys,
     image: &ImageSpec,
     target: &Target,
     edits: &mut Vec<(NodePath, String)>,
 ) -> Result<(), ManifestError> {
-    let params_path = section.key("helm").key("parameters");
+    let params_path = section.keys(&layout::HELM_PARAMETERS);
     if let Some(params) = lookup(ed, &params_path)? {
         let items = params.as_sequence().ok_or_else(|| ed.error(params.span.start, "helm.parameters is not a list"))?;
         let value_of = |name: &str| {
             items.iter().find(|p| p.get("name").and_then(Node::as_str) == Some(name)).and_then(|p| p.get("value")).and_then(Node::as_str)
         };
-        let ours = helm.explicit
-            || value_of(&helm.name).is_none_or(|n| image.parse_name(n).is_ok_and(|n| n == image.name));
+        let helm = &image.helm;
+        let (version_key, holds) = helm.version_key();
+        let ours = helm.explicit()
+            || value_of(helm.name_key()).is_none_or(|n| image.parse_name(n).is_ok_and(|n| n == image.name));
         for (i, p) in items.iter().enumerate() {
             if p.is_alias() {
                 return Err(ed.error(p.span.start, "a helm parameter is an alias; refusing to guess"));
             }
             let name = p.get("name").and_then(Node::as_str).unwrap_or_default();
-            let Some(kind) = helm.kind_of(name) else { continue };
-            if !ours {
+            if name != version_key || !ours {
                 continue;
             }
             let Some(v) = p.get("value") else { continue };
             let current = v.as_scalar().map(|s| s.value.clone()).unwrap_or_default();
-            edits.push((params_path.index(i).key("value"), kind.value(&current, target)));
+            edits.push((params_path.index(i).key("value"), helm_value(holds, &current, target)));
         }
     }
-    let images_path = section.key("kustomize").key("images");
+    let images_path = section.keys(&layout::KUSTOMIZE_IMAGES);
     if let Some(list) = lookup(ed, &images_path)? {
         let items = list.as_sequence().ok_or_else(|| ed.error(list.span.start, "kustomize.images is not a list"))?;
         for (i, item) in items.iter().enumerate() {
@@ -627,16 +612,12 @@ fn lookup<'e>(ed: &'e FileEditor, path: &NodePath) -> Result<Option<&'e Node>, M
         if let Value::Alias(name) = &node.value {
             return Err(ed.error(node.span.start, format!("the value is behind an alias (*{name}); refusing to guess")));
         }
-        let next = match seg {
-            Seg::Key(k) => {
-                let next = node.get(k);
-                if next.is_none() && node.has_merge_key() {
-                    return Err(ed.error(node.span.start, format!("{k:?} may come from a merge key (<<); refusing to guess")));
-                }
-                next
-            }
-            Seg::Index(i) => node.as_sequence().and_then(|s| s.get(*i)),
-        };
+        let next = node.child(seg);
+        if let (None, Seg::Key(k)) = (next, seg)
+            && node.has_merge_key()
+        {
+            return Err(ed.error(node.span.start, format!("{k:?} may come from a merge key (<<); refusing to guess")));
+        }
         match next {
             Some(n) => node = n,
             None => return Ok(None),
@@ -675,110 +656,58 @@ fn create_path(ed: &mut FileEditor, base: &NodePath, segs: &[Seg], value: String
     ed.replace_scalar(&path, &value)
 }
 
-/// What a Helm key holds.
-#[derive(Debug, Clone, Copy)]
-enum HelmValue {
-    /// `tag[@digest]`
-    Tag,
-    /// `name:tag[@digest]`
-    Spec,
-}
-
-impl HelmValue {
-    fn value(self, current: &str, target: &Target) -> String {
-        match self {
-            HelmValue::Spec => rewrite_ref(current, target),
-            HelmValue::Tag => {
-                let (tag, _) = current.split_once('@').unwrap_or((current, ""));
-                let tag = target.tag.as_deref().unwrap_or(tag);
-                match &target.digest {
-                    Some(d) if tag.is_empty() => d.clone(),
-                    Some(d) => format!("{tag}@{d}"),
-                    None => tag.to_string(),
-                }
+/// The value a Helm key that holds `holds` gets for `target`, `current` being what it holds now.
+fn helm_value(holds: HelmValue, current: &str, target: &Target) -> String {
+    match holds {
+        HelmValue::Spec => rewrite_ref(current, target),
+        HelmValue::Tag => {
+            let (tag, _) = current.split_once('@').unwrap_or((current, ""));
+            let tag = target.tag.as_deref().unwrap_or(tag);
+            match &target.digest {
+                Some(d) if tag.is_empty() => d.clone(),
+                Some(d) => format!("{tag}@{d}"),
+                None => tag.to_string(),
             }
         }
     }
 }
 
-/// The Helm keys of an image, AIU's defaults filled in.
-struct HelmKeys {
-    name: String,
-    tag: String,
-    spec: Option<String>,
-    /// Set by annotation, not defaulted: no need to check the name key.
-    explicit: bool,
+/// The scalar holding the image's version below `base`, if it is there and belongs to `image`.
+fn find_helm_value(ed: &FileEditor, base: &NodePath, image: &ImageSpec) -> Result<Option<(NodePath, HelmValue)>, ManifestError> {
+    let helm = &image.helm;
+    let (key, holds) = helm.version_key();
+    let key_path = |key: &str| -> Result<NodePath, ManifestError> {
+        let mut p = base.clone();
+        p.segs.extend(helm_path(ed.path(), key)?);
+        Ok(p)
+    };
+    let path = key_path(key)?;
+    let Some(node) = lookup(ed, &path)? else { return Ok(None) };
+    if let Value::Alias(name) = &node.value {
+        return Err(ed.error(node.span.start, format!("the value is an alias (*{name}); refusing to guess")));
+    }
+    if !helm.explicit()
+        && let Some(name) = lookup(ed, &key_path(helm.name_key())?)?.and_then(Node::as_str)
+        && !image.parse_name(name).is_ok_and(|n| n == image.name)
+    {
+        return Ok(None);
+    }
+    if let HelmValue::Spec = holds
+        && !node.as_str().is_some_and(|s| ref_matches(s, image))
+    {
+        return Ok(None);
+    }
+    Ok(Some((path, holds)))
 }
 
-impl HelmKeys {
-    fn of(image: &ImageSpec) -> Self {
-        let h = &image.helm;
-        HelmKeys {
-            name: h.image_name.clone().unwrap_or_else(|| "image.name".into()),
-            tag: h.image_tag.clone().unwrap_or_else(|| "image.tag".into()),
-            spec: h.image_spec.clone(),
-            explicit: h.image_name.is_some() || h.image_tag.is_some() || h.image_spec.is_some(),
-        }
+/// The path a Helm key names (`image.tag`, `images[0].tag`, `a\.b.c`), as find_current reads it;
+/// an empty key names nothing that can be edited in `file`.
+fn helm_path(file: &str, key: &str) -> Result<Vec<Seg>, ManifestError> {
+    let segs = helm_key(key);
+    if segs.is_empty() {
+        return Err(ManifestError::Invalid { file: file.to_string(), message: format!("cannot read the helm key {key:?}") });
     }
-
-    fn kind_of(&self, key: &str) -> Option<HelmValue> {
-        match &self.spec {
-            Some(spec) if spec == key => Some(HelmValue::Spec),
-            Some(_) => None,
-            None if key == self.tag => Some(HelmValue::Tag),
-            None => None,
-        }
-    }
-
-    fn primary(&self) -> (&str, HelmValue) {
-        match &self.spec {
-            Some(s) => (s, HelmValue::Spec),
-            None => (&self.tag, HelmValue::Tag),
-        }
-    }
-
-    /// The scalar holding the version below `base`, if it is there and belongs to `image`.
-    fn find(&self, ed: &FileEditor, base: &NodePath, image: &ImageSpec) -> Result<Option<(NodePath, HelmValue)>, ManifestError> {
-        let (key, kind) = self.primary();
-        let key_path = |key: &str| -> Result<NodePath, ManifestError> {
-            let segs = parse_helm_key(key).ok_or_else(|| ManifestError::Invalid {
-                file: ed.path().to_string(),
-                message: format!("cannot read the helm key {key:?}"),
-            })?;
-            let mut p = base.clone();
-            p.segs.extend(segs);
-            Ok(p)
-        };
-        let path = key_path(key)?;
-        let Some(node) = lookup(ed, &path)? else { return Ok(None) };
-        if let Value::Alias(name) = &node.value {
-            return Err(ed.error(node.span.start, format!("the value is an alias (*{name}); refusing to guess")));
-        }
-        if !self.explicit
-            && let Some(name) = lookup(ed, &key_path(&self.name)?)?.and_then(Node::as_str)
-            && !image.parse_name(name).is_ok_and(|n| n == image.name)
-        {
-            return Ok(None);
-        }
-        if let HelmValue::Spec = kind
-            && !node.as_str().is_some_and(|s| ref_matches(s, image))
-        {
-            return Ok(None);
-        }
-        Ok(Some((path, kind)))
-    }
-}
-
-/// `image.tag`, `images[0].tag`, `a\.b.c` -> path segments, parsed as find_current does.
-fn parse_helm_key(key: &str) -> Option<Vec<Seg>> {
-    let segs: Vec<Seg> = helm_key(key)
-        .into_iter()
-        .map(|s| match s {
-            crate::manifest::Seg::Key(k) => Seg::Key(k),
-            crate::manifest::Seg::Index(i) => Seg::Index(i),
-        })
-        .collect();
-    (!segs.is_empty()).then_some(segs)
+    Ok(segs)
 }
 
 // ---- Workload helpers --------------------------------------------------------------------
@@ -788,17 +717,9 @@ fn containers(ed: &FileEditor, doc: usize) -> Vec<(NodePath, String)> {
     let mut out = Vec::new();
     let root_path = NodePath::root(doc);
     let Some(root) = ed.yaml().documents.get(doc).and_then(|d| d.root.as_ref()) else { return out };
-    let Some(kind) = root.get("kind").and_then(Node::as_str) else { return out };
-    let api = root.get("apiVersion").and_then(Node::as_str).unwrap_or("");
-    if !WORKLOAD_KINDS.contains(&kind) || (kind == "Rollout" && !api.starts_with("argoproj.io/")) {
-        return out;
-    }
-    let pod_spec = match kind {
-        "Pod" => root_path.key("spec"),
-        "CronJob" => root_path.key("spec").key("jobTemplate").key("spec").key("template").key("spec"),
-        _ => root_path.key("spec").key("template").key("spec"),
-    };
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
+    let Some(workload) = layout::workload(root) else { return out };
+    let pod_spec = root_path.keys(workload.pod_spec);
+    for list in layout::CONTAINER_LISTS {
         let list_path = pod_spec.key(list);
         let Ok(Some(items)) = lookup(ed, &list_path) else { continue };
         for (i, c) in items.as_sequence().unwrap_or_default().iter().enumerate() {
@@ -815,7 +736,9 @@ fn containers(ed: &FileEditor, doc: usize) -> Vec<(NodePath, String)> {
 fn check_workload_aliases(ed: &FileEditor, doc: usize, image: &ImageSpec) -> Result<(), ManifestError> {
     let Some(root) = ed.yaml().documents.get(doc).and_then(|d| d.root.as_ref()) else { return Ok(()) };
     let Some(kind) = root.get("kind").and_then(Node::as_str) else { return Ok(()) };
-    if !WORKLOAD_KINDS.contains(&kind) {
+    // By kind alone, whatever the apiVersion: stricter than `containers`, which skips a
+    // `Rollout` outside argoproj.io.
+    if !layout::WORKLOADS.iter().any(|w| w.kind == kind) {
         return Ok(());
     }
     let mut alias = None;
@@ -889,10 +812,6 @@ fn rewrite_ref(written: &str, target: &Target) -> String {
 
 // ---- Paths -------------------------------------------------------------------------------
 
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
-}
-
 fn is_under(path: &str, dir: &str) -> bool {
     dir.is_empty() || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
@@ -940,23 +859,15 @@ fn escape_error(file: &str, target: &str) -> ManifestError {
     }
 }
 
-fn parse_write_back(w: &str, src_dir: &str, app_file: &str) -> Result<WriteBack, ManifestError> {
-    let w = w.trim();
-    let (kind, arg) = match w.split_once(':') {
-        Some((k, a)) => (k, Some(a.trim())),
-        None => (w, None),
+/// The path in the repository `target` points at, taken relative to the source path `src_dir`.
+fn resolve_write_back(target: &WriteBackTarget, src_dir: &str, app_file: &str) -> Result<WriteBack, ManifestError> {
+    let at = |path: &str| {
+        resolve(src_dir, path).ok_or_else(|| escape_error(app_file, &format!("write-back-target {target}")))
     };
-    let at = |arg: &str| {
-        resolve(src_dir, arg).ok_or_else(|| escape_error(app_file, &format!("write-back-target {w}")))
-    };
-    match kind {
-        "kustomization" => Ok(WriteBack::Kustomization(at(arg.unwrap_or("."))?)),
-        "helmvalues" => Ok(WriteBack::HelmValues(at(arg.filter(|a| !a.is_empty()).unwrap_or("values.yaml"))?)),
-        _ => Err(ManifestError::Invalid {
-            file: app_file.to_string(),
-            message: format!("write-back-target {w:?} is not supported (kustomization[:<dir>] or helmvalues[:<file>])"),
-        }),
-    }
+    Ok(match target {
+        WriteBackTarget::Kustomization(dir) => WriteBack::Kustomization(at(dir.as_deref().unwrap_or("."))?),
+        WriteBackTarget::HelmValues(file) => WriteBack::HelmValues(at(file.as_deref().unwrap_or(layout::CHART_VALUES))?),
+    })
 }
 
 #[cfg(test)]
@@ -974,24 +885,13 @@ mod tests {
     }
 
     #[test]
-    fn helm_keys_with_list_indexes() {
-        assert_eq!(
-            parse_helm_key("images[1].tag"),
-            Some(vec![Seg::Key("images".into()), Seg::Index(1), Seg::Key("tag".into())])
-        );
-        assert_eq!(parse_helm_key("a[0][2]"), Some(vec![Seg::Key("a".into()), Seg::Index(0), Seg::Index(2)]));
-        assert_eq!(parse_helm_key(r"a\.b.c"), Some(vec![Seg::Key("a.b".into()), Seg::Key("c".into())]));
-        assert_eq!(parse_helm_key(""), None);
-    }
-
-    #[test]
     fn references_are_rewritten_keeping_the_name() {
         let t = |tag: Option<&str>, d: Option<&str>| Target { tag: tag.map(Into::into), digest: d.map(Into::into) };
         assert_eq!(rewrite_ref("nginx:1.2", &t(Some("1.3"), None)), "nginx:1.3");
         assert_eq!(rewrite_ref("localhost:5000/a:1@sha256:x", &t(Some("2"), None)), "localhost:5000/a:2");
         assert_eq!(rewrite_ref("nginx:1.2", &t(None, Some("sha256:y"))), "nginx:1.2@sha256:y");
         assert_eq!(rewrite_ref("nginx", &t(Some("1"), Some("sha256:y"))), "nginx:1@sha256:y");
-        assert_eq!(HelmValue::Tag.value("1.2@sha256:x", &t(None, Some("sha256:y"))), "1.2@sha256:y");
-        assert_eq!(HelmValue::Tag.value("1.2@sha256:x", &t(Some("1.3"), None)), "1.3");
+        assert_eq!(helm_value(HelmValue::Tag, "1.2@sha256:x", &t(None, Some("sha256:y"))), "1.2@sha256:y");
+        assert_eq!(helm_value(HelmValue::Tag, "1.2@sha256:x", &t(Some("1.3"), None)), "1.3");
     }
 }

@@ -9,15 +9,9 @@ use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 
-use crate::manifest::{FileSet, ManifestError};
-use crate::manifest::yaml::{self, Node, Style, Value, YamlFile};
-
-/// One step from a node to a child.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Seg {
-    Key(String),
-    Index(usize),
-}
+use crate::files::FileSet;
+use crate::manifest::ManifestError;
+use crate::yaml::{self, Node, Seg, Style, Value, YamlFile};
 
 /// Where a node sits: document index and the steps from its root.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,6 +28,13 @@ impl NodePath {
     pub fn key(&self, key: &str) -> Self {
         let mut p = self.clone();
         p.segs.push(Seg::Key(key.to_string()));
+        p
+    }
+
+    /// The path `keys` lead to from here (`["helm", "parameters"]`).
+    pub fn keys(&self, keys: &[&str]) -> Self {
+        let mut p = self.clone();
+        p.segs.extend(Seg::keys(keys));
         p
     }
 
@@ -142,11 +143,7 @@ impl FileEditor {
         })?;
         self.check_plain_node(node)?;
         for seg in &path.segs {
-            let next = match seg {
-                Seg::Key(k) => node.get(k),
-                Seg::Index(i) => node.as_sequence().and_then(|s| s.get(*i)),
-            };
-            node = next.ok_or_else(|| self.error(node.span.start, format!("no {seg:?} here")))?;
+            node = node.child(seg).ok_or_else(|| self.error(node.span.start, format!("no {seg:?} here")))?;
             self.check_plain_node(node)?;
         }
         Ok(node)
@@ -189,11 +186,7 @@ impl FileEditor {
             if self.is_flow(node) {
                 return true;
             }
-            let next = match seg {
-                Seg::Key(k) => node.get(k),
-                Seg::Index(i) => node.as_sequence().and_then(|s| s.get(*i)),
-            };
-            match next {
+            match node.child(seg) {
                 Some(n) => node = n,
                 None => return false,
             }

@@ -61,7 +61,9 @@ fn semver_holds_filter_candidates() {
     let merged = |from: &str, to: &str| view(1, PrState::Merged, vec![change("api", from, to)], Ledger::default());
     let closed = |to: &str| view(2, PrState::Closed, vec![change("api", "1.0.0", to)], Ledger::default());
     let all = ["1.2.0", "1.2.5", "1.3.0", "1.3.1"];
-    let cases: Vec<(&str, Vec<PrView>, &str, Vec<&str>, usize)> = vec![
+    /// (case, PRs, version in git, candidates left, holds in force)
+    type Case<'a> = (&'a str, Vec<PrView>, &'a str, Vec<&'a str>, usize);
+    let cases: Vec<Case> = vec![
         ("merged, git still has it: nothing held", vec![merged("1.2.0", "1.3.0")], "1.3.0", all.to_vec(), 0),
         ("merged then reverted: 1.3.0 and older held", vec![merged("1.2.0", "1.3.0")], "1.2.0", vec!["1.3.1"], 1),
         ("rolled back further by hand: still held", vec![merged("1.2.0", "1.3.0")], "1.1.0", vec!["1.3.1"], 1),
@@ -153,7 +155,9 @@ fn pins_from_the_annotation_win_then_the_newest_comment() {
         view(5, PrState::Closed, vec![], ledger(vec![stored(HoldKind::Pin, "api", Some("1.2.0"), 1)])),
         view(6, PrState::Open, vec![], ledger(vec![stored(HoldKind::Pin, "api", Some("1.2.5"), 2)])),
     ];
-    let cases: Vec<(&str, Vec<(String, Version)>, &str, PinTarget)> = vec![
+    /// (case, pins from annotations, version in git, what the pin asks)
+    type Case<'a> = (&'a str, Vec<(String, Version)>, &'a str, PinTarget);
+    let cases: Vec<Case> = vec![
         ("newest comment pin", vec![], "1.2.0", PinTarget::Exactly(tag("1.2.5"))),
         ("git has the pinned version", vec![], "1.2.5", PinTarget::Stay),
         ("annotation wins", vec![("api".into(), tag("1.2.0"))], "1.2.0", PinTarget::Stay),

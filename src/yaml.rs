@@ -57,6 +57,21 @@ impl Document {
     }
 }
 
+/// One step from a node to a child: a mapping key or a sequence index. `containers[0].image`
+/// is `[Key("containers"), Index(0), Key("image")]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl Seg {
+    /// A path of mapping keys only (`["spec", "template", "spec"]`).
+    pub fn keys(keys: &[&str]) -> Vec<Seg> {
+        keys.iter().map(|k| Seg::Key(k.to_string())).collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Node {
     /// Byte range of the node in the source. For flow scalars: exactly the scalar as written,
@@ -128,6 +143,14 @@ impl Node {
 
     pub fn is_alias(&self) -> bool {
         matches!(self.value, Value::Alias(_))
+    }
+
+    /// The child `seg` leads to: the value of a mapping key, or a sequence item.
+    pub fn child(&self, seg: &Seg) -> Option<&Node> {
+        match seg {
+            Seg::Key(k) => self.get(k),
+            Seg::Index(i) => self.as_sequence().and_then(|s| s.get(*i)),
+        }
     }
 
     /// The value of `key` in a mapping (the first entry with that scalar key).

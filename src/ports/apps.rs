@@ -1,0 +1,38 @@
+//! The Applications port: where Argo CD Applications are read from (`--apps`): a directory, a
+//! git URL, and later the Kubernetes API. The engine sees Applications, never how they were
+//! found.
+
+use futures::future::BoxFuture;
+
+use super::PushTarget;
+use crate::discovery::{Application, FileError};
+
+/// Reads the `--apps` locations.
+pub trait ApplicationSource: Send + Sync {
+    /// The Applications of one location, with the files that could not be read as errors. The
+    /// error is the location as a whole (no such directory, a git URL that does not answer).
+    /// `auth`: the forge's git credentials for a location that is one of its repositories.
+    fn read<'a>(&'a self, location: &'a str, auth: Option<&'a PushTarget>) -> BoxFuture<'a, Result<LocationApps, String>>;
+
+    /// The git URL `location` is cloned from, when it is one: `run` lends it the forge's
+    /// credentials (Applications kept in a private repository).
+    fn git_url<'a>(&self, location: &'a str) -> Option<&'a str>;
+}
+
+/// What one location holds.
+#[derive(Debug, Clone, Default)]
+pub struct LocationApps {
+    pub applications: Vec<Application>,
+    /// Files that hold Application manifests but could not be read.
+    pub errors: Vec<FileError>,
+    /// The git repository and commit the manifests were read at (git URLs only).
+    pub origin: Option<AppsOrigin>,
+}
+
+/// The git repository and commit an `--apps` location was read from, so that an Application
+/// manifest kept in the very repository its source points to can be edited too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppsOrigin {
+    pub url: String,
+    pub commit: String,
+}

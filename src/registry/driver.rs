@@ -1,0 +1,114 @@
+//! [`Registry`] for a whole process: one [`RegistryClient`] kept across cycles (its TLS
+//! clients, tokens, config blobs and per-registry limits live on), rebuilt only when
+//! registries.conf or a docker config file changed (a ConfigMap or Secret updated in place).
+
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use sha2::{Digest as _, Sha256};
+
+use super::{RegistryClient, RegistryError, RegistrySettings, TagMetadata};
+use crate::domain::{DefaultRegistry, ImageName, Platform};
+use crate::ports::Registry;
+
+pub struct RegistryDriver {
+    settings: RegistrySettings,
+    loaded: Mutex<Option<Loaded>>,
+}
+
+struct Loaded {
+    /// Hash of the settings files' paths and contents the client was built from.
+    fingerprint: [u8; 32],
+    client: Arc<RegistryClient>,
+}
+
+impl RegistryDriver {
+    /// Nothing is read before the first [`Registry::begin_cycle`].
+    pub fn new(settings: RegistrySettings) -> Self {
+        RegistryDriver { settings, loaded: Mutex::new(None) }
+    }
+
+    fn client(&self) -> Result<Arc<RegistryClient>, RegistryError> {
+        match &*self.loaded.lock().unwrap() {
+            Some(l) => Ok(l.client.clone()),
+            None => Err(RegistryError::setup("the registry client was used before a cycle began".into())),
+        }
+    }
+
+    /// What the client is built from, hashed: a file that changes, appears or goes away
+    /// changes it. Secrets never stay in memory beyond the hash.
+    fn fingerprint(&self) -> [u8; 32] {
+        let s = &self.settings;
+        let mut h = Sha256::new();
+        let files = s.registries_conf.iter().chain(&s.docker_configs).chain(&s.optional_docker_configs);
+        for path in files {
+            h.update(path.as_os_str().as_encoded_bytes());
+            h.update([0]);
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    h.update([1]);
+                    h.update(&bytes);
+                }
+                Err(e) => h.update(format!("\0{:?}", e.kind()).as_bytes()),
+            }
+            h.update([0]);
+        }
+        h.finalize().into()
+    }
+}
+
+impl Registry for RegistryDriver {
+    fn begin_cycle(&self) -> Result<(), RegistryError> {
+        let fingerprint = self.fingerprint();
+        let mut loaded = self.loaded.lock().unwrap();
+        if let Some(l) = loaded.as_ref().filter(|l| l.fingerprint == fingerprint) {
+            l.client.begin_cycle();
+            return Ok(());
+        }
+        *loaded = None;
+        let client = RegistryClient::new(&self.settings)?;
+        *loaded = Some(Loaded { fingerprint, client: Arc::new(client) });
+        Ok(())
+    }
+
+    fn prepare(&self) {
+        if let Ok(c) = self.client() {
+            c.prepare();
+        }
+    }
+
+    fn default_registry(&self) -> DefaultRegistry {
+        self.client().map(|c| c.default_registry().clone()).unwrap_or_default()
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        image: &'a ImageName,
+        pull_secret: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Arc<[String]>, RegistryError>> {
+        Box::pin(async move { self.client()?.list_tags(image, pull_secret).await })
+    }
+
+    fn tag_metadata<'a>(
+        &'a self,
+        image: &'a ImageName,
+        tag: &'a str,
+        platforms: &'a [Platform],
+        pull_secret: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<TagMetadata, RegistryError>> {
+        Box::pin(async move { self.client()?.tag_metadata(image, tag, platforms, pull_secret).await })
+    }
+
+    fn tag_digest<'a>(
+        &'a self,
+        image: &'a ImageName,
+        tag: &'a str,
+        pull_secret: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<String, RegistryError>> {
+        Box::pin(async move { self.client()?.tag_digest(image, tag, pull_secret).await })
+    }
+
+    fn request_count(&self) -> u64 {
+        self.client().map(|c| c.request_count()).unwrap_or(0)
+    }
+}
