@@ -15,6 +15,7 @@ mod engine;
 mod files;
 pub mod forge;
 mod git;
+mod http;
 #[cfg(test)]
 mod layers;
 mod manifest;

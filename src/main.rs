@@ -67,6 +67,13 @@ struct RunArgs {
     /// `--forge local`: where pull-request records are kept.
     #[arg(long, env = "ARGOCD_IMAGE_PR_LOCAL_FORGE_DIR")]
     local_forge_dir: Option<PathBuf>,
+    #[command(flatten)]
+    github: GithubArgs,
+}
+
+/// `run`'s and `status`'s options for `--forge github`.
+#[derive(clap::Args)]
+struct GithubArgs {
     /// `--forge github`: GitHub Enterprise Server URL, https://HOST (or its API base
     /// https://HOST/api/v3); github.com when not given.
     #[arg(long, env = "ARGOCD_IMAGE_PR_GITHUB_URL")]
@@ -290,73 +297,102 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let report = match forge_kind {
-        ForgeKind::Local => {
-            let Some(dir) = args.local_forge_dir.or(file.local_forge_dir.clone()) else {
-                eprintln!("error: --forge local needs --local-forge-dir DIR (or `localForgeDir:` in --config)");
-                return ExitCode::from(2);
-            };
-            let forge = LocalForge::new(dir, identity.name.clone());
-            if let Some(daemon) = daemon {
-                return run_daemon(runtime, &forge, &drivers, options, &daemon);
-            }
-            runtime.block_on(run_once(&forge, &drivers, options))
+    let pass = Pass { runtime, drivers, options, daemon, mode, output: output_kind };
+    match forge_kind {
+        ForgeKind::Local => match local_forge(args.local_forge_dir.or(file.local_forge_dir.clone()), &identity) {
+            Ok(forge) => pass.with_forge(forge),
+            Err(code) => code,
+        },
+        ForgeKind::Github => match github_forge(&args.github, &file, connect_timeout, request_timeout) {
+            Ok(forge) => pass.with_forge(forge),
+            Err(code) => code,
+        },
+    }
+}
+
+/// `run` or `status` once the options are read: everything that does not depend on the forge.
+struct Pass {
+    runtime: tokio::runtime::Runtime,
+    drivers: Drivers,
+    options: RunOptions,
+    /// `run` without `--once`.
+    daemon: Option<DaemonArgs>,
+    mode: Mode,
+    output: Output,
+}
+
+impl Pass {
+    /// The one path every forge takes: the daemon, or one pass and its report.
+    fn with_forge<F: Forge>(self, forge: F) -> ExitCode {
+        let Pass { runtime, drivers, options, daemon, mode, output } = self;
+        if let Some(daemon) = daemon {
+            return run_daemon(runtime, &forge, &drivers, options, &daemon);
         }
-        ForgeKind::Github => {
-            let token = match github_token(args.github_token_file.as_deref(), args.github_token_env.as_deref()) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let auth = match (args.github_app_id, &args.github_app_key, token) {
-                (Some(app_id), Some(key), _) => match std::fs::read_to_string(key) {
-                    Ok(pem) => GithubAuth::App { app_id, private_key_pem: pem },
-                    Err(e) => {
-                        eprintln!("error: --github-app-key {}: {e}", key.display());
-                        return ExitCode::from(2);
-                    }
-                },
-                (Some(_), None, _) | (None, Some(_), _) => {
-                    eprintln!("error: a GitHub App needs both --github-app-id and --github-app-key");
-                    return ExitCode::from(2);
-                }
-                (None, None, Some(token)) => GithubAuth::Token(token),
-                (None, None, None) => {
-                    eprintln!(
-                        "error: --forge github needs a token (GITHUB_TOKEN, --github-token-file FILE or --github-token-env VAR) or a GitHub App (--github-app-id and --github-app-key)"
-                    );
-                    return ExitCode::from(2);
-                }
-            };
-            let url = args.github_url.or(file.github_url.clone());
-            let mut settings = GithubSettings::new(url, auth);
-            settings.allow_http = args.github_allow_http;
-            settings.connect_timeout = connect_timeout;
-            settings.read_timeout = request_timeout;
-            let forge = match GithubForge::new(settings) {
-                Ok(f) => f,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            if let Some(daemon) = daemon {
-                return run_daemon(runtime, &forge, &drivers, options, &daemon);
-            }
-            runtime.block_on(run_once(&forge, &drivers, options))
+        let report = runtime.block_on(run_once(&forge, &drivers, options));
+        let text = match (mode, output) {
+            (Mode::Run, Output::Table) => output::run_table(&report),
+            (Mode::Run, Output::Json) => output::run_json(&report),
+            (Mode::Status, Output::Table) => output::status_table(&report),
+            (Mode::Status, Output::Json) => output::status_json(&report),
+        };
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{}", text.trim_end());
+        if report.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    }
+}
+
+/// `--forge local`: pull requests as files in `dir`, by the configured identity.
+fn local_forge(dir: Option<PathBuf>, identity: &Identity) -> Result<LocalForge, ExitCode> {
+    let Some(dir) = dir else {
+        eprintln!("error: --forge local needs --local-forge-dir DIR (or `localForgeDir:` in --config)");
+        return Err(ExitCode::from(2));
+    };
+    Ok(LocalForge::new(dir, identity.name.clone()))
+}
+
+/// `--forge github`: the token or App, the server and the deadlines.
+fn github_forge(
+    args: &GithubArgs,
+    file: &ConfigFile,
+    connect_timeout: std::time::Duration,
+    request_timeout: std::time::Duration,
+) -> Result<GithubForge, ExitCode> {
+    let token = match github_token(args.github_token_file.as_deref(), args.github_token_env.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(2));
         }
     };
-    let text = match (mode, output_kind) {
-        (Mode::Run, Output::Table) => output::run_table(&report),
-        (Mode::Run, Output::Json) => output::run_json(&report),
-        (Mode::Status, Output::Table) => output::status_table(&report),
-        (Mode::Status, Output::Json) => output::status_json(&report),
+    let auth = match (args.github_app_id, &args.github_app_key, token) {
+        (Some(app_id), Some(key), _) => match std::fs::read_to_string(key) {
+            Ok(pem) => GithubAuth::App { app_id, private_key_pem: pem },
+            Err(e) => {
+                eprintln!("error: --github-app-key {}: {e}", key.display());
+                return Err(ExitCode::from(2));
+            }
+        },
+        (Some(_), None, _) | (None, Some(_), _) => {
+            eprintln!("error: a GitHub App needs both --github-app-id and --github-app-key");
+            return Err(ExitCode::from(2));
+        }
+        (None, None, Some(token)) => GithubAuth::Token(token),
+        (None, None, None) => {
+            eprintln!(
+                "error: --forge github needs a token (GITHUB_TOKEN, --github-token-file FILE or --github-token-env VAR) or a GitHub App (--github-app-id and --github-app-key)"
+            );
+            return Err(ExitCode::from(2));
+        }
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{}", text.trim_end());
-    if report.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    let url = args.github_url.clone().or(file.github_url.clone());
+    let mut settings = GithubSettings::new(url, auth);
+    settings.allow_http = args.github_allow_http;
+    settings.connect_timeout = connect_timeout;
+    settings.read_timeout = request_timeout;
+    GithubForge::new(settings).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
 }
 
 /// The GitHub token: from `--github-token-file`, else the variable `--github-token-env` names,

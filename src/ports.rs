@@ -1,6 +1,7 @@
 //! The traits the engine talks to the world through — [`Forge`], [`Registry`], [`GitRepos`],
-//! [`ApplicationSource`], [`Clock`] — and their vocabulary: pull requests, comments,
-//! permissions, snapshots, tag metadata. Drivers (`forge::github`, `forge::local`, ...) implement [`Forge`] and
+//! [`ApplicationSource`], [`Clock`] — and their vocabulary: pull requests, comments, access
+//! levels, reactions, reviewers, merge methods, snapshots, tag metadata. Drivers
+//! (`forge::github`, `forge::local`, ...) implement [`Forge`] and
 //! convert their vendor JSON into these types at their edge.
 
 use std::fmt;
@@ -146,21 +147,81 @@ pub struct Comment {
     pub url: String,
 }
 
-/// A person's access to a repository.
+/// A person's access to a repository, as a ladder of the bot's own: each driver maps its
+/// forge's roles onto it (GitHub: `triage` is [`AccessLevel::Read`], it cannot push; the local
+/// forge: the same names as GitHub's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Permission {
+pub enum AccessLevel {
+    /// No access, or not a member at all.
     None,
+    /// May read and discuss, not change the code.
     Read,
-    Triage,
+    /// May push to branches of the repository.
     Write,
+    /// May also manage the repository's settings short of the destructive ones.
     Maintain,
     Admin,
 }
 
-impl Permission {
+impl AccessLevel {
     /// Whether comment commands from this person are obeyed.
     pub fn can_write(self) -> bool {
-        self >= Permission::Write
+        self >= AccessLevel::Write
+    }
+}
+
+/// How the bot acknowledges a comment command it read. Each driver names them in its forge's
+/// terms (GitHub: `+1`, `confused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaction {
+    /// Every command of the comment was understood and allowed.
+    ThumbsUp,
+    /// Something in the comment was not (a typo, no permission, a closed pull request...).
+    Confused,
+}
+
+/// How a pull request is merged once auto-merge fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeMethod {
+    Merge,
+    Squash,
+    Rebase,
+}
+
+impl MergeMethod {
+    /// `merge`, `squash` or `rebase`, in any case, as the config file and annotations write it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "merge" => Some(MergeMethod::Merge),
+            "squash" => Some(MergeMethod::Squash),
+            "rebase" => Some(MergeMethod::Rebase),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMethod::Merge => "merge",
+            MergeMethod::Squash => "squash",
+            MergeMethod::Rebase => "rebase",
+        }
+    }
+}
+
+/// Someone on the forge a review can be asked of, by their handle there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Reviewer {
+    /// A person's login.
+    User(String),
+    /// A team (GitHub: its slug in the repository's organisation).
+    Team(String),
+}
+
+impl Reviewer {
+    /// Users first, then teams, in the order given.
+    pub fn users_and_teams(users: &[String], teams: &[String]) -> Vec<Reviewer> {
+        users.iter().cloned().map(Reviewer::User).chain(teams.iter().cloned().map(Reviewer::Team)).collect()
     }
 }
 
@@ -194,6 +255,9 @@ pub enum ForgeErrorKind {
     Network,
     /// The forge answered something we do not understand.
     Protocol,
+    /// The forge's server lacks the feature (auto-merge, team reviewers...). Like any forge
+    /// error of a step, the engine reports it with the Application and the run goes on.
+    Unsupported,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -265,27 +329,38 @@ pub trait Forge: Send + Sync {
 
     fn add_labels(&self, repo: &RepoRef, number: u64, labels: &[String]) -> impl Future<Output = Result<(), ForgeError>> + Send;
 
+    /// Asks people and teams for a review; those already asked stay asked.
     fn request_reviewers(
         &self,
         repo: &RepoRef,
         number: u64,
-        users: &[String],
-        teams: &[String],
+        reviewers: &[Reviewer],
     ) -> impl Future<Output = Result<(), ForgeError>> + Send;
 
     fn add_assignees(&self, repo: &RepoRef, number: u64, users: &[String]) -> impl Future<Output = Result<(), ForgeError>> + Send;
 
-    /// Turns on the forge's auto-merge for the pull request (merge method `merge`, `squash` or `rebase`).
-    fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: &str) -> impl Future<Output = Result<(), ForgeError>> + Send;
+    /// Turns on the forge's auto-merge for the pull request.
+    fn enable_auto_merge(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        method: MergeMethod,
+    ) -> impl Future<Output = Result<(), ForgeError>> + Send;
 
     /// Deletes a branch; a branch that is already gone is success.
     fn delete_branch(&self, repo: &RepoRef, branch: &str) -> impl Future<Output = Result<(), ForgeError>> + Send;
 
-    /// The person's permission on the repository (for comment commands).
-    fn permission(&self, repo: &RepoRef, user: &str) -> impl Future<Output = Result<Permission, ForgeError>> + Send;
+    /// The person's access to the repository (for comment commands).
+    fn access_level(&self, repo: &RepoRef, user: &str) -> impl Future<Output = Result<AccessLevel, ForgeError>> + Send;
 
-    /// Acknowledges a comment with a reaction (`+1`, `eyes`, `confused`...).
-    fn add_reaction(&self, repo: &RepoRef, comment_id: u64, reaction: &str) -> impl Future<Output = Result<(), ForgeError>> + Send;
+    /// Acknowledges comment `comment_id` on pull request `number` with a reaction.
+    fn add_reaction(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        comment_id: u64,
+        reaction: Reaction,
+    ) -> impl Future<Output = Result<(), ForgeError>> + Send;
 }
 
 #[cfg(test)]
@@ -318,10 +393,26 @@ mod tests {
     }
 
     #[test]
-    fn write_permission_is_write_or_more() {
-        assert!(!Permission::Read.can_write());
-        assert!(!Permission::Triage.can_write());
-        assert!(Permission::Write.can_write());
-        assert!(Permission::Admin.can_write());
+    fn write_access_is_write_or_more() {
+        assert!(!AccessLevel::None.can_write());
+        assert!(!AccessLevel::Read.can_write());
+        assert!(AccessLevel::Write.can_write());
+        assert!(AccessLevel::Maintain.can_write());
+        assert!(AccessLevel::Admin.can_write());
+    }
+
+    #[test]
+    fn merge_methods_parse_in_any_case_and_round_trip() {
+        for m in [MergeMethod::Merge, MergeMethod::Squash, MergeMethod::Rebase] {
+            assert_eq!(MergeMethod::parse(m.as_str()), Some(m));
+            assert_eq!(MergeMethod::parse(&format!(" {} ", m.as_str().to_uppercase())), Some(m));
+        }
+        assert_eq!(MergeMethod::parse("yolo"), None);
+    }
+
+    #[test]
+    fn reviewers_are_users_then_teams() {
+        let r = Reviewer::users_and_teams(&["alice".into()], &["sre".into(), "web".into()]);
+        assert_eq!(r, [Reviewer::User("alice".into()), Reviewer::Team("sre".into()), Reviewer::Team("web".into())]);
     }
 }

@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use argocd_image_pr::forge::{
-    Forge, ForgeErrorKind, GithubAuth, GithubForge, GithubSettings, NewPullRequest, Permission, PrState, PrUpdate,
-    PushTarget, RepoRef,
+    AccessLevel, Forge, ForgeErrorKind, GithubAuth, GithubForge, GithubSettings, MergeMethod, NewPullRequest, PrState,
+    PrUpdate, PushTarget, Reaction, RepoRef, Reviewer,
 };
 use support::fake_github::{self, FakeGithub, RateLimit, Role};
 
@@ -106,9 +106,9 @@ async fn every_forge_method_round_trips_within_the_contract() {
     assert_eq!((updated.title.as_str(), updated.body.as_str()), ("Update web to 1.2.0", "New body"));
 
     forge.add_labels(&repo, number, &["image-update".into(), "env/dev".into()]).await.unwrap();
-    forge.request_reviewers(&repo, number, &["reviewer".into()], &["platform".into()]).await.unwrap();
+    forge.request_reviewers(&repo, number, &[Reviewer::User("reviewer".into()), Reviewer::Team("platform".into())]).await.unwrap();
     forge.add_assignees(&repo, number, &["alice".into()]).await.unwrap();
-    forge.enable_auto_merge(&repo, number, "squash").await.unwrap();
+    forge.enable_auto_merge(&repo, number, MergeMethod::Squash).await.unwrap();
 
     let listed = forge.list_pull_requests(&repo, PREFIX).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -137,11 +137,11 @@ async fn every_forge_method_round_trips_within_the_contract() {
     assert!(later.is_empty(), "{later:?}");
     assert!(forge.list_repo_comments(&repo, Some(since)).await.unwrap().iter().any(|c| c.id == theirs));
 
-    forge.add_reaction(&repo, theirs, "+1").await.unwrap();
+    forge.add_reaction(&repo, number, theirs, Reaction::ThumbsUp).await.unwrap();
     let reactions = fake.reactions(theirs);
     assert_eq!((reactions.len(), reactions[0].content.as_str()), (1, "+1"));
 
-    assert_eq!(forge.permission(&repo, "alice").await.unwrap(), Permission::Write);
+    assert_eq!(forge.access_level(&repo, "alice").await.unwrap(), AccessLevel::Write);
 
     let closed = forge.update_pull_request(&repo, number, &PrUpdate { state: Some(PrState::Closed), ..PrUpdate::default() }).await.unwrap();
     assert_eq!(closed.state, PrState::Closed);
@@ -319,23 +319,24 @@ async fn pushes_need_a_valid_token() {
 }
 
 #[tokio::test]
-async fn permissions_map_every_github_role() {
+async fn access_levels_map_every_github_role() {
     let fake = fake_with_repo();
     let forge = token_forge(&fake);
     let repo = repo_ref(&fake, REPO);
     let cases = [
-        ("admin", Role::Admin, Permission::Admin),
-        ("maintainer", Role::Maintain, Permission::Maintain),
-        ("writer", Role::Write, Permission::Write),
-        ("triager", Role::Triage, Permission::Triage),
-        ("reader", Role::Read, Permission::Read),
-        ("outsider", Role::None, Permission::None),
+        ("admin", Role::Admin, AccessLevel::Admin),
+        ("maintainer", Role::Maintain, AccessLevel::Maintain),
+        ("writer", Role::Write, AccessLevel::Write),
+        // Triage may label and close, not push: read on the bot's ladder.
+        ("triager", Role::Triage, AccessLevel::Read),
+        ("reader", Role::Read, AccessLevel::Read),
+        ("outsider", Role::None, AccessLevel::None),
     ];
     for (user, role, want) in cases {
         fake.set_permission(REPO, user, role);
-        assert_eq!(forge.permission(&repo, user).await.unwrap(), want, "case {user}");
+        assert_eq!(forge.access_level(&repo, user).await.unwrap(), want, "case {user}");
     }
-    assert_eq!(forge.permission(&repo, "nobody-at-all").await.unwrap(), Permission::None, "not a user: no access");
+    assert_eq!(forge.access_level(&repo, "nobody-at-all").await.unwrap(), AccessLevel::None, "not a user: no access");
     fake.finish();
 }
 

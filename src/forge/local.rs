@@ -6,6 +6,7 @@
 //! ```text
 //! <state-dir>/
 //!   permissions.json              optional: {"alice": "read", "*": "write"} (default: write for everyone)
+//!                                 levels as GitHub names them; triage is read
 //!   <repo-key>/                   repo slug made filesystem-safe + a short hash, e.g. srv-git-gitops-1a2b3c4d
 //!     next.json                   counters: {"pull": 3, "comment": 7}
 //!     pulls/<number>.json         one pull request (see [`LocalPullRequest`])
@@ -29,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ports::{
-    Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
-    RepoRef,
+    AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, MergeMethod, NewPullRequest, PrState, PrUpdate, PullRequest,
+    PushTarget, Reaction, RepoRef, Reviewer,
 };
 
 const KIND: &str = "local";
@@ -74,19 +75,19 @@ pub struct LocalPullRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalComment {
-    /// Unique within the repository (reactions name a comment by id alone).
+    /// Unique within the repository, as on GitHub.
     pub id: u64,
     pub author: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
     #[serde(default)]
-    pub reactions: Vec<Reaction>,
+    pub reactions: Vec<LocalReaction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reaction {
+pub struct LocalReaction {
     pub user: String,
-    /// `+1`, `eyes`, `confused`...
+    /// GitHub's names: `+1`, `confused`.
     pub content: String,
 }
 
@@ -586,16 +587,24 @@ fn conflict_paths(index: &git2::Index) -> String {
     paths.join(", ")
 }
 
-fn parse_permission(s: &str) -> Option<Permission> {
+/// A level of `permissions.json`, named as on GitHub (`triage` is read there too).
+fn parse_access_level(s: &str) -> Option<AccessLevel> {
     Some(match s.to_ascii_lowercase().as_str() {
-        "none" => Permission::None,
-        "read" | "pull" => Permission::Read,
-        "triage" => Permission::Triage,
-        "write" | "push" => Permission::Write,
-        "maintain" => Permission::Maintain,
-        "admin" => Permission::Admin,
+        "none" => AccessLevel::None,
+        "read" | "pull" | "triage" => AccessLevel::Read,
+        "write" | "push" => AccessLevel::Write,
+        "maintain" => AccessLevel::Maintain,
+        "admin" => AccessLevel::Admin,
         _ => return None,
     })
+}
+
+/// How a reaction is stored: GitHub's names, which the file format has always used.
+fn reaction_name(reaction: Reaction) -> &'static str {
+    match reaction {
+        Reaction::ThumbsUp => "+1",
+        Reaction::Confused => "confused",
+    }
 }
 
 fn add_missing(list: &mut Vec<String>, items: &[String]) {
@@ -712,10 +721,14 @@ impl Forge for LocalForge {
         })
     }
 
-    async fn request_reviewers(&self, repo: &RepoRef, number: u64, users: &[String], teams: &[String]) -> Result<(), ForgeError> {
+    async fn request_reviewers(&self, repo: &RepoRef, number: u64, reviewers: &[Reviewer]) -> Result<(), ForgeError> {
         self.modify(repo, number, |r| {
-            add_missing(&mut r.reviewers, users);
-            add_missing(&mut r.teams, teams);
+            for reviewer in reviewers {
+                match reviewer {
+                    Reviewer::User(login) => add_missing(&mut r.reviewers, std::slice::from_ref(login)),
+                    Reviewer::Team(team) => add_missing(&mut r.teams, std::slice::from_ref(team)),
+                }
+            }
             Ok(())
         })
     }
@@ -727,15 +740,12 @@ impl Forge for LocalForge {
         })
     }
 
-    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: &str) -> Result<(), ForgeError> {
-        if !["merge", "squash", "rebase"].contains(&method) {
-            return Err(self.error(repo, ForgeErrorKind::Protocol, format!("unknown merge method {method:?}")));
-        }
+    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: MergeMethod) -> Result<(), ForgeError> {
         self.modify(repo, number, |r| {
             if r.state != PrState::Open {
                 return Err(self.error(repo, ForgeErrorKind::Conflict, format!("pull request #{number} is not open")));
             }
-            r.auto_merge = Some(method.to_string());
+            r.auto_merge = Some(method.as_str().to_string());
             Ok(())
         })
     }
@@ -753,17 +763,17 @@ impl Forge for LocalForge {
         }
     }
 
-    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
+    async fn access_level(&self, repo: &RepoRef, user: &str) -> Result<AccessLevel, ForgeError> {
         let path = self.state_dir.join("permissions.json");
         let map: std::collections::BTreeMap<String, String> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 self.error(repo, ForgeErrorKind::Protocol, format!("corrupt permissions file {}: {e}", path.display()))
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Permission::Write),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AccessLevel::Write),
             Err(e) => return Err(self.error(repo, ForgeErrorKind::Protocol, format!("{}: {e}", path.display()))),
         };
-        let Some(level) = map.get(user).or_else(|| map.get("*")) else { return Ok(Permission::Write) };
-        parse_permission(level).ok_or_else(|| {
+        let Some(level) = map.get(user).or_else(|| map.get("*")) else { return Ok(AccessLevel::Write) };
+        parse_access_level(level).ok_or_else(|| {
             self.error(
                 repo,
                 ForgeErrorKind::Protocol,
@@ -772,19 +782,19 @@ impl Forge for LocalForge {
         })
     }
 
-    async fn add_reaction(&self, repo: &RepoRef, comment_id: u64, reaction: &str) -> Result<(), ForgeError> {
+    async fn add_reaction(&self, repo: &RepoRef, number: u64, comment_id: u64, reaction: Reaction) -> Result<(), ForgeError> {
         self.write(repo, |_| {
-            for mut record in self.records(repo)? {
-                let Some(comment) = record.comments.iter_mut().find(|c| c.id == comment_id) else { continue };
-                let reaction = Reaction { user: self.user.clone(), content: reaction.to_string() };
-                // As on GitHub, the same reaction twice is one reaction.
-                if !comment.reactions.contains(&reaction) {
-                    comment.reactions.push(reaction);
-                    self.save(repo, &record)?;
-                }
-                return Ok(());
+            let mut record = self.load(repo, number)?;
+            let Some(comment) = record.comments.iter_mut().find(|c| c.id == comment_id) else {
+                return Err(self.error(repo, ForgeErrorKind::NotFound, format!("no comment {comment_id} on pull request #{number}")));
+            };
+            let reaction = LocalReaction { user: self.user.clone(), content: reaction_name(reaction).to_string() };
+            // As on GitHub, the same reaction twice is one reaction.
+            if !comment.reactions.contains(&reaction) {
+                comment.reactions.push(reaction);
+                self.save(repo, &record)?;
             }
-            Err(self.error(repo, ForgeErrorKind::NotFound, format!("no comment {comment_id}")))
+            Ok(())
         })
     }
 }
@@ -952,10 +962,11 @@ mod tests {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         forge.add_labels(&repo, 1, &strings(&["images", "env/prod"])).await.unwrap();
         forge.add_labels(&repo, 1, &strings(&["images"])).await.unwrap();
-        forge.request_reviewers(&repo, 1, &strings(&["alice"]), &strings(&["org/sre"])).await.unwrap();
+        let reviewers = [Reviewer::User("alice".into()), Reviewer::Team("org/sre".into()), Reviewer::User("alice".into())];
+        forge.request_reviewers(&repo, 1, &reviewers).await.unwrap();
         forge.add_assignees(&repo, 1, &strings(&["bob"])).await.unwrap();
-        forge.enable_auto_merge(&repo, 1, "squash").await.unwrap();
-        assert_eq!(kind(forge.enable_auto_merge(&repo, 1, "yolo").await), ForgeErrorKind::Protocol);
+        forge.enable_auto_merge(&repo, 1, MergeMethod::Squash).await.unwrap();
+        assert_eq!(forge.load(&repo, 1).unwrap().auto_merge.as_deref(), Some("squash"));
         let pr = &forge.list_pull_requests(&repo, BRANCH).await.unwrap()[0];
         assert_eq!(pr.labels, ["images", "env/prod"]);
         assert_eq!((pr.requested_reviewers.as_slice(), pr.requested_teams.as_slice()), (&strings(&["alice"])[..], &strings(&["org/sre"])[..]));
@@ -967,15 +978,18 @@ mod tests {
         let c3 = forge.comment(&repo, 1, "bob", "/ignore 2.0").unwrap();
         assert_eq!((c1.id, c2.id, c3.id), (1, 2, 3));
         assert_eq!(c1.author, "argocd-image-pr[bot]");
-        forge.add_reaction(&repo, 3, "+1").await.unwrap();
-        forge.add_reaction(&repo, 3, "+1").await.unwrap();
-        forge.add_reaction(&repo, 2, "eyes").await.unwrap();
-        assert_eq!(kind(forge.add_reaction(&repo, 99, "+1").await), ForgeErrorKind::NotFound);
+        forge.add_reaction(&repo, 1, 3, Reaction::ThumbsUp).await.unwrap();
+        forge.add_reaction(&repo, 1, 3, Reaction::ThumbsUp).await.unwrap();
+        forge.add_reaction(&repo, 2, 2, Reaction::Confused).await.unwrap();
+        assert_eq!(kind(forge.add_reaction(&repo, 1, 99, Reaction::ThumbsUp).await), ForgeErrorKind::NotFound);
+        assert_eq!(kind(forge.add_reaction(&repo, 2, 3, Reaction::ThumbsUp).await), ForgeErrorKind::NotFound, "comment 3 is on #1");
         let comments = forge.list_comments(&repo, 1).await.unwrap();
         assert_eq!(comments.iter().map(|c| (c.id, c.author.as_str(), c.body.as_str())).collect::<Vec<_>>(),
             [(1, "argocd-image-pr[bot]", "Proposed web 2.0"), (3, "bob", "/ignore 2.0")]);
         let stored = forge.load(&repo, 1).unwrap();
-        assert_eq!(stored.comments[1].reactions, [Reaction { user: "argocd-image-pr[bot]".into(), content: "+1".into() }]);
+        assert_eq!(stored.comments[1].reactions, [LocalReaction { user: "argocd-image-pr[bot]".into(), content: "+1".into() }]);
+        let other = forge.load(&repo, 2).unwrap();
+        assert_eq!(other.comments[0].reactions, [LocalReaction { user: "argocd-image-pr[bot]".into(), content: "confused".into() }]);
 
         // Close, reopen; a branch that is gone cannot be reopened; deleting twice is fine.
         let closed = forge.update_pull_request(&repo, 1, &PrUpdate { state: Some(PrState::Closed), ..Default::default() }).await.unwrap();
@@ -1005,21 +1019,21 @@ mod tests {
     async fn permissions_default_to_write_and_come_from_permissions_json() {
         let (source, _state, forge) = setup();
         let repo = source.repo();
-        assert_eq!(forge.permission(&repo, "anyone").await.unwrap(), Permission::Write);
+        assert_eq!(forge.access_level(&repo, "anyone").await.unwrap(), AccessLevel::Write);
         std::fs::create_dir_all(forge.state_dir()).unwrap();
         let path = forge.state_dir().join("permissions.json");
-        std::fs::write(&path, r#"{"reader": "read", "boss": "admin"}"#).unwrap();
-        let cases = [("reader", Permission::Read), ("boss", Permission::Admin), ("other", Permission::Write)];
+        std::fs::write(&path, r#"{"reader": "read", "boss": "admin", "triager": "triage"}"#).unwrap();
+        let cases = [("reader", AccessLevel::Read), ("boss", AccessLevel::Admin), ("other", AccessLevel::Write), ("triager", AccessLevel::Read)];
         for (user, want) in cases {
-            assert_eq!(forge.permission(&repo, user).await.unwrap(), want, "case {user}");
+            assert_eq!(forge.access_level(&repo, user).await.unwrap(), want, "case {user}");
         }
         std::fs::write(&path, r#"{"*": "none", "boss": "maintain"}"#).unwrap();
-        assert_eq!(forge.permission(&repo, "other").await.unwrap(), Permission::None);
+        assert_eq!(forge.access_level(&repo, "other").await.unwrap(), AccessLevel::None);
         std::fs::write(&path, r#"{"x": "god"}"#).unwrap();
-        let err = forge.permission(&repo, "x").await.unwrap_err();
+        let err = forge.access_level(&repo, "x").await.unwrap_err();
         assert!(err.message.contains("god") && err.message.contains("permissions.json"), "{err}");
         std::fs::write(&path, "{").unwrap();
-        assert!(forge.permission(&repo, "x").await.unwrap_err().message.contains("permissions.json"));
+        assert!(forge.access_level(&repo, "x").await.unwrap_err().message.contains("permissions.json"));
     }
 
     #[tokio::test]

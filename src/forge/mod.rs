@@ -3,11 +3,13 @@
 //! nothing vendor-shaped leaves a driver's module.
 
 pub mod github;
+mod layered;
 pub mod local;
 
 pub use crate::ports::{
-    Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
-    RepoRef,
+    AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, MergeMethod, NewPullRequest, PrState, PrUpdate, PullRequest,
+    PushTarget, Reaction, RepoRef, Reviewer,
 };
 pub use github::{GithubAuth, GithubForge, GithubSettings, GithubStats};
+pub use layered::{Counted, Counting, ForgeCall, ForgeHook, Layered};
 pub use local::LocalForge;

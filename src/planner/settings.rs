@@ -3,40 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::domain::AppId;
+pub use crate::ports::MergeMethod;
 
 /// Prefix of the bot's own annotations.
 pub const PREFIX: &str = "argocd-image-pr.io/";
-
-/// GitHub's auto-merge methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MergeMethod {
-    Merge,
-    Squash,
-    Rebase,
-}
-
-impl MergeMethod {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "merge" => Some(MergeMethod::Merge),
-            "squash" => Some(MergeMethod::Squash),
-            "rebase" => Some(MergeMethod::Rebase),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MergeMethod::Merge => "merge",
-            MergeMethod::Squash => "squash",
-            MergeMethod::Rebase => "rebase",
-        }
-    }
-}
 
 /// A `repositories:` entry of the config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

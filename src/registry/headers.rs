@@ -1,10 +1,6 @@
-//! Parsers for the HTTP headers the distribution protocol relies on: `WWW-Authenticate`
-//! (RFC 7235 challenges), `Link` (RFC 8288, tag-list pagination) and `Retry-After` (RFC 9110).
-//! Pure functions, so the odd spellings registries send can be pinned by unit tests.
-
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
+//! The `WWW-Authenticate` parser (RFC 7235 challenges) the registry's token auth relies on. Pure,
+//! so the odd spellings registries send can be pinned by unit tests. `Link` and `Retry-After`,
+//! which the forges read too, are in [`crate::http`].
 
 /// One challenge of a `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,42 +91,6 @@ pub(crate) fn parse_www_authenticate(value: &str) -> Vec<Challenge> {
     out
 }
 
-/// The target of the `rel="next"` link of a `Link` header value, as written (maybe relative).
-pub(crate) fn parse_link_next(value: &str) -> Option<String> {
-    let mut rest = value;
-    while let Some(open) = rest.find('<') {
-        let after = &rest[open + 1..];
-        let close = after.find('>')?;
-        let target = &after[..close];
-        let params_end = after[close + 1..].find('<').map(|p| close + 1 + p).unwrap_or(after.len());
-        let params = &after[close + 1..params_end];
-        let is_next = params.split(';').any(|p| {
-            let Some((name, val)) = p.split_once('=') else { return false };
-            name.trim().eq_ignore_ascii_case("rel")
-                && val
-                    .trim()
-                    .trim_matches(|c| c == '"' || c == ',')
-                    .split_whitespace()
-                    .any(|r| r.eq_ignore_ascii_case("next"))
-        });
-        if is_next {
-            return Some(target.trim().to_string());
-        }
-        rest = &after[params_end..];
-    }
-    None
-}
-
-/// How long a `Retry-After` value asks to wait: delta-seconds or an HTTP date (past = 0).
-pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,37 +154,5 @@ mod tests {
         // Unterminated quote must not panic.
         let broken = parse_www_authenticate(r#"Bearer realm="https://x"#);
         assert_eq!(broken[0].param("realm"), Some("https://x"));
-    }
-
-    #[test]
-    fn link_next_relative_absolute_and_others() {
-        let cases = [
-            (r#"</v2/app/tags/list?n=2&last=b>; rel="next""#, Some("/v2/app/tags/list?n=2&last=b")),
-            (r#"<https://r.example/v2/app/tags/list?last=b&n=2>; rel=next"#, Some("https://r.example/v2/app/tags/list?last=b&n=2")),
-            (r#"</first>; rel="prev", </v2/x?last=a,b>; rel="next""#, Some("/v2/x?last=a,b")),
-            (r#"</a>; title="x"; rel="prefetch next""#, Some("/a")),
-            (r#"</a>; rel="prev""#, None),
-            ("", None),
-            ("garbage <unterminated", None),
-        ];
-        for (header, want) in cases {
-            assert_eq!(parse_link_next(header).as_deref(), want, "case {header:?}");
-        }
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z").unwrap().with_timezone(&Utc);
-        let cases = [
-            ("1", Some(Duration::from_secs(1))),
-            (" 120 ", Some(Duration::from_secs(120))),
-            ("Wed, 21 Oct 2015 07:28:30 GMT", Some(Duration::from_secs(30))),
-            ("Wed, 21 Oct 2015 07:27:00 GMT", Some(Duration::ZERO)),
-            ("-1", None),
-            ("soon", None),
-        ];
-        for (header, want) in cases {
-            assert_eq!(parse_retry_after(header, now), want, "case {header:?}");
-        }
     }
 }

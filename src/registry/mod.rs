@@ -42,12 +42,12 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use crate::domain::{DefaultRegistry, ImageName, Platform};
+use crate::http::{StatusKind, next_link};
 pub use crate::ports::{RegistryError, RegistryErrorKind, TagMetadata};
 
 use cache::SingleFlight;
 use config::{Endpoint, RegistriesConf};
 use credentials::{CredentialResolver, Credentials, DockerAuths};
-use headers::parse_link_next;
 use transport::{HostState, Reply, Token, redact_query};
 
 impl RegistryError {
@@ -428,7 +428,7 @@ impl RegistryClient {
             if tags.len() > MAX_TAGS {
                 return Err(t.err(RegistryErrorKind::Protocol, None, format!("repository lists more than {MAX_TAGS} tags; refused")));
             }
-            let next = reply.headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()).find_map(parse_link_next);
+            let next = reply.headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()).find_map(next_link);
             match next {
                 Some(next) => {
                     let next_url = reply.url.join(&next).map_err(|e| {
@@ -550,9 +550,9 @@ fn check_status(t: &Target, reply: Reply, tag: Option<&str>, what: &str) -> Resu
         return Ok(reply);
     }
     let detail = error_detail(&reply.body);
-    let (kind, message) = match status.as_u16() {
-        404 => (RegistryErrorKind::NotFound, format!("{what} not found (HTTP 404){detail}")),
-        401 | 403 => (RegistryErrorKind::Unauthorized, format!("access denied (HTTP {}) with {}{detail}", status.as_u16(), t.creds_source)),
+    let (kind, message) = match StatusKind::of(status.as_u16()) {
+        StatusKind::NotFound => (RegistryErrorKind::NotFound, format!("{what} not found (HTTP 404){detail}")),
+        StatusKind::Unauthorized => (RegistryErrorKind::Unauthorized, format!("access denied (HTTP {}) with {}{detail}", status.as_u16(), t.creds_source)),
         _ => (RegistryErrorKind::Protocol, format!("{what}: unexpected HTTP {}{detail}", status.as_u16())),
     };
     Err(t.err(kind, tag, message))

@@ -14,8 +14,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use url::Url;
 
-use super::headers::{parse_retry_after, parse_www_authenticate};
+use super::headers::parse_www_authenticate;
 use super::{RegistryClient, RegistryError, RegistryErrorKind, Target};
+use crate::http;
 
 /// Requests in flight per registry: enough to hide the round trips to a remote registry and to
 /// keep a busy one answering on all its cores (on the benchmark fleet, 32 instead of 16 took
@@ -159,7 +160,7 @@ impl RegistryClient {
         let mut retries = 0;
         loop {
             let reply = self.send_once(t, method, url, accept, auth, tag).await?;
-            let retry_after = reply.header(RETRY_AFTER).and_then(|v| parse_retry_after(v, Utc::now()));
+            let retry_after = reply.header(RETRY_AFTER).and_then(|v| http::retry_after(v, Utc::now()));
             let throttled = reply.status == StatusCode::TOO_MANY_REQUESTS
                 || (reply.status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some());
             if !throttled {

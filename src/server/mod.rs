@@ -2,6 +2,10 @@
 //! a channel the engine loop reads), `GET /healthz`, `GET /metrics`. It decides nothing about
 //! pull requests: it authenticates, converts and hands over.
 //!
+//! Each forge has its route and its module (`github.rs`), a [`Dialect`]: how its deliveries are
+//! verified and named, and how its payloads become [`WebhookEvent`]s. The handling around that —
+//! body limit, content type, replays, the queue, the answers — is one path for every forge.
+//!
 //! Responses to GitHub (docs/webhooks.md has the table for operators):
 //! - 404 when no secret is configured: the bot then takes no webhooks at all.
 //! - 413 when the body is larger than [`MAX_BODY_BYTES`].
@@ -15,6 +19,7 @@
 //!   next cycle finds the change anyway; GitHub shows the failed delivery, which can be redelivered).
 
 mod event;
+mod github;
 mod limits;
 mod metrics;
 mod signature;
@@ -95,8 +100,8 @@ struct Inner {
     secret: Option<WebhookSecret>,
     events: mpsc::Sender<WebhookEvent>,
     metrics: Arc<Metrics>,
-    /// `X-GitHub-Delivery` ids of the last deliveries queued: a replayed or redelivered one is
-    /// not queued twice.
+    /// Ids of the last deliveries queued (GitHub: `X-GitHub-Delivery`): a replayed or
+    /// redelivered one is not queued twice.
     recent: std::sync::Mutex<std::collections::VecDeque<String>>,
     /// When the server started, and how long it may go without a finished cycle before
     /// `/healthz` says so (`None`: always healthy).
@@ -133,7 +138,7 @@ impl std::fmt::Debug for ServerState {
 /// The routes, for [`serve`] or for a test.
 pub fn router(state: ServerState) -> Router {
     Router::new()
-        .route("/webhooks/github", post(github_webhook))
+        .route("/webhooks/github", post(webhook::<github::Github>))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -187,22 +192,39 @@ async fn metrics(State(state): State<ServerState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.inner.metrics.render()).into_response()
 }
 
-async fn github_webhook(
+/// A forge's webhooks: how a delivery is verified, named and converted. Pure; the forge's
+/// headers and JSON stay in its module.
+trait Dialect {
+    /// The delivery's event as a metric label, from a fixed set (never request data).
+    fn event_label(headers: &HeaderMap) -> &'static str;
+
+    /// The delivery's id, for logs and to recognise replays and redeliveries.
+    fn delivery_id(headers: &HeaderMap) -> Option<&str>;
+
+    /// Whether `body` was sent by the forge with the configured secret; the error says why not,
+    /// for the sender.
+    fn verify(secret: &WebhookSecret, headers: &HeaderMap, body: &[u8]) -> Result<(), String>;
+
+    /// The delivery's event name; the error is for the sender.
+    fn event(headers: &HeaderMap) -> Result<&str, String>;
+
+    /// A delivery that only checks the hook works: answered at once, never queued.
+    fn is_ping(event: &str) -> bool;
+
+    /// A verified delivery as the bot's event; `Err` is a payload that does not parse (a
+    /// message for the sender).
+    fn convert(event: &str, delivery: Option<&str>, body: &[u8]) -> Result<Conversion, String>;
+}
+
+async fn webhook<D: Dialect>(
     State(state): State<ServerState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let event_header = headers.get("x-github-event").and_then(|v| v.to_str().ok());
-    let event_label = match event_header {
-        Some("issue_comment") => "issue_comment",
-        Some("pull_request") => "pull_request",
-        Some("ping") => "ping",
-        Some(_) => "other",
-        None => "none",
-    };
-    let (status, result, message) = handle(&state, &headers, event_header, body);
+    let event_label = D::event_label(&headers);
+    let (status, result, message) = handle::<D>(&state, &headers, body);
     state.inner.metrics.delivery(event_label, result);
-    let delivery = headers.get("x-github-delivery").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let delivery = D::delivery_id(&headers).unwrap_or("");
     if status.is_client_error() || status.is_server_error() {
         tracing::warn!(delivery, event = event_label, status = status.as_u16(), "webhook refused: {message}");
     } else {
@@ -211,11 +233,10 @@ async fn github_webhook(
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
 }
 
-/// (status, metric result label, message for GitHub's delivery log)
-fn handle(
+/// (status, metric result label, message for the forge's delivery log)
+fn handle<D: Dialect>(
     state: &ServerState,
     headers: &HeaderMap,
-    event: Option<&str>,
     body: Result<Bytes, BytesRejection>,
 ) -> (StatusCode, &'static str, String) {
     let Some(secret) = &state.inner.secret else {
@@ -228,12 +249,12 @@ fn handle(
         }
         Err(rejection) => return (StatusCode::BAD_REQUEST, "bad_request", rejection.body_text()),
     };
-    let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
-    if let Err(e) = signature::verify(secret, signature, &body) {
+    if let Err(e) = D::verify(secret, headers, &body) {
         return (StatusCode::UNAUTHORIZED, "unauthorized", format!("signature refused: {e}"));
     }
-    let Some(event) = event else {
-        return (StatusCode::BAD_REQUEST, "bad_request", "no X-GitHub-Event header".into());
+    let event = match D::event(headers) {
+        Ok(event) => event,
+        Err(message) => return (StatusCode::BAD_REQUEST, "bad_request", message),
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     if !content_type.starts_with("application/json") {
@@ -243,10 +264,10 @@ fn handle(
             format!("content type {content_type:?}: set the webhook's content type to application/json"),
         );
     }
-    if event == "ping" {
+    if D::is_ping(event) {
         return (StatusCode::OK, "ping", "pong".into());
     }
-    let delivery = headers.get("x-github-delivery").and_then(|v| v.to_str().ok()).filter(|d| !d.is_empty());
+    let delivery = D::delivery_id(headers).filter(|d| !d.is_empty());
     // Checked and recorded under one lock, so two copies of a delivery cannot both pass; the
     // id is forgotten again when the delivery is not queued.
     if let Some(id) = delivery {
@@ -264,7 +285,7 @@ fn handle(
             state.inner.recent.lock().unwrap().retain(|d| d != id);
         }
     };
-    let answer = match event::convert(event, delivery, &body) {
+    let answer = match D::convert(event, delivery, &body) {
         Err(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
         Ok(Conversion::Ignored(reason)) => (StatusCode::OK, "ignored", format!("ignored: {reason}")),
         Ok(Conversion::Event(event)) => match state.inner.events.try_send(event) {

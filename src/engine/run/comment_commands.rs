@@ -18,7 +18,7 @@ use crate::metadata;
 use crate::commands;
 use crate::domain::AppId;
 use crate::planner::{self, Change, Ledger, PrMetadata, Reply};
-use crate::ports::{Comment, Forge, Permission, PrState, PrUpdate, PullRequest};
+use crate::ports::{AccessLevel, Comment, Forge, PrState, PrUpdate, PullRequest, Reaction};
 use crate::templates;
 
 /// How far before the last cycle's start the listing begins: room for the clocks of the bot and
@@ -58,7 +58,7 @@ struct PendingReply {
     pr: u64,
     comment: u64,
     body: String,
-    reaction: &'static str,
+    reaction: Reaction,
 }
 
 impl<F: Forge> Ctx<'_, F> {
@@ -84,7 +84,7 @@ impl<F: Forge> Ctx<'_, F> {
         let (mut prs, unmanaged): (Vec<_>, Vec<_>) = ours.into_iter().partition(|(_, m)| managed.contains_key(&m.application));
         let mut dirty: BTreeSet<u64> = BTreeSet::new();
         let mut replies: Vec<PendingReply> = Vec::new();
-        let mut permissions: HashMap<String, Permission> = HashMap::new();
+        let mut permissions: HashMap<String, AccessLevel> = HashMap::new();
 
         // One listing for the whole repository (none when the bot has no PR here).
         let mut by_pr: BTreeMap<u64, Vec<Comment>> = BTreeMap::new();
@@ -144,7 +144,7 @@ impl<F: Forge> Ctx<'_, F> {
                 } else if let Some(p) = permissions.get(&c.author) {
                     p.can_write()
                 } else {
-                    match self.forge.permission(&repo, &c.author).await {
+                    match self.forge.access_level(&repo, &c.author).await {
                         Ok(p) => {
                             permissions.insert(c.author.clone(), p);
                             p.can_write()
@@ -159,7 +159,7 @@ impl<F: Forge> Ctx<'_, F> {
                     }
                 };
                 let mut texts = Vec::new();
-                let mut reaction = "+1";
+                let mut reaction = Reaction::ThumbsUp;
                 for p in &parsed {
                     let ctx = planner::CommandContext {
                         pr_open: pr.state == PrState::Open,
@@ -185,7 +185,7 @@ impl<F: Forge> Ctx<'_, F> {
                         }
                     }
                     if !matches!(interpreted.reply, Reply::Ack { .. } | Reply::Help) {
-                        reaction = "confused";
+                        reaction = Reaction::Confused;
                     }
                     let pr_action = pr_action(&interpreted, pr.state == PrState::Open, &meta, &aliases);
                     match self.render_reply(&meta, &c.author, &pr.base, interpreted.reply, pr_action) {
@@ -248,7 +248,7 @@ impl<F: Forge> Ctx<'_, F> {
             if let Err(e) = self.forge.create_comment(&repo, r.pr, &r.body).await {
                 errors.push(format!("#{}: {e}", r.pr));
             }
-            if let Err(e) = self.forge.add_reaction(&repo, r.comment, r.reaction).await {
+            if let Err(e) = self.forge.add_reaction(&repo, r.pr, r.comment, r.reaction).await {
                 errors.push(format!("#{}: {e}", r.pr));
             }
         }

@@ -27,13 +27,14 @@ use super::{
 };
 use crate::discovery::Application;
 use crate::domain::{AppId, ImageName};
+use crate::forge::Counted;
 use crate::planner::{
     self, Action, BaseChoice, BranchCommit, BranchState, CloseReason, Decision, Desired, ExistingPr, FixUps, Holds,
     Input, Ledger, PrMetadata, Proposal, Push, RepoSettings,
 };
 use crate::ports::{
-    Comment, Forge, ForgeError, ForgeErrorKind, GitRepos, Identity, Lease, NewPullRequest, Permission, PrState, PrUpdate,
-    PullRequest, PushError, PushTarget, RemoteHeads, RepoRef,
+    Forge, ForgeErrorKind, GitRepos, Identity, Lease, NewPullRequest, PrState, PrUpdate, PullRequest, PushError, PushTarget,
+    RemoteHeads, RepoRef, Reviewer,
 };
 use crate::metadata;
 use crate::templates::{self, Templates};
@@ -151,14 +152,14 @@ pub async fn run_once<F: Forge>(forge: &F, drivers: &Drivers, options: RunOption
     let mut stats = RunStats { plan: evaluated.stats.clone(), repositories: repos.len(), ..Default::default() };
     if options.mode == Mode::Status {
         let reports = works.iter().map(|w| ctx.status_of(w, &repos)).collect();
-        stats.forge_calls = forge.calls.load(Ordering::Relaxed);
+        stats.forge_calls = forge.hook().calls();
         return RunReport { applications: reports, errors, stats };
     }
     let mut reports = ctx.apply_phase(&mut works, &mut repos).await;
     reports.extend(ctx.obsolete_phase(&mut repos, &works, &found, discovery_complete, &mut errors).await);
 
-    stats.forge_calls = forge.calls.load(Ordering::Relaxed);
-    stats.forge_writes = forge.writes.load(Ordering::Relaxed);
+    stats.forge_calls = forge.hook().calls();
+    stats.forge_writes = forge.hook().writes();
     stats.git_pushes = ctx.pushes.load(Ordering::Relaxed);
     let count = |a: RunAction| reports.iter().filter(|r| r.action == a).count();
     tracing::info!(
@@ -1188,10 +1189,11 @@ impl<F: Forge> Ctx<'_, F> {
             self.forge.add_assignees(repo, number, &f.assignees).await.map_err(|e| e.to_string())?;
         }
         if !f.reviewers.is_empty() || !f.team_reviewers.is_empty() {
-            self.forge.request_reviewers(repo, number, &f.reviewers, &f.team_reviewers).await.map_err(|e| e.to_string())?;
+            let reviewers = Reviewer::users_and_teams(&f.reviewers, &f.team_reviewers);
+            self.forge.request_reviewers(repo, number, &reviewers).await.map_err(|e| e.to_string())?;
         }
         if let Some(method) = f.auto_merge {
-            self.forge.enable_auto_merge(repo, number, method.as_str()).await.map_err(|e| e.to_string())?;
+            self.forge.enable_auto_merge(repo, number, method).await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -1348,112 +1350,6 @@ fn metadata(work: &AppWork, p: &Proposal, commit: &str, base_commit: &str, mut l
         commit: commit.to_string(),
         base_commit: base_commit.to_string(),
         ledger,
-    }
-}
-
-/// Counts the forge calls a run makes (the benchmark prints them) and which of them write.
-pub struct Counted<'a, F: Forge> {
-    inner: &'a F,
-    calls: AtomicU64,
-    writes: AtomicU64,
-}
-
-impl<'a, F: Forge> Counted<'a, F> {
-    fn new(inner: &'a F) -> Self {
-        Counted { inner, calls: AtomicU64::new(0), writes: AtomicU64::new(0) }
-    }
-
-    fn read(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn write(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.writes.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl<F: Forge> Forge for Counted<'_, F> {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn push_target(&self, repo: &RepoRef) -> PushTarget {
-        self.inner.push_target(repo)
-    }
-
-    async fn authorized_push_target(&self, repo: &RepoRef) -> Result<PushTarget, ForgeError> {
-        self.inner.authorized_push_target(repo).await
-    }
-
-    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
-        self.read();
-        self.inner.default_branch(repo).await
-    }
-
-    async fn list_pull_requests(&self, repo: &RepoRef, head_prefix: &str) -> Result<Vec<PullRequest>, ForgeError> {
-        self.read();
-        self.inner.list_pull_requests(repo, head_prefix).await
-    }
-
-    async fn create_pull_request(&self, repo: &RepoRef, pr: &NewPullRequest) -> Result<PullRequest, ForgeError> {
-        self.write();
-        self.inner.create_pull_request(repo, pr).await
-    }
-
-    async fn update_pull_request(&self, repo: &RepoRef, number: u64, update: &PrUpdate) -> Result<PullRequest, ForgeError> {
-        self.write();
-        self.inner.update_pull_request(repo, number, update).await
-    }
-
-    async fn list_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<Comment>, ForgeError> {
-        self.read();
-        self.inner.list_comments(repo, number).await
-    }
-
-    async fn list_repo_comments(&self, repo: &RepoRef, since: Option<DateTime<Utc>>) -> Result<Vec<Comment>, ForgeError> {
-        self.read();
-        self.inner.list_repo_comments(repo, since).await
-    }
-
-    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<Comment, ForgeError> {
-        self.write();
-        self.inner.create_comment(repo, number, body).await
-    }
-
-    async fn add_labels(&self, repo: &RepoRef, number: u64, labels: &[String]) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.add_labels(repo, number, labels).await
-    }
-
-    async fn request_reviewers(&self, repo: &RepoRef, number: u64, users: &[String], teams: &[String]) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.request_reviewers(repo, number, users, teams).await
-    }
-
-    async fn add_assignees(&self, repo: &RepoRef, number: u64, users: &[String]) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.add_assignees(repo, number, users).await
-    }
-
-    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: &str) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.enable_auto_merge(repo, number, method).await
-    }
-
-    async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.delete_branch(repo, branch).await
-    }
-
-    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
-        self.read();
-        self.inner.permission(repo, user).await
-    }
-
-    async fn add_reaction(&self, repo: &RepoRef, comment_id: u64, reaction: &str) -> Result<(), ForgeError> {
-        self.write();
-        self.inner.add_reaction(repo, comment_id, reaction).await
     }
 }
 

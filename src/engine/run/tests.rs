@@ -1,4 +1,4 @@
-//! Crash convergence: a fault-injecting [`Forge`] around the local forge fails one step of a run
+//! Crash convergence: a fault-injecting [`ForgeHook`] over the local forge fails one step of a run
 //! (or does it and then reports failure); the next, fault-free run must end with exactly one
 //! correct pull request and no needless writes. A tags-only fake registry and real git.
 
@@ -7,8 +7,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::forge::{ForgeCall, ForgeHook, Layered, LocalForge};
 use crate::metadata;
-use crate::forge::LocalForge;
+use crate::ports::ForgeError;
 
 const BRANCH: &str = "argocd-image-pr/argocd/api";
 
@@ -21,14 +22,16 @@ enum Fault {
     /// `create_pull_request` creates the PR, then the answer is lost.
     CreatePrAnswerLost,
     AddLabels,
+    /// `add_labels` answers that the forge has no labels.
+    LabelsUnsupported,
     /// `update_pull_request` fails (after the push of a new version).
     UpdatePr,
     /// Someone pushes to the branch right before the bot's push.
     BranchMovesBeforePush,
 }
 
+/// Fails the step `fault` names of the forge it is layered over.
 struct Faulty<'a> {
-    inner: &'a LocalForge,
     fault: Fault,
     /// Runs when the fault `BranchMovesBeforePush` fires.
     mover: Box<dyn Fn() + Send + Sync + 'a>,
@@ -40,74 +43,33 @@ fn injected(repo: &RepoRef) -> ForgeError {
     ForgeError { forge: "local", repo: repo.to_string(), kind: ForgeErrorKind::Network, message: "injected fault".into() }
 }
 
-impl Forge for Faulty<'_> {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    fn push_target(&self, repo: &RepoRef) -> PushTarget {
-        self.inner.push_target(repo)
-    }
-    async fn authorized_push_target(&self, repo: &RepoRef) -> Result<PushTarget, ForgeError> {
-        let n = self.targets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if self.fault == Fault::BranchMovesBeforePush && n == 1 {
-            (self.mover)();
-        }
-        self.inner.authorized_push_target(repo).await
-    }
-    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
-        self.inner.default_branch(repo).await
-    }
-    async fn list_pull_requests(&self, repo: &RepoRef, prefix: &str) -> Result<Vec<PullRequest>, ForgeError> {
-        self.inner.list_pull_requests(repo, prefix).await
-    }
-    async fn create_pull_request(&self, repo: &RepoRef, pr: &NewPullRequest) -> Result<PullRequest, ForgeError> {
-        match self.fault {
-            Fault::CreatePr => Err(injected(repo)),
-            Fault::CreatePrAnswerLost => {
-                self.inner.create_pull_request(repo, pr).await?;
-                Err(injected(repo))
+impl ForgeHook for Faulty<'_> {
+    fn before(&self, call: ForgeCall, repo: &RepoRef) -> Result<(), ForgeError> {
+        if call == ForgeCall::AuthorizedPushTarget {
+            let n = self.targets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.fault == Fault::BranchMovesBeforePush && n == 1 {
+                (self.mover)();
             }
-            _ => self.inner.create_pull_request(repo, pr).await,
+            return Ok(());
+        }
+        match (self.fault, call) {
+            (Fault::CreatePr, ForgeCall::CreatePullRequest)
+            | (Fault::UpdatePr, ForgeCall::UpdatePullRequest)
+            | (Fault::AddLabels, ForgeCall::AddLabels) => Err(injected(repo)),
+            (Fault::LabelsUnsupported, ForgeCall::AddLabels) => Err(ForgeError {
+                kind: ForgeErrorKind::Unsupported,
+                message: "labels are not supported by this server".into(),
+                ..injected(repo)
+            }),
+            _ => Ok(()),
         }
     }
-    async fn update_pull_request(&self, repo: &RepoRef, n: u64, u: &PrUpdate) -> Result<PullRequest, ForgeError> {
-        if self.fault == Fault::UpdatePr {
-            return Err(injected(repo));
+
+    fn after(&self, call: ForgeCall, repo: &RepoRef, succeeded: bool) -> Result<(), ForgeError> {
+        match (self.fault, call) {
+            (Fault::CreatePrAnswerLost, ForgeCall::CreatePullRequest) if succeeded => Err(injected(repo)),
+            _ => Ok(()),
         }
-        self.inner.update_pull_request(repo, n, u).await
-    }
-    async fn list_comments(&self, repo: &RepoRef, n: u64) -> Result<Vec<Comment>, ForgeError> {
-        self.inner.list_comments(repo, n).await
-    }
-    async fn list_repo_comments(&self, repo: &RepoRef, since: Option<chrono::DateTime<chrono::Utc>>) -> Result<Vec<Comment>, ForgeError> {
-        self.inner.list_repo_comments(repo, since).await
-    }
-    async fn create_comment(&self, repo: &RepoRef, n: u64, body: &str) -> Result<Comment, ForgeError> {
-        self.inner.create_comment(repo, n, body).await
-    }
-    async fn add_labels(&self, repo: &RepoRef, n: u64, labels: &[String]) -> Result<(), ForgeError> {
-        if self.fault == Fault::AddLabels {
-            return Err(injected(repo));
-        }
-        self.inner.add_labels(repo, n, labels).await
-    }
-    async fn request_reviewers(&self, repo: &RepoRef, n: u64, u: &[String], t: &[String]) -> Result<(), ForgeError> {
-        self.inner.request_reviewers(repo, n, u, t).await
-    }
-    async fn add_assignees(&self, repo: &RepoRef, n: u64, u: &[String]) -> Result<(), ForgeError> {
-        self.inner.add_assignees(repo, n, u).await
-    }
-    async fn enable_auto_merge(&self, repo: &RepoRef, n: u64, m: &str) -> Result<(), ForgeError> {
-        self.inner.enable_auto_merge(repo, n, m).await
-    }
-    async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), ForgeError> {
-        self.inner.delete_branch(repo, branch).await
-    }
-    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
-        self.inner.permission(repo, user).await
-    }
-    async fn add_reaction(&self, repo: &RepoRef, id: u64, r: &str) -> Result<(), ForgeError> {
-        self.inner.add_reaction(repo, id, r).await
     }
 }
 
@@ -218,7 +180,7 @@ impl World {
 
     async fn run(&self, fault: Fault, mover: impl Fn() + Send + Sync) -> RunReport {
         let local = self.forge();
-        let forge = Faulty { inner: &local, fault, mover: Box::new(mover), targets: Default::default() };
+        let forge = Layered::with_hook(&local, Faulty { fault, mover: Box::new(mover), targets: Default::default() });
         let options = RunOptions {
             plan: PlanOptions { apps: vec![self.work.path().join("apps").display().to_string()] },
             branch_template: "argocd-image-pr/{{namespace}}/{{name}}".into(),
@@ -323,4 +285,15 @@ async fn push_lease_fails_when_the_branch_moved() {
     assert_eq!(prs.len(), 1);
     let comments = w.forge().list_comments(&w.repo(), prs[0].number).await.unwrap();
     assert_eq!(comments.len(), 1, "{comments:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feature_the_forge_lacks_is_reported_with_the_application() {
+    let w = World::new().await;
+    let r = w.run(Fault::LabelsUnsupported, || {}).await;
+    let app = only(&r);
+    assert_eq!(app.action, RunAction::Error, "{r:#?}");
+    assert!(app.errors.iter().any(|e| e.contains("labels are not supported")), "{r:#?}");
+    assert!(r.errors.is_empty(), "not a failure of the whole run: {r:#?}");
+    assert_eq!(w.open_prs().len(), 1, "the pull request is opened all the same");
 }

@@ -1,10 +1,12 @@
 //! The GitHub driver (github.com and GitHub Enterprise Server): pull requests, comments, labels,
-//! reviewers, permissions and branches over the REST API, auto-merge over GraphQL.
+//! reviewers, access levels and branches over the REST API, auto-merge over GraphQL.
 //!
 //! octocrab carries the requests and the auth header; every call goes through its raw methods
 //! with our own small serde structs, because several typed calls are wrong for us (GHES GraphQL
 //! URL, `get_contributor_permission`, `request_reviews`) and the typed ones hide the rate-limit
-//! headers. GitHub's JSON never leaves this file.
+//! headers. GitHub's JSON never leaves this module. A GitHub App's JWT is signed in `app_jwt.rs`,
+//! the only code that holds the App's private key (docs/security.md says why its `rsa`
+//! dependency's advisory does not reach the bot).
 //!
 //! Rate limits are waited out (primary: `X-RateLimit-Remaining: 0` until `X-RateLimit-Reset`;
 //! secondary: `Retry-After`), up to a cap beyond which the call fails as `RateLimited`.
@@ -22,10 +24,15 @@ use octocrab::Octocrab;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::http::{self, StatusKind};
 use crate::ports::{
-    Comment, Forge, ForgeError, ForgeErrorKind, NewPullRequest, Permission, PrState, PrUpdate, PullRequest, PushTarget,
-    RepoRef,
+    AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, MergeMethod, NewPullRequest, PrState, PrUpdate, PullRequest,
+    PushTarget, Reaction, RepoRef, Reviewer,
 };
+
+mod app_jwt;
+
+use app_jwt::AppKey;
 
 const FORGE: &str = "github";
 
@@ -151,7 +158,7 @@ struct CachedToken {
 
 struct AppAuth {
     app_id: u64,
-    key: octocrab::EncodingKey,
+    key: AppKey,
     /// `owner/name` (lowercase) → installation id.
     installations: Mutex<HashMap<String, u64>>,
     /// installation id → token.
@@ -241,7 +248,7 @@ impl GithubForge {
             GithubAuth::Token(t) if t.trim().is_empty() => return Err(config_error("the GitHub token is empty".into())),
             GithubAuth::Token(t) => Auth::Token(t.trim().to_string()),
             GithubAuth::App { app_id, private_key_pem } => {
-                let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
+                let key = AppKey::from_pem(private_key_pem).map_err(|e| {
                     config_error(format!("GitHub App {app_id}: the private key is not an RSA key in PEM form: {e}"))
                 })?;
                 Auth::App(AppAuth {
@@ -315,14 +322,16 @@ impl GithubForge {
 
     fn repo_path(&self, repo: &RepoRef) -> Result<String, ForgeError> {
         let (owner, name) = self.owner_name(repo)?;
-        Ok(format!("/repos/{}/{}", segment(owner), segment(name)))
+        Ok(format!("/repos/{}/{}", http::path_segment(owner), http::path_segment(name)))
     }
 
     /// The token to use for `repo` right now, minting an installation token when needed.
     async fn token(&self, repo: &RepoRef, credential: Credential) -> Result<String, ForgeError> {
         match (&self.auth, credential) {
             (Auth::Token(t), _) => Ok(t.clone()),
-            (Auth::App(app), Credential::AppJwt) => octocrab::auth::create_jwt(octocrab::models::AppId(app.app_id), &app.key)
+            (Auth::App(app), Credential::AppJwt) => app
+                .key
+                .sign(app.app_id)
                 .map_err(|e| err(repo, ForgeErrorKind::Unauthorized, format!("signing the GitHub App JWT: {e}"))),
             (Auth::App(app), Credential::Repo) => {
                 let installation = self.installation_id(repo, app).await?;
@@ -440,7 +449,7 @@ impl GithubForge {
                 remaining.as_deref(),
                 reset.as_deref(),
                 &body_text,
-                Utc::now().timestamp(),
+                Utc::now(),
             );
             if let Some(wait) = limited {
                 if wait > self.settings.max_rate_limit_wait {
@@ -507,7 +516,7 @@ impl GithubForge {
             let link = reply.link.clone();
             let page: Vec<T> = self.expect_json(repo, action, reply)?;
             items.extend(page);
-            if let Some(url) = link.as_deref().and_then(next_link) {
+            if let Some(url) = link.as_deref().and_then(http::next_link) {
                 let relative = url.strip_prefix(&self.endpoints.api).filter(|r| r.starts_with('/')).ok_or_else(|| {
                     err(repo, ForgeErrorKind::Protocol, format!("{action}: next page {url} is outside {}", self.endpoints.api))
                 })?;
@@ -673,9 +682,16 @@ impl Forge for GithubForge {
         self.expect_ok(repo, &action, reply)
     }
 
-    async fn request_reviewers(&self, repo: &RepoRef, number: u64, users: &[String], teams: &[String]) -> Result<(), ForgeError> {
-        if users.is_empty() && teams.is_empty() {
+    async fn request_reviewers(&self, repo: &RepoRef, number: u64, reviewers: &[Reviewer]) -> Result<(), ForgeError> {
+        if reviewers.is_empty() {
             return Ok(());
+        }
+        let (mut users, mut teams) = (Vec::new(), Vec::new());
+        for r in reviewers {
+            match r {
+                Reviewer::User(login) => users.push(login.clone()),
+                Reviewer::Team(slug) => teams.push(slug.clone()),
+            }
         }
         let who: Vec<String> = users.iter().cloned().chain(teams.iter().map(|t| format!("team {t}"))).collect();
         let action = format!("requesting reviews from {} on pull request #{number}", who.join(", "));
@@ -697,19 +713,13 @@ impl Forge for GithubForge {
         self.expect_ok(repo, &action, reply)
     }
 
-    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: &str) -> Result<(), ForgeError> {
-        let action = format!("enabling auto-merge ({method}) on pull request #{number}");
-        let merge_method = match method.to_ascii_lowercase().as_str() {
-            "merge" => "MERGE",
-            "squash" => "SQUASH",
-            "rebase" => "REBASE",
-            other => {
-                return Err(err(
-                    repo,
-                    ForgeErrorKind::Protocol,
-                    format!("{action}: unknown merge method {other:?} (expected merge, squash or rebase)"),
-                ));
-            }
+    async fn enable_auto_merge(&self, repo: &RepoRef, number: u64, method: MergeMethod) -> Result<(), ForgeError> {
+        let action = format!("enabling auto-merge ({}) on pull request #{number}", method.as_str());
+        // GraphQL's PullRequestMergeMethod.
+        let merge_method = match method {
+            MergeMethod::Merge => "MERGE",
+            MergeMethod::Squash => "SQUASH",
+            MergeMethod::Rebase => "REBASE",
         };
         let node_id = self.node_id(repo, number).await?;
         let body = json!({
@@ -737,19 +747,19 @@ impl Forge for GithubForge {
 
     async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), ForgeError> {
         let action = format!("deleting branch {branch}");
-        let path = format!("{}/git/refs/heads/{}", self.repo_path(repo)?, ref_path(branch));
+        let path = format!("{}/git/refs/heads/{}", self.repo_path(repo)?, http::path_segments(branch));
         let reply = self.send(repo, &action, Method::Delete, Api::Rest, &path, None, Credential::Repo).await?;
         let gone = reply.status == 404 || (reply.status == 422 && reply.body.contains("Reference does not exist"));
         if gone { Ok(()) } else { self.expect_ok(repo, &action, reply) }
     }
 
-    async fn permission(&self, repo: &RepoRef, user: &str) -> Result<Permission, ForgeError> {
+    async fn access_level(&self, repo: &RepoRef, user: &str) -> Result<AccessLevel, ForgeError> {
         let action = format!("reading {user}'s permission");
-        let path = format!("{}/collaborators/{}/permission", self.repo_path(repo)?, segment(user));
+        let path = format!("{}/collaborators/{}/permission", self.repo_path(repo)?, http::path_segment(user));
         let reply = self.send(repo, &action, Method::Get, Api::Rest, &path, None, Credential::Repo).await?;
         if reply.status == 404 {
             // Not a collaborator (or no such user): no access.
-            return Ok(Permission::None);
+            return Ok(AccessLevel::None);
         }
         #[derive(Deserialize)]
         struct Level {
@@ -758,10 +768,15 @@ impl Forge for GithubForge {
             role_name: Option<String>,
         }
         let level: Level = self.expect_json(repo, &action, reply)?;
-        Ok(permission_from(&level.permission, level.role_name.as_deref()))
+        Ok(access_level_from(&level.permission, level.role_name.as_deref()))
     }
 
-    async fn add_reaction(&self, repo: &RepoRef, comment_id: u64, reaction: &str) -> Result<(), ForgeError> {
+    async fn add_reaction(&self, repo: &RepoRef, _number: u64, comment_id: u64, reaction: Reaction) -> Result<(), ForgeError> {
+        // GitHub reacts to a comment by its id alone, whatever pull request it is on.
+        let reaction = match reaction {
+            Reaction::ThumbsUp => "+1",
+            Reaction::Confused => "confused",
+        };
         let action = format!("reacting {reaction} to comment {comment_id}");
         let path = format!("{}/issues/comments/{comment_id}/reactions", self.repo_path(repo)?);
         let reply =
@@ -904,14 +919,7 @@ fn err(repo: &RepoRef, kind: ForgeErrorKind, message: String) -> ForgeError {
 }
 
 fn status_error(repo: &RepoRef, action: &str, reply: &Reply) -> ForgeError {
-    let kind = match reply.status {
-        401 | 403 => ForgeErrorKind::Unauthorized,
-        404 | 410 => ForgeErrorKind::NotFound,
-        409 | 422 => ForgeErrorKind::Conflict,
-        429 => ForgeErrorKind::RateLimited,
-        s if s >= 500 => ForgeErrorKind::Network,
-        _ => ForgeErrorKind::Protocol,
-    };
+    let kind = ForgeErrorKind::from(StatusKind::of(reply.status));
     err(repo, kind, format!("{action}: {} {}", reply.status, github_message(&reply.body)))
 }
 
@@ -975,15 +983,16 @@ fn rate_limit_wait(
     remaining: Option<&str>,
     reset: Option<&str>,
     body: &str,
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Option<Duration> {
     if status != 403 && status != 429 {
         return None;
     }
-    if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs.max(1)));
+    if let Some(wait) = retry_after.and_then(|v| http::retry_after(v, now)) {
+        return Some(wait.max(Duration::from_secs(1)));
     }
     if remaining.map(str::trim) == Some("0") {
+        let now = now.timestamp();
         let reset = reset.and_then(|r| r.trim().parse::<i64>().ok()).unwrap_or(now + 60);
         // One second more than asked: the reset time is whole seconds on GitHub's clock.
         return Some(Duration::from_secs((reset - now).max(0) as u64 + 1));
@@ -995,48 +1004,19 @@ fn rate_limit_wait(
     None
 }
 
-/// The `rel="next"` URL of a `Link` header.
-fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        let is_next = params.split(';').any(|p| {
-            let p = p.trim();
-            p == "rel=\"next\"" || p == "rel=next"
-        });
-        is_next.then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
-    })
-}
-
-fn permission_from(permission: &str, role_name: Option<&str>) -> Permission {
+/// GitHub's role as the bot's access level. `triage` (manage issues and pull requests, no push)
+/// is [`AccessLevel::Read`]: its commands are refused, as a reader's.
+fn access_level_from(permission: &str, role_name: Option<&str>) -> AccessLevel {
     let from_name = |name: &str| match name {
-        "admin" => Some(Permission::Admin),
-        "maintain" => Some(Permission::Maintain),
-        "write" | "push" => Some(Permission::Write),
-        "triage" => Some(Permission::Triage),
-        "read" | "pull" => Some(Permission::Read),
-        "none" => Some(Permission::None),
+        "admin" => Some(AccessLevel::Admin),
+        "maintain" => Some(AccessLevel::Maintain),
+        "write" | "push" => Some(AccessLevel::Write),
+        "triage" | "read" | "pull" => Some(AccessLevel::Read),
+        "none" => Some(AccessLevel::None),
         _ => None,
     };
     // `role_name` is the finer one (maintain, triage); custom roles fall back to `permission`.
-    role_name.and_then(from_name).or_else(|| from_name(permission)).unwrap_or(Permission::None)
-}
-
-/// Percent-encodes one path segment.
-fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A branch name as path segments (slashes kept, everything else encoded).
-fn ref_path(branch: &str) -> String {
-    branch.split('/').map(segment).collect::<Vec<_>>().join("/")
+    role_name.and_then(from_name).or_else(|| from_name(permission)).unwrap_or(AccessLevel::None)
 }
 
 #[cfg(test)]
@@ -1095,9 +1075,12 @@ mod tests {
 
     #[test]
     fn rate_limits_primary_secondary_and_plain_forbidden() {
-        let now = 1_000;
+        let now = DateTime::from_timestamp(1_000, 0).unwrap();
         assert_eq!(rate_limit_wait(403, Some("7"), None, None, "", now), Some(Duration::from_secs(7)));
         assert_eq!(rate_limit_wait(429, Some("0"), None, None, "", now), Some(Duration::from_secs(1)));
+        // The shared Retry-After parser also takes the HTTP-date form (GitHub sends seconds).
+        let date = (now + chrono::Duration::seconds(30)).to_rfc2822();
+        assert_eq!(rate_limit_wait(429, Some(&date), None, None, "", now), Some(Duration::from_secs(30)));
         assert_eq!(rate_limit_wait(403, None, Some("0"), Some("1010"), "", now), Some(Duration::from_secs(11)));
         assert_eq!(rate_limit_wait(403, None, Some("0"), Some("900"), "", now), Some(Duration::from_secs(1)));
         assert_eq!(rate_limit_wait(403, None, Some("12"), Some("1010"), "Resource not accessible", now), None);
@@ -1109,27 +1092,21 @@ mod tests {
     }
 
     #[test]
-    fn next_link_is_found_among_others() {
-        let link = r#"<https://api.github.com/repositories/1/pulls?page=3>; rel="next", <https://api.github.com/repositories/1/pulls?page=9>; rel="last""#;
-        assert_eq!(next_link(link).as_deref(), Some("https://api.github.com/repositories/1/pulls?page=3"));
-        assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
-    }
-
-    #[test]
-    fn permission_levels_and_roles() {
+    fn access_levels_from_permissions_and_roles() {
         let cases = [
-            ("admin", Some("admin"), Permission::Admin),
-            ("write", Some("maintain"), Permission::Maintain),
-            ("write", Some("write"), Permission::Write),
-            ("read", Some("triage"), Permission::Triage),
-            ("read", Some("read"), Permission::Read),
-            ("none", None, Permission::None),
-            ("write", Some("custom-deployer"), Permission::Write),
-            ("bogus", None, Permission::None),
+            ("admin", Some("admin"), AccessLevel::Admin),
+            ("write", Some("maintain"), AccessLevel::Maintain),
+            ("write", Some("write"), AccessLevel::Write),
+            ("read", Some("triage"), AccessLevel::Read),
+            ("read", Some("read"), AccessLevel::Read),
+            ("none", None, AccessLevel::None),
+            ("write", Some("custom-deployer"), AccessLevel::Write),
+            ("bogus", None, AccessLevel::None),
         ];
         for (permission, role, want) in cases {
-            assert_eq!(permission_from(permission, role), want, "case {permission}/{role:?}");
+            assert_eq!(access_level_from(permission, role), want, "case {permission}/{role:?}");
         }
+        assert!(!access_level_from("read", Some("triage")).can_write(), "triage never could command the bot");
     }
 
     #[test]
@@ -1138,11 +1115,5 @@ mod tests {
         assert!(!format!("{auth:?}").contains("ghp_secret"));
         let app = GithubAuth::App { app_id: 7, private_key_pem: "-----BEGIN PRIVATE KEY-----".into() };
         assert!(!format!("{app:?}").contains("BEGIN"));
-    }
-
-    #[test]
-    fn branch_paths_keep_slashes() {
-        assert_eq!(ref_path("argocd-image-pr/argocd/web app"), "argocd-image-pr/argocd/web%20app");
-        assert_eq!(segment("o#1"), "o%231");
     }
 }
