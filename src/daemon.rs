@@ -309,6 +309,10 @@ async fn run_cycle<F: Forge>(forge: &F, drivers: &Drivers, options: &RunOptions,
     match outcome {
         Ok(report) => {
             let errors = log_report(&report, elapsed);
+            let all = report.errors.iter().map(|e| &e.error).chain(report.applications.iter().flat_map(|a| &a.errors));
+            for e in all {
+                metrics.error_cause(e.kind().label(), e.kind().transient());
+            }
             for _ in 0..errors.locations {
                 metrics.error("location");
             }
@@ -351,7 +355,7 @@ fn log_report(report: &RunReport, elapsed: Duration) -> ErrorCounts {
             );
         }
         for e in &app.errors {
-            tracing::warn!("{}/{}: {e}", app.namespace, app.name);
+            tracing::warn!(cause = e.kind().label(), transient = e.kind().transient(), "{}/{}: {e}", app.namespace, app.name);
         }
         if !app.errors.is_empty() {
             applications += 1;
@@ -359,7 +363,7 @@ fn log_report(report: &RunReport, elapsed: Duration) -> ErrorCounts {
         *actions.entry(action).or_default() += 1;
     }
     for e in &report.errors {
-        tracing::warn!("{}: {}", e.file, e.error);
+        tracing::warn!(cause = e.error.kind().label(), transient = e.error.kind().transient(), "{}: {}", e.file, e.error);
     }
     let summary: Vec<String> = actions.iter().map(|(a, n)| format!("{n} {a}")).collect();
     tracing::info!(

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::annotations::{self, ImageSpec, UpdateStrategy};
 use crate::discovery::{self, Application};
 use crate::domain::{DefaultRegistry, Platform};
+use crate::error::{Error, ErrorKind};
 use crate::files::FileSet;
 use crate::manifest::edit::{self, EditRequest, FileChange};
 use crate::manifest::{self, CurrentImage};
@@ -72,7 +73,7 @@ impl PlanReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct LocationError {
     pub file: String,
-    pub error: String,
+    pub error: Error,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -95,7 +96,7 @@ pub struct AppReport {
     pub images: Vec<ImageReport>,
     /// The exact change the bot would commit, one unified diff per file.
     pub changes: Vec<FileDiff>,
-    pub error: Option<String>,
+    pub error: Option<Error>,
 }
 
 /// One file the bot would change, with its diff (paths relative to the repository root).
@@ -131,7 +132,7 @@ pub struct ImageReport {
     pub change: Option<&'static str>,
     /// Why nothing is proposed.
     pub reason: Option<String>,
-    pub error: Option<String>,
+    pub error: Option<Error>,
     /// Pins, ignores and rollback holds on this image (`run`, `status`; see docs/lifecycle.md).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub holds: Vec<planner::Hold>,
@@ -174,7 +175,7 @@ impl ImageReport {
 pub async fn plan(drivers: &Drivers, options: PlanOptions) -> PlanReport {
     let mut errors = Vec::new();
     if let Err(e) = drivers.registry.begin_cycle() {
-        errors.push(LocationError { file: "registries".into(), error: e.to_string() });
+        errors.push(LocationError { file: "registries".into(), error: e.into() });
         return PlanReport { applications: vec![], errors, stats: Stats::default(), notes: vec![] };
     }
     let prepare = {
@@ -187,7 +188,7 @@ pub async fn plan(drivers: &Drivers, options: PlanOptions) -> PlanReport {
     errors.extend(found.errors);
     // What `run` would hold that git shows: the pin annotation. What `run` would refuse: a
     // malformed pin or pull-request annotation. Holds kept on the forge are not read here.
-    let mut refused: Vec<Option<String>> = Vec::new();
+    let mut refused: Vec<Option<Error>> = Vec::new();
     let holds: Vec<AppHolds> = found
         .annotated
         .iter()
@@ -196,8 +197,8 @@ pub async fn plan(drivers: &Drivers, options: PlanOptions) -> PlanReport {
             let pins = app.annotations.get(planner::PIN_ANNOTATION).map(|v| planner::parse_pin_annotation(v));
             let settings = planner::pr_settings(&app.annotations, None).err();
             refused.push(match (&pins, settings) {
-                (Some(Err(e)), _) => Some(format!("Application {}: {e}", app.id)),
-                (_, Some(e)) => Some(format!("Application {}: annotation {e}", app.id)),
+                (Some(Err(e)), _) => Some(Error::input(format!("Application {}: {e}", app.id))),
+                (_, Some(e)) => Some(Error::input(format!("Application {}: annotation {e}", app.id))),
                 _ => None,
             });
             planner::derive(&id, &[], &pins.and_then(Result::ok).unwrap_or_default())
@@ -266,14 +267,14 @@ async fn discover(
                 let prefix = |f: &str| if locations.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
                 errors.extend(file_errors.into_iter().map(|e| LocationError {
                     file: prefix(&e.file),
-                    error: match e.line {
+                    error: Error::input(match e.line {
                         Some(line) => format!("line {line}: {}", e.message),
                         None => e.message,
-                    },
+                    }),
                 }));
                 apps.extend(found.into_iter().map(|app| (app, origin.clone(), location.clone())));
             }
-            Err(e) => errors.push(LocationError { file: location.clone(), error: e }),
+            Err(e) => errors.push(LocationError { file: location.clone(), error: e.into() }),
         }
     }
     apps.sort_by(|a, b| a.0.id.cmp(&b.0.id));
@@ -292,12 +293,12 @@ async fn discover(
         let places: Vec<String> = group.iter().map(place).collect();
         errors.push(LocationError {
             file: places[0].clone(),
-            error: format!(
+            error: Error::input(format!(
                 "Application {} is defined {} times ({}); none of them is proposed until only one is left",
                 group[0].0.id,
                 group.len(),
                 places.join(", ")
-            ),
+            )),
         });
     }
     let apps = unique;
@@ -397,7 +398,7 @@ async fn evaluate(
                 Ok(spec) => spec,
                 Err(e) => {
                     let mut r = ImageReport::new(e.alias.as_deref().unwrap_or(""));
-                    r.error = Some(format!("Application {}: {e}", app.id));
+                    r.error = Some(Error::from(e.clone()).context(format!("Application {}", app.id)));
                     report.images.push(r);
                     continue;
                 }
@@ -470,7 +471,7 @@ struct SourceChange {
 }
 
 type SourceKey = (String, String);
-type Snapshots = HashMap<SourceKey, Result<Arc<Snapshot>, String>>;
+type Snapshots = HashMap<SourceKey, Result<Arc<Snapshot>, Error>>;
 
 /// `credentials`: the forge's git credentials per repository URL (`run`); none for `plan`.
 async fn fetch_sources(
@@ -500,10 +501,10 @@ async fn fetch_sources(
     for (url, revs, result) in join_all(tasks).await {
         let keys = revs.iter().map(|r| (url.clone(), r.clone()));
         match result {
-            Ok(list) => out.extend(keys.zip(list).map(|(k, snap)| (k, snap.map(Arc::new).map_err(|e| e.to_string())))),
+            Ok(list) => out.extend(keys.zip(list).map(|(k, snap)| (k, snap.map(Arc::new).map_err(Error::from)))),
             // A repository that does not answer fails its own sources, nothing else.
             Err(e) => {
-                let e = e.to_string();
+                let e = Error::from(e);
                 out.extend(keys.map(|k| (k, Err(e.clone()))));
             }
         }
@@ -516,7 +517,7 @@ fn find_current(
     app: &Application,
     spec: &ImageSpec,
     snapshots: &Snapshots,
-) -> Result<Option<(usize, CurrentImage)>, String> {
+) -> Result<Option<(usize, CurrentImage)>, Error> {
     let mut problems = Vec::new();
     for (index, source) in app.sources.iter().enumerate().filter(|(_, s)| s.chart.is_none()) {
         let key = (source.repo_url.clone(), source.target_revision.clone());
@@ -524,10 +525,13 @@ fn find_current(
             Some(Ok(snapshot)) => match manifest::find_current(&snapshot.files, app, source, spec) {
                 Ok(Some(found)) => return Ok(Some((index, found))),
                 Ok(None) => {}
-                Err(e) => problems.push(format!("{}: {e}", source.repo_url)),
+                Err(e) => problems.push(Error::from(e).context(&source.repo_url)),
             },
             Some(Err(e)) => problems.push(e.clone()),
-            None => problems.push(format!("{} at {} was not fetched", source.repo_url, source.target_revision)),
+            None => problems.push(Error::new(
+                ErrorKind::NotFound,
+                format!("{} at {} was not fetched", source.repo_url, source.target_revision),
+            )),
         }
     }
     // Not found anywhere: a source path that does not exist says more than "not found".
@@ -536,16 +540,22 @@ fn find_current(
         if let (Some(path), Some(Ok(snapshot))) = (&source.path, snapshots.get(&key))
             && !snapshot.files.has_dir(path.trim_matches('/'))
         {
-            problems.push(format!("source path {path:?} does not exist in {} at {}", source.repo_url, source.target_revision));
+            problems.push(Error::input(format!(
+                "source path {path:?} does not exist in {} at {}",
+                source.repo_url, source.target_revision
+            )));
         }
     }
-    if problems.is_empty() { Ok(None) } else { Err(problems.join("; ")) }
+    match Error::joined(problems) {
+        None => Ok(None),
+        Some(e) => Err(e),
+    }
 }
 
 async fn plan_image(
     app: &Application,
     spec: &ImageSpec,
-    current: Result<Option<(usize, CurrentImage)>, String>,
+    current: Result<Option<(usize, CurrentImage)>, Error>,
     registry: Arc<dyn Registry>,
     holds: ImageHolds,
 ) -> (ImageReport, Option<PlannedEdit>) {
@@ -565,14 +575,14 @@ async fn plan_image(
         }
         Ok(None) if spec.force_update => Version::default(),
         Ok(None) => {
-            r.error = Some(format!(
+            r.error = Some(Error::input(format!(
                 "Application {}: image {} ({}) not found in the manifests of its sources",
                 app.id, spec.alias, spec.name
-            ));
+            )));
             return (r, None);
         }
         Err(e) => {
-            r.error = Some(format!("Application {}: image {}: {e}", app.id, spec.alias));
+            r.error = Some(e.context(format!("Application {}: image {}", app.id, spec.alias)));
             return (r, None);
         }
     };
@@ -595,7 +605,7 @@ async fn plan_image(
                 r.change = Some(change_name(p.kind));
             }
         }
-        Err(e) => r.error = Some(format!("Application {}: image {} ({}): {e}", app.id, spec.alias, spec.name)),
+        Err(e) => r.error = Some(e.context(format!("Application {}: image {} ({})", app.id, spec.alias, spec.name))),
     }
     (r, edit)
 }
@@ -662,10 +672,10 @@ async fn choose(
     current: &Version,
     registry: &dyn Registry,
     holds: &ImageHolds,
-) -> Result<(Selection, HeldInfo, Seen), String> {
+) -> Result<(Selection, HeldInfo, Seen), Error> {
     let secret = spec.pull_secret.as_deref();
-    let tags = registry.list_tags(&spec.name, secret).await.map_err(|e| e.to_string())?;
-    let filtered = strategy::filter_tags(spec, &tags).map_err(|e| e.to_string())?;
+    let tags = registry.list_tags(&spec.name, secret).await?;
+    let filtered = strategy::filter_tags(spec, &tags)?;
     if tags.is_empty() {
         let none = Selection { proposed: None, reason: Some(format!("{} has no tags", spec.name)) };
         return Ok((none, HeldInfo::default(), Seen::default()));
@@ -683,7 +693,7 @@ async fn choose(
                 .await;
             let mut out = Vec::new();
             for (tag, meta) in fetched {
-                let meta = meta.map_err(|e| e.to_string())?;
+                let meta = meta?;
                 if meta.platform_found {
                     out.push(Candidate { tag: tag.clone(), digest: Some(meta.digest), created: meta.created });
                 }
@@ -702,7 +712,7 @@ async fn choose(
                 let none = Selection { proposed: None, reason: Some(format!("tag {tag} does not exist in {}", spec.name)) };
                 return Ok((none, HeldInfo::default(), Seen::default()));
             }
-            let meta = registry.tag_metadata(&spec.name, &tag, &spec.platforms, secret).await.map_err(|e| e.to_string())?;
+            let meta = registry.tag_metadata(&spec.name, &tag, &spec.platforms, secret).await?;
             if !meta.platform_found {
                 let none =
                     Selection { proposed: None, reason: Some(format!("tag {tag} has no image for {}", platforms_text(spec))) };
@@ -711,7 +721,7 @@ async fn choose(
             vec![Candidate { tag, digest: Some(meta.digest), created: meta.created }]
         }
     };
-    let unheld = strategy::select(spec, current, &candidates).map_err(|e| e.to_string())?;
+    let unheld = strategy::select(spec, current, &candidates)?;
     let (mut selection, held) = if holds.is_empty() {
         (unheld, HeldInfo::default())
     } else {
@@ -727,7 +737,7 @@ async fn choose(
         && spec.strategy != UpdateStrategy::Digest
         && let Some(p) = selection.proposed.as_mut().filter(|p| p.digest.is_none())
     {
-        p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await.map_err(|e| e.to_string())?);
+        p.digest = Some(registry.tag_digest(&spec.name, &p.tag, secret).await?);
     }
     Ok((selection, held, seen))
 }
@@ -749,7 +759,7 @@ fn apply_holds(
     candidates: Vec<Candidate>,
     holds: &ImageHolds,
     unheld: Selection,
-) -> Result<(Selection, HeldInfo), String> {
+) -> Result<(Selection, HeldInfo), Error> {
     let all = candidates.clone();
     let outcome = planner::holds_apply(spec.strategy, holds, current, candidates);
     let mut info = HeldInfo {
@@ -785,7 +795,7 @@ fn apply_holds(
                 .unwrap_or_else(|reason| Selection { proposed: None, reason: Some(format!("{reason} ({})", describe(pin))) }),
         }
     } else {
-        let mut s = strategy::select(spec, current, &outcome.candidates).map_err(|e| e.to_string())?;
+        let mut s = strategy::select(spec, current, &outcome.candidates)?;
         if s.proposed.is_none() && unheld.proposed.is_some() {
             let why: Vec<String> = outcome.active.iter().map(describe).collect();
             s.reason = Some(format!("held: {}", why.join("; ")));
@@ -803,7 +813,7 @@ fn pinned_proposal(
     tags: &[String],
     candidates: &[Candidate],
     v: &planner::Version,
-) -> Result<Selection, String> {
+) -> Result<Selection, Error> {
     let propose = |tag: String, digest: Option<String>, kind| Selection {
         proposed: Some(strategy::Proposal { tag, digest, kind }),
         reason: None,
@@ -811,7 +821,7 @@ fn pinned_proposal(
     match (&v.tag, &v.digest) {
         (Some(tag), _) => {
             if !tags.iter().any(|t| t == tag) {
-                return Err(format!("pinned version {tag} does not exist in {}", spec.name));
+                return Err(Error::new(ErrorKind::NotFound, format!("pinned version {tag} does not exist in {}", spec.name)));
             }
             let digest = candidates.iter().find(|c| &c.tag == tag).and_then(|c| c.digest.clone()).filter(|_| spec.pin_digest);
             Ok(propose(tag.clone(), digest.or(v.digest.clone()), strategy::change_kind_between(current.tag.as_deref(), tag)))
@@ -820,7 +830,7 @@ fn pinned_proposal(
             let tag = current.tag.clone().or_else(|| spec.constraint.clone()).unwrap_or_else(|| "latest".into());
             Ok(propose(tag, Some(digest.clone()), strategy::ChangeKind::Digest))
         }
-        (None, None) => Err("the pin names no version".into()),
+        (None, None) => Err(Error::input("the pin names no version")),
     }
 }
 
@@ -894,7 +904,9 @@ fn app_changes(
                 }
             }
             Err(e) => {
-                image.error = Some(format!("Application {}: image {}: cannot write {}: {e}", ctx.app.id, spec.alias, source.repo_url))
+                image.error = Some(
+                    Error::from(e).context(format!("Application {}: image {}: cannot write {}", ctx.app.id, spec.alias, source.repo_url)),
+                )
             }
         }
     }

@@ -1,8 +1,9 @@
 //! argocd-image-pr: a GitOps pull-request bot for Argo CD.
 //!
-//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`, `output`) over a
-//! repository's `files` and their `yaml` trees, and drivers at the edges (`registry`, `git`),
-//! joined by the `engine`.
+//! Pure decisions (`annotations`, `strategy`, `manifest`, `discovery`, `planner`, `commands`,
+//! `templates`) over a repository's `files` and their `yaml` trees; the `ports` the `engine`
+//! talks through; drivers behind them (`registry`, `git`, `forge`, `discovery::Locations`),
+//! built once in `main` (`Drivers`). docs/architecture.md has the picture; `layers` checks it.
 
 mod annotations;
 mod commands;
@@ -12,6 +13,7 @@ mod discovery;
 mod drivers;
 mod domain;
 mod engine;
+mod error;
 mod files;
 pub mod forge;
 mod git;

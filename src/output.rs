@@ -140,7 +140,11 @@ pub fn run_table(report: &RunReport) -> String {
             RunAction::Held => "held",
             RunAction::Error => "error",
         };
-        let note = if app.errors.is_empty() { app.reason.clone().unwrap_or_default() } else { app.errors.join("; ") };
+        let note = if app.errors.is_empty() {
+            app.reason.clone().unwrap_or_default()
+        } else {
+            app.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        };
         rows.push([
             format!("{}/{}", app.namespace, app.name),
             action.to_string(),
@@ -239,7 +243,7 @@ pub fn status_table(report: &RunReport) -> String {
         };
         out.push_str(&format!("{}/{}  ({pr})\n", a.namespace, a.name));
         for e in &a.errors {
-            out.push_str(&format!("  error: {}\n", e.split_whitespace().collect::<Vec<_>>().join(" ")));
+            out.push_str(&format!("  error: {}\n", e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")));
         }
         for i in &a.images {
             let git = i.current.clone().or(i.current_digest.clone()).unwrap_or_else(|| "-".into());

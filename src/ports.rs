@@ -13,7 +13,7 @@ mod clock;
 mod git;
 mod registry;
 
-pub use apps::{ApplicationSource, AppsOrigin, LocationApps};
+pub use apps::{ApplicationSource, AppsError, AppsOrigin, LocationApps};
 pub use clock::{Clock, SystemClock};
 pub use git::{CommitInfo, GitError, GitRepos, Identity, Lease, PushError, RemoteHeads, Snapshot};
 pub use registry::{Registry, RegistryError, RegistryErrorKind, TagMetadata};

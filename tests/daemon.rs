@@ -363,6 +363,12 @@ fn a_git_location_that_never_answers_fails_alone_and_the_cycle_ends() {
     assert!(world.pr(1).is_some(), "the good location was served\nlog:\n{}", daemon.log());
     let log = daemon.log();
     assert!(log.contains(&hung), "the location that failed is named\nlog:\n{log}");
+    // Typed to the top: a server that did not answer is a network error the next cycle may not have.
+    assert!(
+        daemon.metric("argocd_image_pr_error_causes_total{cause=\"network\",transient=\"true\"}") >= 1.0,
+        "{}",
+        daemon.get("/metrics").map(|(_, body)| body).unwrap_or_default()
+    );
     assert_eq!(daemon.get("/healthz").map(|(s, _)| s), Some(200));
     assert_eq!(daemon.terminate().code(), Some(0), "log:\n{}", daemon.log());
     drop(silent);

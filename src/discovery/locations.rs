@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::find_applications;
-use crate::ports::{ApplicationSource, AppsOrigin, GitRepos, LocationApps, PushTarget};
+use crate::ports::{ApplicationSource, AppsError, AppsOrigin, GitError, GitRepos, LocationApps, PushTarget};
 
 pub struct Locations {
     git: Arc<dyn GitRepos>,
@@ -21,28 +21,27 @@ impl Locations {
 }
 
 impl ApplicationSource for Locations {
-    fn read<'a>(&'a self, location: &'a str, auth: Option<&'a PushTarget>) -> BoxFuture<'a, Result<LocationApps, String>> {
+    fn read<'a>(&'a self, location: &'a str, auth: Option<&'a PushTarget>) -> BoxFuture<'a, Result<LocationApps, AppsError>> {
         Box::pin(async move {
             let path = Path::new(location);
             let (files, origin) = if path.is_dir() {
                 let dir = path.to_path_buf();
                 let files = tokio::task::spawn_blocking(move || crate::git::read_dir(&dir))
                     .await
-                    .map_err(|e| format!("reading the Applications failed: {e}"))?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| GitError::Worker { what: "reading the Applications".into(), message: e.to_string() })??;
                 (files, None)
             } else if path.exists() {
-                return Err("not a directory nor a git URL: give a directory of Application manifests or a git URL".into());
+                return Err(AppsError::Location(
+                    "not a directory nor a git URL: give a directory of Application manifests or a git URL".into(),
+                ));
             } else if looks_like_a_path(location) {
-                return Err("no such directory".into());
+                return Err(AppsError::Location("no such directory".into()));
             } else {
                 let head = ["HEAD".to_string()];
-                let mut read = self.git.snapshots(location, &head, auth).await.map_err(|e| e.to_string())?;
-                let snapshot = read.pop().unwrap_or_else(|| Err(crate::ports::GitError::Revision {
-                    url: location.to_string(),
-                    revision: "HEAD".into(),
-                }));
-                let snapshot = snapshot.map_err(|e| e.to_string())?;
+                let mut read = self.git.snapshots(location, &head, auth).await?;
+                let snapshot = read
+                    .pop()
+                    .unwrap_or_else(|| Err(GitError::Revision { url: location.to_string(), revision: "HEAD".into() }))?;
                 let origin = AppsOrigin { url: location.to_string(), commit: snapshot.commit };
                 (snapshot.files, Some(origin))
             };

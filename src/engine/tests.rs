@@ -342,13 +342,18 @@ async fn a_failing_registry_and_a_silent_repository_fail_only_their_own_applicat
     w.registry.fail("registry.example.com/team/web");
     let report = w.plan().await;
     assert_eq!(image(&report, "api").proposed.as_deref(), Some("1.0.1"));
-    let web = image(&report, "web").error.clone().unwrap_or_default();
+    let web = image(&report, "web").error.as_ref().map(ToString::to_string).unwrap_or_default();
     assert!(
         web.contains("Application argocd/web") && web.contains("registry registry.example.com") && web.contains("401"),
         "{web}"
     );
-    let job = image(&report, "job").error.clone().unwrap_or_default();
+    let job = image(&report, "job").error.as_ref().map(ToString::to_string).unwrap_or_default();
     assert!(job.contains("Application argocd/job") && job.contains(other) && job.contains("--git-timeout"), "{job}");
+    // The kinds reach the report: a refused credential needs a person, a silent server may answer
+    // next cycle.
+    let kind = |app| image(&report, app).error.as_ref().map(|e| (e.kind(), e.kind().transient()));
+    assert_eq!(kind("web"), Some((crate::error::ErrorKind::Auth, false)));
+    assert_eq!(kind("job"), Some((crate::error::ErrorKind::Network, true)));
     assert!(report.has_errors());
 }
 

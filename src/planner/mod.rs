@@ -63,7 +63,7 @@ pub enum Desired {
     AllHeld { reason: String },
     /// Something failed while working out the proposal (registry down, manifest refused): an
     /// open PR is left as it is rather than shrunk or closed on a transient failure.
-    Unknown { error: String },
+    Unknown { error: crate::error::Error },
 }
 
 /// Everything the bot would write for one Application.
@@ -324,7 +324,7 @@ pub fn decide(input: &Input) -> Decision {
 
     let proposal = match &input.desired {
         Desired::Held { reason } => return decision(Action::Hold { reason: reason.clone() }),
-        Desired::Unknown { error } => return decision(Action::Skip { reason: error.clone() }),
+        Desired::Unknown { error } => return decision(Action::Skip { reason: error.to_string() }),
         // The branch is kept: unpinning or a newer version reopens the PR on it.
         Desired::AllHeld { .. } => {
             return match pr {

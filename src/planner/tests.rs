@@ -308,7 +308,7 @@ fn lifecycle_rules() {
         ),
         (
             "registry failed: leave the PR alone",
-            input(Desired::Unknown { error: "registry down".into() }, vec![pr("1.1.0", "c1")], branch("c1", None)),
+            input(Desired::Unknown { error: crate::error::Error::new(crate::error::ErrorKind::Network, "registry down") }, vec![pr("1.1.0", "c1")], branch("c1", None)),
             Action::Skip { reason: "registry down".into() },
             no_fix_ups(),
         ),

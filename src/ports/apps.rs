@@ -4,7 +4,7 @@
 
 use futures::future::BoxFuture;
 
-use super::PushTarget;
+use super::{GitError, PushTarget};
 use crate::discovery::{Application, FileError};
 
 /// Reads the `--apps` locations.
@@ -12,7 +12,7 @@ pub trait ApplicationSource: Send + Sync {
     /// The Applications of one location, with the files that could not be read as errors. The
     /// error is the location as a whole (no such directory, a git URL that does not answer).
     /// `auth`: the forge's git credentials for a location that is one of its repositories.
-    fn read<'a>(&'a self, location: &'a str, auth: Option<&'a PushTarget>) -> BoxFuture<'a, Result<LocationApps, String>>;
+    fn read<'a>(&'a self, location: &'a str, auth: Option<&'a PushTarget>) -> BoxFuture<'a, Result<LocationApps, AppsError>>;
 
     /// The git URL `location` is cloned from, when it is one: `run` lends it the forge's
     /// credentials (Applications kept in a private repository).
@@ -35,4 +35,14 @@ pub struct LocationApps {
 pub struct AppsOrigin {
     pub url: String,
     pub commit: String,
+}
+
+/// Why a location could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AppsError {
+    /// Not something the source can read (no such directory, neither a directory nor a URL).
+    #[error("{0}")]
+    Location(String),
+    #[error(transparent)]
+    Git(#[from] GitError),
 }

@@ -13,6 +13,8 @@ pub struct Metrics {
     cycles: AtomicU64,
     deliveries: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Reported errors by cause (`network`, `auth`, ...) and whether the next cycle may succeed.
+    causes: Mutex<BTreeMap<(&'static str, bool), u64>>,
     timing: Mutex<CycleTiming>,
 }
 
@@ -68,6 +70,12 @@ impl Metrics {
         *self.errors.lock().unwrap_or_else(|e| e.into_inner()).entry(kind).or_default() += 1;
     }
 
+    /// One reported error of cause `cause` (an [`crate::error::ErrorKind`] label); `transient`
+    /// when the next cycle may succeed without anyone changing anything.
+    pub fn error_cause(&self, cause: &'static str, transient: bool) {
+        *self.causes.lock().unwrap_or_else(|e| e.into_inner()).entry((cause, transient)).or_default() += 1;
+    }
+
     /// One webhook delivery of `event` (`issue_comment`, `pull_request`, `ping`, `other`) ended in
     /// `result` (`queued`, `ignored`, `unauthorized`, ...).
     pub fn delivery(&self, event: &'static str, result: &'static str) {
@@ -91,6 +99,14 @@ impl Metrics {
         header(&mut out, "argocd_image_pr_errors_total", "Errors by kind.");
         for (kind, n) in self.errors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "argocd_image_pr_errors_total{{kind=\"{}\"}} {n}", escape(kind));
+        }
+        header(
+            &mut out,
+            "argocd_image_pr_error_causes_total",
+            "Reported errors by cause, and whether the next cycle may succeed by itself.",
+        );
+        for ((cause, transient), n) in self.causes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "argocd_image_pr_error_causes_total{{cause=\"{}\",transient=\"{transient}\"}} {n}", escape(cause));
         }
         let t = self.timing.lock().unwrap_or_else(|e| e.into_inner());
         header(&mut out, "argocd_image_pr_cycle_triggers_total", "Daemon cycles by what started them.");
@@ -145,6 +161,9 @@ mod tests {
         m.delivery("pull_request", "queued");
         m.delivery("other", "unauthorized");
         m.error("registry");
+        m.error_cause("network", true);
+        m.error_cause("network", true);
+        m.error_cause("auth", false);
         assert_eq!(
             m.render(),
             "# HELP argocd_image_pr_cycles_total Update cycles finished.\n\
@@ -157,6 +176,10 @@ mod tests {
              # HELP argocd_image_pr_errors_total Errors by kind.\n\
              # TYPE argocd_image_pr_errors_total counter\n\
              argocd_image_pr_errors_total{kind=\"registry\"} 1\n\
+             # HELP argocd_image_pr_error_causes_total Reported errors by cause, and whether the next cycle may succeed by itself.\n\
+             # TYPE argocd_image_pr_error_causes_total counter\n\
+             argocd_image_pr_error_causes_total{cause=\"auth\",transient=\"false\"} 1\n\
+             argocd_image_pr_error_causes_total{cause=\"network\",transient=\"true\"} 2\n\
              # HELP argocd_image_pr_cycle_triggers_total Daemon cycles by what started them.\n\
              # TYPE argocd_image_pr_cycle_triggers_total counter\n\
              # HELP argocd_image_pr_cycles_failed_total Daemon cycles that reported at least one error.\n\

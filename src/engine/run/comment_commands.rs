@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 
 use super::{Ctx, RepoState, template_images};
+use crate::error::Error;
 use crate::metadata;
 use crate::commands;
 use crate::domain::AppId;
@@ -69,7 +70,7 @@ impl<F: Forge> Ctx<'_, F> {
         repos: &mut BTreeMap<String, RepoState>,
         url: &str,
         managed: &Managed,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<Error>,
     ) {
         let Some(state) = repos.get(url) else { return };
         let Some(Ok(listing)) = state.listing.clone() else { return };
@@ -98,7 +99,7 @@ impl<F: Forge> Ctx<'_, F> {
                 }
                 Err(e) => {
                     // Nothing is handled: no write of this cycle moves the start of the listing.
-                    errors.push(e.to_string());
+                    errors.push(e.into());
                     self.hold_cursor(&repo, previous);
                     return;
                 }
@@ -151,7 +152,7 @@ impl<F: Forge> Ctx<'_, F> {
                         }
                         Err(e) => {
                             // Not knowing is not permission: the comment is looked at again next time.
-                            errors.push(format!("#{}: permission of {}: {e}", pr.number, c.author));
+                            errors.push(Error::from(e).context(format!("#{}: permission of {}", pr.number, c.author)));
                             seen_up_to = seen_up_to.min(c.id.saturating_sub(1));
                             retry_since = Some(retry_since.map_or(c.created_at, |r: DateTime<Utc>| r.min(c.created_at)));
                             continue;
@@ -190,7 +191,7 @@ impl<F: Forge> Ctx<'_, F> {
                     let pr_action = pr_action(&interpreted, pr.state == PrState::Open, &meta, &aliases);
                     match self.render_reply(&meta, &c.author, &pr.base, interpreted.reply, pr_action) {
                         Ok(t) => texts.push(t),
-                        Err(e) => errors.push(format!("#{}: {e}", pr.number)),
+                        Err(e) => errors.push(Error::from(e).context(format!("#{}", pr.number))),
                     }
                 }
                 replies.push(PendingReply {
@@ -215,7 +216,7 @@ impl<F: Forge> Ctx<'_, F> {
                 let body = self.comment_for(app, templates::Comment::ClosedIgnored { images: template_images(&m.images) });
                 match body {
                     Ok(b) => notices.push((n, format!("{}\n<!-- argocd-image-pr:closed-ignored -->\n", b.trim_end()))),
-                    Err(e) => errors.push(format!("#{n}: {e}")),
+                    Err(e) => errors.push(Error::from(e).context(format!("#{n}"))),
                 }
                 dirty.insert(n);
             }
@@ -231,7 +232,7 @@ impl<F: Forge> Ctx<'_, F> {
             match self.forge.update_pull_request(&repo, *n, &update).await {
                 Ok(updated) => *pr = updated,
                 Err(e) => {
-                    errors.push(format!("#{n}: {e}"));
+                    errors.push(Error::from(e).context(format!("#{n}")));
                     self.hold_cursor(&repo, previous);
                     // Without the ledger, replying would make the command look handled.
                     replies.retain(|r| r.pr != *n);
@@ -241,15 +242,15 @@ impl<F: Forge> Ctx<'_, F> {
         }
         for (n, body) in notices {
             if let Err(e) = self.forge.create_comment(&repo, n, &body).await {
-                errors.push(format!("#{n}: {e}"));
+                errors.push(Error::from(e).context(format!("#{n}")));
             }
         }
         for r in replies {
             if let Err(e) = self.forge.create_comment(&repo, r.pr, &r.body).await {
-                errors.push(format!("#{}: {e}", r.pr));
+                errors.push(Error::from(e).context(format!("#{}", r.pr)));
             }
             if let Err(e) = self.forge.add_reaction(&repo, r.pr, r.comment, r.reaction).await {
-                errors.push(format!("#{}: {e}", r.pr));
+                errors.push(Error::from(e).context(format!("#{}", r.pr)));
             }
         }
         // The rest of the cycle sees what was written.
@@ -262,14 +263,14 @@ impl<F: Forge> Ctx<'_, F> {
         }
     }
 
-    fn comment_for(&self, app: &str, comment: templates::Comment) -> Result<String, String> {
+    fn comment_for(&self, app: &str, comment: templates::Comment) -> Result<String, Error> {
         let (namespace, name) = app.split_once('/').unwrap_or(("", app));
         let ctx = templates::CommentContext {
             app: templates::AppInfo::new(namespace, name),
             bot: templates::BotInfo { name: self.options.identity.name.clone() },
             comment,
         };
-        self.options.templates.comment(&ctx).map_err(|e| e.to_string())
+        self.options.templates.comment(&ctx).map_err(Error::from)
     }
 
     fn render_reply(
@@ -279,7 +280,7 @@ impl<F: Forge> Ctx<'_, F> {
         base: &str,
         reply: Reply,
         pr_action: templates::PrAction,
-    ) -> Result<String, String> {
+    ) -> Result<String, Error> {
         let comment = match reply {
             Reply::Ack { command, name, alias, version, affected } => templates::Comment::CommandAck {
                 user: user.to_string(),
@@ -318,7 +319,7 @@ impl<F: Forge> Ctx<'_, F> {
         repos: &mut BTreeMap<String, RepoState>,
         id: &AppId,
         rollbacks: &[(String, planner::Delivery, planner::Version)],
-        errors: &mut Vec<String>,
+        errors: &mut Vec<Error>,
     ) {
         let mut by_pr: BTreeMap<u64, Vec<&(String, planner::Delivery, planner::Version)>> = BTreeMap::new();
         for r in rollbacks.iter().filter(|(_, d, _)| !d.noticed) {
@@ -366,12 +367,12 @@ impl<F: Forge> Ctx<'_, F> {
                     }
                 }
                 Err(e) => {
-                    errors.push(format!("#{number}: {e}"));
+                    errors.push(Error::from(e).context(format!("#{number}")));
                     continue;
                 }
             }
             if let Err(e) = self.forge.create_comment(&repo, number, &body).await {
-                errors.push(format!("#{number}: {e}"));
+                errors.push(Error::from(e).context(format!("#{number}")));
             }
         }
     }

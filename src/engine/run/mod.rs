@@ -36,6 +36,7 @@ use crate::ports::{
     Forge, ForgeErrorKind, GitRepos, Identity, Lease, NewPullRequest, PrState, PrUpdate, PullRequest, PushError, PushTarget,
     RemoteHeads, RepoRef, Reviewer,
 };
+use crate::error::{Error, ErrorKind};
 use crate::metadata;
 use crate::templates::{self, Templates};
 
@@ -104,7 +105,7 @@ pub struct RunAppReport {
     pub reason: Option<String>,
     pub images: Vec<ImageReport>,
     pub changes: Vec<FileDiff>,
-    pub errors: Vec<String>,
+    pub errors: Vec<Error>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -126,7 +127,7 @@ pub async fn run_once<F: Forge>(forge: &F, drivers: &Drivers, options: RunOption
     let forge = Counted::new(forge);
     let mut errors = Vec::new();
     if let Err(e) = drivers.registry.begin_cycle() {
-        let errors = vec![LocationError { file: "registries".into(), error: e.to_string() }];
+        let errors = vec![LocationError { file: "registries".into(), error: e.into() }];
         return RunReport { applications: vec![], errors, stats: RunStats::default() };
     }
     let prefix = branch_prefix(&options.branch_template);
@@ -234,19 +235,19 @@ async fn repositories_phase<F: Forge>(
     let mut repos: BTreeMap<String, RepoState> = BTreeMap::new();
     for url in urls.iter().chain(quiet.iter()).cloned() {
         let Some(repo) = RepoRef::from_url(&url) else {
-            errors.push(LocationError { file: url.clone(), error: "cannot tell the repository from this URL".into() });
+            errors.push(LocationError { file: url.clone(), error: Error::input("cannot tell the repository from this URL") });
             continue;
         };
         let target = match forge.authorized_push_target(&repo).await {
             Ok(t) => t,
             Err(e) => {
                 if !quiet.contains(&url) {
-                    errors.push(LocationError { file: url.clone(), error: e.to_string() });
+                    errors.push(LocationError { file: url.clone(), error: e.into() });
                 }
                 continue;
             }
         };
-        let heads = drivers.git.remote_heads(&url, "", Some(&target)).await.map_err(|e| e.to_string());
+        let heads = drivers.git.remote_heads(&url, "", Some(&target)).await.map_err(Error::from);
         if quiet.contains(&url) {
             match heads {
                 Ok(h) if h.branches.keys().any(|b| b.starts_with(prefix)) => {
@@ -404,7 +405,7 @@ fn log_outcome(r: &RunAppReport) {
     let pr = r.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
     let reason = r.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
     if r.action == RunAction::Error {
-        tracing::warn!("{}/{}: error{pr}: {}", r.namespace, r.name, r.errors.join("; "));
+        tracing::warn!("{}/{}: error{pr}: {}", r.namespace, r.name, Error::joined(r.errors.clone()).map(|e| e.to_string()).unwrap_or_default());
     } else {
         tracing::info!("{}/{}: {:?}{pr}{reason}", r.namespace, r.name, r.action);
     }
@@ -421,9 +422,9 @@ fn branch_prefix(template: &str) -> String {
 struct RepoState {
     repo: RepoRef,
     target: PushTarget,
-    heads: Result<RemoteHeads, String>,
+    heads: Result<RemoteHeads, Error>,
     /// The bot's PRs, listed at most once (again only after a conflict).
-    listing: Option<Result<Vec<PullRequest>, String>>,
+    listing: Option<Result<Vec<PullRequest>, Error>>,
 }
 
 /// One Application on its way through the run: one per repository its update changes, each with
@@ -433,12 +434,12 @@ struct AppWork {
     id: AppId,
     /// The Application as templates show it (project, destination).
     info: templates::AppInfo,
-    settings: Result<planner::PrSettings, String>,
+    settings: Result<planner::PrSettings, Error>,
     /// Base branch per source repository URL.
     bases: BTreeMap<String, String>,
     held: Option<String>,
     /// The pin annotation could not be read.
-    pin_error: Option<String>,
+    pin_error: Option<Error>,
     branch: String,
     report: Option<AppReport>,
     desired: Desired,
@@ -453,7 +454,7 @@ impl AppWork {
     fn new(app: &Application, options: &RunOptions, repos: &BTreeMap<String, RepoState>) -> AppWork {
         let first_git = app.sources.iter().find(|s| s.chart.is_none()).map(|s| s.repo_url.clone());
         let repo_settings = first_git.as_ref().and_then(|u| options.repositories.iter().find(|r| same_repo(&r.url, u)));
-        let settings = planner::pr_settings(&app.annotations, repo_settings).map_err(|e| e.to_string());
+        let settings = planner::pr_settings(&app.annotations, repo_settings).map_err(|e| Error::input(e.to_string()));
         let mut bases = BTreeMap::new();
         let mut held = None;
         for source in app.sources.iter().filter(|s| s.chart.is_none()) {
@@ -485,7 +486,7 @@ impl AppWork {
             pin_error: None,
             branch: planner::branch_name(&options.branch_template, &app.id),
             report: None,
-            desired: Desired::Unknown { error: "not evaluated".into() },
+            desired: Desired::Unknown { error: Error::new(ErrorKind::NotFound, "not evaluated") },
             repo_url: first_git,
             files: Vec::new(),
             related: Vec::new(),
@@ -623,20 +624,19 @@ fn desired(
     }
     let settings = match &work.settings {
         Ok(s) => s.clone(),
-        Err(e) => return Desired::Unknown { error: format!("Application {}: annotation {e}", work.id) },
+        Err(e) => return Desired::Unknown { error: e.clone().context(format!("Application {}: annotation", work.id)) },
     };
     if let Some(reason) = &work.held {
         return Desired::Held { reason: reason.clone() };
     }
     if let Some(e) = &work.pin_error {
-        return Desired::Unknown { error: format!("Application {}: {e}", work.id) };
+        return Desired::Unknown { error: e.clone().context(format!("Application {}", work.id)) };
     }
-    let image_errors: Vec<String> = report.images.iter().filter_map(|i| i.error.clone()).collect();
     if let Some(e) = &report.error {
         return Desired::Unknown { error: e.clone() };
     }
-    if !image_errors.is_empty() {
-        return Desired::Unknown { error: image_errors.join("; ") };
+    if let Some(error) = Error::joined(report.images.iter().filter_map(|i| i.error.clone()).collect()) {
+        return Desired::Unknown { error };
     }
     let change = match changes {
         [] if report.images.iter().any(|i| i.held_back) => {
@@ -648,18 +648,20 @@ fn desired(
         [one] => one,
         _ => {
             return Desired::Unknown {
-                error: format!(
+                error: Error::input(format!(
                     "Application {}: the update changes files on two revisions of one repository ({}); one pull request cannot hold both",
                     work.id,
                     changes.iter().map(|c| format!("{} at {}", c.repo_url, c.revision)).collect::<Vec<_>>().join(", ")
-                ),
+                )),
             };
         }
     };
     work.repo_url = Some(change.repo_url.clone());
     work.files = change.files.clone();
     let Some(base_commit) = evaluated.commits.get(&(change.repo_url.clone(), change.revision.clone())) else {
-        return Desired::Unknown { error: format!("{} at {} was not read", change.repo_url, change.revision) };
+        return Desired::Unknown {
+            error: Error::new(ErrorKind::NotFound, format!("{} at {} was not read", change.repo_url, change.revision)),
+        };
     };
     let images: Vec<planner::ImageChange> = report
         .images
@@ -685,7 +687,7 @@ fn desired(
     })();
     let (title, body, commit_message) = match rendered {
         Ok(r) => r,
-        Err(e) => return Desired::Unknown { error: format!("Application {}: {e}", work.id) },
+        Err(e) => return Desired::Unknown { error: Error::from(e).context(format!("Application {}", work.id)) },
     };
     let fingerprint = planner::fingerprint(&images, change.files.iter().map(|(p, c)| (p.as_str(), c.as_slice())));
     Desired::Propose(Box::new(Proposal {
@@ -708,7 +710,7 @@ fn app_holds(app: &Application, work: &mut AppWork, repos: &BTreeMap<String, Rep
         Some(v) => match planner::parse_pin_annotation(v) {
             Ok(p) => p,
             Err(e) => {
-                work.pin_error = Some(e);
+                work.pin_error = Some(Error::input(e));
                 Vec::new()
             }
         },
@@ -820,8 +822,8 @@ impl<F: Forge> Ctx<'_, F> {
         repos: &mut BTreeMap<String, RepoState>,
         url: &str,
         only_if_branches: bool,
-    ) -> Result<Vec<PullRequest>, String> {
-        let state = repos.get_mut(url).ok_or_else(|| format!("{url} was not looked at"))?;
+    ) -> Result<Vec<PullRequest>, Error> {
+        let state = repos.get_mut(url).ok_or_else(|| Error::new(ErrorKind::NotFound, format!("{url} was not looked at")))?;
         if state.listing.is_none() {
             // Without a branch of the bot's there is no PR to look after: skip the call.
             let has_branches =
@@ -829,7 +831,7 @@ impl<F: Forge> Ctx<'_, F> {
             if only_if_branches && !has_branches {
                 return Ok(Vec::new());
             }
-            let listed = self.forge.list_pull_requests(&state.repo, self.prefix).await.map_err(|e| e.to_string());
+            let listed = self.forge.list_pull_requests(&state.repo, self.prefix).await.map_err(Error::from);
             state.listing = Some(listed);
         }
         state.listing.clone().unwrap_or_else(|| Ok(Vec::new()))
@@ -935,7 +937,7 @@ impl<F: Forge> Ctx<'_, F> {
                 out.action = RunAction::Error;
                 out.pr = pr.as_ref().map(|p| p.number);
                 out.url = pr.map(|p| p.url);
-                out.errors.push(format!("Application {}: {e}", work.id));
+                out.errors.push(e.context(format!("Application {}", work.id)));
             }
         }
         out
@@ -949,10 +951,10 @@ impl<F: Forge> Ctx<'_, F> {
         open_prs: Vec<&PullRequest>,
         head: Option<String>,
         holds: Holds,
-    ) -> Result<Applied, (Option<PullRequest>, String)> {
+    ) -> Result<Applied, (Option<PullRequest>, Error)> {
         let existing_prs: Vec<ExistingPr> = open_prs.iter().map(|p| existing(p)).collect();
         let first_pr = open_prs.first().map(|p| (*p).clone());
-        let fail = |e: String| (first_pr.clone(), e);
+        let fail = |e: Error| (first_pr.clone(), e);
         let base_commit = match &work.desired {
             Desired::Propose(p) => Some(p.base_commit.clone()),
             _ => {
@@ -968,7 +970,7 @@ impl<F: Forge> Ctx<'_, F> {
                 .git
                 .branch_commits(url, &b.head, base, Some(&state.target))
                 .await
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(e.into()))?;
             let commits: Vec<BranchCommit> = commits
                 .into_iter()
                 .map(|c| BranchCommit {
@@ -985,7 +987,7 @@ impl<F: Forge> Ctx<'_, F> {
                     self.git
                         .commit_tree_equals(url, &b.head, &p.base_commit, &work.files)
                         .await
-                        .map_err(|e| fail(e.to_string()))?,
+                        .map_err(|e| fail(e.into()))?,
                 );
             }
             b.commits = Some(commits);
@@ -1001,7 +1003,7 @@ impl<F: Forge> Ctx<'_, F> {
         if planner::wants_comments(&input)
             && let Some(pr) = &first_pr
         {
-            let comments = self.forge.list_comments(&state.repo, pr.number).await.map_err(|e| fail(e.to_string()))?;
+            let comments = self.forge.list_comments(&state.repo, pr.number).await.map_err(|e| fail(e.into()))?;
             input.foreign_comment_posted = Some(comments.iter().any(|c| c.body.contains(planner::FOREIGN_COMMIT_MARKER)));
         }
         let decision = planner::decide(&input);
@@ -1016,7 +1018,7 @@ impl<F: Forge> Ctx<'_, F> {
         input: &Input,
         decision: Decision,
         pr: Option<PullRequest>,
-    ) -> Result<Applied, (Option<PullRequest>, String)> {
+    ) -> Result<Applied, (Option<PullRequest>, Error)> {
         let repo = &state.repo;
         let duplicates = (!decision.duplicates.is_empty()).then(|| {
             format!(
@@ -1040,7 +1042,10 @@ impl<F: Forge> Ctx<'_, F> {
                 done(if changed { RunAction::Updated } else { RunAction::Unchanged }, Some(pr), None)
             }
             Action::Hold { reason } => done(RunAction::Held, pr, Some(reason)),
-            Action::Skip { reason } => Err((pr, reason)),
+            Action::Skip { reason } => Err((pr, match &input.desired {
+                Desired::Unknown { error } => error.clone(),
+                _ => Error::input(reason),
+            })),
             Action::ForeignCommit { number, comment } => {
                 if comment && let Some(number) = number {
                     let foreign = input
@@ -1055,7 +1060,7 @@ impl<F: Forge> Ctx<'_, F> {
                         .comment(work, templates::Comment::ForeignCommit { base, branch: work.branch.clone(), commit: foreign })
                         .map_err(|e| (pr.clone(), e))?;
                     let body = format!("{}\n{}\n", body.trim_end(), planner::FOREIGN_COMMIT_MARKER);
-                    self.forge.create_comment(repo, number, &body).await.map_err(|e| (pr.clone(), e.to_string()))?;
+                    self.forge.create_comment(repo, number, &body).await.map_err(|e| (pr.clone(), e.into()))?;
                 }
                 done(RunAction::Skipped, pr, Some(format!("someone else pushed to {}: the bot leaves it alone", work.branch)))
             }
@@ -1071,7 +1076,7 @@ impl<F: Forge> Ctx<'_, F> {
                     _ => None,
                 };
                 if delete_branch {
-                    self.forge.delete_branch(repo, &work.branch).await.map_err(|e| (closed.clone(), e.to_string()))?;
+                    self.forge.delete_branch(repo, &work.branch).await.map_err(|e| (closed.clone(), e.into()))?;
                 }
                 if closed.is_none() {
                     return done(RunAction::Unchanged, None, Some(format!("deleted the leftover branch {}", work.branch)));
@@ -1083,7 +1088,7 @@ impl<F: Forge> Ctx<'_, F> {
                 done(RunAction::Closed, closed, Some(why))
             }
             Action::Open { push, reopen } => {
-                let Desired::Propose(p) = &input.desired else { return Err((pr, "nothing to open".into())) };
+                let Desired::Propose(p) = &input.desired else { return Err((pr, Error::new(ErrorKind::Conflict, "nothing to open"))) };
                 let head = input.branch.as_ref().map(|b| b.head.clone());
                 if let Some(number) = reopen {
                     match self.reopen(state, url, work, p, number, push.clone(), head.clone()).await {
@@ -1108,19 +1113,19 @@ impl<F: Forge> Ctx<'_, F> {
                     Ok(pr) => pr,
                     Err(e) if e.kind == ForgeErrorKind::Conflict => {
                         // An earlier, interrupted call did create it: list again and adopt it.
-                        let again = self.forge.list_pull_requests(repo, self.prefix).await.map_err(|e| (None, e.to_string()))?;
+                        let again = self.forge.list_pull_requests(repo, self.prefix).await.map_err(|e| (None, e.into()))?;
                         let found = again.into_iter().find(|x| x.state == PrState::Open && x.head == p.branch);
-                        let Some(found) = found else { return Err((None, e.to_string())) };
+                        let Some(found) = found else { return Err((None, e.into())) };
                         let update = PrUpdate { title: Some(new.title.clone()), body: Some(new.body.clone()), state: None };
-                        self.forge.update_pull_request(repo, found.number, &update).await.map_err(|e| (Some(found.clone()), e.to_string()))?
+                        self.forge.update_pull_request(repo, found.number, &update).await.map_err(|e| (Some(found.clone()), e.into()))?
                     }
-                    Err(e) => return Err((None, e.to_string())),
+                    Err(e) => return Err((None, e.into())),
                 };
                 self.fix_ups(repo, opened.number, &decision.fix_ups).await.map_err(|e| (Some(opened.clone()), e))?;
                 done(RunAction::Opened, Some(opened), None)
             }
             Action::Update { number, push, edit_title_body } => {
-                let Desired::Propose(p) = &input.desired else { return Err((pr, "nothing to update".into())) };
+                let Desired::Propose(p) = &input.desired else { return Err((pr, Error::new(ErrorKind::Conflict, "nothing to update"))) };
                 let head = input.branch.as_ref().map(|b| b.head.clone());
                 let pushed = push.is_some();
                 let commit = self.push(state, url, p, &work.files, push, head.clone()).await.map_err(|e| (pr.clone(), e))?;
@@ -1139,7 +1144,7 @@ impl<F: Forge> Ctx<'_, F> {
                     let update =
                         PrUpdate { title: Some(p.title.clone()), body: Some(metadata::compose(&p.body, &meta)), state: None };
                     updated = Some(
-                        self.forge.update_pull_request(repo, number, &update).await.map_err(|e| (pr.clone(), e.to_string()))?,
+                        self.forge.update_pull_request(repo, number, &update).await.map_err(|e| (pr.clone(), e.into()))?,
                     );
                 }
                 self.fix_ups(repo, number, &decision.fix_ups).await.map_err(|e| (updated.clone(), e))?;
@@ -1158,9 +1163,9 @@ impl<F: Forge> Ctx<'_, F> {
         files: &[(String, Vec<u8>)],
         push: Option<Push>,
         head: Option<String>,
-    ) -> Result<String, String> {
+    ) -> Result<String, Error> {
         let Some(push) = push else {
-            return head.ok_or_else(|| "the branch to adopt is gone".to_string());
+            return head.ok_or_else(|| Error::new(ErrorKind::Conflict, "the branch to adopt is gone"));
         };
         let lease = match push {
             Push::Create => Lease::MustNotExist,
@@ -1169,42 +1174,44 @@ impl<F: Forge> Ctx<'_, F> {
         let commit = self
             .git
             .commit_on_base(url, &p.base_commit, files, &p.commit_message, &self.options.identity)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         // Asked right before the push: a GitHub App token may need refreshing meanwhile.
-        let target = self.forge.authorized_push_target(&state.repo).await.map_err(|e| e.to_string())?;
+        let target = self.forge.authorized_push_target(&state.repo).await?;
         self.git.push_branch(url, &target, &p.branch, &commit, &lease).await.map_err(|e| match e {
-            PushError::LeaseFailed { .. } => format!("{e} (someone pushed to the branch meanwhile; the next run looks again)"),
-            e => e.to_string(),
+            PushError::LeaseFailed { .. } => Error::new(
+                ErrorKind::Conflict,
+                format!("{e} (someone pushed to the branch meanwhile; the next run looks again)"),
+            ),
+            e => e.into(),
         })?;
         self.pushes.fetch_add(1, Ordering::Relaxed);
         Ok(commit)
     }
 
-    async fn fix_ups(&self, repo: &RepoRef, number: u64, f: &FixUps) -> Result<(), String> {
+    async fn fix_ups(&self, repo: &RepoRef, number: u64, f: &FixUps) -> Result<(), Error> {
         if !f.labels.is_empty() {
-            self.forge.add_labels(repo, number, &f.labels).await.map_err(|e| e.to_string())?;
+            self.forge.add_labels(repo, number, &f.labels).await?;
         }
         if !f.assignees.is_empty() {
-            self.forge.add_assignees(repo, number, &f.assignees).await.map_err(|e| e.to_string())?;
+            self.forge.add_assignees(repo, number, &f.assignees).await?;
         }
         if !f.reviewers.is_empty() || !f.team_reviewers.is_empty() {
             let reviewers = Reviewer::users_and_teams(&f.reviewers, &f.team_reviewers);
-            self.forge.request_reviewers(repo, number, &reviewers).await.map_err(|e| e.to_string())?;
+            self.forge.request_reviewers(repo, number, &reviewers).await?;
         }
         if let Some(method) = f.auto_merge {
-            self.forge.enable_auto_merge(repo, number, method).await.map_err(|e| e.to_string())?;
+            self.forge.enable_auto_merge(repo, number, method).await?;
         }
         Ok(())
     }
 
-    fn comment(&self, work: &AppWork, comment: templates::Comment) -> Result<String, String> {
+    fn comment(&self, work: &AppWork, comment: templates::Comment) -> Result<String, Error> {
         let ctx = templates::CommentContext {
             app: work.info.clone(),
             bot: templates::BotInfo { name: self.options.identity.name.clone() },
             comment,
         };
-        self.options.templates.comment(&ctx).map_err(|e| e.to_string())
+        self.options.templates.comment(&ctx).map_err(Error::from)
     }
 
     /// Comments why (when there is something to say), then closes, marking the PR as closed by
@@ -1216,7 +1223,7 @@ impl<F: Forge> Ctx<'_, F> {
         pr: &PullRequest,
         number: u64,
         reason: Option<templates::ObsoleteReason>,
-    ) -> Result<PullRequest, String> {
+    ) -> Result<PullRequest, Error> {
         let meta: Option<PrMetadata> = metadata::decode(&pr.body);
         if let Some(reason) = reason {
             let images = meta.as_ref().map(|m| template_images(&m.images)).unwrap_or_default();
@@ -1224,7 +1231,7 @@ impl<F: Forge> Ctx<'_, F> {
                 work,
                 templates::Comment::ClosedObsolete { reason, base: pr.base.clone(), branch: pr.head.clone(), images },
             )?;
-            self.forge.create_comment(repo, number, &body).await.map_err(|e| e.to_string())?;
+            self.forge.create_comment(repo, number, &body).await.map_err(Error::from)?;
         }
         let body = meta.map(|mut m| {
             m.ledger.closed_by_bot = Some(if reason.is_some() { "obsolete" } else { "held" }.to_string());
@@ -1232,7 +1239,7 @@ impl<F: Forge> Ctx<'_, F> {
             metadata::compose(&metadata::visible(&pr.body), &m)
         });
         let update = PrUpdate { title: None, body, state: Some(PrState::Closed) };
-        self.forge.update_pull_request(repo, number, &update).await.map_err(|e| e.to_string())
+        self.forge.update_pull_request(repo, number, &update).await.map_err(Error::from)
     }
 
     /// Reopens the closed PR `number` with a new proposal: reopened first (a forge may refuse
@@ -1248,7 +1255,7 @@ impl<F: Forge> Ctx<'_, F> {
         number: u64,
         push: Option<Push>,
         head: Option<String>,
-    ) -> Result<Option<PullRequest>, String> {
+    ) -> Result<Option<PullRequest>, Error> {
         let repo = &state.repo;
         let closed = state.listing.as_ref().and_then(|l| l.as_ref().ok()).and_then(|l| l.iter().find(|x| x.number == number));
         let mut ledger = closed
@@ -1266,7 +1273,7 @@ impl<F: Forge> Ctx<'_, F> {
         ledger.notices.retain(|n| n != "closed-ignored");
         let meta = metadata(work, p, &commit, &p.base_commit, ledger, self.seen_at(&state.repo));
         let update = PrUpdate { title: Some(p.title.clone()), body: Some(metadata::compose(&p.body, &meta)), state: None };
-        self.forge.update_pull_request(repo, number, &update).await.map(Some).map_err(|e| e.to_string())
+        self.forge.update_pull_request(repo, number, &update).await.map(Some).map_err(Error::from)
     }
 
     /// An open bot PR whose Application lost its annotations or is gone.

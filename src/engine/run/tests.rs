@@ -275,7 +275,10 @@ async fn push_lease_fails_when_the_branch_moved() {
     let r = w.run(Fault::BranchMovesBeforePush, || w.foreign_push()).await;
     let app = only(&r);
     assert_eq!(app.action, RunAction::Error, "{r:#?}");
-    assert!(app.errors[0].contains("lease"), "{r:#?}");
+    assert!(app.errors[0].to_string().contains("lease"), "{r:#?}");
+    // Typed to the top: a moved branch is a conflict the next run resolves by itself.
+    assert_eq!(app.errors[0].kind(), crate::error::ErrorKind::Conflict);
+    assert!(app.errors[0].kind().transient());
     let theirs = w.head();
     // Next run: the branch holds someone else's commit now; the bot leaves it and says so.
     let r = w.run(Fault::None, || {}).await;
@@ -293,7 +296,8 @@ async fn a_feature_the_forge_lacks_is_reported_with_the_application() {
     let r = w.run(Fault::LabelsUnsupported, || {}).await;
     let app = only(&r);
     assert_eq!(app.action, RunAction::Error, "{r:#?}");
-    assert!(app.errors.iter().any(|e| e.contains("labels are not supported")), "{r:#?}");
+    let unsupported = app.errors.iter().find(|e| e.to_string().contains("labels are not supported"));
+    assert_eq!(unsupported.map(|e| e.kind()), Some(crate::error::ErrorKind::Unsupported), "{r:#?}");
     assert!(r.errors.is_empty(), "not a failure of the whole run: {r:#?}");
     assert_eq!(w.open_prs().len(), 1, "the pull request is opened all the same");
 }
