@@ -1,4 +1,5 @@
-//! The only code that joins the drivers. One `plan` pass, as data:
+//! The only code that joins the drivers, through the ports ([`Drivers`]). One `plan` pass, as
+//! data:
 //! 1. discovery: Applications from the `--apps` locations (directories or git URLs);
 //! 2. git: each source repository fetched once per (URL, revision); manifest: current versions;
 //! 3. registry: one tag list per distinct repository, metadata only where the strategy needs it;

@@ -8,7 +8,6 @@ use std::fmt;
 
 use crate::annotations::AnnotationError;
 use crate::manifest::ManifestError;
-use crate::ports::{AppsError, ForgeError, ForgeErrorKind, GitError, PushError, RegistryError, RegistryErrorKind};
 use crate::strategy::StrategyError;
 use crate::templates::TemplateError;
 
@@ -22,9 +21,12 @@ pub enum ErrorKind {
     Auth,
     /// A repository, revision, tag, manifest or pull request that is not there.
     NotFound,
-    /// The state moved meanwhile (a lease, a pull request someone else changed): the next cycle
-    /// looks again.
+    /// The state moved meanwhile (a branch someone pushed to since the bot looked): the next
+    /// cycle looks again.
     Conflict,
+    /// The server refused the request as it stands (validation failed, a feature turned off for
+    /// the repository): it fails the same way until someone changes a setting.
+    Refused,
     /// Rate limited for longer than the bot waits.
     RateLimited,
     /// No answer, a broken connection, a deadline passed.
@@ -48,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Auth => "auth",
             ErrorKind::NotFound => "not-found",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Refused => "refused",
             ErrorKind::RateLimited => "rate-limited",
             ErrorKind::Network => "network",
             ErrorKind::Protocol => "protocol",
@@ -105,67 +108,6 @@ impl serde::Serialize for Error {
     }
 }
 
-impl From<RegistryError> for Error {
-    fn from(e: RegistryError) -> Error {
-        let kind = match e.kind {
-            RegistryErrorKind::Config => ErrorKind::Input,
-            RegistryErrorKind::Credentials | RegistryErrorKind::Unauthorized => ErrorKind::Auth,
-            RegistryErrorKind::NotFound => ErrorKind::NotFound,
-            RegistryErrorKind::RateLimited => ErrorKind::RateLimited,
-            RegistryErrorKind::Network => ErrorKind::Network,
-            RegistryErrorKind::Protocol => ErrorKind::Protocol,
-        };
-        Error::new(kind, e.to_string())
-    }
-}
-
-impl From<GitError> for Error {
-    fn from(e: GitError) -> Error {
-        let kind = match &e {
-            GitError::Revision { .. } => ErrorKind::NotFound,
-            GitError::Timeout { .. } => ErrorKind::Network,
-            // libgit2 says no more than a message: a refused credential, a missing repository
-            // and a dropped connection look alike, and the next cycle may well succeed.
-            GitError::Repo { .. } | GitError::Worker { .. } => ErrorKind::Network,
-        };
-        Error::new(kind, e.to_string())
-    }
-}
-
-impl From<PushError> for Error {
-    fn from(e: PushError) -> Error {
-        match e {
-            PushError::LeaseFailed { .. } => Error::new(ErrorKind::Conflict, e.to_string()),
-            PushError::Rejected { .. } => Error::new(ErrorKind::Auth, e.to_string()),
-            PushError::Git(g) => g.into(),
-        }
-    }
-}
-
-impl From<ForgeError> for Error {
-    fn from(e: ForgeError) -> Error {
-        let kind = match e.kind {
-            ForgeErrorKind::NotFound => ErrorKind::NotFound,
-            ForgeErrorKind::Conflict => ErrorKind::Conflict,
-            ForgeErrorKind::Unauthorized => ErrorKind::Auth,
-            ForgeErrorKind::RateLimited => ErrorKind::RateLimited,
-            ForgeErrorKind::Network => ErrorKind::Network,
-            ForgeErrorKind::Protocol => ErrorKind::Protocol,
-            ForgeErrorKind::Unsupported => ErrorKind::Unsupported,
-        };
-        Error::new(kind, e.to_string())
-    }
-}
-
-impl From<AppsError> for Error {
-    fn from(e: AppsError) -> Error {
-        match e {
-            AppsError::Location(message) => Error::input(message),
-            AppsError::Git(g) => g.into(),
-        }
-    }
-}
-
 impl From<ManifestError> for Error {
     fn from(e: ManifestError) -> Error {
         Error::input(e.to_string())
@@ -193,6 +135,7 @@ impl From<TemplateError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::{ForgeError, ForgeErrorKind, GitError, PushError, RegistryError, RegistryErrorKind};
 
     #[test]
     fn kinds_follow_the_cause_and_say_whether_waiting_helps() {
@@ -208,6 +151,13 @@ mod tests {
                 PushError::LeaseFailed { branch: "b".into(), expected: None, found: Some("c".into()) }.into(),
                 ErrorKind::Conflict,
                 true,
+            ),
+            ("git 403", GitError::Denied { url: "x".into(), message: "fetch failed: unexpected http status code: 403".into() }.into(), ErrorKind::Auth, false),
+            (
+                "forge 422",
+                ForgeError { forge: "github", repo: "o/r".into(), kind: ForgeErrorKind::Conflict, message: "auto-merge is not allowed".into() }.into(),
+                ErrorKind::Refused,
+                false,
             ),
             ("manifest", ManifestError::Invalid { file: "a.yaml".into(), message: "m".into() }.into(), ErrorKind::Input, false),
         ];

@@ -1,6 +1,6 @@
 //! The architecture, checked: which modules may use what (docs/architecture.md). The pure core
-//! decides without I/O, the engine joins the drivers only through the ports, the ports name no
-//! driver. A test, so that a `use` that breaks a layer fails `scripts/test.sh`.
+//! decides without I/O and knows neither the ports nor the drivers, the engine joins the drivers
+//! only through the ports, the ports name no driver. A test, so that a `use` that breaks a layer fails `scripts/test.sh`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,6 @@ const PURE: &[&str] = &[
     "domain.rs",
     "error.rs",
     "files.rs",
-    "http.rs",
     "manifest/",
     "metadata.rs",
     "planner/",
@@ -46,6 +45,7 @@ const NOT_IN_PURE: &[&str] = &[
     "crate::config",
     "crate::output",
     "crate::discovery::locations",
+    "crate::ports",
 ];
 
 /// The engine reaches the world through the ports only.
@@ -65,6 +65,14 @@ const NOT_IN_ENGINE: &[&str] = &[
     "crate::drivers",
     "crate::discovery::Locations",
     "crate::discovery::locations",
+    // The drivers by name, however they were imported.
+    "Locations",
+    "GitDriver",
+    "RegistryDriver",
+    "RegistryClient",
+    "GithubForge",
+    "LocalForge",
+    "GitlabForge",
 ];
 
 /// The ports describe the world in the bot's words: no vendor type, no driver.
@@ -107,7 +115,8 @@ fn is_test_file(rel: &str) -> bool {
 }
 
 /// The code of a file as its layer sees it: comments dropped, an inline `mod tests { ... }` cut
-/// off, and `use crate::{a, b::c}` groups spelled out as `crate::a` and `crate::b::c`.
+/// off, and every `use` tree spelled out path by path (`use std::{fs, process}` adds `std::fs`
+/// and `std::process`; `use crate::forge::{x, github::Y}` adds `crate::forge::github::Y`).
 fn code_of(text: &str) -> String {
     let mut lines = Vec::new();
     let mut all = text.lines().peekable();
@@ -124,17 +133,42 @@ fn code_of(text: &str) -> String {
     let code = lines.join("\n");
     let mut out = code.clone();
     let mut rest = code.as_str();
-    while let Some(i) = rest.find("crate::{") {
-        let group = &rest[i + "crate::{".len()..];
-        let Some(end) = group.find("};") else { break };
-        for item in split_top_level(&group[..end]) {
-            out.push_str(&format!("\ncrate::{}", item.trim()));
+    while let Some(i) = rest.find("use ") {
+        let before = rest[..i].chars().last();
+        let tree = &rest[i + 4..];
+        let Some(end) = tree.find(';') else { break };
+        if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            for path in expand("", &tree[..end]) {
+                out.push('\n');
+                out.push_str(&path);
+            }
         }
-        rest = &group[end..];
+        rest = &tree[end..];
     }
     out
 }
 
+/// The paths a `use` tree names: `a::{b, c::{d, self}}` is `a::b`, `a::c::d`, `a::c`.
+fn expand(prefix: &str, tree: &str) -> Vec<String> {
+    // `x as y` names `x`: drop the renames, then the layout.
+    let mut renamed = tree.to_string();
+    while let Some(i) = renamed.find(" as ") {
+        let rest = &renamed[i + 4..];
+        let name = rest.trim_start();
+        let end = (rest.len() - name.len()) + name.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(name.len());
+        renamed.replace_range(i..i + 4 + end, "");
+    }
+    let tree: String = renamed.split_whitespace().collect();
+    let join = |p: &str, t: &str| if p.is_empty() { t.to_string() } else if t == "self" { p.to_string() } else { format!("{p}::{t}") };
+    match tree.find('{') {
+        Some(open) if tree.ends_with('}') => {
+            let head = tree[..open].trim_end_matches("::");
+            let base = join(prefix, head);
+            split_top_level(&tree[open + 1..tree.len() - 1]).iter().flat_map(|item| expand(&base, item)).collect()
+        }
+        _ => vec![join(prefix, &tree)],
+    }
+}
 fn split_top_level(group: &str) -> Vec<String> {
     let (mut items, mut depth, mut cur) = (Vec::new(), 0, String::new());
     for c in group.chars() {
@@ -150,7 +184,7 @@ fn split_top_level(group: &str) -> Vec<String> {
         cur.push(c);
     }
     items.push(cur);
-    items.into_iter().map(|i| i.split_whitespace().collect()).filter(|i: &String| !i.is_empty()).collect()
+    items.into_iter().filter(|i| !i.trim().is_empty()).collect()
 }
 
 /// Every (file, forbidden name) pair in the files of `layer` (paths relative to `src/`).
@@ -200,14 +234,16 @@ fn the_ports_name_no_driver_and_no_vendor_type() {
 }
 
 #[test]
-fn the_check_sees_grouped_imports_and_ignores_comments_and_tests() {
+fn the_check_sees_every_spelling_of_an_import_and_ignores_comments_and_tests() {
     let code = code_of(
-        "use crate::{domain::AppId, git::{self, Snapshot}};\n// uses std::fs in a comment\nfn f() {}\n#[cfg(test)]\nmod tests {\n    use std::fs;\n}\n",
+        "use crate::{domain::AppId, git::{self, Snapshot}};\nuse std::{fs, process::Command};\nuse crate::forge::{layered, github::GithubForge as G};\n// uses std::net::TcpStream in a comment\nfn f() {}\n#[cfg(test)]\nmod tests {\n    use std::env::var;\n}\n",
     );
-    assert!(code.contains("crate::git::{self,Snapshot}"), "{code}");
-    assert!(code.contains("crate::domain::AppId"), "{code}");
-    assert!(!code.contains("std::fs"), "{code}");
-    // And it would catch them: a pure file that used a driver is reported.
-    let layer_files = violations(&["engine.rs"], &["crate::ports"]);
-    assert!(layer_files.iter().any(|v| v == "src/engine.rs uses crate::ports"), "{layer_files:?}");
+    for path in ["crate::domain::AppId", "crate::git", "crate::git::Snapshot", "std::fs", "std::process::Command", "crate::forge::github::GithubForge"] {
+        assert!(code.lines().any(|l| l == path), "{path} not seen in:\n{code}");
+    }
+    assert!(!code.contains("std::net::Tcp") && !code.contains("std::env::var"), "{code}");
+    // And it reports them: each layer's own files are read and a forbidden name found.
+    let found = violations(&["engine.rs"], &["crate::ports", "Drivers"]);
+    assert!(found.iter().any(|v| v == "src/engine.rs uses crate::ports"), "{found:?}");
+    assert!(violations(&["layers.rs"], &["std::fs"]).is_empty(), "this file is a test file, skipped");
 }

@@ -154,7 +154,8 @@ struct PlanArgs {
     /// Configuration file (YAML); flags override it.
     #[arg(long, env = "ARGOCD_IMAGE_PR_CONFIG")]
     config: Option<PathBuf>,
-    /// Where git clones are kept between runs (default: a temporary directory per run).
+    /// Where git clones are kept between runs (default: a temporary directory for the life of the
+    /// process, removed at exit).
     #[arg(long, env = "ARGOCD_IMAGE_PR_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     #[arg(long, value_enum, env = "ARGOCD_IMAGE_PR_OUTPUT", default_value = "table")]

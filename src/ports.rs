@@ -4,6 +4,7 @@
 //! (`forge::github`, `forge::local`, ...) implement [`Forge`] and
 //! convert their vendor JSON into these types at their edge.
 
+use crate::error::{Error, ErrorKind};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +18,7 @@ pub use apps::{ApplicationSource, AppsError, AppsOrigin, LocationApps};
 pub use clock::{Clock, SystemClock};
 pub use git::{CommitInfo, GitError, GitRepos, Identity, Lease, PushError, RemoteHeads, Snapshot};
 pub use registry::{Registry, RegistryError, RegistryErrorKind, TagMetadata};
+pub use crate::domain::{MergeMethod, PrState};
 
 /// A repository on a forge, derived from an Application's `repoURL`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,14 +76,6 @@ impl fmt::Display for RepoRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.host.is_empty() { write!(f, "{}", self.slug) } else { write!(f, "{}/{}", self.host, self.slug) }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PrState {
-    Open,
-    Closed,
-    Merged,
 }
 
 /// A pull request (GitLab: merge request) as the bot sees it.
@@ -178,35 +172,6 @@ pub enum Reaction {
     ThumbsUp,
     /// Something in the comment was not (a typo, no permission, a closed pull request...).
     Confused,
-}
-
-/// How a pull request is merged once auto-merge fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MergeMethod {
-    Merge,
-    Squash,
-    Rebase,
-}
-
-impl MergeMethod {
-    /// `merge`, `squash` or `rebase`, in any case, as the config file and annotations write it.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "merge" => Some(MergeMethod::Merge),
-            "squash" => Some(MergeMethod::Squash),
-            "rebase" => Some(MergeMethod::Rebase),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MergeMethod::Merge => "merge",
-            MergeMethod::Squash => "squash",
-            MergeMethod::Rebase => "rebase",
-        }
-    }
 }
 
 /// Someone on the forge a review can be asked of, by their handle there.
@@ -361,6 +326,25 @@ pub trait Forge: Send + Sync {
         comment_id: u64,
         reaction: Reaction,
     ) -> impl Future<Output = Result<(), ForgeError>> + Send;
+}
+
+
+impl From<ForgeError> for Error {
+    fn from(e: ForgeError) -> Error {
+        let kind = match e.kind {
+            ForgeErrorKind::NotFound => ErrorKind::NotFound,
+            // 409/422 that reached the report: the engine already adopted what it could (an
+            // existing pull request); what is left is a refusal (auto-merge not allowed,
+            // reviewers who are not collaborators).
+            ForgeErrorKind::Conflict => ErrorKind::Refused,
+            ForgeErrorKind::Unauthorized => ErrorKind::Auth,
+            ForgeErrorKind::RateLimited => ErrorKind::RateLimited,
+            ForgeErrorKind::Network => ErrorKind::Network,
+            ForgeErrorKind::Protocol => ErrorKind::Protocol,
+            ForgeErrorKind::Unsupported => ErrorKind::Unsupported,
+        };
+        Error::new(kind, e.to_string())
+    }
 }
 
 #[cfg(test)]

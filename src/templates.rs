@@ -1256,6 +1256,23 @@ mod tests {
     }
 
     #[test]
+    fn templates_see_both_version_fields_and_an_override_may_print_an_absent_digest() {
+        let name = ImageName::parse("ghcr.io/acme/api").unwrap();
+        let change = ImageChange::new("api", &name, Version::tag("1.2.0"), Version::tag("1.3.0"), Change::Minor);
+        let context = serde_json::to_value(&change).unwrap();
+        assert_eq!(context["to"], json!({"tag": "1.3.0", "digest": null}), "null, not absent: {context}");
+        // The stored form (the PR metadata block) stays compact.
+        assert_eq!(serde_json::to_value(Version::tag("1.3.0")).unwrap(), json!({"tag": "1.3.0"}));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("commit-message.txt.tera"), "{% for i in images %}{{ i.alias }} {{ i.to.digest }}{% endfor %}\n").unwrap();
+        let t = Templates::from_dir(dir.path()).unwrap();
+        let mut pr = examples::pr();
+        pr.images.truncate(1);
+        pr.images[0].to.digest = None;
+        assert_eq!(t.commit_message(&pr).unwrap(), "api\n", "null prints as nothing; no error");
+    }
+
+    #[test]
     fn render_errors_name_the_template() {
         let err = Templates::defaults().render(TemplateName::PrBody, &json!({"app": {}})).unwrap_err();
         let text = err.to_string();

@@ -23,27 +23,35 @@ impl Locations {
 impl ApplicationSource for Locations {
     fn read<'a>(&'a self, location: &'a str, auth: Option<&'a PushTarget>) -> BoxFuture<'a, Result<LocationApps, AppsError>> {
         Box::pin(async move {
-            let path = Path::new(location);
-            let (files, origin) = if path.is_dir() {
-                let dir = path.to_path_buf();
-                let files = tokio::task::spawn_blocking(move || crate::git::read_dir(&dir))
-                    .await
-                    .map_err(|e| GitError::Worker { what: "reading the Applications".into(), message: e.to_string() })??;
-                (files, None)
-            } else if path.exists() {
-                return Err(AppsError::Location(
-                    "not a directory nor a git URL: give a directory of Application manifests or a git URL".into(),
-                ));
-            } else if looks_like_a_path(location) {
-                return Err(AppsError::Location("no such directory".into()));
-            } else {
-                let head = ["HEAD".to_string()];
-                let mut read = self.git.snapshots(location, &head, auth).await?;
-                let snapshot = read
-                    .pop()
-                    .unwrap_or_else(|| Err(GitError::Revision { url: location.to_string(), revision: "HEAD".into() }))?;
-                let origin = AppsOrigin { url: location.to_string(), commit: snapshot.commit };
-                (snapshot.files, Some(origin))
+            // Even a directory is read under the git deadline: a hung network mount fails its
+            // location, not the cycle.
+            let owned = location.to_string();
+            let local = crate::git::bounded("reading the Applications", move || {
+                let path = Path::new(&owned);
+                if path.is_dir() {
+                    crate::git::read_dir(path).map(Some).map_err(|e| AppsError::Location(e.to_string()))
+                } else if path.exists() {
+                    Err(AppsError::Location(
+                        "not a directory nor a git URL: give a directory of Application manifests or a git URL".into(),
+                    ))
+                } else if looks_like_a_path(&owned) {
+                    Err(AppsError::Location("no such directory".into()))
+                } else {
+                    Ok(None)
+                }
+            })
+            .await?;
+            let (files, origin) = match local {
+                Some(files) => (files, None),
+                None => {
+                    let head = ["HEAD".to_string()];
+                    let mut read = self.git.snapshots(location, &head, auth).await?;
+                    let snapshot = read
+                        .pop()
+                        .unwrap_or_else(|| Err(GitError::Revision { url: location.to_string(), revision: "HEAD".into() }))?;
+                    let origin = AppsOrigin { url: location.to_string(), commit: snapshot.commit };
+                    (snapshot.files, Some(origin))
+                }
             };
             let (applications, errors) = find_applications(&files);
             Ok(LocationApps { applications, errors, origin })

@@ -14,7 +14,8 @@ use crate::discovery::Locations;
 use crate::domain::ImageName;
 use crate::files::FileSet;
 use crate::ports::{
-    CommitInfo, GitError, Identity, Lease, PushError, RegistryError, RegistryErrorKind, RemoteHeads, TagMetadata,
+    Comment, CommitInfo, Forge, ForgeError, ForgeErrorKind, GitError, Identity, Lease, NewPullRequest, PrState, PrUpdate,
+    PullRequest, PushError, RegistryError, RegistryErrorKind, RemoteHeads, RepoRef, TagMetadata,
 };
 
 /// Tags per repository (`registry/repository`), with each tag's digest and build time.
@@ -102,41 +103,97 @@ impl Registry for MemoryRegistry {
     }
 }
 
-/// Revision -> (commit id, files).
-type Revisions = HashMap<String, (String, FileSet)>;
+/// One repository: commits by id, branches, the default branch.
+#[derive(Default)]
+struct MemoryRepo {
+    /// id -> (parent, files, author email, summary)
+    commits: HashMap<String, (Option<String>, FileSet, String, String)>,
+    branches: std::collections::BTreeMap<String, String>,
+    default: String,
+}
 
-/// Repositories by URL: files per revision (branch names and commit ids alike).
+impl MemoryRepo {
+    fn resolve(&self, revision: &str) -> Option<&str> {
+        let revision = if revision == "HEAD" { self.default.as_str() } else { revision };
+        self.branches.get(revision).map(String::as_str).or_else(|| self.commits.get_key_value(revision).map(|(k, _)| k.as_str()))
+    }
+
+    fn add(&mut self, parent: Option<String>, files: FileSet, email: &str, summary: &str) -> String {
+        let id = format!("{:040x}", self.commits.len() + 1);
+        self.commits.insert(id.clone(), (parent, files, email.to_string(), summary.to_string()));
+        id
+    }
+}
+
+/// Repositories by URL, with just enough of git for the lifecycle: trees per commit, branches,
+/// commits built on a base, pushes with a lease.
 #[derive(Default)]
 pub(crate) struct MemoryGit {
-    repos: Mutex<HashMap<String, Revisions>>,
+    repos: Mutex<HashMap<String, MemoryRepo>>,
     /// URLs that never answer (a hung server after `--git-timeout`).
     silent: Mutex<Vec<String>>,
 }
 
 impl MemoryGit {
-    /// Commits `files` (path, content) as the whole tree of `revision` of `url`.
-    pub(crate) fn commit(&self, url: &str, revision: &str, files: &[(&str, &str)]) {
+    /// Someone commits `files` (path, content) as the whole tree of `branch` of `url`.
+    pub(crate) fn commit(&self, url: &str, branch: &str, files: &[(&str, &str)]) {
         let mut set = FileSet::default();
         for (path, content) in files {
             set.insert(*path, content.as_bytes().to_vec());
         }
         let mut repos = self.repos.lock().unwrap();
-        let revisions = repos.entry(url.to_string()).or_default();
-        let commit = format!("{:040x}", revisions.len() + 1);
-        revisions.insert(revision.to_string(), (commit, set));
+        let repo = repos.entry(url.to_string()).or_default();
+        if repo.default.is_empty() {
+            repo.default = branch.to_string();
+        }
+        let parent = repo.branches.get(branch).cloned();
+        let id = repo.add(parent, set, "someone@example.com", "by hand");
+        repo.branches.insert(branch.to_string(), id);
     }
 
     pub(crate) fn silence(&self, url: &str) {
         self.silent.lock().unwrap().push(url.to_string());
     }
+
+    /// The content of `path` on `branch`, if both exist.
+    pub(crate) fn file(&self, url: &str, branch: &str, path: &str) -> Option<String> {
+        let repos = self.repos.lock().unwrap();
+        let repo = repos.get(url)?;
+        let (_, files, _, _) = &repo.commits[repo.branches.get(branch)?];
+        files.get(path).map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    pub(crate) fn has_branch(&self, url: &str, branch: &str) -> bool {
+        self.repos.lock().unwrap().get(url).is_some_and(|r| r.branches.contains_key(branch))
+    }
+
+    fn delete_branch(&self, url: &str, branch: &str) {
+        if let Some(r) = self.repos.lock().unwrap().get_mut(url) {
+            r.branches.remove(branch);
+        }
+    }
+
+    fn branch_tip(&self, url: &str, branch: &str) -> Option<String> {
+        self.repos.lock().unwrap().get(url)?.branches.get(branch).cloned()
+    }
+
+    fn with_repo<T>(&self, url: &str, f: impl FnOnce(&mut MemoryRepo) -> Result<T, GitError>) -> Result<T, GitError> {
+        let mut repos = self.repos.lock().unwrap();
+        let repo = repos.get_mut(url).ok_or_else(|| GitError::Repo { url: url.into(), message: "no such repository".into() })?;
+        f(repo)
+    }
 }
 
-fn unsupported<T>(what: &str) -> BoxFuture<'static, Result<T, GitError>>
-where
-    T: Send + 'static,
-{
-    let e = GitError::Repo { url: "memory".into(), message: format!("{what} is not modelled by the in-memory git") };
-    Box::pin(async move { Err(e) })
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(async move { value })
+}
+
+fn with_changes(files: &FileSet, changes: &[(String, Vec<u8>)]) -> FileSet {
+    let mut files = files.clone();
+    for (path, content) in changes {
+        files.insert(path.clone(), content.clone());
+    }
+    files
 }
 
 impl GitRepos for MemoryGit {
@@ -146,70 +203,283 @@ impl GitRepos for MemoryGit {
         revisions: &'a [String],
         _: Option<&'a PushTarget>,
     ) -> BoxFuture<'a, Result<Vec<Result<Snapshot, GitError>>, GitError>> {
-        let r = if self.silent.lock().unwrap().iter().any(|u| u == url) {
-            Err(GitError::Timeout { what: format!("git repository {url}"), secs: 300 })
-        } else {
-            let repos = self.repos.lock().unwrap();
-            Ok(revisions
-                .iter()
-                .map(|rev| match repos.get(url).and_then(|r| r.get(rev)) {
-                    Some((commit, files)) => Ok(Snapshot {
-                        url: url.to_string(),
-                        revision: rev.clone(),
-                        commit: commit.clone(),
-                        files: files.clone(),
-                    }),
+        if self.silent.lock().unwrap().iter().any(|u| u == url) {
+            return ready(Err(GitError::Timeout { what: format!("git repository {url}"), secs: 300 }));
+        }
+        let repos = self.repos.lock().unwrap();
+        let read = revisions
+            .iter()
+            .map(|rev| {
+                let repo = repos.get(url);
+                match repo.and_then(|r| r.resolve(rev).map(|id| (id, &r.commits[id].1))) {
+                    Some((id, files)) => {
+                        Ok(Snapshot { url: url.to_string(), revision: rev.clone(), commit: id.to_string(), files: files.clone() })
+                    }
                     None => Err(GitError::Revision { url: url.to_string(), revision: rev.clone() }),
-                })
-                .collect())
-        };
-        Box::pin(async move { r })
+                }
+            })
+            .collect();
+        ready(Ok(read))
     }
 
-    fn remote_heads<'a>(&'a self, _: &'a str, _: &'a str, _: Option<&'a PushTarget>) -> BoxFuture<'a, Result<RemoteHeads, GitError>> {
-        unsupported("ls-remote")
+    fn remote_heads<'a>(&'a self, url: &'a str, prefix: &'a str, _: Option<&'a PushTarget>) -> BoxFuture<'a, Result<RemoteHeads, GitError>> {
+        ready(self.with_repo(url, |r| {
+            Ok(RemoteHeads {
+                default_branch: r.branches.get(&r.default).map(|tip| (r.default.clone(), tip.clone())),
+                branches: r.branches.iter().filter(|(b, _)| b.starts_with(prefix)).map(|(b, c)| (b.clone(), c.clone())).collect(),
+            })
+        }))
     }
 
     fn branch_commits<'a>(
         &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: &'a str,
+        url: &'a str,
+        head: &'a str,
+        base: &'a str,
         _: Option<&'a PushTarget>,
     ) -> BoxFuture<'a, Result<Vec<CommitInfo>, GitError>> {
-        unsupported("branch history")
+        ready(self.with_repo(url, |r| {
+            // As `git log base..head`: every commit of head that base cannot reach.
+            let mut reachable = std::collections::HashSet::new();
+            let mut at = Some(base.to_string());
+            while let Some(id) = at {
+                at = r.commits.get(&id).and_then(|c| c.0.clone());
+                reachable.insert(id);
+            }
+            let mut out = Vec::new();
+            let mut at = Some(head.to_string());
+            while let Some(id) = at.filter(|id| !reachable.contains(id)) {
+                let (parent, _, email, summary) = &r.commits[&id];
+                out.push(CommitInfo {
+                    sha: id.clone(),
+                    parents: parent.iter().cloned().collect(),
+                    author_name: email.clone(),
+                    author_email: email.clone(),
+                    committer_email: email.clone(),
+                    summary: summary.clone(),
+                });
+                at = parent.clone();
+            }
+            Ok(out)
+        }))
     }
 
     fn commit_tree_equals<'a>(
         &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: &'a str,
-        _: &'a [(String, Vec<u8>)],
+        url: &'a str,
+        head: &'a str,
+        base: &'a str,
+        changes: &'a [(String, Vec<u8>)],
     ) -> BoxFuture<'a, Result<bool, GitError>> {
-        unsupported("tree comparison")
+        ready(self.with_repo(url, |r| {
+            let want = with_changes(&r.commits[base].1, changes);
+            Ok(r.commits[head].1.files == want.files)
+        }))
     }
 
     fn commit_on_base<'a>(
         &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: &'a [(String, Vec<u8>)],
-        _: &'a str,
-        _: &'a Identity,
+        url: &'a str,
+        base: &'a str,
+        changes: &'a [(String, Vec<u8>)],
+        message: &'a str,
+        identity: &'a Identity,
     ) -> BoxFuture<'a, Result<String, GitError>> {
-        unsupported("committing")
+        ready(self.with_repo(url, |r| {
+            let files = with_changes(&r.commits[base].1, changes);
+            Ok(r.add(Some(base.to_string()), files, &identity.email, message.lines().next().unwrap_or("")))
+        }))
     }
 
     fn push_branch<'a>(
         &'a self,
-        _: &'a str,
+        url: &'a str,
         _: &'a PushTarget,
-        _: &'a str,
-        _: &'a str,
-        _: &'a Lease,
+        branch: &'a str,
+        commit: &'a str,
+        lease: &'a Lease,
     ) -> BoxFuture<'a, Result<(), PushError>> {
-        Box::pin(async { Err(PushError::Rejected { branch: String::new(), reason: "not modelled".into() }) })
+        let mut repos = self.repos.lock().unwrap();
+        let Some(repo) = repos.get_mut(url) else {
+            return ready(Err(PushError::Rejected { branch: branch.into(), reason: "no such repository".into() }));
+        };
+        let found = repo.branches.get(branch).cloned();
+        let expected = match lease {
+            Lease::MustNotExist => None,
+            Lease::Expect(sha) => Some(sha.clone()),
+        };
+        // As git: a branch already at the commit is a push that changes nothing.
+        if found != expected && found.as_deref() != Some(commit) {
+            return ready(Err(PushError::LeaseFailed { branch: branch.into(), expected, found }));
+        }
+        repo.branches.insert(branch.to_string(), commit.to_string());
+        ready(Ok(()))
+    }
+}
+
+/// Pull requests and comments kept in memory, branches in the [`MemoryGit`] beside it.
+pub(crate) struct MemoryForge {
+    git: Arc<MemoryGit>,
+    prs: Mutex<Vec<(String, PullRequest)>>,
+    comments: Mutex<Vec<(String, Comment)>>,
+    now: DateTime<Utc>,
+}
+
+impl MemoryForge {
+    pub(crate) fn new(git: Arc<MemoryGit>, now: DateTime<Utc>) -> Self {
+        MemoryForge { git, prs: Mutex::default(), comments: Mutex::default(), now }
+    }
+
+    pub(crate) fn pr(&self, number: u64) -> Option<PullRequest> {
+        self.prs.lock().unwrap().iter().find(|(_, p)| p.number == number).map(|(_, p)| p.clone())
+    }
+
+    pub(crate) fn comments_on(&self, number: u64) -> Vec<String> {
+        self.comments.lock().unwrap().iter().filter(|(_, c)| c.pr == number).map(|(_, c)| c.body.clone()).collect()
+    }
+
+    fn refreshed(&self, url: &str, mut pr: PullRequest) -> PullRequest {
+        pr.head_sha = self.git.branch_tip(url, &pr.head).unwrap_or_default();
+        pr
+    }
+}
+
+fn not_found(repo: &RepoRef, what: String) -> ForgeError {
+    ForgeError { forge: "memory", repo: repo.to_string(), kind: ForgeErrorKind::NotFound, message: what }
+}
+
+impl Forge for MemoryForge {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn push_target(&self, repo: &RepoRef) -> PushTarget {
+        PushTarget { url: repo.url.clone(), username: None, password: None }
+    }
+
+    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
+        Ok(self.git.with_repo(&repo.url, |r| Ok(r.default.clone())).unwrap_or_default())
+    }
+
+    async fn list_pull_requests(&self, repo: &RepoRef, head_prefix: &str) -> Result<Vec<PullRequest>, ForgeError> {
+        let prs = self.prs.lock().unwrap().clone();
+        let mut out: Vec<PullRequest> = prs
+            .into_iter()
+            .filter(|(u, p)| *u == repo.url && p.head.starts_with(head_prefix))
+            .map(|(u, p)| self.refreshed(&u, p))
+            .collect();
+        out.sort_by(|a, b| b.number.cmp(&a.number));
+        Ok(out)
+    }
+
+    async fn create_pull_request(&self, repo: &RepoRef, new: &NewPullRequest) -> Result<PullRequest, ForgeError> {
+        let mut prs = self.prs.lock().unwrap();
+        if prs.iter().any(|(u, p)| *u == repo.url && p.head == new.head && p.state == PrState::Open) {
+            return Err(ForgeError {
+                forge: "memory",
+                repo: repo.to_string(),
+                kind: ForgeErrorKind::Conflict,
+                message: format!("a pull request for {} exists", new.head),
+            });
+        }
+        let number = prs.len() as u64 + 1;
+        let pr = PullRequest {
+            number,
+            author: "argocd-image-pr".into(),
+            url: format!("memory://{}/pull/{number}", repo.slug),
+            title: new.title.clone(),
+            body: new.body.clone(),
+            head: new.head.clone(),
+            head_sha: self.git.branch_tip(&repo.url, &new.head).unwrap_or_default(),
+            base: new.base.clone(),
+            state: PrState::Open,
+            draft: new.draft,
+            labels: vec![],
+            requested_reviewers: vec![],
+            requested_teams: vec![],
+            assignees: vec![],
+            auto_merge: false,
+            merge_commit_sha: None,
+            updated_at: Some(self.now),
+            closed_at: None,
+        };
+        prs.push((repo.url.clone(), pr.clone()));
+        Ok(pr)
+    }
+
+    async fn update_pull_request(&self, repo: &RepoRef, number: u64, update: &PrUpdate) -> Result<PullRequest, ForgeError> {
+        let mut prs = self.prs.lock().unwrap();
+        let (_, pr) = prs
+            .iter_mut()
+            .find(|(u, p)| *u == repo.url && p.number == number)
+            .ok_or_else(|| not_found(repo, format!("pull request #{number}")))?;
+        if let Some(t) = &update.title {
+            pr.title = t.clone();
+        }
+        if let Some(b) = &update.body {
+            pr.body = b.clone();
+        }
+        if let Some(s) = update.state {
+            pr.state = s;
+            pr.closed_at = (s == PrState::Closed).then_some(self.now);
+        }
+        pr.updated_at = Some(self.now);
+        let pr = pr.clone();
+        drop(prs);
+        Ok(self.refreshed(&repo.url, pr))
+    }
+
+    async fn list_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<Comment>, ForgeError> {
+        Ok(self.comments.lock().unwrap().iter().filter(|(u, c)| *u == repo.url && c.pr == number).map(|(_, c)| c.clone()).collect())
+    }
+
+    async fn list_repo_comments(&self, repo: &RepoRef, since: Option<DateTime<Utc>>) -> Result<Vec<Comment>, ForgeError> {
+        let all = self.comments.lock().unwrap();
+        Ok(all.iter().filter(|(u, c)| *u == repo.url && since.is_none_or(|s| c.created_at >= s)).map(|(_, c)| c.clone()).collect())
+    }
+
+    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<Comment, ForgeError> {
+        let mut all = self.comments.lock().unwrap();
+        let id = all.len() as u64 + 1;
+        let c = Comment {
+            id,
+            pr: number,
+            author: "argocd-image-pr".into(),
+            body: body.into(),
+            created_at: self.now,
+            url: format!("memory://{}/pull/{number}#{id}", repo.slug),
+        };
+        all.push((repo.url.clone(), c.clone()));
+        Ok(c)
+    }
+
+    async fn add_labels(&self, _: &RepoRef, _: u64, _: &[String]) -> Result<(), ForgeError> {
+        Ok(())
+    }
+
+    async fn request_reviewers(&self, _: &RepoRef, _: u64, _: &[crate::ports::Reviewer]) -> Result<(), ForgeError> {
+        Ok(())
+    }
+
+    async fn add_assignees(&self, _: &RepoRef, _: u64, _: &[String]) -> Result<(), ForgeError> {
+        Ok(())
+    }
+
+    async fn enable_auto_merge(&self, _: &RepoRef, _: u64, _: crate::ports::MergeMethod) -> Result<(), ForgeError> {
+        Ok(())
+    }
+
+    async fn delete_branch(&self, repo: &RepoRef, branch: &str) -> Result<(), ForgeError> {
+        self.git.delete_branch(&repo.url, branch);
+        Ok(())
+    }
+
+    async fn access_level(&self, _: &RepoRef, _: &str) -> Result<crate::ports::AccessLevel, ForgeError> {
+        Ok(crate::ports::AccessLevel::Write)
+    }
+
+    async fn add_reaction(&self, _: &RepoRef, _: u64, _: u64, _: crate::ports::Reaction) -> Result<(), ForgeError> {
+        Ok(())
     }
 }
 
@@ -294,7 +564,7 @@ fn image<'r>(report: &'r PlanReport, app: &str) -> &'r ImageReport {
 #[tokio::test]
 async fn plan_proposes_the_newest_release_from_memory_alone() {
     let w = World::new();
-    w.git.commit(APPS, "HEAD", &[("apps/api.yaml", &application("api", "api", "registry.example.com/team/api"))]);
+    w.git.commit(APPS, "main", &[("apps/api.yaml", &application("api", "api", "registry.example.com/team/api"))]);
     w.git.commit(DEPLOY, "main", &[("api/deployment.yaml", &deployment("registry.example.com/team/api:1.0.0"))]);
     for tag in ["1.0.0", "1.1.0", "1.2.0-rc.1", "latest"] {
         w.registry.push("registry.example.com/team/api", tag);
@@ -328,7 +598,7 @@ async fn a_failing_registry_and_a_silent_repository_fail_only_their_own_applicat
         ("apps/job.yaml", application("job", "job", "registry.example.com/team/job").replace(DEPLOY, other)),
     ];
     let apps: Vec<(&str, &str)> = apps.iter().map(|(p, c)| (*p, c.as_str())).collect();
-    w.git.commit(APPS, "HEAD", &apps);
+    w.git.commit(APPS, "main", &apps);
     w.git.commit(
         DEPLOY,
         "main",
@@ -358,9 +628,11 @@ async fn a_failing_registry_and_a_silent_repository_fail_only_their_own_applicat
 }
 
 #[tokio::test]
-async fn kept_drivers_begin_a_new_cycle_each_plan_and_see_new_tags() {
+/// The engine begins a registry cycle per plan (that the OCI client then forgets its tag lists
+/// is `registry::tests::the_driver_keeps_its_client_across_cycles_and_reloads_changed_settings`).
+async fn kept_drivers_begin_a_registry_cycle_for_each_plan() {
     let w = World::new();
-    w.git.commit(APPS, "HEAD", &[("apps/api.yaml", &application("api", "api", "registry.example.com/team/api"))]);
+    w.git.commit(APPS, "main", &[("apps/api.yaml", &application("api", "api", "registry.example.com/team/api"))]);
     w.git.commit(DEPLOY, "main", &[("api/deployment.yaml", &deployment("registry.example.com/team/api:1.0.0"))]);
     w.registry.push("registry.example.com/team/api", "1.0.0");
     let first = w.plan().await;
@@ -370,4 +642,60 @@ async fn kept_drivers_begin_a_new_cycle_each_plan_and_see_new_tags() {
     assert_eq!(image(&second, "api").proposed.as_deref(), Some("1.0.1"));
     assert_eq!(w.registry.cycles.load(Ordering::Relaxed), 2);
     assert_eq!(second.stats.registry_requests, 1, "requests are counted per cycle");
+}
+
+fn run_options() -> RunOptions {
+    RunOptions {
+        plan: PlanOptions { apps: vec![APPS.to_string()] },
+        branch_template: crate::planner::DEFAULT_BRANCH_TEMPLATE.into(),
+        identity: Identity { name: "argocd-image-pr".into(), email: "argocd-image-pr@users.noreply.local".into() },
+        repositories: vec![],
+        templates: Arc::new(crate::templates::Templates::defaults()),
+        mode: Mode::Run,
+    }
+}
+
+/// The whole lifecycle through every phase of `run_once`, on in-memory drivers and an
+/// in-memory forge: open, a quiet run, a newer version in place, the base catching up.
+#[tokio::test]
+async fn run_once_keeps_one_living_pr_from_memory_alone() {
+    let w = World::new();
+    let forge = MemoryForge::new(w.git.clone(), Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap());
+    let branch = "argocd-image-pr/argocd/api";
+    w.git.commit(APPS, "main", &[("apps/api.yaml", &application("api", "api", "registry.example.com/team/api"))]);
+    w.git.commit(DEPLOY, "main", &[("api/deployment.yaml", &deployment("registry.example.com/team/api:1.0.0"))]);
+    w.registry.push("registry.example.com/team/api", "1.0.0");
+    w.registry.push("registry.example.com/team/api", "1.1.0");
+    let run = || run_once(&forge, &w.drivers, run_options());
+
+    let first = run().await;
+    assert!(first.errors.is_empty(), "{first:#?}");
+    let app = &first.applications[0];
+    assert_eq!((app.action, app.pr, app.branch.as_deref()), (RunAction::Opened, Some(1), Some(branch)), "{first:#?}");
+    assert_eq!(first.stats.git_pushes, 1);
+    let pushed = w.git.file(DEPLOY, branch, "api/deployment.yaml").unwrap_or_default();
+    assert!(pushed.contains("image: registry.example.com/team/api:1.1.0 # pinned by the bot"), "{pushed}");
+    let pr = forge.pr(1).unwrap();
+    assert_eq!((pr.base.as_str(), pr.state), ("main", PrState::Open));
+    assert!(pr.title.contains("1.1.0") && pr.body.contains("argocd-image-pr:metadata"), "{pr:#?}");
+
+    let quiet = run().await;
+    assert_eq!(quiet.applications[0].action, RunAction::Unchanged, "{quiet:#?}");
+    assert_eq!((quiet.stats.forge_writes, quiet.stats.git_pushes), (0, 0), "nothing new, nothing written");
+
+    w.registry.push("registry.example.com/team/api", "1.2.0");
+    let newer = run().await;
+    assert_eq!((newer.applications[0].action, newer.applications[0].pr), (RunAction::Updated, Some(1)), "{newer:#?}");
+    let pushed = w.git.file(DEPLOY, branch, "api/deployment.yaml").unwrap_or_default();
+    assert!(pushed.contains("api:1.2.0"), "the branch is regenerated with the newer version: {pushed}");
+    assert!(forge.pr(1).unwrap().title.contains("1.2.0"));
+
+    // Someone puts 1.2.0 on the base by hand: the PR is obsolete, closed with a note, its
+    // branch deleted.
+    w.git.commit(DEPLOY, "main", &[("api/deployment.yaml", &deployment("registry.example.com/team/api:1.2.0"))]);
+    let caught_up = run().await;
+    assert_eq!(caught_up.applications[0].action, RunAction::Closed, "{caught_up:#?}");
+    assert_eq!(forge.pr(1).unwrap().state, PrState::Closed);
+    assert!(!w.git.has_branch(DEPLOY, branch), "the branch is deleted");
+    assert_eq!(forge.comments_on(1).len(), 1, "{:?}", forge.comments_on(1));
 }

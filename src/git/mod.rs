@@ -42,9 +42,25 @@ pub fn overall_timeout() -> std::time::Duration {
     *OVERALL.get().unwrap_or(&std::time::Duration::from_secs(600))
 }
 
+/// A failure talking to `url`'s server, sorted by what libgit2 says: refused credentials
+/// ([`GitError::Denied`]), an absent repository ([`GitError::Missing`]), anything else (a dropped
+/// connection, a server error) as [`GitError::Repo`]. libgit2 reports HTTP statuses only in its
+/// message (`unexpected http status code: 403`), so that is where they are read.
+pub(crate) fn remote_error(url: &str, what: &str, e: &git2::Error) -> GitError {
+    let (url, message) = (url.to_string(), format!("{what}: {}", e.message()));
+    let text = e.message();
+    if e.code() == git2::ErrorCode::Auth || text.contains("status code: 401") || text.contains("status code: 403") {
+        GitError::Denied { url, message }
+    } else if e.code() == git2::ErrorCode::NotFound || text.contains("status code: 404") || text.contains("failed to resolve path") {
+        GitError::Missing { url, message }
+    } else {
+        GitError::Repo { url, message }
+    }
+}
+
 /// Runs a blocking git operation off the async threads, bounded by [`overall_timeout`]. A worker
 /// past its deadline is left to its socket timeout; the caller goes on.
-async fn bounded<T, E>(what: &str, f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+pub(crate) async fn bounded<T, E>(what: &str, f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
 where
     T: Send + 'static,
     E: From<GitError> + Send + 'static,
@@ -87,7 +103,7 @@ pub fn snapshot_with(
                 .map_err(|e| repo_err(format!("cannot create clone in {}: {}", dir.display(), e.message())))?
         }
     };
-    let default_branch = fetch(&repo, &remote_url, auth).map_err(|e| repo_err(format!("fetch failed: {}", e.message())))?;
+    let default_branch = fetch(&repo, &remote_url, auth).map_err(|e| remote_error(url, "fetch failed", &e))?;
     let commit = resolve(&repo, revision, default_branch.as_deref()).ok_or_else(|| GitError::Revision {
         url: url.to_string(),
         revision: revision.to_string(),
@@ -406,7 +422,8 @@ mod tests {
         assert!(err.to_string().contains("deadbeef"), "{err}");
         let missing = format!("file://{}/nothing-here", cache.path().display());
         let err = snapshot(&missing, "main", cache.path()).unwrap_err();
-        assert!(matches!(err, GitError::Repo { .. }) && err.to_string().contains(&missing), "{err}");
+        // A repository that is not there is told apart from one that does not answer.
+        assert!(matches!(err, GitError::Missing { .. }) && err.to_string().contains(&missing), "{err}");
     }
 
     #[test]

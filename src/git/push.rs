@@ -21,7 +21,7 @@ use crate::ports::PushTarget;
 /// forge's push URL, with its credentials), else to `url`.
 pub fn remote_heads(url: &str, prefix: &str, auth: Option<&PushTarget>) -> Result<RemoteHeads, GitError> {
     let target = auth.map_or(url, |t| t.url.as_str());
-    let err = |e: git2::Error| GitError::Repo { url: target.to_string(), message: format!("ls-remote failed: {}", e.message()) };
+    let err = |e: git2::Error| super::remote_error(target, "ls-remote failed", &e);
     let mut remote = Remote::create_detached(remote_url(target)).map_err(err)?;
     let connection = remote.connect_auth(Direction::Fetch, Some(callbacks(auth)), None).map_err(err)?;
     let mut heads = RemoteHeads::default();
@@ -137,9 +137,7 @@ pub fn push_branch(
 ) -> Result<(), PushError> {
     let repo = open_clone(cache_dir, url)?;
     let dst = format!("refs/heads/{branch}");
-    let err = |e: git2::Error| {
-        PushError::Git(GitError::Repo { url: target.url.clone(), message: format!("push {branch}: {}", e.message()) })
-    };
+    let err = |e: git2::Error| PushError::Git(super::remote_error(&target.url, &format!("push {branch}"), &e));
     let commit_oid = find_commit(&repo, url, commit)?.id();
     let expected: Option<Oid> = match lease {
         Lease::MustNotExist => None,

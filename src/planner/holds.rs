@@ -167,7 +167,7 @@ pub type AppHolds = BTreeMap<String, ImageHolds>;
 pub struct PrView {
     pub number: u64,
     pub url: String,
-    pub state: crate::ports::PrState,
+    pub state: crate::domain::PrState,
     pub metadata: PrMetadata,
     pub closed_at: Option<DateTime<Utc>>,
 }
@@ -211,7 +211,7 @@ pub fn version_text(v: &Version) -> String {
 /// The holds of Application `app` from the bot's PRs of its repository (any state, newest
 /// first) and the pins its annotation sets.
 pub fn derive(app: &str, prs: &[PrView], annotation_pins: &[(String, Version)]) -> AppHolds {
-    use crate::ports::PrState;
+    use crate::domain::PrState;
     let mut out = AppHolds::new();
     for (alias, version) in annotation_pins {
         out.entry(alias.clone()).or_default().pins.push(Hold {
@@ -420,7 +420,7 @@ fn order(strategy: UpdateStrategy, a: &Version, b: &Version, candidates: &[Candi
 
 /// The notices to post: closed PRs not yet told that their versions are ignored.
 pub fn closed_unnoticed(app: &str, prs: &[PrView]) -> Vec<u64> {
-    use crate::ports::PrState;
+    use crate::domain::PrState;
     prs.iter()
         .filter(|p| p.metadata.application == app && p.state == PrState::Closed)
         .filter(|p| p.metadata.ledger.closed_by_bot.is_none() && !p.metadata.ledger.notices.iter().any(|n| n == "closed-ignored"))

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::domain::AppId;
-pub use crate::ports::MergeMethod;
+pub use crate::domain::MergeMethod;
 
 /// Prefix of the bot's own annotations.
 pub const PREFIX: &str = "argocd-image-pr.io/";

@@ -2,6 +2,7 @@
 //! git URL, and later the Kubernetes API. The engine sees Applications, never how they were
 //! found.
 
+use crate::error::Error;
 use futures::future::BoxFuture;
 
 use super::{GitError, PushTarget};
@@ -45,4 +46,13 @@ pub enum AppsError {
     Location(String),
     #[error(transparent)]
     Git(#[from] GitError),
+}
+
+impl From<AppsError> for Error {
+    fn from(e: AppsError) -> Error {
+        match e {
+            AppsError::Location(message) => Error::input(message),
+            AppsError::Git(g) => g.into(),
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! lifecycle needs (ref listing, the bot's commit, a push with a lease). The libgit2 driver in
 //! `crate::git` implements it; engine tests use an in-memory one.
 
+use crate::error::{Error, ErrorKind};
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
@@ -83,6 +84,12 @@ pub enum GitError {
     Repo { url: String, message: String },
     #[error("git repository {url}: revision {revision:?} not found")]
     Revision { url: String, revision: String },
+    /// The server refused the credentials (or gave none the right): a person has to fix them.
+    #[error("git repository {url}: {message}")]
+    Denied { url: String, message: String },
+    /// The server says the repository is not there.
+    #[error("git repository {url}: {message}")]
+    Missing { url: String, message: String },
     /// The operation did not finish within `--git-timeout`; its worker is left to its socket
     /// timeout.
     #[error("{what}: no result within {secs}s (--git-timeout)")]
@@ -146,3 +153,24 @@ pub struct CommitInfo {
     pub summary: String,
 }
 
+impl From<GitError> for Error {
+    fn from(e: GitError) -> Error {
+        let kind = match &e {
+            GitError::Revision { .. } | GitError::Missing { .. } => ErrorKind::NotFound,
+            GitError::Denied { .. } => ErrorKind::Auth,
+            // A dropped connection, a server error, a deadline: the next cycle may succeed.
+            GitError::Repo { .. } | GitError::Timeout { .. } | GitError::Worker { .. } => ErrorKind::Network,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<PushError> for Error {
+    fn from(e: PushError) -> Error {
+        match e {
+            PushError::LeaseFailed { .. } => Error::new(ErrorKind::Conflict, e.to_string()),
+            PushError::Rejected { .. } => Error::new(ErrorKind::Auth, e.to_string()),
+            PushError::Git(g) => g.into(),
+        }
+    }
+}

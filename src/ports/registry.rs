@@ -1,6 +1,7 @@
 //! The registry port: what the engine asks of container registries. The OCI client in
 //! `crate::registry` implements it; engine tests use an in-memory one.
 
+use crate::error::{Error, ErrorKind};
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use crate::domain::{DefaultRegistry, ImageName, Platform};
 /// [`Registry::begin_cycle`].
 pub trait Registry: Send + Sync {
     /// A cycle begins: settings are (re)loaded when their files changed, answers that can change
-    /// (tag lists, manifests by tag) are forgotten, connections and tokens are kept. An error
+    /// (tag lists, manifests, digests by tag) are forgotten, connections and tokens are kept. An error
     /// (a broken registries.conf) means nothing can be asked this cycle.
     fn begin_cycle(&self) -> Result<(), RegistryError>;
 
@@ -110,3 +111,16 @@ impl fmt::Display for RegistryError {
     }
 }
 
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Error {
+        let kind = match e.kind {
+            RegistryErrorKind::Config => ErrorKind::Input,
+            RegistryErrorKind::Credentials | RegistryErrorKind::Unauthorized => ErrorKind::Auth,
+            RegistryErrorKind::NotFound => ErrorKind::NotFound,
+            RegistryErrorKind::RateLimited => ErrorKind::RateLimited,
+            RegistryErrorKind::Network => ErrorKind::Network,
+            RegistryErrorKind::Protocol => ErrorKind::Protocol,
+        };
+        Error::new(kind, e.to_string())
+    }
+}

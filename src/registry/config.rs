@@ -122,6 +122,11 @@ impl RegistriesConf {
         Ok(conf)
     }
 
+    /// The `ca_file` paths of the entries.
+    pub fn referenced_files(&self) -> Vec<std::path::PathBuf> {
+        self.entries.iter().filter_map(|e| e.ca_file.as_deref()).filter(|f| !f.trim().is_empty()).map(Into::into).collect()
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: RegistriesFile = if text.trim().is_empty() {
             RegistriesFile::default()

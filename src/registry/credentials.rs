@@ -106,6 +106,16 @@ impl CredentialResolver {
         }
     }
 
+    /// A new cycle: script output without `credsexpire` was valid "for the run", and a daemon's
+    /// run is one cycle, so such scripts run again (with `credsexpire`, the expiry decides).
+    pub fn begin_cycle(&self) {
+        self.ext.lock().unwrap().retain(|_, slot| match slot.try_lock() {
+            Ok(cached) => cached.as_ref().is_some_and(|(_, until)| until.is_some()),
+            // A script still running for another caller keeps its slot.
+            Err(_) => true,
+        });
+    }
+
     async fn run_script_cached(&self, reference: &str, path: &Path, expire: Option<Duration>) -> Result<Credentials, String> {
         let slot = self.ext.lock().unwrap().entry(path.to_path_buf()).or_default().clone();
         // One script run at a time per path; concurrent callers wait and reuse its output.

@@ -1,7 +1,9 @@
 //! [`Registry`] for a whole process: one [`RegistryClient`] kept across cycles (its TLS
 //! clients, tokens, config blobs and per-registry limits live on), rebuilt only when
-//! registries.conf or a docker config file changed (a ConfigMap or Secret updated in place).
+//! registries.conf, a `ca_file` it names or a docker config file changed (a ConfigMap or Secret
+//! updated in place).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -17,8 +19,10 @@ pub struct RegistryDriver {
 }
 
 struct Loaded {
-    /// Hash of the settings files' paths and contents the client was built from.
+    /// Hash of the paths and contents of the files the client was built from.
     fingerprint: [u8; 32],
+    /// The files registries.conf names (`ca_file`), part of the fingerprint.
+    referenced: Vec<PathBuf>,
     client: Arc<RegistryClient>,
 }
 
@@ -35,12 +39,13 @@ impl RegistryDriver {
         }
     }
 
-    /// What the client is built from, hashed: a file that changes, appears or goes away
-    /// changes it. Secrets never stay in memory beyond the hash.
-    fn fingerprint(&self) -> [u8; 32] {
+    /// What the client is built from, hashed: the settings files and `referenced` (the
+    /// `ca_file`s of registries.conf); a file that changes, appears or goes away changes it.
+    /// Secrets never stay in memory beyond the hash.
+    fn fingerprint(&self, referenced: &[PathBuf]) -> [u8; 32] {
         let s = &self.settings;
         let mut h = Sha256::new();
-        let files = s.registries_conf.iter().chain(&s.docker_configs).chain(&s.optional_docker_configs);
+        let files = s.registries_conf.iter().chain(&s.docker_configs).chain(&s.optional_docker_configs).chain(referenced);
         for path in files {
             h.update(path.as_os_str().as_encoded_bytes());
             h.update([0]);
@@ -59,15 +64,16 @@ impl RegistryDriver {
 
 impl Registry for RegistryDriver {
     fn begin_cycle(&self) -> Result<(), RegistryError> {
-        let fingerprint = self.fingerprint();
         let mut loaded = self.loaded.lock().unwrap();
-        if let Some(l) = loaded.as_ref().filter(|l| l.fingerprint == fingerprint) {
+        if let Some(l) = loaded.as_ref().filter(|l| l.fingerprint == self.fingerprint(&l.referenced)) {
             l.client.begin_cycle();
             return Ok(());
         }
         *loaded = None;
         let client = RegistryClient::new(&self.settings)?;
-        *loaded = Some(Loaded { fingerprint, client: Arc::new(client) });
+        let referenced = client.referenced_files();
+        let fingerprint = self.fingerprint(&referenced);
+        *loaded = Some(Loaded { fingerprint, referenced, client: Arc::new(client) });
         Ok(())
     }
 

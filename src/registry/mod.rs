@@ -94,7 +94,8 @@ application/vnd.docker.distribution.manifest.v2+json";
 /// Registry API base, repository, credential set: the identity of tag lists and tokens.
 type CacheKey = (String, String, Option<Credentials>);
 
-/// The registry client shared by every Application of a run.
+/// The registry client shared by every Application, kept across the cycles of a daemon
+/// ([`RegistryClient::begin_cycle`] forgets what can change).
 pub struct RegistryClient {
     conf: RegistriesConf,
     docker_auths: DockerAuths,
@@ -282,7 +283,7 @@ impl RegistryClient {
         self.conf.default_registry()
     }
 
-    /// Every tag of the repository (cached: one listing per repository per run).
+    /// Every tag of the repository (cached: one listing per repository per cycle).
     pub async fn list_tags(&self, image: &ImageName, pull_secret: Option<&str>) -> Result<Arc<[String]>, RegistryError> {
         let t = self.target(image, pull_secret).await?;
         self.tag_lists.get_or_init(&t.cache_key(), || self.fetch_tags(&t)).await
@@ -347,14 +348,21 @@ impl RegistryClient {
             .await
     }
 
-    /// A new cycle: tag lists, manifests and digests are asked again (tags move), the request
-    /// count starts at zero; config blobs (by digest, immutable), tokens, HTTP clients and
-    /// per-registry limits are kept.
+    /// A new cycle: tag lists, manifests and digests are asked again (tags move), `ext:` scripts
+    /// without `credsexpire` run again, the request count starts at zero; config blobs (by
+    /// digest, immutable), tokens, HTTP clients and per-registry limits are kept.
     pub fn begin_cycle(&self) {
+        self.resolver.begin_cycle();
         self.tag_lists.clear();
         self.manifests.clear();
         self.digests.clear();
         self.requests.store(0, Ordering::Relaxed);
+    }
+
+    /// The files registries.conf names (`ca_file`), read when it was loaded: a change to one of
+    /// them is a change of the settings.
+    pub(crate) fn referenced_files(&self) -> Vec<std::path::PathBuf> {
+        self.conf.referenced_files()
     }
 
     /// Number of HTTP requests sent since the cycle began.

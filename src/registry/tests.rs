@@ -500,3 +500,68 @@ async fn the_driver_keeps_its_client_across_cycles_and_reloads_changed_settings(
     assert_eq!(driver.list_tags(&img, None).await.unwrap().to_vec(), ["v1"]);
     assert_eq!(fake.tokens_issued.load(Ordering::SeqCst), 2, "a rebuilt client asks for its own token");
 }
+
+/// A self-signed certificate, as PEM.
+fn self_signed_pem(cn: &str) -> String {
+    use openssl::x509::{X509, X509NameBuilder};
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap()).unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+    String::from_utf8(b.build().to_pem().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_kept_driver_runs_ext_scripts_again_each_cycle_and_notices_a_changed_ca_file() {
+    use crate::ports::Registry as _;
+    let mut fake = Fake::new(AuthMode::Basic { user: "robot", pass: "pw" });
+    let d = fake.image("linux", "amd64", None, "2024-01-01T00:00:00Z");
+    fake.tag("app", "v1", &d);
+    let (_fake, host) = serve(fake).await;
+    let dir = tempfile::tempdir().unwrap();
+    // An `ext:` script without `credsexpire` was "valid for the run": a daemon's run is a cycle.
+    let runs = dir.path().join("runs");
+    let script = dir.path().join("creds.sh");
+    std::fs::write(&script, format!("#!/bin/sh\necho x >> {}\necho robot:pw\n", runs.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, self_signed_pem("first")).unwrap();
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "registries:\n- name: Fake\n  prefix: {host}\n  api_url: http://{host}\n  credentials: ext:{}\n- name: Other\n  prefix: other.example\n  api_url: https://other.example\n  ca_file: {}\n",
+            script.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let driver = RegistryDriver::new(RegistrySettings { registries_conf: Some(conf), ..Default::default() });
+    let img = image(&host, "app");
+    let script_runs = || std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
+
+    driver.begin_cycle().unwrap();
+    driver.list_tags(&img, None).await.unwrap();
+    driver.list_tags(&image(&host, "app"), None).await.unwrap();
+    assert_eq!(script_runs(), 1, "once per cycle");
+    driver.begin_cycle().unwrap();
+    driver.list_tags(&img, None).await.unwrap();
+    assert_eq!(script_runs(), 2, "and again the next cycle");
+
+    // The CA file registries.conf names is part of the settings: a rotated one is read again
+    // (here: replaced by something that is no certificate, which fails the cycle, naming it).
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let err = driver.begin_cycle().unwrap_err();
+    assert!(err.to_string().contains("ca_file") && err.to_string().contains("ca.pem"), "{err}");
+    std::fs::write(&ca, self_signed_pem("second")).unwrap();
+    driver.begin_cycle().unwrap();
+    assert_eq!(driver.list_tags(&img, None).await.unwrap().to_vec(), ["v1"]);
+}

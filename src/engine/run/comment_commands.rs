@@ -339,13 +339,12 @@ impl<F: Forge> Ctx<'_, F> {
                 if !meta.ledger.notices.contains(&key) {
                     meta.ledger.notices.push(key);
                 }
-                let v = |v: &planner::Version| v.clone();
                 rolled_back.push(templates::Rollback {
                     alias: alias.clone(),
                     image: d.image.clone(),
-                    from: v(&d.to),
-                    to: v(now),
-                    waiting_for: v(&d.to),
+                    from: d.to.clone(),
+                    to: now.clone(),
+                    waiting_for: d.to.clone(),
                 });
             }
             let body = match self.comment_for(&id.to_string(), templates::Comment::RollbackNoticed { base: pr.base.clone(), rolled_back }) {

@@ -405,7 +405,9 @@ fn log_outcome(r: &RunAppReport) {
     let pr = r.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
     let reason = r.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
     if r.action == RunAction::Error {
-        tracing::warn!("{}/{}: error{pr}: {}", r.namespace, r.name, Error::joined(r.errors.clone()).map(|e| e.to_string()).unwrap_or_default());
+        for e in &r.errors {
+            tracing::warn!(cause = e.kind().label(), transient = e.kind().transient(), "{}/{}: error{pr}: {e}", r.namespace, r.name);
+        }
     } else {
         tracing::info!("{}/{}: {:?}{pr}{reason}", r.namespace, r.name, r.action);
     }
@@ -454,7 +456,7 @@ impl AppWork {
     fn new(app: &Application, options: &RunOptions, repos: &BTreeMap<String, RepoState>) -> AppWork {
         let first_git = app.sources.iter().find(|s| s.chart.is_none()).map(|s| s.repo_url.clone());
         let repo_settings = first_git.as_ref().and_then(|u| options.repositories.iter().find(|r| same_repo(&r.url, u)));
-        let settings = planner::pr_settings(&app.annotations, repo_settings).map_err(|e| Error::input(e.to_string()));
+        let settings = planner::pr_settings(&app.annotations, repo_settings).map_err(|e| Error::input(format!("annotation {e}")));
         let mut bases = BTreeMap::new();
         let mut held = None;
         for source in app.sources.iter().filter(|s| s.chart.is_none()) {
@@ -624,7 +626,7 @@ fn desired(
     }
     let settings = match &work.settings {
         Ok(s) => s.clone(),
-        Err(e) => return Desired::Unknown { error: e.clone().context(format!("Application {}: annotation", work.id)) },
+        Err(e) => return Desired::Unknown { error: e.clone().context(format!("Application {}", work.id)) },
     };
     if let Some(reason) = &work.held {
         return Desired::Held { reason: reason.clone() };
@@ -737,7 +739,6 @@ fn pr_context(
     repo: Option<&RepoRef>,
     identity: &Identity,
 ) -> templates::PrContext {
-    let version = |v: &planner::Version| v.clone();
     templates::PrContext {
         app: work.info.clone(),
         repo: templates::RepoInfo {
@@ -753,7 +754,7 @@ fn pr_context(
                 let change: templates::Change = serde_json::from_value(serde_json::Value::String(i.change.clone())).ok()?;
                 let created = reports.iter().find(|r| r.alias == i.alias).and_then(|r| r.created);
                 Some(
-                    templates::ImageChange::new(&i.alias, &name, version(&i.from), version(&i.to), change)
+                    templates::ImageChange::new(&i.alias, &name, i.from.clone(), i.to.clone(), change)
                         .with_build_date(created),
                 )
             })
@@ -1334,13 +1335,12 @@ impl<F: Forge> Ctx<'_, F> {
 }
 
 fn template_images(images: &[planner::ImageChange]) -> Vec<templates::ImageChange> {
-    let version = |v: &planner::Version| v.clone();
     images
         .iter()
         .filter_map(|i| {
             let name = ImageName::parse(&i.image).ok()?;
             let change = serde_json::from_value(serde_json::Value::String(i.change.clone())).ok()?;
-            Some(templates::ImageChange::new(&i.alias, &name, version(&i.from), version(&i.to), change))
+            Some(templates::ImageChange::new(&i.alias, &name, i.from.clone(), i.to.clone(), change))
         })
         .collect()
 }

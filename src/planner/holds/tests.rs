@@ -6,7 +6,7 @@ use super::*;
 use crate::planner::ImageChange;
 use crate::commands::parse_comment;
 use crate::planner::commanding::{Change, Context, Reply, apply_change, interpret, replied_to, reply_marker};
-use crate::ports::PrState;
+use crate::domain::PrState;
 
 const APP: &str = "argocd/api";
 
