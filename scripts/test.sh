@@ -35,6 +35,16 @@ set +e
 cargo test --locked --all-targets "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# Lints are part of the tests: a warning fails the run (after the tests, so both are reported).
+echo "==> cargo clippy --locked --all-targets -- -D warnings"
+set +e
+cargo clippy --locked --all-targets -- -D warnings 2>&1 | tail -n 40
+clippy_status=${PIPESTATUS[0]}
+set -e
+if [ "$clippy_status" -ne 0 ] && [ "$status" -eq 0 ]; then
+    echo "clippy found warnings (see above)"
+    status=$clippy_status
+fi
 # One closing line for the whole run: the sum over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -308,6 +308,18 @@ impl fmt::Display for AppId {
     }
 }
 
+
+/// Whether `host[:port]` is a loopback address (`localhost`, `127.0.0.0/8`, `::1`): registries
+/// there are spoken to over plain http, as Docker does.
+pub fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,15 +439,4 @@ mod tests {
         assert!(!Platform::linux_amd64().matches(&arm));
         assert!(Platform::parse("linux").is_none());
     }
-}
-
-/// Whether `host[:port]` is a loopback address (`localhost`, `127.0.0.0/8`, `::1`): registries
-/// there are spoken to over plain http, as Docker does.
-pub fn is_loopback(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

@@ -368,7 +368,7 @@ impl Forge for MemoryForge {
             .filter(|(u, p)| *u == repo.url && p.head.starts_with(head_prefix))
             .map(|(u, p)| self.refreshed(&u, p))
             .collect();
-        out.sort_by(|a, b| b.number.cmp(&a.number));
+        out.sort_by_key(|p| std::cmp::Reverse(p.number));
         Ok(out)
     }
 

@@ -191,7 +191,7 @@ impl<F: Forge> Ctx<'_, F> {
                     let pr_action = pr_action(&interpreted, pr.state == PrState::Open, &meta, &aliases);
                     match self.render_reply(&meta, &c.author, &pr.base, interpreted.reply, pr_action) {
                         Ok(t) => texts.push(t),
-                        Err(e) => errors.push(Error::from(e).context(format!("#{}", pr.number))),
+                        Err(e) => errors.push(e.context(format!("#{}", pr.number))),
                     }
                 }
                 replies.push(PendingReply {
@@ -216,7 +216,7 @@ impl<F: Forge> Ctx<'_, F> {
                 let body = self.comment_for(app, templates::Comment::ClosedIgnored { images: template_images(&m.images) });
                 match body {
                     Ok(b) => notices.push((n, format!("{}\n<!-- argocd-image-pr:closed-ignored -->\n", b.trim_end()))),
-                    Err(e) => errors.push(Error::from(e).context(format!("#{n}"))),
+                    Err(e) => errors.push(e.context(format!("#{n}"))),
                 }
                 dirty.insert(n);
             }

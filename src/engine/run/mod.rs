@@ -1011,6 +1011,9 @@ impl<F: Forge> Ctx<'_, F> {
         self.apply(state, url, work, &input, decision, first_pr).await
     }
 
+    // The error carries the pull request the report links to; one per Application per cycle,
+    // so its size does not matter.
+    #[allow(clippy::result_large_err)]
     async fn apply(
         &self,
         state: &RepoState,
