@@ -40,6 +40,25 @@ pub struct ConfigFile {
     /// `run`: per-repository pull-request settings.
     #[serde(default)]
     pub repositories: Vec<RepoSettings>,
+    /// `run`: the forge of each git host, for a run across GitHub and GitLab.
+    #[serde(default)]
+    pub forges: Vec<ForgeEntry>,
+}
+
+/// One git host's forge (`forges:`): repositories whose URL names `host` go to it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ForgeEntry {
+    /// The git host as the Applications' `repoURL`s name it (`gitlab.example.com`).
+    pub host: String,
+    /// `github` or `gitlab`.
+    pub kind: String,
+    /// The server (`https://gitlab.example.com`, GitHub Enterprise `https://ghe.example.com`);
+    /// `https://<host>` when not given (github.com and gitlab.com for those hosts).
+    pub url: Option<String>,
+    /// A file holding this forge's token; else the kind's token flags and variables
+    /// (`GITHUB_TOKEN`, `GITLAB_TOKEN`).
+    pub token_file: Option<PathBuf>,
 }
 
 /// The git identity of the bot's commits.

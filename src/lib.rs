@@ -32,7 +32,7 @@ mod templates;
 mod yaml;
 
 pub use commands::{Command, CommandError, CommandName, format_help, help_list, parse_comment};
-pub use config::{ConfigError, ConfigFile, Identity};
+pub use config::{ConfigError, ConfigFile, ForgeEntry, Identity};
 pub use forge::LocalForge;
 pub use git::push::Identity as GitIdentity;
 pub use planner::DEFAULT_BRANCH_TEMPLATE;

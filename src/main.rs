@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use argocd_image_pr::daemon::{self, DaemonArgs, Stopped};
-use argocd_image_pr::forge::{Forge, GithubAuth, GithubForge, GithubSettings, GitlabForge, GitlabSettings};
+use argocd_image_pr::forge::{AnyForge, ByHost, Forge, GithubAuth, GithubForge, GithubSettings, GitlabForge, GitlabSettings};
 use argocd_image_pr::{
     ConfigFile, Drivers, Identity, LocalForge, Mode, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan,
     run_once,
@@ -74,7 +74,7 @@ struct RunArgs {
 }
 
 /// `run`'s and `status`'s options for `--forge github`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct GithubArgs {
     /// `--forge github`: GitHub Enterprise Server URL, https://HOST (or its API base
     /// https://HOST/api/v3); github.com when not given.
@@ -101,7 +101,7 @@ struct GithubArgs {
 }
 
 /// `run`'s and `status`'s options for `--forge gitlab`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct GitlabArgs {
     /// `--forge gitlab`: the GitLab server, https://HOST (or its API base https://HOST/api/v4);
     /// gitlab.com when not given.
@@ -278,16 +278,18 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
     // `status` shares the flags of `run` but never starts the daemon.
     let daemon = (mode == Mode::Run && !args.once).then_some(args.daemon);
     let output_kind = args.plan.output;
-    let forge_kind = match (args.forge, file.forge.as_deref()) {
-        (Some(k), _) => k,
-        (None, Some("local")) => ForgeKind::Local,
-        (None, Some("gitlab")) => ForgeKind::Gitlab,
-        (None, Some("github") | None) => ForgeKind::Github,
+    let explicit_forge = match (args.forge, file.forge.as_deref()) {
+        (Some(k), _) => Some(k),
+        (None, Some("local")) => Some(ForgeKind::Local),
+        (None, Some("gitlab")) => Some(ForgeKind::Gitlab),
+        (None, Some("github")) => Some(ForgeKind::Github),
+        (None, None) => None,
         (None, Some(other)) => {
             eprintln!("error: config key forge: {other:?} is not github, gitlab or local");
             return ExitCode::from(2);
         }
     };
+    let forge_kind = explicit_forge.unwrap_or(ForgeKind::Github);
     let templates = match args.templates_dir.as_ref().or(file.templates_dir.as_ref()) {
         Some(dir) => match Templates::from_dir(dir) {
             Ok(t) => t,
@@ -324,6 +326,32 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         Err(code) => return code,
     };
     let pass = Pass { runtime, drivers, options, daemon, mode, output: output_kind };
+    if !file.forges.is_empty() {
+        // A forge per git host; `--forge` (or `forge:`), when given, serves the other hosts.
+        let mut routes = Vec::new();
+        for (i, entry) in file.forges.iter().enumerate() {
+            match configured_forge(i, entry, &args.github, &args.gitlab, &file, connect_timeout, request_timeout) {
+                Ok(forge) => routes.push((entry.host.clone(), forge)),
+                Err(code) => return code,
+            }
+        }
+        let fallback = match explicit_forge {
+            None => None,
+            Some(ForgeKind::Local) => match local_forge(args.local_forge_dir.or(file.local_forge_dir.clone()), &identity) {
+                Ok(f) => Some(AnyForge::Local(f)),
+                Err(code) => return code,
+            },
+            Some(ForgeKind::Github) => match github_forge(&args.github, &file, connect_timeout, request_timeout) {
+                Ok(f) => Some(AnyForge::Github(f)),
+                Err(code) => return code,
+            },
+            Some(ForgeKind::Gitlab) => match gitlab_forge(&args.gitlab, &file, connect_timeout, request_timeout) {
+                Ok(f) => Some(AnyForge::Gitlab(f)),
+                Err(code) => return code,
+            },
+        };
+        return pass.with_forge(ByHost::new(routes, fallback));
+    }
     match forge_kind {
         ForgeKind::Local => match local_forge(args.local_forge_dir.or(file.local_forge_dir.clone()), &identity) {
             Ok(forge) => pass.with_forge(forge),
@@ -423,6 +451,41 @@ fn github_forge(
         eprintln!("error: {e}");
         ExitCode::from(2)
     })
+}
+
+/// `forges[i]` of the config file: its kind's driver for its server, with its own token file
+/// when it names one.
+fn configured_forge(
+    i: usize,
+    entry: &argocd_image_pr::ForgeEntry,
+    github: &GithubArgs,
+    gitlab: &GitlabArgs,
+    file: &ConfigFile,
+    connect_timeout: std::time::Duration,
+    request_timeout: std::time::Duration,
+) -> Result<AnyForge, ExitCode> {
+    let url = entry.url.clone().or_else(|| {
+        let host = entry.host.to_ascii_lowercase();
+        (host != "github.com" && host != "gitlab.com").then(|| format!("https://{}", entry.host))
+    });
+    match entry.kind.as_str() {
+        "github" => {
+            let mut args = github.clone();
+            args.github_url = url;
+            args.github_token_file = entry.token_file.clone().or(args.github_token_file);
+            github_forge(&args, file, connect_timeout, request_timeout).map(AnyForge::Github)
+        }
+        "gitlab" => {
+            let mut args = gitlab.clone();
+            args.gitlab_url = url;
+            args.gitlab_token_file = entry.token_file.clone().or(args.gitlab_token_file);
+            gitlab_forge(&args, file, connect_timeout, request_timeout).map(AnyForge::Gitlab)
+        }
+        other => {
+            eprintln!("error: config key forges[{i}].kind: {other:?} is not github or gitlab (host {})", entry.host);
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 /// `--forge gitlab`: the token, the server and the deadlines.

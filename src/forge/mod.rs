@@ -2,6 +2,7 @@
 //! [`Forge`](crate::ports::Forge) and converts its vendor JSON into the ports' types at its edge;
 //! nothing vendor-shaped leaves a driver's module.
 
+mod by_host;
 pub mod github;
 pub mod gitlab;
 mod layered;
@@ -11,6 +12,7 @@ pub use crate::ports::{
     AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, MergeMethod, NewPullRequest, PrState, PrUpdate, PullRequest,
     PushTarget, Reaction, RepoRef, Reviewer,
 };
+pub use by_host::{AnyForge, ByHost};
 pub use github::{GithubAuth, GithubForge, GithubSettings, GithubStats};
 pub use gitlab::{GitlabForge, GitlabSettings, GitlabStats};
 pub use layered::{Counted, Counting, ForgeCall, ForgeHook, Layered};
