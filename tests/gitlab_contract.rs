@@ -116,7 +116,8 @@ fn python_gitlab_drives_the_fake_within_gitlabs_documented_api() {
 
     let calls = gl.calls();
     let count = |op: &str| calls.iter().filter(|c| *c == op).count();
-    assert!(count("merge_requests/list") >= 3 + 3 + 1, "pages were followed: {calls:?}");
+    // Three pages twice (get_all, the iterator), then the single pages and filters.
+    assert!(count("merge_requests/list") > 6, "pages were followed: {calls:?}");
     for op in [
         "projects/get",
         "merge_requests/create",

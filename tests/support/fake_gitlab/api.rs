@@ -1113,7 +1113,7 @@ impl Ctx<'_> {
         let mr = self.st.mrs[i].clone();
         let project = &self.st.projects[key];
         let needed = project.protected.get(&mr.target_branch).copied().unwrap_or(Access::Developer);
-        if !self.st.access(key, self.user).is_some_and(|a| a >= needed) {
+        if self.st.access(key, self.user).is_none_or(|a| a < needed) {
             return Err(Reply::unauthorized());
         }
         if !mr.is_open() {
@@ -1246,7 +1246,7 @@ impl Ctx<'_> {
             return Err(Reply::message(405, "The default branch of a project cannot be deleted."));
         }
         if let Some(level) = project.protected.get(branch)
-            && !self.st.access(key, self.user).is_some_and(|a| a >= *level)
+            && self.st.access(key, self.user).is_none_or(|a| a < *level)
         {
             return Err(Reply::message(405, "Protected branch cant be removed"));
         }

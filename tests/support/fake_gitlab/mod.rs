@@ -483,8 +483,10 @@ impl FakeGitlab {
     /// user and token.
     pub fn start() -> FakeGitlab {
         let root = tempfile::Builder::new().prefix("fake-gitlab-").tempdir().unwrap();
-        let mut state = State::default();
-        state.ids = Counters { project: 100, group: 20, user: 0, mr: 1000, note: 5000, award: 9000, event: 20000 };
+        let mut state = State {
+            ids: Counters { project: 100, group: 20, user: 0, mr: 1000, note: 5000, award: 9000, event: 20000 },
+            ..State::default()
+        };
         // The instance's administrator (id 1, as on every GitLab), then the bot.
         state.ensure_user("root");
         state.ensure_user(BOT_USER);
