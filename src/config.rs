@@ -23,7 +23,7 @@ pub struct ConfigFile {
     pub optional_docker_configs: Vec<PathBuf>,
     /// Where git clones are kept between runs.
     pub cache_dir: Option<PathBuf>,
-    /// `run`: the forge, `github` or `local`.
+    /// `run`: the forge, `github`, `gitlab` or `local`.
     pub forge: Option<String>,
     /// `run`: the bot's branch per Application; `{{namespace}}` and `{{name}}` are replaced.
     pub branch_template: Option<String>,
@@ -35,6 +35,8 @@ pub struct ConfigFile {
     pub local_forge_dir: Option<PathBuf>,
     /// `run --forge github`: the API base URL (GitHub Enterprise: `https://ghe.example.com/api/v3`).
     pub github_url: Option<String>,
+    /// `run --forge gitlab`: the server (`https://gitlab.example.com`); gitlab.com when not given.
+    pub gitlab_url: Option<String>,
     /// `run`: per-repository pull-request settings.
     #[serde(default)]
     pub repositories: Vec<RepoSettings>,
@@ -94,7 +96,7 @@ mod tests {
     #[test]
     fn reads_the_run_keys() {
         let c = ConfigFile::parse(
-            "forge: local\nbranchTemplate: bot/{{name}}\nidentity: {name: Bot, email: bot@example.com}\ntemplatesDir: /t\nlocalForgeDir: /prs\ngithubUrl: https://ghe.example.com/api/v3\nrepositories:\n  - url: https://github.com/o/r.git\n    labels: [deps]\n    reviewers: [alice]\n    teamReviewers: [platform]\n    assignees: [bob]\n    draft: true\n    autoMerge: squash\n    base: main\n",
+            "forge: local\nbranchTemplate: bot/{{name}}\nidentity: {name: Bot, email: bot@example.com}\ntemplatesDir: /t\nlocalForgeDir: /prs\ngithubUrl: https://ghe.example.com/api/v3\ngitlabUrl: https://gitlab.example.com\nrepositories:\n  - url: https://github.com/o/r.git\n    labels: [deps]\n    reviewers: [alice]\n    teamReviewers: [platform]\n    assignees: [bob]\n    draft: true\n    autoMerge: squash\n    base: main\n",
         )
         .unwrap();
         assert_eq!(c.forge.as_deref(), Some("local"));
@@ -103,6 +105,8 @@ mod tests {
         assert_eq!(c.templates_dir.as_deref(), Some(Path::new("/t")));
         assert_eq!(c.local_forge_dir.as_deref(), Some(Path::new("/prs")));
         assert_eq!(c.github_url.as_deref(), Some("https://ghe.example.com/api/v3"));
+        assert_eq!(c.gitlab_url.as_deref(), Some("https://gitlab.example.com"));
+        assert_eq!(ConfigFile::parse("forge: gitlab\n").unwrap().forge.as_deref(), Some("gitlab"));
         let r = &c.repositories[0];
         assert_eq!(
             (r.url.as_str(), &r.labels[..], &r.reviewers[..], &r.team_reviewers[..], &r.assignees[..], r.draft),

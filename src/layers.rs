@@ -60,6 +60,7 @@ const NOT_IN_ENGINE: &[&str] = &[
     "crate::registry",
     "crate::git",
     "crate::forge::github",
+    "crate::forge::gitlab",
     "crate::forge::local",
     "crate::server",
     "crate::drivers",

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use argocd_image_pr::daemon::{self, DaemonArgs, Stopped};
-use argocd_image_pr::forge::{Forge, GithubAuth, GithubForge, GithubSettings};
+use argocd_image_pr::forge::{Forge, GithubAuth, GithubForge, GithubSettings, GitlabForge, GitlabSettings};
 use argocd_image_pr::{
     ConfigFile, Drivers, Identity, LocalForge, Mode, PlanOptions, RegistrySettings, RepoRef, RunOptions, Templates, output, plan,
     run_once,
@@ -57,8 +57,8 @@ struct RunArgs {
     once: bool,
     #[command(flatten)]
     daemon: DaemonArgs,
-    /// Where pull requests go: `github` or `local` (branches pushed to the repository itself,
-    /// pull requests as JSON files in --local-forge-dir).
+    /// Where pull requests go: `github`, `gitlab` (merge requests) or `local` (branches pushed to
+    /// the repository itself, pull requests as JSON files in --local-forge-dir).
     #[arg(long, env = "ARGOCD_IMAGE_PR_FORGE")]
     forge: Option<ForgeKind>,
     /// A directory of templates replacing the defaults (docs/templates.md).
@@ -69,6 +69,8 @@ struct RunArgs {
     local_forge_dir: Option<PathBuf>,
     #[command(flatten)]
     github: GithubArgs,
+    #[command(flatten)]
+    gitlab: GitlabArgs,
 }
 
 /// `run`'s and `status`'s options for `--forge github`.
@@ -98,9 +100,31 @@ struct GithubArgs {
     github_app_key: Option<PathBuf>,
 }
 
+/// `run`'s and `status`'s options for `--forge gitlab`.
+#[derive(clap::Args)]
+struct GitlabArgs {
+    /// `--forge gitlab`: the GitLab server, https://HOST (or its API base https://HOST/api/v4);
+    /// gitlab.com when not given.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITLAB_URL")]
+    gitlab_url: Option<String>,
+    /// `--forge gitlab`: a file holding the token (a mounted Secret). Without it, the token is
+    /// read from the environment variable GITLAB_TOKEN; there is no flag with the token itself,
+    /// so it never shows in `ps`.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITLAB_TOKEN_FILE")]
+    gitlab_token_file: Option<PathBuf>,
+    /// `--forge gitlab`: read the token from this environment variable instead of GITLAB_TOKEN.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITLAB_TOKEN_ENV")]
+    gitlab_token_env: Option<String>,
+    /// `--forge gitlab`: allow an `http://` --gitlab-url that is not a loopback address (the
+    /// token then crosses the network unencrypted).
+    #[arg(long, env = "ARGOCD_IMAGE_PR_GITLAB_ALLOW_HTTP")]
+    gitlab_allow_http: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ForgeKind {
     Github,
+    Gitlab,
     Local,
 }
 
@@ -256,9 +280,10 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
     let forge_kind = match (args.forge, file.forge.as_deref()) {
         (Some(k), _) => k,
         (None, Some("local")) => ForgeKind::Local,
+        (None, Some("gitlab")) => ForgeKind::Gitlab,
         (None, Some("github") | None) => ForgeKind::Github,
         (None, Some(other)) => {
-            eprintln!("error: config key forge: {other:?} is not github or local");
+            eprintln!("error: config key forge: {other:?} is not github, gitlab or local");
             return ExitCode::from(2);
         }
     };
@@ -304,6 +329,10 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
             Err(code) => code,
         },
         ForgeKind::Github => match github_forge(&args.github, &file, connect_timeout, request_timeout) {
+            Ok(forge) => pass.with_forge(forge),
+            Err(code) => code,
+        },
+        ForgeKind::Gitlab => match gitlab_forge(&args.gitlab, &file, connect_timeout, request_timeout) {
             Ok(forge) => pass.with_forge(forge),
             Err(code) => code,
         },
@@ -357,7 +386,7 @@ fn github_forge(
     connect_timeout: std::time::Duration,
     request_timeout: std::time::Duration,
 ) -> Result<GithubForge, ExitCode> {
-    let token = match github_token(args.github_token_file.as_deref(), args.github_token_env.as_deref()) {
+    let token = match forge_token("github", args.github_token_file.as_deref(), args.github_token_env.as_deref(), "GITHUB_TOKEN") {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -395,25 +424,60 @@ fn github_forge(
     })
 }
 
-/// The GitHub token: from `--github-token-file`, else the variable `--github-token-env` names,
-/// else `GITHUB_TOKEN`. A file or variable named explicitly must hold a token: falling back to
-/// another one would run the bot as someone else than the operator meant.
-fn github_token(file: Option<&std::path::Path>, env: Option<&str>) -> Result<Option<String>, String> {
+/// `--forge gitlab`: the token, the server and the deadlines.
+fn gitlab_forge(
+    args: &GitlabArgs,
+    file: &ConfigFile,
+    connect_timeout: std::time::Duration,
+    request_timeout: std::time::Duration,
+) -> Result<GitlabForge, ExitCode> {
+    let token = match forge_token("gitlab", args.gitlab_token_file.as_deref(), args.gitlab_token_env.as_deref(), "GITLAB_TOKEN") {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            eprintln!("error: --forge gitlab needs a token (GITLAB_TOKEN, --gitlab-token-file FILE or --gitlab-token-env VAR)");
+            return Err(ExitCode::from(2));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let url = args.gitlab_url.clone().or(file.gitlab_url.clone());
+    let mut settings = GitlabSettings::new(url, token);
+    settings.allow_http = args.gitlab_allow_http;
+    settings.connect_timeout = connect_timeout;
+    settings.read_timeout = request_timeout;
+    GitlabForge::new(settings).map_err(|e| {
+        eprintln!("error: {}", e.message);
+        ExitCode::from(2)
+    })
+}
+
+/// A forge's token: from `--<forge>-token-file`, else the variable `--<forge>-token-env` names,
+/// else `default_var` (`GITHUB_TOKEN`, `GITLAB_TOKEN`). A file or variable named explicitly must
+/// hold a token: falling back to another one would run the bot as someone else than the
+/// operator meant.
+fn forge_token(
+    forge: &str,
+    file: Option<&std::path::Path>,
+    env: Option<&str>,
+    default_var: &str,
+) -> Result<Option<String>, String> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--github-token-file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--{forge}-token-file {}: {e}", path.display()))?;
         let token = text.trim().to_string();
         if token.is_empty() {
-            return Err(format!("--github-token-file {}: the file is empty", path.display()));
+            return Err(format!("--{forge}-token-file {}: the file is empty", path.display()));
         }
         return Ok(Some(token));
     }
     if let Some(var) = env {
         return match std::env::var(var) {
             Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
-            _ => Err(format!("--github-token-env {var}: the environment variable {var} is not set or empty")),
+            _ => Err(format!("--{forge}-token-env {var}: the environment variable {var} is not set or empty")),
         };
     }
-    Ok(std::env::var("GITHUB_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+    Ok(std::env::var(default_var).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
 }
 
 /// `run` without `--once`: exit 0 after a signal once the running cycle finished, 1 when it had to

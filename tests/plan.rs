@@ -820,3 +820,37 @@ fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     Plan::new().apps(dir.path()).arg("--output").arg("yaml").run().assert_exit(2);
 }
+
+/// `--forge gitlab` without a usable token or with a plain-http server is a usage error naming
+/// the flag, before anything is asked of any server; no flag takes the token itself.
+#[test]
+fn gitlab_usage_errors_exit_2_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let gitlab = |args: &[&str]| {
+        args.iter().fold(Plan::command(&["run", "--once", "--forge", "gitlab"]), |cmd, a| cmd.arg(a)).apps(dir.path())
+    };
+    let out = gitlab(&[]).run();
+    out.assert_exit(2);
+    assert!(out.stderr.contains("GITLAB_TOKEN") && out.stderr.contains("--gitlab-token-file"), "{out}");
+    let out = gitlab(&["--gitlab-token", "glpat-x"]).run();
+    out.assert_exit(2);
+    let out = gitlab(&["--gitlab-token-env", "AIPR_UNSET_TOKEN_VAR"]).env("GITLAB_TOKEN", "glpat-x").run();
+    out.assert_exit(2);
+    assert!(out.stderr.contains("--gitlab-token-env AIPR_UNSET_TOKEN_VAR") && out.stderr.contains("not set"), "{out}");
+    let empty = dir.path().join("token");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = gitlab(&["--gitlab-token-file", empty.to_str().unwrap()]).run();
+    out.assert_exit(2);
+    assert!(out.stderr.contains("--gitlab-token-file") && out.stderr.contains("empty"), "{out}");
+    let out = gitlab(&["--gitlab-url", "http://gitlab.example.com"]).env("GITLAB_TOKEN", "glpat-x").run();
+    out.assert_exit(2);
+    assert!(out.stderr.contains("--gitlab-url \"http://gitlab.example.com\"") && out.stderr.contains("--gitlab-allow-http"), "{out}");
+    let out = gitlab(&["--gitlab-url", "gitlab.example.com"]).env("GITLAB_TOKEN", "glpat-x").run();
+    out.assert_exit(2);
+    assert!(out.stderr.contains("--gitlab-url"), "{out}");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "forge: gitlub\n").unwrap();
+    let out = Plan::command(&["run", "--once"]).arg("--config").arg(&config).apps(dir.path()).run();
+    out.assert_exit(2);
+    assert!(out.stderr.contains("gitlub") && out.stderr.contains("gitlab"), "{out}");
+}

@@ -3,6 +3,7 @@
 //! nothing vendor-shaped leaves a driver's module.
 
 pub mod github;
+pub mod gitlab;
 mod layered;
 pub mod local;
 
@@ -11,5 +12,6 @@ pub use crate::ports::{
     PushTarget, Reaction, RepoRef, Reviewer,
 };
 pub use github::{GithubAuth, GithubForge, GithubSettings, GithubStats};
+pub use gitlab::{GitlabForge, GitlabSettings, GitlabStats};
 pub use layered::{Counted, Counting, ForgeCall, ForgeHook, Layered};
 pub use local::LocalForge;
