@@ -1154,6 +1154,34 @@ mod tests {
         }
     }
 
+    /// GitLab runs a quick action (`/close`, `/merge`, `/approve`, `/label`, ...) that starts a
+    /// line of a note or description, with the rights of whoever posted it: the bot. No line the
+    /// default templates write starts with `/`, whatever the untrusted values in it (tags,
+    /// aliases, logins, branches...). The bot's name is the operator's (`identity.name`) and is
+    /// kept as configured.
+    #[test]
+    fn no_line_the_bot_writes_starts_with_a_quick_action() {
+        let t = Templates::defaults();
+        for payload in ["/close", "/merge", "/label ~deploy", " /approve", "x\n/unassign", "word"] {
+            for name in TemplateName::ALL {
+                for example in examples::contexts(name) {
+                    let mut hostile = example.clone();
+                    if let Value::Object(fields) = &mut hostile {
+                        for (key, value) in fields.iter_mut().filter(|(k, _)| k.as_str() != "bot") {
+                            if !CONTROL_FIELDS.contains(&key.as_str()) {
+                                replace_strings(value, payload);
+                            }
+                        }
+                    }
+                    let got = t.render(name, &hostile).unwrap();
+                    for line in got.lines() {
+                        assert!(!line.trim_start().starts_with('/'), "template {name}, payload {payload:?}: line {line:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn template_syntax_in_values_is_shown_not_run() {
         let t = Templates::defaults();

@@ -1,6 +1,6 @@
 //! The bot's own webhook events, whatever forge delivered them: each forge's module
-//! (`server/github.rs`) converts its payloads into these at the edge, and nothing past it sees
-//! the forge's JSON. Pure.
+//! (`server/github.rs`, `server/gitlab.rs`) converts its payloads into these at the edge, and
+//! nothing past it sees the forge's JSON. Pure.
 
 /// Something on a forge the engine should look at now rather than at its next cycle. The engine
 /// still reads the pull request from the forge before acting: an event says where to look, the
@@ -34,13 +34,15 @@ impl WebhookEvent {
 pub struct WebhookRepo {
     /// `owner/name` (a forge with nested groups: the full path).
     pub full_name: String,
-    /// The https clone URL (GitHub: `https://github.com/owner/name.git`, on GHES the instance's host).
+    /// The https clone URL (GitHub: `https://github.com/owner/name.git`, on GHES the instance's
+    /// host; GitLab: the project's `git_http_url`).
     pub clone_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommentEvent {
-    /// The delivery's id (GitHub: `X-GitHub-Delivery`), for logs and to recognise redeliveries.
+    /// The delivery's id (GitHub: `X-GitHub-Delivery`; GitLab: `Idempotency-Key` or
+    /// `X-Gitlab-Event-UUID`), for logs and to recognise redeliveries.
     pub delivery: Option<String>,
     pub repo: WebhookRepo,
     /// The pull request's number. A comment payload need not say its head branch (GitHub's does

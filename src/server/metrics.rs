@@ -76,7 +76,8 @@ impl Metrics {
         *self.causes.lock().unwrap_or_else(|e| e.into_inner()).entry((cause, transient)).or_default() += 1;
     }
 
-    /// One webhook delivery of `event` (`issue_comment`, `pull_request`, `ping`, `other`) ended in
+    /// One webhook delivery of `event` (GitHub: `issue_comment`, `pull_request`, `ping`; GitLab:
+    /// `note`, `merge_request`; `other`, `none`) ended in
     /// `result` (`queued`, `ignored`, `unauthorized`, ...).
     pub fn delivery(&self, event: &'static str, result: &'static str) {
         *self.deliveries.lock().unwrap_or_else(|e| e.into_inner()).entry((event, result)).or_default() += 1;

@@ -1,25 +1,29 @@
-//! The daemon's HTTP side: `POST /webhooks/github` (signed deliveries become [`WebhookEvent`]s on
-//! a channel the engine loop reads), `GET /healthz`, `GET /metrics`. It decides nothing about
-//! pull requests: it authenticates, converts and hands over.
+//! The daemon's HTTP side: `POST /webhooks/github` and `POST /webhooks/gitlab` (authenticated
+//! deliveries become [`WebhookEvent`]s on a channel the engine loop reads), `GET /healthz`,
+//! `GET /metrics`. It decides nothing about pull requests: it authenticates, converts and hands
+//! over.
 //!
-//! Each forge has its route and its module (`github.rs`), a [`Dialect`]: how its deliveries are
-//! verified and named, and how its payloads become [`WebhookEvent`]s. The handling around that —
-//! body limit, content type, replays, the queue, the answers — is one path for every forge.
+//! Each forge has its route and its module (`github.rs`, `gitlab.rs`), a [`Dialect`]: how its
+//! deliveries are verified and named, and how its payloads become [`WebhookEvent`]s. The handling
+//! around that — body limit, content type, replays, the queue, the answers — is one path for
+//! every forge.
 //!
-//! Responses to GitHub (docs/webhooks.md has the table for operators):
+//! Responses to the forge (docs/webhooks.md has the table for operators):
 //! - 404 when no secret is configured: the bot then takes no webhooks at all.
 //! - 413 when the body is larger than [`MAX_BODY_BYTES`].
-//! - 401 when `X-Hub-Signature-256` is missing, malformed or wrong. Nothing else is looked at
-//!   before the signature is verified.
-//! - 400 without `X-GitHub-Event`, or when a payload we act on does not parse; 415 when the
-//!   webhook sends form data instead of JSON.
-//! - 200 for `ping`, for deliveries the bot has nothing to do with (the body says why), and for
-//!   a delivery id already queued among the last 1,024 (a replay or a redelivery).
+//! - 401 when `X-Hub-Signature-256` is missing, malformed or wrong (GitLab: `X-Gitlab-Token`
+//!   missing or not the secret). Nothing else is looked at before that.
+//! - 400 without `X-GitHub-Event` (`X-Gitlab-Event`), or when a payload we act on does not
+//!   parse; 415 when the webhook sends form data instead of JSON.
+//! - 200 for GitHub's `ping`, for deliveries the bot has nothing to do with (the body says why),
+//!   and for a delivery id already queued among the last 1,024 (a replay or a redelivery).
 //! - 202 when an event was queued for the engine; 503 when the queue is full or closed (the
-//!   next cycle finds the change anyway; GitHub shows the failed delivery, which can be redelivered).
+//!   next cycle finds the change anyway; the forge shows the failed delivery, which can be
+//!   redelivered).
 
 mod event;
 mod github;
+mod gitlab;
 mod limits;
 mod metrics;
 mod signature;
@@ -62,7 +66,8 @@ pub struct ServerArgs {
     /// Address to serve webhooks, /healthz and /metrics on.
     #[arg(long, env = "ARGOCD_IMAGE_PR_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// File holding the GitHub webhook secret (a mounted Secret). The environment variable
+    /// File holding the webhook secret (a mounted Secret): GitHub signs its deliveries with it,
+    /// GitLab sends it as the webhook's secret token. The environment variable
     /// ARGOCD_IMAGE_PR_WEBHOOK_SECRET may hold the secret itself instead. Without either, webhooks
     /// are refused (404) and the bot relies on its cycle alone.
     #[arg(long, env = "ARGOCD_IMAGE_PR_WEBHOOK_SECRET_FILE")]
@@ -139,6 +144,7 @@ impl std::fmt::Debug for ServerState {
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/webhooks/github", post(webhook::<github::Github>))
+        .route("/webhooks/gitlab", post(webhook::<gitlab::Gitlab>))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -173,7 +179,7 @@ pub async fn serve_limited(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, webhooks = state.inner.secret.is_some(), max_connections = limits.max_connections, "serving /webhooks/github, /healthz, /metrics");
+        tracing::info!(%addr, webhooks = state.inner.secret.is_some(), max_connections = limits.max_connections, "serving /webhooks/github, /webhooks/gitlab, /healthz, /metrics");
     }
     axum::serve(limits::LimitedListener::new(listener, limits), router(state)).with_graceful_shutdown(shutdown).await
 }
@@ -307,6 +313,45 @@ fn handle<D: Dialect>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `POST /webhooks/gitlab` as the handler sees it: the token decides before anything else,
+    /// and only a verified delivery the bot acts on reaches the queue.
+    #[test]
+    fn gitlab_deliveries_need_the_secret_as_their_token() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let state = ServerState::new(Some(WebhookSecret::new("s3cret").unwrap()), tx, Arc::new(Metrics::new()));
+        let note = br#"{"object_kind": "note", "user": {"username": "alice"},
+            "project": {"path_with_namespace": "group/gitops", "git_http_url": "https://gitlab.example.com/group/gitops.git"},
+            "object_attributes": {"id": 77, "note": "/pin api", "noteable_type": "MergeRequest", "system": false, "action": "create"},
+            "merge_request": {"iid": 3}}"#;
+        let headers = |token: Option<&str>, uuid: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-gitlab-event", "Note Hook".parse().unwrap());
+            h.insert("x-gitlab-event-uuid", uuid.parse().unwrap());
+            h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+            if let Some(t) = token {
+                h.insert("x-gitlab-token", t.parse().unwrap());
+            }
+            h
+        };
+        let body = || Ok(Bytes::from_static(note));
+        for (name, token) in [("missing", None), ("wrong", Some("s3cre")), ("a signature", Some("sha256=00"))] {
+            let (status, result, _) = handle::<gitlab::Gitlab>(&state, &headers(token, "u-1"), body());
+            assert_eq!((status, result), (StatusCode::UNAUTHORIZED, "unauthorized"), "case {name}");
+            assert!(rx.try_recv().is_err(), "case {name}: nothing queued");
+        }
+        let (status, result, _) = handle::<gitlab::Gitlab>(&state, &headers(Some("s3cret"), "u-1"), body());
+        assert_eq!((status, result), (StatusCode::ACCEPTED, "queued"));
+        let WebhookEvent::Comment(c) = rx.try_recv().unwrap() else { panic!("a comment event") };
+        assert_eq!((c.repo.full_name.as_str(), c.pr, c.comment_id, c.author.as_str()), ("group/gitops", 3, 77, "alice"));
+        let (status, result, _) = handle::<gitlab::Gitlab>(&state, &headers(Some("s3cret"), "u-1"), body());
+        assert_eq!((status, result), (StatusCode::OK, "duplicate"), "the same delivery again");
+        let mut push = headers(Some("s3cret"), "u-2");
+        push.insert("x-gitlab-event", "Push Hook".parse().unwrap());
+        let (status, result, _) = handle::<gitlab::Gitlab>(&state, &push, Ok(Bytes::from_static(b"{}")));
+        assert_eq!((status, result), (StatusCode::OK, "ignored"));
+        assert!(rx.try_recv().is_err());
+    }
 
     #[test]
     fn secret_from_file_or_environment_not_both() {

@@ -1,4 +1,5 @@
-//! `X-Hub-Signature-256` and the secret it is checked against.
+//! The webhook secret, and the two ways a forge proves a delivery is its own: GitHub signs the
+//! body (`X-Hub-Signature-256`), GitLab sends the secret itself as a token (`X-Gitlab-Token`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-/// The webhook secret shared with GitHub. Never printed (`Debug` shows `<redacted>`, there is no
+/// The webhook secret shared with the forge (GitHub signs with it, GitLab sends it as its
+/// secret token). Never printed (`Debug` shows `<redacted>`, there is no
 /// `Display`) and wiped from memory when dropped.
 pub struct WebhookSecret(Zeroizing<Vec<u8>>);
 
@@ -95,6 +97,38 @@ pub(super) fn verify(secret: &WebhookSecret, header: Option<&[u8]>, body: &[u8])
     mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
 }
 
+/// Why a delivery's `X-Gitlab-Token` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TokenError {
+    /// No `X-Gitlab-Token` (the webhook has no secret token set).
+    Missing,
+    /// Another token than the configured secret.
+    Mismatch,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenError::Missing => "no X-Gitlab-Token header",
+            TokenError::Mismatch => "X-Gitlab-Token is not the configured secret",
+        })
+    }
+}
+
+/// Checks that `header` is the secret itself (GitLab's secret token), in constant time: both
+/// are compared as HMAC-SHA256 digests under the secret, so the comparison takes the same time
+/// whatever the token, its length included.
+pub(super) fn verify_token(secret: &WebhookSecret, header: Option<&[u8]>) -> Result<(), TokenError> {
+    let header = header.ok_or(TokenError::Missing)?;
+    let keyed = || Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes a key of any length");
+    let mut expected = keyed();
+    expected.update(secret.expose());
+    let expected = expected.finalize().into_bytes();
+    let mut given = keyed();
+    given.update(header);
+    given.verify_slice(&expected).map_err(|_| TokenError::Mismatch)
+}
+
 /// `sha256=<hex>` for `body`, as GitHub sends it (for tests and tools that replay deliveries).
 pub fn sign(secret: &WebhookSecret, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes a key of any length");
@@ -137,6 +171,24 @@ mod tests {
         }
         let other = WebhookSecret::new("another").unwrap();
         assert_eq!(verify(&other, Some(GITHUB_EXAMPLE.as_bytes()), body), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn gitlab_tokens_are_the_secret_itself() {
+        let secret = WebhookSecret::new("It's a Secret to Everybody").unwrap();
+        assert_eq!(verify_token(&secret, Some(b"It's a Secret to Everybody")), Ok(()));
+        let cases: &[(&str, Option<&[u8]>, TokenError)] = &[
+            ("missing", None, TokenError::Missing),
+            ("empty", Some(b""), TokenError::Mismatch),
+            ("other", Some(b"another"), TokenError::Mismatch),
+            ("prefix", Some(b"It's a Secret"), TokenError::Mismatch),
+            ("longer", Some(b"It's a Secret to Everybody "), TokenError::Mismatch),
+            ("case", Some(b"it's a secret to everybody"), TokenError::Mismatch),
+            ("a signature of it", Some(GITHUB_EXAMPLE.as_bytes()), TokenError::Mismatch),
+        ];
+        for (name, header, want) in cases {
+            assert_eq!(verify_token(&secret, *header), Err(*want), "case {name}");
+        }
     }
 
     #[test]

@@ -37,6 +37,8 @@ use crate::ports::{
 
 mod client;
 mod json;
+#[cfg(test)]
+mod scripted_tests;
 
 use client::{Client, Endpoints, FORGE, Method, Patience, err, status_error};
 use json::{GlEvent, GlMember, GlMergeRequest, GlNote, GlProject, GlUser};
@@ -356,7 +358,25 @@ impl Forge for GitlabForge {
         }
         let reply = self.client.send(repo, &action, Method::Put, &path, Some(&Value::Object(body))).await?;
         let mr: GlMergeRequest = self.client.expect_json(repo, &action, reply)?;
-        Ok(self.to_pull(repo, mr))
+        let pull = self.to_pull(repo, mr);
+        // GitLab answers 200 and leaves the state as it was when it cannot change it (a merge
+        // request whose source branch is gone is not reopened): that is a refusal.
+        if let Some(wanted) = update.state
+            && pull.state != wanted
+        {
+            let now = match pull.state {
+                PrState::Open => "open",
+                PrState::Closed => "closed",
+                PrState::Merged => "merged",
+            };
+            let why = if wanted == PrState::Open {
+                " (GitLab reopens a merge request only while its source branch exists and no other one is open for it)"
+            } else {
+                ""
+            };
+            return Err(err(repo, ForgeErrorKind::Conflict, format!("{action}: GitLab left it {now}{why}")));
+        }
+        Ok(pull)
     }
 
     async fn list_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<Comment>, ForgeError> {
