@@ -534,3 +534,152 @@ fn a_failed_ledger_write_leaves_the_command_for_the_next_run_and_it_is_answered_
     assert_eq!(w.bot_notes(1).len(), 1, "answered once");
     w.gl.finish();
 }
+
+// ---- the daemon, with a webhook ----
+
+const SECRET: &str = "It's a Secret to Everybody";
+/// Against a hung daemon on a loaded machine, not a timing assertion.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// `run --forge gitlab --interval 1h --listen 127.0.0.1:<port>` with a webhook secret; killed by
+/// its PID when dropped.
+struct Daemon {
+    child: std::process::Child,
+    addr: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    _home: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(w: &World) -> Daemon {
+        use std::io::Read;
+        let home = tempfile::Builder::new().prefix("aipr-home-").tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", support::registry::free_port());
+        let mut child = std::process::Command::new(support::cli::BIN)
+            .args(["run", "--forge", "gitlab", "--interval", "1h", "--listen", &addr, "--gitlab-url", &w.gl.url()])
+            .arg("--apps")
+            .arg(w.apps.path())
+            .arg("--cache-dir")
+            .arg(home.path().join("cache"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env("HOME", home.path())
+            .env("DOCKER_CONFIG", home.path().join(".docker"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GITLAB_TOKEN", fake_gitlab::TOKEN)
+            .env("ARGOCD_IMAGE_PR_LOG", "argocd_image_pr=info")
+            .env("ARGOCD_IMAGE_PR_WEBHOOK_SECRET", SECRET)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut pipe, sink) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Daemon { child, addr, log, _home: home }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Polls `check` until it holds; fails with the daemon's log if the daemon exits or
+    /// [`PATIENCE`] runs out.
+    fn wait_for(&mut self, what: &str, check: impl Fn() -> bool) {
+        let started = std::time::Instant::now();
+        while !check() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the daemon exited ({status}) while waiting for {what}\nlog:\n{}", self.log());
+            }
+            assert!(started.elapsed() < PATIENCE, "no {what} after {PATIENCE:?}\nlog:\n{}", self.log());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn cycles(&self) -> usize {
+        self.log().matches("cycle starts").count()
+    }
+
+    /// POSTs a delivery as GitLab sends it (the secret token as it is): (status, body).
+    fn deliver(&self, event: &str, token: &str, payload: &Value) -> (u16, String) {
+        use std::io::{Read, Write};
+        let body = serde_json::to_vec(payload).unwrap();
+        let uuid = support::delivery_id();
+        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        let head = format!(
+            "POST /webhooks/gitlab HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             User-Agent: GitLab/17.11.0\r\nX-Gitlab-Event: {event}\r\nX-Gitlab-Token: {token}\r\n\
+             X-Gitlab-Instance: http://127.0.0.1\r\nX-Gitlab-Webhook-UUID: 6a1f2c9e-0d1b-4d0a-8c55-6d7d1f1e9a77\r\n\
+             X-Gitlab-Event-UUID: {uuid}\r\nIdempotency-Key: {uuid}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn daemon_a_pin_note_delivered_by_webhook_closes_the_mr_long_before_the_interval() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    let mut daemon = Daemon::start(&w);
+    daemon.wait_for("MR !1", || w.gl.mrs(PROJECT).first().is_some_and(|m| m.is_open() && m.title.contains("1.1.0")));
+    let log = daemon.log.clone();
+    daemon.wait_for("the end of the first cycle", || log.lock().unwrap().contains("cycle done"));
+
+    let pin = w.note(1, "alice", "Not this week.\n\n/pin");
+    let (status, body) = daemon.deliver("Note Hook", "not the secret", &w.gl.note_hook(pin));
+    assert_eq!(status, 401, "a wrong X-Gitlab-Token: {body}");
+    let (status, body) = daemon.deliver("Note Hook", SECRET, &w.gl.note_hook(pin));
+    assert_eq!((status, body.as_str()), (202, "queued\n"));
+    daemon.wait_for("MR !1 closed and the /pin acknowledged", || w.state(1) == MrState::Closed && w.awards(pin) == ["thumbsup"]);
+    assert_eq!(w.bot_notes(1).len(), 1, "one reply");
+    assert_eq!(daemon.cycles(), 2, "the first cycle and the webhook's, none for the refused delivery\nlog:\n{}", daemon.log());
+
+    // bob unpins at once, within the same second as the bot's last write: the delivery names
+    // the merge request, so its notes are read anyway, and it comes back.
+    daemon.wait_for("the end of the webhook's cycle", || log.lock().unwrap().matches("cycle done").count() == 2);
+    let unpin = w.note(1, "bob", "/unpin");
+    let (status, _) = daemon.deliver("Note Hook", SECRET, &w.gl.note_hook(unpin));
+    assert_eq!(status, 202);
+    daemon.wait_for("MR !1 reopened and the /unpin acknowledged", || w.state(1) == MrState::Opened && w.awards(unpin) == ["thumbsup"]);
+    assert_eq!(w.bot_notes(1).len(), 2, "one reply per note");
+
+    // SIGTERM: exit 0.
+    // SAFETY: kill(2) on the PID of a child this test owns and has not reaped.
+    assert_eq!(unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < PATIENCE, "the daemon did not exit on SIGTERM\nlog:\n{}", daemon.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
+    w.gl.finish();
+}

@@ -522,3 +522,30 @@ fn the_token_comes_from_the_environment_or_a_file() {
     assert_action(&out, "api", "unchanged");
     w.gl.finish();
 }
+
+/// A person closes the merge request and deletes its branch. GitLab reopens no merge request
+/// whose source branch is gone, so a newer version does not bring the closed one back: the bot
+/// opens a new one, on the branch pushed afresh, and leaves !1 closed.
+#[test]
+fn a_closed_mr_whose_branch_is_gone_is_not_reopened_a_newer_version_gets_a_new_one() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    w.run().assert_exit(0);
+    w.gl.close_mr(PROJECT, 1, "alice");
+    assert_eq!(w.run().app("api")["action"], "held");
+    let out = std::process::Command::new("git").args(["update-ref", "-d", &format!("refs/heads/{BRANCH}")]).current_dir(w.gl.bare_path(PROJECT)).output().unwrap();
+    assert!(out.status.success());
+
+    w.reg.push_tags("team/api", &["1.2.0"]);
+    let out = w.run();
+    out.assert_exit(0);
+    assert_eq!(w.gl.mr(PROJECT, 1).state, MrState::Closed, "GitLab kept !1 closed");
+    let open = w.open_mrs();
+    assert_eq!(open.len(), 1, "one open merge request{out}");
+    assert_eq!((open[0].iid, out.app("api")["pr"].as_u64()), (2, Some(2)), "{out}");
+    assert_eq!(open[0].sha, w.sha(BRANCH).unwrap());
+    w.assert_branch_is_one_commit(BRANCH, "1.0.0", "1.2.0");
+    assert!(w.api_calls().contains(&"merge_requests/create".to_string()), "{:?}", w.api_calls());
+    let out = w.run();
+    assert_eq!((out.app("api")["action"].as_str(), w.gl.writes()), (Some("unchanged"), 0), "{:?}", w.api_calls());
+    w.gl.finish();
+}

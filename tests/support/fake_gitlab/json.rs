@@ -380,6 +380,102 @@ impl View<'_> {
     }
 }
 
+impl View<'_> {
+    /// The `project` (and `source`/`target`) object of webhook payloads.
+    fn hook_project(&self, key: &str) -> Value {
+        let p = &self.st.projects[key];
+        let web = format!("{}/{}", self.web, p.path);
+        let (namespace, name) = p.path.rsplit_once('/').unwrap();
+        json!({
+            "id": p.id,
+            "name": name,
+            "description": "",
+            "web_url": web,
+            "avatar_url": null,
+            "git_ssh_url": format!("git@127.0.0.1:{}.git", p.path),
+            "git_http_url": format!("{web}.git"),
+            "namespace": namespace.rsplit('/').next().unwrap(),
+            "visibility_level": 0,
+            "path_with_namespace": p.path,
+            "default_branch": p.default_branch,
+            "ci_config_path": null,
+            "homepage": web,
+            "url": format!("{web}.git"),
+            "ssh_url": format!("git@127.0.0.1:{}.git", p.path),
+            "http_url": format!("{web}.git"),
+        })
+    }
+
+    /// GitLab's `Note Hook` delivery for a note on a merge request (the "Comment on a merge
+    /// request" payload of GitLab's webhook events page).
+    pub fn note_hook(&self, n: &Note) -> Value {
+        let key = n.project.to_ascii_lowercase();
+        let p = &self.st.projects[&key];
+        let mr = &self.st.mrs[self.st.mr_index(&n.project, n.mr_iid).unwrap()];
+        let hook_ts = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+        let mut user = self.user(&n.author);
+        if let Some(o) = user.as_object_mut() {
+            o.retain(|k, _| ["id", "name", "username", "avatar_url"].contains(&k.as_str()));
+            o.insert("email".into(), json!("[REDACTED]"));
+        }
+        let web = format!("{}/{}", self.web, p.path);
+        let mut labels = mr.labels.clone();
+        labels.sort();
+        json!({
+            "object_kind": "note",
+            "event_type": "note",
+            "user": user,
+            "project_id": p.id,
+            "project": self.hook_project(&key),
+            "repository": {"name": p.path.rsplit('/').next().unwrap(), "url": format!("{web}.git"), "description": "", "homepage": web},
+            "object_attributes": {
+                "id": n.id,
+                "note": n.body,
+                "noteable_type": "MergeRequest",
+                "author_id": self.st.user_id(&n.author),
+                "created_at": hook_ts(n.created_at),
+                "updated_at": hook_ts(n.updated_at),
+                "project_id": p.id,
+                "attachment": null,
+                "line_code": null,
+                "commit_id": "",
+                "noteable_id": mr.id,
+                "system": n.system,
+                "st_diff": null,
+                "type": if n.discussion { json!("DiscussionNote") } else { Value::Null },
+                "action": "create",
+                "url": format!("{web}/-/merge_requests/{}#note_{}", mr.iid, n.id),
+            },
+            "merge_request": {
+                "id": mr.id,
+                "iid": mr.iid,
+                "target_branch": mr.target_branch,
+                "source_branch": mr.source_branch,
+                "source_project_id": p.id,
+                "target_project_id": p.id,
+                "author_id": self.st.user_id(&mr.author),
+                "assignee_id": mr.assignees.first().and_then(|a| self.st.user_id(a)),
+                "title": mr.title,
+                "created_at": hook_ts(mr.created_at),
+                "updated_at": hook_ts(mr.updated_at),
+                "milestone_id": null,
+                "state": mr.state.as_str(),
+                "merge_status": "can_be_merged",
+                "description": mr.description,
+                "position": 0,
+                "labels": labels.iter().map(|l| json!({"title": l, "type": "ProjectLabel", "project_id": p.id})).collect::<Vec<_>>(),
+                "source": self.hook_project(&key),
+                "target": self.hook_project(&key),
+                "last_commit": {"id": mr.sha, "url": format!("{web}/-/commit/{}", mr.sha)},
+                "work_in_progress": mr.draft(),
+                "draft": mr.draft(),
+                "url": format!("{web}/-/merge_requests/{}", mr.iid),
+                "detailed_merge_status": if mr.is_open() { "mergeable" } else { "not_open" },
+            },
+        })
+    }
+}
+
 /// `a`'s fields, then `b`'s (`json!` stops at a few dozen fields).
 fn merged(mut a: Value, b: Value) -> Value {
     if let (Some(o), Value::Object(extra)) = (a.as_object_mut(), b) {

@@ -769,6 +769,14 @@ impl FakeGitlab {
         self.state().notes.iter().filter(|n| n.project.to_ascii_lowercase() == key && n.mr_iid == iid).cloned().collect()
     }
 
+    /// The `Note Hook` webhook payload GitLab delivers for note `id` (`X-Gitlab-Event: Note Hook`).
+    pub fn note_hook(&self, id: u64) -> Value {
+        let web = self.shared.web.lock().unwrap().clone();
+        let st = self.state();
+        let note = st.notes.iter().find(|n| n.id == id).unwrap_or_else(|| panic!("no note {id}"));
+        json::View { st: &st, web: &web }.note_hook(note)
+    }
+
     /// Award emoji on a note.
     pub fn awards(&self, note_id: u64) -> Vec<Award> {
         self.state().awards.iter().filter(|a| a.note_id == note_id).cloned().collect()
