@@ -15,9 +15,14 @@ ensure_debian_packages() {
         esac
     done
     [ ${#missing[@]} -gt 0 ] || return 0
+    install_debian_packages "${missing[@]}"
+}
+
+# install_debian_packages PACKAGE ...: installs them (for packages without a command to look for).
+install_debian_packages() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "==> installing ${missing[*]}"
+    echo "==> installing $*"
     $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }

@@ -27,6 +27,30 @@ if [ ${#npm_missing[@]} -gt 0 ]; then
 fi
 export GITHUB_OPENAPI_SPEC="$ARGOCD_IMAGE_PR_NPM/node_modules/@octokit/openapi/generated/api.github.com.json"
 
+# python-gitlab, the independent client that checks the fake GitLab (tests/gitlab_contract.rs),
+# in a venv of its own. A failed install stops the run here: the test is never skipped.
+export ARGOCD_IMAGE_PR_PY="${ARGOCD_IMAGE_PR_PY:-/var/tmp/argocd-image-pr-py}"
+py_packages=("python-gitlab==8.6.0")
+py_missing=()
+for spec in "${py_packages[@]}"; do
+    name="${spec%==*}"
+    version="${spec##*==}"
+    "$ARGOCD_IMAGE_PR_PY/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('$name') != '$version')" \
+        2>/dev/null || py_missing+=("$spec")
+done
+if [ ${#py_missing[@]} -gt 0 ]; then
+    ensure_debian_packages python3:python3
+    if [ ! -x "$ARGOCD_IMAGE_PR_PY/bin/python3" ]; then
+        python3 -m venv "$ARGOCD_IMAGE_PR_PY" 2>/dev/null || {
+            rm -rf "$ARGOCD_IMAGE_PR_PY"
+            install_debian_packages python3-venv
+            python3 -m venv "$ARGOCD_IMAGE_PR_PY"
+        }
+    fi
+    echo "==> pip install ${py_missing[*]} (into $ARGOCD_IMAGE_PR_PY)"
+    "$ARGOCD_IMAGE_PR_PY/bin/python3" -m pip install --quiet --disable-pip-version-check "${py_packages[@]}"
+fi
+
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/argocd-image-pr-target}"
 echo "==> cargo test --locked --all-targets (target dir $CARGO_TARGET_DIR)"
 log="$(mktemp)"

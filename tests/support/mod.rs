@@ -10,6 +10,7 @@ pub mod gitops;
 pub mod cli;
 pub mod local_world;
 pub mod fake_github;
+pub mod fake_gitlab;
 pub mod tls;
 
 /// A fresh `X-GitHub-Delivery` id, as GitHub gives every delivery (a redelivery keeps its id).
