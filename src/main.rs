@@ -342,11 +342,11 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
                 Err(code) => return code,
             },
             Some(ForgeKind::Github) => match github_forge(&args.github, &file, connect_timeout, request_timeout) {
-                Ok(f) => Some(AnyForge::Github(f)),
+                Ok(f) => Some(AnyForge::Github(Box::new(f))),
                 Err(code) => return code,
             },
             Some(ForgeKind::Gitlab) => match gitlab_forge(&args.gitlab, &file, connect_timeout, request_timeout) {
-                Ok(f) => Some(AnyForge::Gitlab(f)),
+                Ok(f) => Some(AnyForge::Gitlab(Box::new(f))),
                 Err(code) => return code,
             },
         };
@@ -473,13 +473,13 @@ fn configured_forge(
             let mut args = github.clone();
             args.github_url = url;
             args.github_token_file = entry.token_file.clone().or(args.github_token_file);
-            github_forge(&args, file, connect_timeout, request_timeout).map(AnyForge::Github)
+            github_forge(&args, file, connect_timeout, request_timeout).map(|f| AnyForge::Github(Box::new(f)))
         }
         "gitlab" => {
             let mut args = gitlab.clone();
             args.gitlab_url = url;
             args.gitlab_token_file = entry.token_file.clone().or(args.gitlab_token_file);
-            gitlab_forge(&args, file, connect_timeout, request_timeout).map(AnyForge::Gitlab)
+            gitlab_forge(&args, file, connect_timeout, request_timeout).map(|f| AnyForge::Gitlab(Box::new(f)))
         }
         other => {
             eprintln!("error: config key forges[{i}].kind: {other:?} is not github or gitlab (host {})", entry.host);

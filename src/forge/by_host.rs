@@ -12,8 +12,8 @@ use crate::ports::{
 
 /// Any of the drivers, chosen at run time.
 pub enum AnyForge {
-    Github(GithubForge),
-    Gitlab(GitlabForge),
+    Github(Box<GithubForge>),
+    Gitlab(Box<GitlabForge>),
     Local(LocalForge),
 }
 
