@@ -115,3 +115,24 @@ fn a_repository_on_a_host_no_forge_is_configured_for_fails_by_name_and_alone() {
     assert!(errors.contains("no forge is configured for the git host \\\"127.0.0.1\\\""), "{out}");
     assert!(w.gh.pulls(REPO).is_empty(), "nothing sent to a forge nobody configured");
 }
+
+#[test]
+fn a_forges_entry_of_an_unknown_kind_or_with_a_misspelt_key_is_a_usage_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("apps")).unwrap();
+    for (yaml, says) in [
+        ("forges:\n- host: git.example.com\n  kind: bitbucket\n", "forges[0].kind: \"bitbucket\" is not github or gitlab (host git.example.com)"),
+        ("forges:\n- host: git.example.com\n  kind: gitlab\n  tokenfile: /x\n", "tokenfile"),
+    ] {
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let out = Plan::command(&["run", "--once"])
+            .arg("--config")
+            .arg(&config)
+            .env("GITLAB_TOKEN", fake_gitlab::TOKEN)
+            .apps(dir.path().join("apps"))
+            .run();
+        out.assert_exit(2);
+        assert!(out.stderr.contains(says), "{out}");
+    }
+}
