@@ -133,12 +133,7 @@ impl Endpoints {
                 if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                     return Err(format!("GitHub URL {u:?}: expected http(s)://host"));
                 }
-                let loopback = match parsed.host() {
-                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    None => false,
-                };
+                let loopback = crate::domain::is_loopback(parsed.host_str().unwrap_or(""));
                 if parsed.scheme() == "http" && !loopback && !allow_http {
                     return Err(format!(
                         "GitHub URL {u:?}: plain http would send the token unencrypted; use https, or pass \

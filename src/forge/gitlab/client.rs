@@ -60,12 +60,7 @@ impl Endpoints {
         if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
             return Err(format!("--gitlab-url {url:?}: expected http(s)://host[/path], without credentials, query or fragment"));
         }
-        let loopback = match parsed.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
+        let loopback = crate::domain::is_loopback(parsed.host_str().unwrap_or(""));
         if parsed.scheme() == "http" && !loopback && !allow_http {
             return Err(format!(
                 "--gitlab-url {url:?}: plain http would send the token unencrypted; use https, or pass \
