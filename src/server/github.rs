@@ -3,6 +3,7 @@
 //! converted into the bot's own [`WebhookEvent`] here, at the edge: nothing past this file sees
 //! GitHub's JSON. Pure.
 
+use super::header_text as header;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -46,9 +47,6 @@ impl Dialect for Github {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
 
 /// Turns a verified delivery into an event. `Err` is a payload that does not parse (a message for
 /// the sender).

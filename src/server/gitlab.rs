@@ -12,6 +12,7 @@
 //! - Everything else is acknowledged and ignored. GitLab has no ping: its "Test" button sends a
 //!   sample of the chosen event, handled as that event.
 
+use super::header_text as header;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 
@@ -53,9 +54,6 @@ impl Dialect for Gitlab {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
 
 /// Turns a verified delivery into an event. `Err` is a payload that does not parse (a message for
 /// the sender).

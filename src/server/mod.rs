@@ -200,6 +200,11 @@ async fn metrics(State(state): State<ServerState>) -> Response {
 
 /// A forge's webhooks: how a delivery is verified, named and converted. Pure; the forge's
 /// headers and JSON stay in its module.
+/// A request header as text; `None` when absent or not visible ASCII.
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 trait Dialect {
     /// The delivery's event as a metric label, from a fixed set (never request data).
     fn event_label(headers: &HeaderMap) -> &'static str;
