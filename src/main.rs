@@ -178,8 +178,8 @@ struct PlanArgs {
     /// Configuration file (YAML); flags override it.
     #[arg(long, env = "ARGOCD_IMAGE_PR_CONFIG")]
     config: Option<PathBuf>,
-    /// Where git clones are kept between runs (default: a temporary directory for the life of the
-    /// process, removed at exit).
+    /// Where git clones (and, on GitLab, what each project's last comment listing saw) are kept
+    /// between runs (default: a temporary directory for the life of the process, removed at exit).
     #[arg(long, env = "ARGOCD_IMAGE_PR_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     #[arg(long, value_enum, env = "ARGOCD_IMAGE_PR_OUTPUT", default_value = "table")]
@@ -305,6 +305,7 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         return code;
     }
     let (connect_timeout, request_timeout) = (args.plan.connect_timeout, args.plan.timeout);
+    let cache_dir = args.plan.cache_dir.clone().or(file.cache_dir.clone());
     let (plan, drivers) = match plan_options(args.plan, &file) {
         Ok(p) => p,
         Err(code) => return code,
@@ -330,7 +331,7 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
         // A forge per git host; `--forge` (or `forge:`), when given, serves the other hosts.
         let mut routes = Vec::new();
         for (i, entry) in file.forges.iter().enumerate() {
-            match configured_forge(i, entry, &args.github, &args.gitlab, &file, connect_timeout, request_timeout) {
+            match configured_forge(i, entry, &args.github, &args.gitlab, &file, (connect_timeout, request_timeout), cache_dir.as_deref()) {
                 Ok(forge) => routes.push((entry.host.clone(), forge)),
                 Err(code) => return code,
             }
@@ -345,7 +346,7 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
                 Ok(f) => Some(AnyForge::Github(Box::new(f))),
                 Err(code) => return code,
             },
-            Some(ForgeKind::Gitlab) => match gitlab_forge(&args.gitlab, &file, connect_timeout, request_timeout) {
+            Some(ForgeKind::Gitlab) => match gitlab_forge(&args.gitlab, &file, connect_timeout, request_timeout, cache_dir.as_deref()) {
                 Ok(f) => Some(AnyForge::Gitlab(Box::new(f))),
                 Err(code) => return code,
             },
@@ -361,7 +362,7 @@ fn run_run(args: RunArgs, mode: Mode) -> ExitCode {
             Ok(forge) => pass.with_forge(forge),
             Err(code) => code,
         },
-        ForgeKind::Gitlab => match gitlab_forge(&args.gitlab, &file, connect_timeout, request_timeout) {
+        ForgeKind::Gitlab => match gitlab_forge(&args.gitlab, &file, connect_timeout, request_timeout, cache_dir.as_deref()) {
             Ok(forge) => pass.with_forge(forge),
             Err(code) => code,
         },
@@ -461,8 +462,8 @@ fn configured_forge(
     github: &GithubArgs,
     gitlab: &GitlabArgs,
     file: &ConfigFile,
-    connect_timeout: std::time::Duration,
-    request_timeout: std::time::Duration,
+    (connect_timeout, request_timeout): (std::time::Duration, std::time::Duration),
+    cache_dir: Option<&std::path::Path>,
 ) -> Result<AnyForge, ExitCode> {
     let url = entry.url.clone().or_else(|| {
         let host = entry.host.to_ascii_lowercase();
@@ -479,7 +480,7 @@ fn configured_forge(
             let mut args = gitlab.clone();
             args.gitlab_url = url;
             args.gitlab_token_file = entry.token_file.clone().or(args.gitlab_token_file);
-            gitlab_forge(&args, file, connect_timeout, request_timeout).map(|f| AnyForge::Gitlab(Box::new(f)))
+            gitlab_forge(&args, file, connect_timeout, request_timeout, cache_dir).map(|f| AnyForge::Gitlab(Box::new(f)))
         }
         other => {
             eprintln!("error: config key forges[{i}].kind: {other:?} is not github or gitlab (host {})", entry.host);
@@ -494,6 +495,7 @@ fn gitlab_forge(
     file: &ConfigFile,
     connect_timeout: std::time::Duration,
     request_timeout: std::time::Duration,
+    cache_dir: Option<&std::path::Path>,
 ) -> Result<GitlabForge, ExitCode> {
     let token = match forge_token("gitlab", args.gitlab_token_file.as_deref(), args.gitlab_token_env.as_deref(), "GITLAB_TOKEN") {
         Ok(Some(t)) => t,
@@ -511,6 +513,7 @@ fn gitlab_forge(
     settings.allow_http = args.gitlab_allow_http;
     settings.connect_timeout = connect_timeout;
     settings.read_timeout = request_timeout;
+    settings.cache_dir = cache_dir.map(std::path::Path::to_path_buf);
     GitlabForge::new(settings).map_err(|e| {
         eprintln!("error: {}", e.message);
         ExitCode::from(2)

@@ -185,16 +185,22 @@ async fn the_merge_request_lifecycle_and_its_side_effects() {
             "closed"
         ]
     );
-    // A note touches the merge request and leaves an event; system notes leave none.
+    // A note touches the merge request (at most once a minute: GitLab's ThrottledTouch) and
+    // leaves an event; system notes leave none.
     let before = gl.mr(PROJECT, 1).updated_at;
+    let early = gl.note(PROJECT, 1, "bob", "seconds after the last change");
+    assert_eq!(gl.mr(PROJECT, 1).updated_at, before, "within a minute of the last touch: not touched");
+    gl.advance_clock(61);
     let note = gl.note(PROJECT, 1, "alice", "/recreate");
     assert!(gl.mr(PROJECT, 1).updated_at > before);
     let (_, _, notes) = bot.get(&format!("{mr_path}/notes")).await;
     assert_eq!(notes[0]["id"], note, "newest first");
-    assert_eq!((notes[0]["system"].as_bool(), notes[1]["system"].as_bool()), (Some(false), Some(true)));
+    assert_eq!((notes[1]["id"].as_u64(), notes[1]["system"].as_bool()), (Some(early), Some(false)));
+    assert_eq!(notes[2]["system"].as_bool(), Some(true));
     let (_, _, events) = bot.get(&format!("/projects/{ENCODED}/events?action=commented")).await;
-    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
-    assert_eq!((events[0]["target_type"].as_str(), events[0]["note"]["id"].as_u64()), (Some("Note"), Some(note)));
+    assert_eq!(events.as_array().unwrap().len(), 2, "{events}");
+    assert_eq!((events[0]["target_type"].as_str(), events[0]["note"]["id"].as_u64()), (Some("Note"), Some(note)), "newest first");
+    assert_eq!(events[1]["note"]["id"].as_u64(), Some(early));
     gl.finish();
 }
 

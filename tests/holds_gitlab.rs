@@ -481,6 +481,53 @@ fn a_note_posted_right_after_the_bots_write_is_carried_out_next_run_and_answered
     w.gl.finish();
 }
 
+/// With `--cache-dir` the driver keeps what the last comment listing saw: a quiet run is one
+/// listing of merge requests. A note made seconds after the bot wrote the merge request leaves
+/// its `updated_at` alone (GitLab touches a merge request at most once a minute), and is still
+/// read: the bot's own write moved `updated_at` past what the kept listing saw.
+#[test]
+fn with_a_cache_dir_a_quiet_run_is_one_listing_and_a_note_right_after_a_write_still_counts() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = w.command(&["run", "--once", "--forge", "gitlab"]).cache_dir(cache.path()).json();
+        eprintln!("run: {} → API {:?}", actions(&out), w.gl.calls());
+        out
+    };
+    assert_eq!(action(&run()), "opened");
+    // Two minutes on: one more comment listing, and the next run keeps to the merge requests.
+    w.gl.advance_clock(120);
+    assert_eq!(action(&run()), "unchanged");
+    assert_eq!(w.api_calls(), ["merge_requests/list", "events/list"]);
+    assert_eq!(action(&run()), "unchanged");
+    assert_eq!((w.api_calls(), w.gl.writes()), (vec!["merge_requests/list".to_string()], 0), "a quiet run: one listing");
+
+    // A newer version: the bot rewrites the merge request, and alice answers at once.
+    w.reg.push_tags("team/api", &["1.2.0"]);
+    assert_eq!(action(&run()), "updated");
+    let written = w.gl.mr(PROJECT, 1).updated_at;
+    let pin = w.note(1, "alice", "/pin");
+    assert_eq!(w.gl.mr(PROJECT, 1).updated_at, written, "GitLab did not touch the merge request for the note");
+    let out = run();
+    out.assert_exit(0);
+    assert_eq!(action(&out), "closed", "the /pin was read and carried out{out}");
+    assert!(w.api_calls().contains(&"events/list".to_string()), "{:?}", w.api_calls());
+    assert_eq!(w.awards(pin), ["thumbsup"]);
+
+    // A person's note on a merge request untouched for minutes moves its `updated_at`.
+    w.gl.advance_clock(120);
+    run().assert_exit(0);
+    run().assert_exit(0);
+    assert_eq!(w.api_calls(), ["merge_requests/list"], "quiet again");
+    w.gl.advance_clock(120);
+    let unpin = w.note(1, "alice", "/unpin");
+    let out = run();
+    out.assert_exit(0);
+    assert_eq!(w.awards(unpin), ["thumbsup"], "{:?}", w.api_calls());
+    assert_eq!(w.bot_notes(1).len(), 2, "two answers, each once");
+    w.gl.finish();
+}
+
 /// The access lookup fails (5xx). The command is neither obeyed nor refused, and the ledger
 /// does not move past it: the next run reads the access level and carries it out.
 #[test]

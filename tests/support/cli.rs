@@ -44,6 +44,13 @@ impl Plan {
         plan
     }
 
+    /// Keeps the cache in `dir` instead of this run's own (for runs that share one).
+    pub fn cache_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        let at = self.args.iter().position(|a| a == "--cache-dir").expect("command sets --cache-dir");
+        self.args[at + 1] = dir.as_ref().into();
+        self
+    }
+
     /// `--apps <DIR or git URL>` (repeatable).
     pub fn apps(mut self, apps: impl AsRef<OsStr>) -> Self {
         self.args.push("--apps".into());

@@ -112,6 +112,8 @@ pub(super) struct Reply {
     link: Option<String>,
     next_page: Option<String>,
     location: Option<String>,
+    /// `Date`: when GitLab answered, by its own clock (whole seconds).
+    date: Option<String>,
 }
 
 impl Reply {
@@ -262,9 +264,22 @@ impl Client {
         first: &str,
         max_pages: usize,
     ) -> Result<Vec<T>, ForgeError> {
+        Ok(self.get_pages_dated(repo, action, first, max_pages).await?.0)
+    }
+
+    /// As [`Client::get_pages`], with when GitLab answered the first page (its `Date`, by
+    /// GitLab's clock; `None` without one): whatever the listing holds was made before that.
+    pub async fn get_pages_dated<T: DeserializeOwned>(
+        &self,
+        repo: &RepoRef,
+        action: &str,
+        first: &str,
+        max_pages: usize,
+    ) -> Result<(Vec<T>, Option<DateTime<Utc>>), ForgeError> {
         let mut items = Vec::new();
         let mut next = Some(first.to_string());
         let mut pages = 0;
+        let mut answered_at = None;
         while let Some(path) = next.take() {
             if pages >= max_pages {
                 return Err(err(
@@ -275,12 +290,15 @@ impl Client {
             }
             pages += 1;
             let reply = self.send(repo, action, Method::Get, &path, None).await?;
+            if pages == 1 {
+                answered_at = reply.date.as_deref().and_then(|d| DateTime::parse_from_rfc2822(d).ok()).map(|d| d.to_utc());
+            }
             let following = next_page(&self.endpoints.api, first, reply.link.as_deref(), reply.next_page.as_deref());
             let page: Vec<T> = self.expect_json(repo, action, reply)?;
             items.extend(page);
             next = following.map_err(|m| err(repo, ForgeErrorKind::Protocol, format!("{action}: {m}")))?;
         }
-        Ok(items)
+        Ok((items, answered_at))
     }
 }
 
@@ -306,7 +324,7 @@ struct Read {
 async fn read(mut response: reqwest::Response) -> Result<Read, Failure> {
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let (link, next_page, location) = (header("link"), header("x-next-page"), header("location"));
+    let (link, next_page, location, date) = (header("link"), header("x-next-page"), header("location"), header("date"));
     let (retry_after, reset) = (header("retry-after"), header("ratelimit-reset"));
     if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(Failure::TooLarge);
@@ -320,7 +338,7 @@ async fn read(mut response: reqwest::Response) -> Result<Read, Failure> {
         body.extend_from_slice(&chunk);
     }
     let body = String::from_utf8_lossy(&body).into_owned();
-    Ok(Read { reply: Reply { status, body, link, next_page, location }, retry_after, reset })
+    Ok(Read { reply: Reply { status, body, link, next_page, location, date }, retry_after, reset })
 }
 
 /// reqwest's errors print their kind, not the cause; walk the chain.
@@ -501,7 +519,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_project_the_call_and_what_gitlab_said() {
-        let reply = |status: u16, body: &str| Reply { status, body: body.into(), link: None, next_page: None, location: None };
+        let reply = |status: u16, body: &str| Reply { status, body: body.into(), link: None, next_page: None, location: None, date: None };
         let cases = [
             (
                 "forbidden",

@@ -12,7 +12,9 @@
 //!   written without it, and an update keeps a draft a draft.
 //! - **Comments of a project** (`list_repo_comments`): GitLab lists no project's notes, so the
 //!   driver reads the project's `commented on` events (one listing, filtered by day) and keeps
-//!   the notes on merge requests made at or after `since`. A note edited later is not listed
+//!   the notes on merge requests made at or after `since`; and it skips that listing when the
+//!   cycle's merge request listing shows that no note can be new since the last one (`memo.rs`),
+//!   so a quiet cycle is one call per project. A note edited later is not listed
 //!   again, where GitHub's listing returns an edited comment again (the engine handles a
 //!   comment once by its id on both, so this changes what is listed, not what is done).
 //! - **Reviewers and assignees** are user ids: each login is looked up (`/users?username=`),
@@ -22,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -37,6 +40,7 @@ use crate::ports::{
 
 mod client;
 mod json;
+mod memo;
 #[cfg(test)]
 mod scripted_tests;
 
@@ -66,6 +70,10 @@ pub struct GitlabSettings {
     pub read_timeout: Duration,
     /// Accept an `http://` server that is not on a loopback address.
     pub allow_http: bool,
+    /// `--cache-dir`: where what the last comment listing of each project saw is kept between
+    /// runs (`gitlab/<server URL, `_` for punctuation>/notes.json`), so that a quiet `--once` run skips it too. Without
+    /// one it is kept for the life of the process (the daemon's cycles).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl GitlabSettings {
@@ -80,6 +88,7 @@ impl GitlabSettings {
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
             allow_http: false,
+            cache_dir: None,
         }
     }
 }
@@ -121,6 +130,13 @@ pub struct GitlabForge {
     /// `group/project!iid` → whether GitLab has it as a draft, learnt from every merge request
     /// read, so that a new title keeps its `Draft: ` prefix.
     drafts: Mutex<HashMap<String, bool>>,
+    /// Per project (`group/project`, lower case): the bot's merge requests (iid → `updated_at`)
+    /// in the latest listing.
+    listings: Mutex<HashMap<String, memo::Listing>>,
+    /// Per project: what its last comment listing saw ([`memo::NotesMemo`]).
+    notes: Mutex<HashMap<String, memo::NotesMemo>>,
+    /// Where `notes` is kept between runs.
+    notes_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for GitlabForge {
@@ -145,7 +161,19 @@ impl GitlabForge {
         };
         let client = Client::new(endpoints, settings.token.clone(), patience, settings.connect_timeout, settings.read_timeout)
             .map_err(config_error)?;
-        Ok(GitlabForge { settings, client, drafts: Mutex::new(HashMap::new()) })
+        // One file per server (`https___gitlab_example_com`): a cache directory may serve two.
+        let server: String =
+            client.endpoints.web.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        let notes_file = settings.cache_dir.as_ref().map(|d| d.join("gitlab").join(server).join("notes.json"));
+        let notes = notes_file.as_deref().map(load_notes).unwrap_or_default();
+        Ok(GitlabForge {
+            settings,
+            client,
+            drafts: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
+            notes: Mutex::new(notes),
+            notes_file,
+        })
     }
 
     pub fn stats(&self) -> GitlabStats {
@@ -270,6 +298,33 @@ impl GitlabForge {
     }
 }
 
+/// The memo file of an earlier run; a missing, unreadable or outdated one is an empty memo (the
+/// listings are made again).
+fn load_notes(path: &std::path::Path) -> HashMap<String, memo::NotesMemo> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), "GitLab comment memo unreadable ({e}); listing comments again");
+            HashMap::new()
+        }),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// Writes the memo file whole (a temporary file renamed into place); a failure costs the next
+/// run one listing per project, so it is a warning.
+fn save_notes(path: &std::path::Path, notes: &HashMap<String, memo::NotesMemo>) {
+    let write = || -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".notes.json.{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(notes).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(file = %path.display(), "cannot keep the GitLab comment memo: {e}");
+    }
+}
+
 fn draft_key(repo: &RepoRef, iid: u64) -> String {
     format!("{}!{iid}", repo.slug.to_ascii_lowercase())
 }
@@ -303,11 +358,14 @@ impl Forge for GitlabForge {
         let action = format!("listing merge requests of branches {head_prefix}*");
         let path = format!("{}/merge_requests?state=all&order_by=updated_at&sort=desc&per_page=100", self.project(repo)?);
         let mrs: Vec<GlMergeRequest> = self.client.get_pages(repo, &action, &path, self.settings.max_mr_pages.max(1)).await?;
-        Ok(mrs
+        let pulls: Vec<PullRequest> = mrs
             .into_iter()
             .filter(|m| m.in_same_project() && m.source_branch.starts_with(head_prefix))
             .map(|m| self.to_pull(repo, m))
-            .collect())
+            .collect();
+        let seen = pulls.iter().map(|p| (p.number, p.updated_at)).collect();
+        self.listings.lock().unwrap().insert(self.project_slug(repo)?.to_ascii_lowercase(), seen);
+        Ok(pulls)
     }
 
     async fn create_pull_request(&self, repo: &RepoRef, pr: &NewPullRequest) -> Result<PullRequest, ForgeError> {
@@ -390,17 +448,36 @@ impl Forge for GitlabForge {
     /// The project's `commented on` events (`action=commented`; not narrowed by `target_type`,
     /// which names the type `Note` only and so could miss notes GitLab stores as `DiffNote` or
     /// `DiscussionNote`), from the day before `since` (GitLab's `after` excludes its own day),
-    /// filtered to notes on merge requests made at or after `since`. See the module doc for
-    /// what this listing cannot see (edited notes).
+    /// filtered to notes on merge requests made at or after `since`; or nothing at all when
+    /// this cycle's merge request listing shows that the last one still holds (`memo.rs`). See
+    /// the module doc for what this listing cannot see (edited notes).
     async fn list_repo_comments(&self, repo: &RepoRef, since: Option<DateTime<Utc>>) -> Result<Vec<Comment>, ForgeError> {
         let action = "listing the project's comments (events)";
         let slug = self.project_slug(repo)?;
+        let key = slug.to_ascii_lowercase();
+        let listing = self.listings.lock().unwrap().get(&key).cloned();
+        if let Some(listing) = &listing
+            && let Some(comments) = self.notes.lock().unwrap().get(&key).and_then(|m| m.reuse(since, listing))
+        {
+            return Ok(comments);
+        }
         let mut path = format!("{}/events?action=commented&sort=asc&per_page=100", self.project(repo)?);
         if let Some(s) = since {
             path.push_str(&format!("&after={}", json::events_after(s)));
         }
-        let events: Vec<GlEvent> = self.client.get_pages(repo, action, &path, MAX_EVENT_PAGES).await?;
-        Ok(json::comments_from_events(events, since, |iid, id| self.note_url(slug, iid, id)))
+        let (events, answered_at): (Vec<GlEvent>, _) = self.client.get_pages_dated(repo, action, &path, MAX_EVENT_PAGES).await?;
+        let comments = json::comments_from_events(events, since, |iid, id| self.note_url(slug, iid, id));
+        if let (Some(listing), Some(listed_at)) = (listing, answered_at) {
+            // Only merge requests with a time can vouch for their notes (`reuse` wants them all).
+            let updated = listing.into_iter().filter_map(|(iid, u)| Some((iid, u?))).collect();
+            let memo = memo::NotesMemo { listed_at, since, updated, comments: comments.clone() };
+            let mut notes = self.notes.lock().unwrap();
+            notes.insert(key, memo);
+            if let Some(file) = &self.notes_file {
+                save_notes(file, &notes);
+            }
+        }
+        Ok(comments)
     }
 
     async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<Comment, ForgeError> {

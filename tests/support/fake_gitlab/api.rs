@@ -653,7 +653,9 @@ fn rest_call(shared: &Shared, method: &Method, rest: &str, query: &str, headers:
             st.violations.push(format!("{method} /api/v4{path} ({}): the fake does not implement the parameter {name:?}", route.op));
         }
     }
-    let reply = answer(shared, &mut st, &web, route, &path, &path_params, &params, headers);
+    let mut reply = answer(shared, &mut st, &web, route, &path, &path_params, &params, headers);
+    // As GitLab's front end sends it, by the fake's clock.
+    reply.headers.push(("Date".into(), st.clock().format("%a, %d %b %Y %H:%M:%S GMT").to_string()));
     record.status = reply.status;
     st.requests.push(record);
     reply

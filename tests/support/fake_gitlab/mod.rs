@@ -268,11 +268,22 @@ struct State {
     /// Every timestamp the fake hands out is later than the one before (GitLab's are in
     /// milliseconds; two writes in the same millisecond would tie).
     last_stamp: Option<DateTime<Utc>>,
+    /// How far the fake's clock is ahead of the machine's ([`FakeGitlab::advance_clock`]).
+    clock_offset: chrono::Duration,
 }
 
+/// GitLab's `ThrottledTouch::TOUCH_INTERVAL`: a note touches its merge request only when the
+/// merge request's `updated_at` is older than this.
+const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
+
 impl State {
+    /// The fake's time (the machine's, moved on by [`FakeGitlab::advance_clock`]).
+    pub(super) fn clock(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock_offset
+    }
+
     fn now(&mut self) -> DateTime<Utc> {
-        let mut now = Utc::now();
+        let mut now = self.clock();
         now = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap();
         if let Some(last) = self.last_stamp
             && now <= last
@@ -329,7 +340,8 @@ impl State {
         self.events.push(Event { id, project: project.to_string(), author: author.to_string(), action, target, created_at: at });
     }
 
-    /// A note on merge request `iid`; touches the merge request, as GitLab's notes do. User
+    /// A note on merge request `iid`; touches the merge request as GitLab's notes do, through
+    /// `ThrottledTouch`: not when the merge request was updated less than a minute ago. User
     /// notes also leave a `commented on` event (a few milliseconds later: GitLab writes it
     /// after the note).
     fn add_note(&mut self, project: &str, iid: u64, author: &str, body: &str, system: bool, discussion: bool) -> Note {
@@ -347,7 +359,9 @@ impl State {
             updated_at: at,
         };
         self.notes.push(note.clone());
-        if let Some(i) = self.mr_index(project, iid) {
+        if let Some(i) = self.mr_index(project, iid)
+            && at - self.mrs[i].updated_at > TOUCH_INTERVAL
+        {
             self.mrs[i].updated_at = at;
         }
         if !system {
@@ -806,6 +820,12 @@ impl FakeGitlab {
         for _ in 0..count {
             st.rate_limits.push(retry_after);
         }
+    }
+
+    /// Moves the fake's clock on by `seconds` (every timestamp it hands out from now on, and its
+    /// `Date` header), as if that much time had passed since the last request.
+    pub fn advance_clock(&self, seconds: i64) {
+        self.state().clock_offset += chrono::Duration::seconds(seconds);
     }
 
     /// Rate-limited answers given so far.
