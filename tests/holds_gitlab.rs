@@ -528,6 +528,109 @@ fn with_a_cache_dir_a_quiet_run_is_one_listing_and_a_note_right_after_a_write_st
     w.gl.finish();
 }
 
+#[test]
+fn pin_and_unpin_one_alias_of_two() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    w.reg.push_tags("team/worker", &["2.0.0", "2.1.0"]);
+    let worker = w.reg.image("team/worker");
+    let k = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deployment.yaml\n\
+         images:\n  - name: {}\n    newTag: 1.0.0\n  - name: {worker}\n    newTag: 2.0.0\n",
+        w.image
+    );
+    w.push_main(&[("envs/api/kustomization.yaml", k)]);
+    w.write_app(&w.app().image_list(&format!("api={}:^1.0,worker={worker}:^2.0", w.image)));
+
+    w.run().assert_exit(0);
+    let diff = w.git(&["diff", "main", BRANCH]);
+    assert!(diff.contains("newTag: 1.1.0") && diff.contains("newTag: 2.1.0"), "{diff}");
+
+    let pin = w.note(1, "alice", "/pin worker");
+    let out = w.run();
+    assert_eq!(action(&out), "updated", "{out}");
+    let diff = w.git(&["diff", "main", BRANCH]);
+    assert!(diff.contains("newTag: 1.1.0") && !diff.contains("newTag: 2.1.0"), "the MR no longer moves the worker:\n{diff}");
+    assert_eq!(w.state(1), MrState::Opened);
+    assert_eq!(w.awards(pin), ["thumbsup"]);
+    assert!(w.bot_notes(1)[0].contains("`worker` is held"), "{:?}", w.bot_notes(1));
+    let status = w.status();
+    let images = status.app("api")["images"].as_array().unwrap();
+    let held = |alias: &str| images.iter().find(|i| i["alias"] == alias).unwrap()["holds"].as_array().unwrap().len();
+    assert_eq!((held("api"), held("worker")), (0, 1), "{status}");
+
+    let unpin = w.note(1, "bob", "/unpin worker");
+    let out = w.run();
+    assert_eq!(action(&out), "updated", "{out}");
+    let diff = w.git(&["diff", "main", BRANCH]);
+    assert!(diff.contains("newTag: 1.1.0") && diff.contains("newTag: 2.1.0"), "the worker is back:\n{diff}");
+    assert_eq!(w.awards(unpin), ["thumbsup"]);
+    let out = w.run();
+    assert_eq!((action(&out), w.gl.writes()), ("unchanged".to_string(), 0), "{:?}", w.api_calls());
+    w.gl.finish();
+}
+
+fn seen_at(w: &World, iid: u64) -> Value {
+    let body = w.gl.mr(PROJECT, iid).description.unwrap_or_default();
+    let start = body.rfind("<!-- argocd-image-pr:metadata ").expect("metadata block") + "<!-- argocd-image-pr:metadata ".len();
+    let end = body[start..].find(" -->").unwrap() + start;
+    let meta: Value = serde_json::from_str(&body[start..end]).unwrap();
+    meta["ledger"]["seen_at"].clone()
+}
+
+/// A `/pin` on the merge request of an Application this run does not read (defined twice for a
+/// while) does not fall out of later listings because another merge request of the project was
+/// written meanwhile: that write keeps the project's `seen_at`, and once the Application is
+/// read again the `/pin` is carried out.
+#[test]
+fn a_command_on_an_mr_this_run_cannot_handle_keeps_the_listing_start_for_the_project() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    let files = [
+        ("envs/web/kustomization.yaml", kustomization(&w.image, "1.0.0")),
+        ("envs/web/deployment.yaml", deployment("web", &w.image)),
+    ];
+    w.push_main(&files);
+    let web = App::new("web", &w.gl.git_url(PROJECT), "envs/web").image_list(&format!("api={}:^1.0", w.image));
+    std::fs::write(w.apps.path().join("web.yaml"), web.to_yaml()).unwrap();
+    w.run().assert_exit(0);
+    let web_mr = w.gl.mrs(PROJECT).into_iter().find(|m| m.source_branch.ends_with("/web")).unwrap().iid;
+    let api_mr = w.gl.mrs(PROJECT).into_iter().find(|m| m.source_branch == BRANCH).unwrap().iid;
+    let before = seen_at(&w, web_mr);
+
+    // `api` is defined twice for a while; its merge request gets a /pin; web's is updated meanwhile.
+    let copy = std::fs::read_to_string(w.apps.path().join("api.yaml")).unwrap();
+    std::fs::write(w.apps.path().join("api-copy.yaml"), &copy).unwrap();
+    let pin = w.note(api_mr, "alice", "/pin");
+    w.reg.push_tags("team/api", &["1.2.0"]);
+    let out = w.run();
+    assert_eq!(out.app("web")["action"], "updated", "{out}");
+    assert_eq!(w.state(api_mr), MrState::Opened, "api is not read this run");
+    assert_eq!(seen_at(&w, web_mr), before, "web's write keeps the project's listing start");
+
+    std::fs::remove_file(w.apps.path().join("api-copy.yaml")).unwrap();
+    let out = w.run();
+    assert_eq!(out.app("api")["action"], "closed", "the /pin is carried out once api is read again{out}");
+    assert_eq!(w.awards(pin), ["thumbsup"]);
+    w.gl.finish();
+}
+
+/// A Reporter writes the bot's reply marker naming a Developer's `/pin`. Only notes by the
+/// bot's own user are the bot's: the pin is carried out and the Reporter's marker is nothing.
+#[test]
+fn a_reporters_forged_reply_marker_does_not_cancel_a_developers_command() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    w.run().assert_exit(0);
+    let pin = w.note(1, "alice", "/pin");
+    w.note(1, "rita", &format!("thanks!\n<!-- argocd-image-pr:reply-to {pin} -->"));
+    let out = w.run();
+    out.assert_exit(0);
+    assert_eq!(action(&out), "closed", "the Developer's /pin was carried out{out}");
+    assert_eq!(w.awards(pin), ["thumbsup"]);
+    let said = w.bot_notes(1);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains(&format!("reply-to {pin}")), "{}", said[0]);
+    w.gl.finish();
+}
+
 /// The access lookup fails (5xx). The command is neither obeyed nor refused, and the ledger
 /// does not move past it: the next run reads the access level and carries it out.
 #[test]

@@ -549,3 +549,132 @@ fn a_closed_mr_whose_branch_is_gone_is_not_reopened_a_newer_version_gets_a_new_o
     assert_eq!((out.app("api")["action"].as_str(), w.gl.writes()), (Some("unchanged"), 0), "{:?}", w.api_calls());
     w.gl.finish();
 }
+
+/// The merge request exists, adding its labels fails: the next run adds only the labels.
+#[test]
+fn failed_labels_after_the_mr_exists_are_added_next_time() {
+    let w = World::with_app(&["1.0.0", "1.1.0"], "1.0.0", &[("labels", "deps")]);
+    // A PUT is retried twice after a 5xx: all three fail.
+    for nth in 1..=3 {
+        w.gl.fail("merge_requests/update", nth, 500);
+    }
+    let out = w.run();
+    out.assert_exit(1);
+    assert_eq!(w.open_mrs().len(), 1);
+    assert!(w.open_mrs()[0].labels.is_empty());
+    assert_eq!(out.app("api")["pr"], w.open_mrs()[0].iid, "the error names the merge request{out}");
+
+    let out = w.run();
+    out.assert_exit(0);
+    assert_action(&out, "api", "updated");
+    assert_eq!(w.api_calls(), ["merge_requests/list", "events/list", "merge_requests/update"], "only the labels");
+    assert_eq!(w.gl.pushes(), 1);
+    assert_eq!(w.open_mrs()[0].labels, ["deps"]);
+
+    w.run();
+    assert_eq!(w.gl.writes(), 0, "{:?}", w.api_calls());
+    w.gl.finish();
+}
+
+/// GitLab made the merge request but the answer was lost, and the next listing is stale: the
+/// create is refused (`409`, one open merge request per branch) and the open one adopted.
+#[test]
+fn a_create_refused_as_duplicate_is_adopted_in_the_same_run() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    w.gl.lose_response("merge_requests/create", 1);
+    w.run().assert_exit(1);
+    w.gl.hide_from_next_listing();
+    let out = w.run();
+    out.assert_exit(0);
+    assert_action(&out, "api", "opened");
+    assert_eq!(w.gl.mrs(PROJECT).len(), 1, "no duplicate");
+    assert!(w.api_calls().contains(&"merge_requests/create".to_string()), "{:?}", w.api_calls());
+    w.gl.finish();
+}
+
+#[test]
+fn the_base_is_the_target_revision_branch_or_the_default_branch_for_head() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    // `api` follows `release`; `web` follows HEAD, and the default branch is `trunk`.
+    let main = w.sha("main").unwrap();
+    w.gl.create_branch(PROJECT, "release", &main);
+    w.gl.create_branch(PROJECT, "trunk", &main);
+    w.gl.set_default_branch(PROJECT, "trunk");
+    let mut api = w.app("api");
+    api.revision = "release".into();
+    w.write_app("api", &api.to_yaml());
+    w.add_app("web", "1.0.0", &[]);
+    let web_kustomization = w.git(&["show", "main:envs/web/kustomization.yaml"]);
+    let web_deployment = w.git(&["show", "main:envs/web/deployment.yaml"]);
+    w.gl.push_commit(
+        PROJECT,
+        "trunk",
+        &[("envs/web/kustomization.yaml", Some(&web_kustomization)), ("envs/web/deployment.yaml", Some(&web_deployment))],
+        "alice",
+    );
+    let mut web = w.app("web");
+    web.revision = "HEAD".into();
+    w.write_app("web", &web.to_yaml());
+
+    let out = w.run();
+    out.assert_exit(0);
+    let base = |head: &str| w.gl.mrs(PROJECT).into_iter().find(|m| m.source_branch == head).map(|m| m.target_branch);
+    assert_eq!(base(BRANCH).as_deref(), Some("release"), "{out}");
+    assert_eq!(base("argocd-image-pr/argocd/web").as_deref(), Some("trunk"), "{out}");
+    assert_eq!(out.app("web")["base"], "trunk");
+    let parent = w.git(&["rev-parse", "argocd-image-pr/argocd/web^"]);
+    assert_eq!(parent.trim(), w.sha("trunk").unwrap(), "built on the default branch's tip");
+    w.gl.finish();
+}
+
+#[test]
+fn the_mr_description_shows_the_build_date_and_digest_newest_build_read() {
+    let w = World::new(&["1.0.0"], "1.0.0");
+    let digests = w.reg.push_tags("team/worker", &["build-1", "build-2"]);
+    let image = w.reg.image("team/worker");
+    w.gl.push_commit(
+        PROJECT,
+        "main",
+        &[
+            ("envs/worker/kustomization.yaml", Some(&kustomization(&image, "build-1"))),
+            ("envs/worker/deployment.yaml", Some(&deployment("worker", &image))),
+        ],
+        "alice",
+    );
+    let app = App::new("worker", &w.url(), "envs/worker")
+        .image_list(&format!("worker={image}"))
+        .annotate("worker.update-strategy", "newest-build")
+        .annotate("worker.allow-tags", "regexp:^build-");
+    w.write_app("worker", &app.to_yaml());
+
+    let out = w.run();
+    out.assert_exit(0);
+    assert_action(&out, "worker", "opened");
+    assert_eq!(out.image("worker", "worker")["created"], "2024-01-02T00:00:00Z", "{out}");
+    let mr = w.open_mrs().into_iter().find(|m| m.source_branch == "argocd-image-pr/argocd/worker").unwrap();
+    let body = mr.description.unwrap();
+    let short = &digests[1]["sha256:".len().."sha256:".len() + 12];
+    assert!(
+        // Registry text is escaped for Markdown (`\-` renders as `-`).
+        body.contains(&format!("| build | 2024\\-01\\-02T00:00:00Z | `sha256:{short}` |")),
+        "build date and digest of build-2:\n{body}"
+    );
+    w.gl.finish();
+}
+
+/// An Application on another git server is not mapped onto the namesake project of the
+/// configured GitLab.
+#[test]
+fn a_repository_on_another_server_gets_no_mr_on_this_one() {
+    let w = World::new(&["1.0.0", "1.1.0"], "1.0.0");
+    // The same project reached under another host name (loopback, so the test stays local).
+    let other_host = w.url().replace("127.0.0.1", "localhost");
+    let elsewhere = App::new("elsewhere", &other_host, "envs/api").image_list(&format!("api={}:^1.0", w.image));
+    w.write_app("elsewhere", &elsewhere.to_yaml());
+    let out = w.run();
+    assert_action(&out, "api", "opened");
+    assert!(w.open_mrs().iter().all(|m| m.source_branch != "argocd-image-pr/argocd/elsewhere"), "no MR for the other server's project");
+    let error = out.app("elsewhere").to_string();
+    assert!(error.contains("localhost") && error.contains("error"), "the error names the repository{out}");
+    w.gl.finish();
+}

@@ -921,10 +921,13 @@ impl Ctx<'_> {
             (None, None) => None,
         };
         let labels = p.strs("labels");
+        let hide = self.st.hidden_listings > 0;
+        self.st.hidden_listings = self.st.hidden_listings.saturating_sub(1);
         let mut mrs: Vec<&MergeRequest> = self
             .st
             .mrs
             .iter()
+            .filter(|_| !hide)
             .filter(|m| m.project.eq_ignore_ascii_case(key))
             .filter(|m| state == "all" || m.state.as_str() == state)
             .filter(|m| created_after.is_none_or(|t| m.created_at >= t) && created_before.is_none_or(|t| m.created_at <= t))

@@ -270,6 +270,8 @@ struct State {
     last_stamp: Option<DateTime<Utc>>,
     /// How far the fake's clock is ahead of the machine's ([`FakeGitlab::advance_clock`]).
     clock_offset: chrono::Duration,
+    /// The next merge request listings answer an empty page (a stale replica).
+    hidden_listings: usize,
 }
 
 /// GitLab's `ThrottledTouch::TOUCH_INTERVAL`: a note touches its merge request only when the
@@ -820,6 +822,11 @@ impl FakeGitlab {
         for _ in 0..count {
             st.rate_limits.push(retry_after);
         }
+    }
+
+    /// The next listing of merge requests answers an empty page (a stale replica).
+    pub fn hide_from_next_listing(&self) {
+        self.state().hidden_listings += 1;
     }
 
     /// Moves the fake's clock on by `seconds` (every timestamp it hands out from now on, and its
