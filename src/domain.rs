@@ -308,6 +308,13 @@ impl fmt::Display for AppId {
     }
 }
 
+/// How people write a reference to pull request `number` on its forge: `#N`, and `!N` on
+/// GitLab, where `#N` is an issue. Told from the PR's web URL (GitLab's merge request pages are
+/// `<project>/-/merge_requests/<iid>`, which no other forge uses), the one trace of the forge the
+/// pure code keeps: a hold's origin and a report entry have it, as people see them.
+pub fn pr_ref(number: u64, url: &str) -> String {
+    if url.contains("/-/merge_requests/") { format!("!{number}") } else { format!("#{number}") }
+}
 
 /// Whether `host[:port]` is a loopback address (`localhost`, `127.0.0.0/8`, `::1`): registries
 /// there are spoken to over plain http, as Docker does.
@@ -323,6 +330,13 @@ pub fn is_loopback(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gitlab_merge_requests_are_bang_references() {
+        assert_eq!(pr_ref(3, "https://gitlab.example.com/g/sub/p/-/merge_requests/3#note_9"), "!3");
+        assert_eq!(pr_ref(3, "https://github.com/org/gitops/pull/3"), "#3");
+        assert_eq!(pr_ref(3, ""), "#3");
+    }
 
     #[test]
     fn image_names_normalize() {

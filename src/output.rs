@@ -148,7 +148,7 @@ pub fn run_table(report: &RunReport) -> String {
         rows.push([
             format!("{}/{}", app.namespace, app.name),
             action.to_string(),
-            app.pr.map(|n| format!("#{n}")).unwrap_or_else(|| "-".into()),
+            app.pr.map(|n| crate::domain::pr_ref(n, app.url.as_deref().unwrap_or(""))).unwrap_or_else(|| "-".into()),
             app.branch.clone().filter(|_| app.pr.is_some()).unwrap_or_else(|| "-".into()),
             note.split_whitespace().collect::<Vec<_>>().join(" "),
         ]);

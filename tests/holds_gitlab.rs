@@ -334,6 +334,9 @@ fn pin_closes_the_mr_and_holds_until_unpin() {
     let at = hold["origin"]["at"].as_str().unwrap_or_else(|| panic!("{status}"));
     assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{status}");
     assert_eq!(status.app("api")["pr"], Value::Null, "{status}");
+    // People read `!1` (GitLab's `#1` is an issue).
+    let tree = w.command(&["status", "--forge", "gitlab"]).run();
+    assert!(tree.stdout.contains("comment by alice on !1 at"), "{}", tree.stdout);
 
     // /unpin on the closed merge request: the next cycle proposes again, on the same one.
     let unpin = w.note(1, "bob", "/unpin");

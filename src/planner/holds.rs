@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{PrMetadata, Version};
 use crate::annotations::UpdateStrategy;
+use crate::domain::pr_ref;
 use crate::strategy::semver::Version as Semver;
 use crate::strategy::Candidate;
 
@@ -107,10 +108,10 @@ pub enum Origin {
 impl Origin {
     pub fn describe(&self) -> String {
         match self {
-            Origin::Comment { pr, by, at, url } => format!("comment by {by} on #{pr} at {} ({url})", at.to_rfc3339()),
+            Origin::Comment { pr, by, at, url } => format!("comment by {by} on {} at {} ({url})", pr_ref(*pr, url), at.to_rfc3339()),
             Origin::Annotation { key } => format!("annotation {key}"),
-            Origin::Rollback { pr, url } => format!("rollback of #{pr} ({url})"),
-            Origin::ClosedPr { pr, url, .. } => format!("#{pr} closed without merging ({url})"),
+            Origin::Rollback { pr, url } => format!("rollback of {} ({url})", pr_ref(*pr, url)),
+            Origin::ClosedPr { pr, url, .. } => format!("{} closed without merging ({url})", pr_ref(*pr, url)),
         }
     }
 }

@@ -17,7 +17,7 @@ use super::{Ctx, RepoState, template_images};
 use crate::error::Error;
 use crate::metadata;
 use crate::commands;
-use crate::domain::AppId;
+use crate::domain::{AppId, pr_ref};
 use crate::planner::{self, Change, Ledger, PrMetadata, Reply};
 use crate::ports::{AccessLevel, Comment, Forge, PrState, PrUpdate, PullRequest, Reaction};
 use crate::templates;
@@ -152,7 +152,7 @@ impl<F: Forge> Ctx<'_, F> {
                         }
                         Err(e) => {
                             // Not knowing is not permission: the comment is looked at again next time.
-                            errors.push(Error::from(e).context(format!("#{}: permission of {}", pr.number, c.author)));
+                            errors.push(Error::from(e).context(format!("{}: permission of {}", pr_ref(pr.number, &pr.url), c.author)));
                             seen_up_to = seen_up_to.min(c.id.saturating_sub(1));
                             retry_since = Some(retry_since.map_or(c.created_at, |r: DateTime<Utc>| r.min(c.created_at)));
                             continue;
@@ -191,7 +191,7 @@ impl<F: Forge> Ctx<'_, F> {
                     let pr_action = pr_action(&interpreted, pr.state == PrState::Open, &meta, &aliases);
                     match self.render_reply(&meta, &c.author, &pr.base, interpreted.reply, pr_action) {
                         Ok(t) => texts.push(t),
-                        Err(e) => errors.push(e.context(format!("#{}", pr.number))),
+                        Err(e) => errors.push(e.context(pr_ref(pr.number, &pr.url))),
                     }
                 }
                 replies.push(PendingReply {
@@ -211,12 +211,12 @@ impl<F: Forge> Ctx<'_, F> {
         for app in managed.keys() {
             let views: Vec<planner::PrView> = prs.iter().map(|(p, m)| pr_view(p, m)).collect();
             for n in planner::closed_unnoticed(app, &views) {
-                let Some((_, m)) = prs.iter_mut().find(|(p, _)| p.number == n) else { continue };
+                let Some((p, m)) = prs.iter_mut().find(|(p, _)| p.number == n) else { continue };
                 m.ledger.notices.push("closed-ignored".into());
                 let body = self.comment_for(app, templates::Comment::ClosedIgnored { images: template_images(&m.images) });
                 match body {
                     Ok(b) => notices.push((n, format!("{}\n<!-- argocd-image-pr:closed-ignored -->\n", b.trim_end()))),
-                    Err(e) => errors.push(e.context(format!("#{n}"))),
+                    Err(e) => errors.push(e.context(pr_ref(n, &p.url))),
                 }
                 dirty.insert(n);
             }
@@ -232,7 +232,7 @@ impl<F: Forge> Ctx<'_, F> {
             match self.forge.update_pull_request(&repo, *n, &update).await {
                 Ok(updated) => *pr = updated,
                 Err(e) => {
-                    errors.push(Error::from(e).context(format!("#{n}")));
+                    errors.push(Error::from(e).context(pr_ref(*n, &pr.url)));
                     self.hold_cursor(&repo, previous);
                     // Without the ledger, replying would make the command look handled.
                     replies.retain(|r| r.pr != *n);
@@ -240,17 +240,18 @@ impl<F: Forge> Ctx<'_, F> {
                 }
             }
         }
+        let refer = |n: u64| pr_ref(n, prs.iter().find(|(p, _)| p.number == n).map_or("", |(p, _)| p.url.as_str()));
         for (n, body) in notices {
             if let Err(e) = self.forge.create_comment(&repo, n, &body).await {
-                errors.push(Error::from(e).context(format!("#{n}")));
+                errors.push(Error::from(e).context(refer(n)));
             }
         }
         for r in replies {
             if let Err(e) = self.forge.create_comment(&repo, r.pr, &r.body).await {
-                errors.push(Error::from(e).context(format!("#{}", r.pr)));
+                errors.push(Error::from(e).context(refer(r.pr)));
             }
             if let Err(e) = self.forge.add_reaction(&repo, r.pr, r.comment, r.reaction).await {
-                errors.push(Error::from(e).context(format!("#{}", r.pr)));
+                errors.push(Error::from(e).context(refer(r.pr)));
             }
         }
         // The rest of the cycle sees what was written.
@@ -366,12 +367,12 @@ impl<F: Forge> Ctx<'_, F> {
                     }
                 }
                 Err(e) => {
-                    errors.push(Error::from(e).context(format!("#{number}")));
+                    errors.push(Error::from(e).context(pr_ref(number, &pr.url)));
                     continue;
                 }
             }
             if let Err(e) = self.forge.create_comment(&repo, number, &body).await {
-                errors.push(Error::from(e).context(format!("#{number}")));
+                errors.push(Error::from(e).context(pr_ref(number, &pr.url)));
             }
         }
     }

@@ -1028,7 +1028,7 @@ impl<F: Forge> Ctx<'_, F> {
             format!(
                 "other open pull requests use the branch {}: {} (left alone)",
                 work.branch,
-                decision.duplicates.iter().map(|n| format!("#{n}")).collect::<Vec<_>>().join(", ")
+                decision.duplicates.iter().map(|n| crate::domain::pr_ref(*n, pr.as_ref().map_or("", |p| p.url.as_str()))).collect::<Vec<_>>().join(", ")
             )
         });
         let done = |action, pr, reason: Option<String>| Ok(Applied { action, pr, reason: reason.or(duplicates.clone()) });
