@@ -128,6 +128,21 @@ pub struct PrUpdate {
     pub state: Option<PrState>,
 }
 
+/// What people call the bot's change requests on a forge, and the access its commands need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForgeWords {
+    /// `pull request`; GitLab: `merge request`.
+    pub request: &'static str,
+    /// Who may command the bot: `write access to the repository`.
+    pub access: &'static str,
+}
+
+impl Default for ForgeWords {
+    fn default() -> Self {
+        ForgeWords { request: "pull request", access: "write access to the repository" }
+    }
+}
+
 /// A comment on a pull request's conversation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Comment {
@@ -239,6 +254,11 @@ pub struct ForgeError {
 pub trait Forge: Send + Sync {
     /// `github`, `gitlab`, `local`.
     fn kind(&self) -> &'static str;
+
+    /// How this forge names what the bot's texts talk about in `repo` (template variable `forge`).
+    fn words(&self, _repo: &RepoRef) -> ForgeWords {
+        ForgeWords::default()
+    }
 
     /// Where to push branches of `repo`, with the credentials git needs as far as they are known
     /// without asking the forge (a GitHub App's cached installation token may be missing or old:

@@ -335,14 +335,15 @@ impl CommandHelp {
         CommandHelp { usage: usage.to_string(), summary: summary.to_string() }
     }
 
-    /// The commands of the product, in the order `/help` lists them.
-    pub fn defaults() -> Vec<CommandHelp> {
+    /// The commands of the product, in the order `/help` lists them, for a forge whose change
+    /// requests are called `request` (`pull request`, `merge request`).
+    pub fn defaults(request: &str) -> Vec<CommandHelp> {
         vec![
-            CommandHelp::new("/pin", "Hold every image at the version git has now and close this pull request."),
+            CommandHelp::new("/pin", &format!("Hold every image at the version git has now and close this {request}.")),
             CommandHelp::new("/pin <alias>", "Hold one image at the version git has now."),
             CommandHelp::new(
                 "/pin <alias> <version>",
-                "Hold one image at exactly that version; this pull request proposes it if git has another.",
+                &format!("Hold one image at exactly that version; this {request} proposes it if git has another."),
             ),
             CommandHelp::new("/unpin [<alias>]", "Release the hold on one image, or on all of them."),
             CommandHelp::new("/ignore <version>", "Skip one version; newer versions are still proposed."),
@@ -364,6 +365,22 @@ impl Default for BotInfo {
     }
 }
 
+/// How the forge the text goes to names things (`forge.request`, `forge.access`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgeInfo {
+    /// `pull request`; on GitLab `merge request`.
+    pub request: String,
+    /// Who may command the bot: `write access to the repository`; on GitLab `the Developer role
+    /// or higher in the project`.
+    pub access: String,
+}
+
+impl Default for ForgeInfo {
+    fn default() -> Self {
+        ForgeInfo { request: "pull request".into(), access: "write access to the repository".into() }
+    }
+}
+
 /// What the title, body and commit message of one pull request are rendered from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrContext {
@@ -379,6 +396,7 @@ pub struct PrContext {
     pub related: Vec<RelatedPr>,
     pub commands: Vec<CommandHelp>,
     pub bot: BotInfo,
+    pub forge: ForgeInfo,
 }
 
 /// The part of one update in another repository: its pull request when it exists, else the
@@ -520,6 +538,7 @@ impl Comment {
 pub struct CommentContext {
     pub app: AppInfo,
     pub bot: BotInfo,
+    pub forge: ForgeInfo,
     #[serde(flatten)]
     pub comment: Comment,
 }
@@ -877,8 +896,9 @@ pub mod examples {
                 FileChange { path: "apps/shop/prod/values.yaml".into() },
             ],
             related: vec![],
-            commands: CommandHelp::defaults(),
+            commands: CommandHelp::defaults("pull request"),
             bot: BotInfo::default(),
+            forge: ForgeInfo::default(),
         }
     }
 
@@ -938,12 +958,12 @@ pub mod examples {
             usage: "/pin [<alias> [<version>]]".into(),
         });
         out.push(Comment::CommandRefused { user: "mallory".into(), command: "/pin".into() });
-        out.push(Comment::Help { commands: CommandHelp::defaults() });
+        out.push(Comment::Help { commands: CommandHelp::defaults("pull request") });
         out
     }
 
     pub fn comment(c: Comment) -> CommentContext {
-        CommentContext { app: app(), bot: BotInfo::default(), comment: c }
+        CommentContext { app: app(), bot: BotInfo::default(), forge: ForgeInfo::default(), comment: c }
     }
 
     /// Every example context for one template, as JSON.

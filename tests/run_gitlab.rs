@@ -194,6 +194,8 @@ fn opens_one_mr_with_its_settings_then_writes_nothing_then_updates_it_in_place()
     assert!(mr.draft());
     let body = mr.description.clone().unwrap();
     assert!(body.starts_with("### Deploy review: `api`"), "{body}");
+    assert!(body.contains("Merging this merge request deploys") && !body.contains("pull request"), "GitLab's words:\n{body}");
+    assert!(body.contains("(the Developer role or higher in the project is needed)"), "{body}");
     assert!(body.contains("| `api` | `1.0.0` → `1.1.0` | minor | unknown | unknown |"), "{body}");
     let meta = metadata(&body);
     assert_eq!(meta["application"], "argocd/api");

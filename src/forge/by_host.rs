@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{GithubForge, GitlabForge, LocalForge};
 use crate::ports::{
-    AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, MergeMethod, NewPullRequest, PrUpdate, PullRequest, PushTarget,
+    AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, ForgeWords, MergeMethod, NewPullRequest, PrUpdate, PullRequest, PushTarget,
     Reaction, RepoRef, Reviewer,
 };
 
@@ -58,6 +58,15 @@ macro_rules! on_forge {
 impl Forge for ByHost {
     fn kind(&self) -> &'static str {
         "forges"
+    }
+
+    fn words(&self, repo: &RepoRef) -> ForgeWords {
+        match self.pick(repo) {
+            Ok(AnyForge::Github(f)) => f.words(repo),
+            Ok(AnyForge::Gitlab(f)) => f.words(repo),
+            Ok(AnyForge::Local(f)) => f.words(repo),
+            Err(_) => ForgeWords::default(),
+        }
     }
 
     fn push_target(&self, repo: &RepoRef) -> PushTarget {

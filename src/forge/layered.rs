@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 
 use crate::ports::{
-    AccessLevel, Comment, Forge, ForgeError, MergeMethod, NewPullRequest, PrUpdate, PullRequest, PushTarget, Reaction,
+    AccessLevel, Comment, Forge, ForgeError, ForgeWords, MergeMethod, NewPullRequest, PrUpdate, PullRequest, PushTarget, Reaction,
     RepoRef, Reviewer,
 };
 
@@ -110,6 +110,10 @@ impl<'a, F: Forge, H: ForgeHook + Default> Layered<'a, F, H> {
 impl<F: Forge, H: ForgeHook> Forge for Layered<'_, F, H> {
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    fn words(&self, repo: &RepoRef) -> ForgeWords {
+        self.inner.words(repo)
     }
 
     fn push_target(&self, repo: &RepoRef) -> PushTarget {

@@ -19,7 +19,7 @@ use crate::metadata;
 use crate::commands;
 use crate::domain::{AppId, pr_ref};
 use crate::planner::{self, Change, Ledger, PrMetadata, Reply};
-use crate::ports::{AccessLevel, Comment, Forge, PrState, PrUpdate, PullRequest, Reaction};
+use crate::ports::{AccessLevel, Comment, Forge, PrState, PrUpdate, PullRequest, Reaction, RepoRef};
 use crate::templates;
 
 /// How far before the last cycle's start the listing begins: room for the clocks of the bot and
@@ -189,7 +189,7 @@ impl<F: Forge> Ctx<'_, F> {
                         reaction = Reaction::Confused;
                     }
                     let pr_action = pr_action(&interpreted, pr.state == PrState::Open, &meta, &aliases);
-                    match self.render_reply(&meta, &c.author, &pr.base, interpreted.reply, pr_action) {
+                    match self.render_reply(&repo, &meta, &c.author, &pr.base, interpreted.reply, pr_action) {
                         Ok(t) => texts.push(t),
                         Err(e) => errors.push(e.context(pr_ref(pr.number, &pr.url))),
                     }
@@ -213,7 +213,7 @@ impl<F: Forge> Ctx<'_, F> {
             for n in planner::closed_unnoticed(app, &views) {
                 let Some((p, m)) = prs.iter_mut().find(|(p, _)| p.number == n) else { continue };
                 m.ledger.notices.push("closed-ignored".into());
-                let body = self.comment_for(app, templates::Comment::ClosedIgnored { images: template_images(&m.images) });
+                let body = self.comment_for(&repo, app, templates::Comment::ClosedIgnored { images: template_images(&m.images) });
                 match body {
                     Ok(b) => notices.push((n, format!("{}\n<!-- argocd-image-pr:closed-ignored -->\n", b.trim_end()))),
                     Err(e) => errors.push(e.context(pr_ref(n, &p.url))),
@@ -264,11 +264,12 @@ impl<F: Forge> Ctx<'_, F> {
         }
     }
 
-    fn comment_for(&self, app: &str, comment: templates::Comment) -> Result<String, Error> {
+    fn comment_for(&self, repo: &RepoRef, app: &str, comment: templates::Comment) -> Result<String, Error> {
         let (namespace, name) = app.split_once('/').unwrap_or(("", app));
         let ctx = templates::CommentContext {
             app: templates::AppInfo::new(namespace, name),
             bot: templates::BotInfo { name: self.options.identity.name.clone() },
+            forge: super::forge_info(self.forge.words(repo)),
             comment,
         };
         self.options.templates.comment(&ctx).map_err(Error::from)
@@ -276,6 +277,7 @@ impl<F: Forge> Ctx<'_, F> {
 
     fn render_reply(
         &self,
+        repo: &RepoRef,
         meta: &PrMetadata,
         user: &str,
         base: &str,
@@ -309,9 +311,9 @@ impl<F: Forge> Ctx<'_, F> {
                 usage: usage.to_string(),
             },
             Reply::Refused { command } => templates::Comment::CommandRefused { user: user.to_string(), command },
-            Reply::Help => templates::Comment::Help { commands: templates::CommandHelp::defaults() },
+            Reply::Help => templates::Comment::Help { commands: templates::CommandHelp::defaults(self.forge.words(repo).request) },
         };
-        self.comment_for(&meta.application, comment)
+        self.comment_for(repo, &meta.application, comment)
     }
 
     /// Rollback notices: once per merged PR and rolled-back version, on the merged PR.
@@ -348,7 +350,7 @@ impl<F: Forge> Ctx<'_, F> {
                     waiting_for: d.to.clone(),
                 });
             }
-            let body = match self.comment_for(&id.to_string(), templates::Comment::RollbackNoticed { base: pr.base.clone(), rolled_back }) {
+            let body = match self.comment_for(&repo, &id.to_string(), templates::Comment::RollbackNoticed { base: pr.base.clone(), rolled_back }) {
                 Ok(b) => format!("{}\n<!-- argocd-image-pr:rollback-noticed -->\n", b.trim_end()),
                 Err(e) => {
                     errors.push(e);

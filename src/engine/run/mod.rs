@@ -33,7 +33,7 @@ use crate::planner::{
     Input, Ledger, PrMetadata, Proposal, Push, RepoSettings,
 };
 use crate::ports::{
-    Forge, ForgeErrorKind, GitRepos, Identity, Lease, NewPullRequest, PrState, PrUpdate, PullRequest, PushError, PushTarget,
+    Forge, ForgeErrorKind, ForgeWords, GitRepos, Identity, Lease, NewPullRequest, PrState, PrUpdate, PullRequest, PushError, PushTarget,
     RemoteHeads, RepoRef, Reviewer,
 };
 use crate::error::{Error, ErrorKind};
@@ -251,14 +251,16 @@ async fn repositories_phase<F: Forge>(
         if quiet.contains(&url) {
             match heads {
                 Ok(h) if h.branches.keys().any(|b| b.starts_with(prefix)) => {
-                    repos.insert(url, RepoState { repo, target, heads: Ok(h), listing: None });
+                    let words = forge.words(&repo);
+                    repos.insert(url, RepoState { repo, target, heads: Ok(h), listing: None, words });
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!("{url}: {e}"),
             }
             continue;
         }
-        repos.insert(url, RepoState { repo, target, heads, listing: None });
+        let words = forge.words(&repo);
+        repos.insert(url, RepoState { repo, target, heads, listing: None, words });
     }
     (repos, quiet)
 }
@@ -427,6 +429,8 @@ struct RepoState {
     heads: Result<RemoteHeads, Error>,
     /// The bot's PRs, listed at most once (again only after a conflict).
     listing: Option<Result<Vec<PullRequest>, Error>>,
+    /// How the repository's forge names things in the bot's texts.
+    words: ForgeWords,
 }
 
 /// One Application on its way through the run: one per repository its update changes, each with
@@ -679,7 +683,8 @@ fn desired(
         })
         .collect();
     let repo = repos.get(&change.repo_url).map(|r| r.repo.clone());
-    let context = pr_context(work, &images, &report.images, &change.revision, repo.as_ref(), &options.identity);
+    let words = repos.get(&change.repo_url).map(|r| r.words).unwrap_or_default();
+    let context = pr_context(work, &images, &report.images, &change.revision, (repo.as_ref(), words), &options.identity);
     let rendered = (|| -> Result<(String, String, String), templates::TemplateError> {
         Ok((
             options.templates.pr_title(&context)?,
@@ -736,7 +741,7 @@ fn pr_context(
     images: &[planner::ImageChange],
     reports: &[ImageReport],
     base: &str,
-    repo: Option<&RepoRef>,
+    (repo, words): (Option<&RepoRef>, ForgeWords),
     identity: &Identity,
 ) -> templates::PrContext {
     templates::PrContext {
@@ -761,9 +766,15 @@ fn pr_context(
             .collect(),
         files: work.files.iter().map(|(p, _)| templates::FileChange { path: p.clone() }).collect(),
         related: work.related.clone(),
-        commands: templates::CommandHelp::defaults(),
+        commands: templates::CommandHelp::defaults(words.request),
         bot: templates::BotInfo { name: identity.name.clone() },
+        forge: forge_info(words),
     }
+}
+
+/// The template variable `forge`.
+pub(super) fn forge_info(words: ForgeWords) -> templates::ForgeInfo {
+    templates::ForgeInfo { request: words.request.to_string(), access: words.access.to_string() }
 }
 
 fn existing(pr: &PullRequest) -> ExistingPr {
@@ -1061,7 +1072,7 @@ impl<F: Forge> Ctx<'_, F> {
                         .unwrap_or(templates::CommitInfo { sha: String::new(), author: None });
                     let base = pr.as_ref().map(|p| p.base.clone()).unwrap_or_default();
                     let body = self
-                        .comment(work, templates::Comment::ForeignCommit { base, branch: work.branch.clone(), commit: foreign })
+                        .comment(repo, work, templates::Comment::ForeignCommit { base, branch: work.branch.clone(), commit: foreign })
                         .map_err(|e| (pr.clone(), e))?;
                     let body = format!("{}\n{}\n", body.trim_end(), planner::FOREIGN_COMMIT_MARKER);
                     self.forge.create_comment(repo, number, &body).await.map_err(|e| (pr.clone(), e.into()))?;
@@ -1209,10 +1220,11 @@ impl<F: Forge> Ctx<'_, F> {
         Ok(())
     }
 
-    fn comment(&self, work: &AppWork, comment: templates::Comment) -> Result<String, Error> {
+    fn comment(&self, repo: &RepoRef, work: &AppWork, comment: templates::Comment) -> Result<String, Error> {
         let ctx = templates::CommentContext {
             app: work.info.clone(),
             bot: templates::BotInfo { name: self.options.identity.name.clone() },
+            forge: forge_info(self.forge.words(repo)),
             comment,
         };
         self.options.templates.comment(&ctx).map_err(Error::from)
@@ -1232,6 +1244,7 @@ impl<F: Forge> Ctx<'_, F> {
         if let Some(reason) = reason {
             let images = meta.as_ref().map(|m| template_images(&m.images)).unwrap_or_default();
             let body = self.comment(
+                repo,
                 work,
                 templates::Comment::ClosedObsolete { reason, base: pr.base.clone(), branch: pr.head.clone(), images },
             )?;

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 use crate::http;
 use crate::ports::{
-    AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, MergeMethod, NewPullRequest, PrState, PrUpdate, PullRequest,
+    AccessLevel, Comment, Forge, ForgeError, ForgeErrorKind, ForgeWords, MergeMethod, NewPullRequest, PrState, PrUpdate, PullRequest,
     PushTarget, Reaction, RepoRef, Reviewer,
 };
 
@@ -332,6 +332,10 @@ fn draft_key(repo: &RepoRef, iid: u64) -> String {
 impl Forge for GitlabForge {
     fn kind(&self) -> &'static str {
         FORGE
+    }
+
+    fn words(&self, _repo: &RepoRef) -> ForgeWords {
+        ForgeWords { request: "merge request", access: "the Developer role or higher in the project" }
     }
 
     /// `https://<server>/<group>/<project>.git` as user `oauth2` with the token as password,
