@@ -23,6 +23,10 @@ pub struct ConfigFile {
     pub optional_docker_configs: Vec<PathBuf>,
     /// Where git clones are kept between runs.
     pub cache_dir: Option<PathBuf>,
+    /// The kubeconfig for `k8s` locations and `pullsecret:`/`secret:` credentials.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of that kubeconfig other than its current one.
+    pub context: Option<String>,
     /// `run`: the forge, `github`, `gitlab` or `local`.
     pub forge: Option<String>,
     /// `run`: the bot's branch per Application; `{{namespace}}` and `{{name}}` are replaced.

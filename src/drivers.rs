@@ -1,11 +1,12 @@
 //! The production drivers behind the engine's ports, built once by `main`: the OCI registry
-//! client, libgit2 clones under the cache directory, directories and git URLs as `--apps`, the
-//! system clock. The daemon keeps them across cycles. Also the one file read the templates
+//! client, libgit2 clones under the cache directory, directories, git URLs and the cluster as
+//! `--apps`, the Kubernetes API (made at its first use), the system clock. The daemon keeps them across cycles. Also the one file read the templates
 //! need: the override directory.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cluster::{ClusterSettings, KubeCluster};
 use crate::discovery::Locations;
 use crate::engine::Drivers;
 use crate::git::GitDriver;
@@ -17,11 +18,12 @@ impl Drivers {
     /// `cache_dir`: where clones are kept between runs; a fresh temporary directory (removed
     /// when the drivers are dropped) when `None`. Registry settings are read at the start of
     /// each cycle, so their errors belong to the cycle's report.
-    pub fn standard(registry: RegistrySettings, cache_dir: Option<PathBuf>) -> Result<Drivers, String> {
+    pub fn standard(registry: RegistrySettings, cache_dir: Option<PathBuf>, cluster: ClusterSettings) -> Result<Drivers, String> {
         let git = Arc::new(GitDriver::new(cache_dir).map_err(|e| format!("cache: {e}"))?);
+        let cluster: Arc<dyn crate::ports::Cluster> = Arc::new(KubeCluster::new(cluster));
         Ok(Drivers {
-            registry: Arc::new(RegistryDriver::new(registry)),
-            apps: Arc::new(Locations::new(git.clone())),
+            registry: Arc::new(RegistryDriver::new(registry, Some(cluster.clone()))),
+            apps: Arc::new(Locations::new(git.clone(), cluster)),
             git,
             clock: Arc::new(SystemClock),
         })

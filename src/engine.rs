@@ -260,11 +260,15 @@ async fn discover(
 ) -> Discovered {
     let mut errors = Vec::new();
     let mut apps: Vec<(Application, Option<AppsOrigin>, String)> = Vec::new();
+    let mut cluster_locations: Vec<String> = Vec::new();
     for location in locations {
         match source.read(location, credentials.get(location)).await {
             Ok(read) => {
                 tracing::debug!("discovery: {} read", location);
                 let (found, file_errors, origin) = (read.applications, read.errors, read.origin);
+                if read.from_cluster {
+                    cluster_locations.push(location.clone());
+                }
                 let prefix = |f: &str| if locations.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
                 errors.extend(file_errors.into_iter().map(|e| LocationError {
                     file: prefix(&e.file),
@@ -289,6 +293,14 @@ async fn discover(
     for group in apps.chunk_by(|a, b| a.0.id == b.0.id) {
         if let [one] = group {
             unique.push(one.clone());
+            continue;
+        }
+        // What the cluster runs wins over a manifest of it in git (Argo CD runs the cluster's).
+        let live: Vec<_> = group.iter().filter(|a| cluster_locations.contains(&a.2)).collect();
+        if let [one] = live.as_slice() {
+            let dropped: Vec<String> = group.iter().filter(|a| !cluster_locations.contains(&a.2)).map(place).collect();
+            tracing::debug!("Application {} is read from the cluster; its manifest in {} is not used", one.0.id, dropped.join(", "));
+            unique.push((*one).clone());
             continue;
         }
         let places: Vec<String> = group.iter().map(place).collect();

@@ -6,6 +6,7 @@
 //! built once in `main` (`Drivers`). docs/architecture.md has the picture; `layers` checks it.
 
 mod annotations;
+mod cluster;
 mod commands;
 mod config;
 pub mod daemon;
@@ -44,4 +45,5 @@ pub use engine::{
     RunStats, Stats, plan, run_once,
 };
 pub use registry::RegistrySettings;
+pub use cluster::ClusterSettings;
 pub use git::set_timeouts as set_git_timeouts;

@@ -166,9 +166,17 @@ enum LocalAction {
 
 #[derive(clap::Args)]
 struct PlanArgs {
-    /// Directory or git URL (https, ssh, file://) holding Application manifests; repeatable.
+    /// Directory or git URL (https, ssh, file://) holding Application manifests, or `k8s`
+    /// (`k8s:<namespace>`) for the Applications of the cluster; repeatable.
     #[arg(long = "apps", env = "ARGOCD_IMAGE_PR_APPS", value_delimiter = ',')]
     apps: Vec<String>,
+    /// kubeconfig for the cluster (`--apps k8s`, `pullsecret:` credentials); default: KUBECONFIG,
+    /// ~/.kube/config, then the in-cluster service account.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of its current one.
+    #[arg(long, env = "ARGOCD_IMAGE_PR_CONTEXT")]
+    context: Option<String>,
     /// argocd-image-updater registries.conf.
     #[arg(long, env = "ARGOCD_IMAGE_PR_REGISTRIES_CONF")]
     registries_conf: Option<PathBuf>,
@@ -255,7 +263,13 @@ fn plan_options(args: PlanArgs, file: &ConfigFile) -> Result<(PlanOptions, Drive
         connect_timeout: Some(args.connect_timeout),
         request_timeout: Some(args.timeout),
     };
-    let drivers = Drivers::standard(registry, args.cache_dir.or(file.cache_dir.clone())).map_err(|e| {
+    let cluster = argocd_image_pr::ClusterSettings {
+        kubeconfig: args.kubeconfig.or(file.kubeconfig.clone()),
+        context: args.context.or(file.context.clone()),
+        connect_timeout: Some(args.connect_timeout),
+        read_timeout: Some(args.timeout),
+    };
+    let drivers = Drivers::standard(registry, args.cache_dir.or(file.cache_dir.clone()), cluster).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;

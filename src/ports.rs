@@ -1,5 +1,5 @@
 //! The traits the engine talks to the world through — [`Forge`], [`Registry`], [`GitRepos`],
-//! [`ApplicationSource`], [`Clock`] — and their vocabulary: pull requests, comments, access
+//! [`ApplicationSource`], [`Cluster`], [`Clock`] — and their vocabulary: pull requests, comments, access
 //! levels, reactions, reviewers, merge methods, snapshots, tag metadata. Drivers
 //! (`forge::github`, `forge::local`, ...) implement [`Forge`] and
 //! convert their vendor JSON into these types at their edge.
@@ -11,11 +11,13 @@ use chrono::{DateTime, Utc};
 
 mod apps;
 mod clock;
+mod cluster;
 mod git;
 mod registry;
 
 pub use apps::{ApplicationSource, AppsError, AppsOrigin, LocationApps};
 pub use clock::{Clock, SystemClock};
+pub use cluster::{Cluster, ClusterError, ClusterErrorKind, ClusterKind, ClusterObject, SecretData};
 pub use git::{CommitInfo, GitError, GitRepos, Identity, Lease, PushError, RemoteHeads, Snapshot};
 pub use registry::{Registry, RegistryError, RegistryErrorKind, TagMetadata};
 pub use crate::domain::{MergeMethod, PrState};

@@ -1,28 +1,51 @@
-//! [`ApplicationSource`] for `--apps` locations that are directories or git URLs: the files
-//! are read (a directory as it is, a git URL cloned at `HEAD` through the git port) and parsed
-//! by [`super::find_applications`].
+//! [`ApplicationSource`] for `--apps` locations: directories and git URLs (the files read as
+//! they are, or cloned at `HEAD` through the git port, and parsed by
+//! [`super::find_applications`]), and `k8s` / `k8s:<namespace>`, the Applications of a cluster
+//! through the cluster port (parsed by the same rules, [`super::applications_from_objects`]).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::find_applications;
-use crate::ports::{ApplicationSource, AppsError, AppsOrigin, GitError, GitRepos, LocationApps, PushTarget};
+use super::{applications_from_objects, find_applications};
+use crate::ports::{ApplicationSource, AppsError, AppsOrigin, Cluster, ClusterKind, GitError, GitRepos, LocationApps, PushTarget};
 
 pub struct Locations {
     git: Arc<dyn GitRepos>,
+    cluster: Arc<dyn Cluster>,
 }
 
 impl Locations {
-    pub fn new(git: Arc<dyn GitRepos>) -> Self {
-        Locations { git }
+    pub fn new(git: Arc<dyn GitRepos>, cluster: Arc<dyn Cluster>) -> Self {
+        Locations { git, cluster }
+    }
+
+    /// `k8s`: every namespace the bot may list; `k8s:<namespace>`: that one.
+    async fn read_cluster(&self, namespace: Option<&str>) -> Result<LocationApps, AppsError> {
+        let objects = self.cluster.list(ClusterKind::Application, namespace).await.map_err(AppsError::Cluster)?;
+        let places: Vec<(String, &str)> = objects.iter().map(|o| (format!("k8s:{}/{}", o.namespace, o.name), o.json.as_str())).collect();
+        let (applications, errors) = applications_from_objects(places.iter().map(|(p, j)| (p.as_str(), *j)));
+        Ok(LocationApps { applications, errors, origin: None, from_cluster: true })
+    }
+}
+
+/// The namespace of a cluster location: `Some(None)` for `k8s`, `Some(Some(ns))` for
+/// `k8s:<ns>`, `None` for any other location.
+pub fn cluster_location(location: &str) -> Option<Option<&str>> {
+    match location.strip_prefix("k8s") {
+        Some("") => Some(None),
+        Some(rest) => rest.strip_prefix(':').map(|ns| Some(ns).filter(|n| !n.is_empty())),
+        None => None,
     }
 }
 
 impl ApplicationSource for Locations {
     fn read<'a>(&'a self, location: &'a str, auth: Option<&'a PushTarget>) -> BoxFuture<'a, Result<LocationApps, AppsError>> {
         Box::pin(async move {
+            if let Some(namespace) = cluster_location(location) {
+                return self.read_cluster(namespace).await;
+            }
             // Even a directory is read under the git deadline: a hung network mount fails its
             // location, not the cycle.
             let owned = location.to_string();
@@ -54,11 +77,14 @@ impl ApplicationSource for Locations {
                 }
             };
             let (applications, errors) = find_applications(&files);
-            Ok(LocationApps { applications, errors, origin })
+            Ok(LocationApps { applications, errors, origin, from_cluster: false })
         })
     }
 
     fn git_url<'a>(&self, location: &'a str) -> Option<&'a str> {
+        if cluster_location(location).is_some() {
+            return None;
+        }
         (!Path::new(location).is_dir() && !looks_like_a_path(location)).then_some(location)
     }
 }

@@ -127,6 +127,22 @@ pub fn find_applications(files: &FileSet) -> (Vec<Application>, Vec<FileError>) 
     (apps, errors)
 }
 
+/// The Applications among objects read from a cluster (`--apps k8s`), by the same rules as
+/// manifests in git: each object is a document of its own (JSON is YAML), named
+/// `k8s:<namespace>/<name>` in errors and as the Application's `file`.
+pub fn applications_from_objects<'o>(objects: impl IntoIterator<Item = (&'o str, &'o str)>) -> (Vec<Application>, Vec<FileError>) {
+    let mut apps = Vec::new();
+    let mut errors = Vec::new();
+    for (place, json) in objects {
+        match crate::yaml::parse(json) {
+            Ok(yaml) => read_file(place, &yaml, &mut apps, &mut errors),
+            Err(e) => errors.push(FileError { file: place.to_string(), line: Some(e.line), message: format!("invalid object: {}", e.message) }),
+        }
+    }
+    apps.sort_by(|a: &Application, b| (&a.id, &a.file, a.document).cmp(&(&b.id, &b.file, b.document)));
+    (apps, errors)
+}
+
 /// Only a file whose text names the `argoproj.io` API group can hold an Application; the
 /// others (workload manifests, Helm chart templates, which are not YAML at all) are not parsed,
 /// so they cost nothing and are never reported. Text that is not UTF-8 is parsed (and reported).

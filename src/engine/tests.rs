@@ -14,9 +14,53 @@ use crate::discovery::Locations;
 use crate::domain::ImageName;
 use crate::files::FileSet;
 use crate::ports::{
-    Comment, CommitInfo, Forge, ForgeError, ForgeErrorKind, GitError, Identity, Lease, NewPullRequest, PrState, PrUpdate,
-    PullRequest, PushError, RegistryError, RegistryErrorKind, RemoteHeads, RepoRef, TagMetadata,
+    Cluster, ClusterError, ClusterErrorKind, ClusterKind, ClusterObject, Comment, CommitInfo, Forge, ForgeError, ForgeErrorKind,
+    GitError, Identity, Lease, NewPullRequest, PrState, PrUpdate, PullRequest, PushError, RegistryError, RegistryErrorKind,
+    RemoteHeads, RepoRef, SecretData, TagMetadata,
 };
+
+/// A cluster's objects by kind, and its Secrets (`namespace/name`).
+#[derive(Default)]
+pub(crate) struct MemoryCluster {
+    objects: Mutex<Vec<(ClusterKind, ClusterObject)>>,
+    secrets: Mutex<HashMap<String, SecretData>>,
+}
+
+impl MemoryCluster {
+    /// Adds an object given as YAML (kept as the JSON the API server would send).
+    pub fn apply(&self, kind: ClusterKind, yaml: &str) {
+        let value: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+        let meta = &value["metadata"];
+        let object = ClusterObject {
+            namespace: meta["namespace"].as_str().unwrap_or_default().to_string(),
+            name: meta["name"].as_str().unwrap_or_default().to_string(),
+            json: serde_json::to_string_pretty(&value).unwrap(),
+        };
+        self.objects.lock().unwrap().push((kind, object));
+    }
+}
+
+impl Cluster for MemoryCluster {
+    fn list<'a>(&'a self, kind: ClusterKind, namespace: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ClusterObject>, ClusterError>> {
+        let found = self
+            .objects
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, o)| *k == kind && namespace.is_none_or(|ns| ns == o.namespace))
+            .map(|(_, o)| o.clone())
+            .collect();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<SecretData, ClusterError>> {
+        let found = self.secrets.lock().unwrap().get(&format!("{namespace}/{name}")).cloned();
+        Box::pin(async move {
+            found.ok_or(ClusterError { kind: ClusterErrorKind::NotFound, message: format!("secrets \"{name}\" not found") })
+        })
+    }
+
+}
 
 /// Tags per repository (`registry/repository`), with each tag's digest and build time.
 #[derive(Default)]
@@ -494,6 +538,7 @@ impl Clock for FixedClock {
 pub(crate) struct World {
     pub registry: Arc<MemoryRegistry>,
     pub git: Arc<MemoryGit>,
+    pub cluster: Arc<MemoryCluster>,
     pub drivers: Drivers,
 }
 
@@ -501,14 +546,15 @@ impl World {
     pub(crate) fn new() -> World {
         let registry = Arc::new(MemoryRegistry::default());
         let git = Arc::new(MemoryGit::default());
+        let cluster = Arc::new(MemoryCluster::default());
         let drivers = Drivers {
             registry: registry.clone(),
             git: git.clone(),
             // The production reader of `--apps`, on the in-memory git: a git URL location.
-            apps: Arc::new(Locations::new(git.clone())),
+            apps: Arc::new(Locations::new(git.clone(), cluster.clone())),
             clock: Arc::new(FixedClock(Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap())),
         };
-        World { registry, git, drivers }
+        World { registry, git, cluster, drivers }
     }
 
     async fn plan(&self) -> PlanReport {
@@ -625,6 +671,53 @@ async fn a_failing_registry_and_a_silent_repository_fail_only_their_own_applicat
     assert_eq!(kind("web"), Some((crate::error::ErrorKind::Auth, false)));
     assert_eq!(kind("job"), Some((crate::error::ErrorKind::Network, true)));
     assert!(report.has_errors());
+}
+
+/// `--apps k8s`: the Applications of the cluster are planned exactly as their manifests in git
+/// are; one in both is planned once, as the cluster has it; a broken one is an error naming it.
+#[tokio::test]
+async fn applications_from_the_cluster_plan_as_from_git_and_the_cluster_wins() {
+    let w = World::new();
+    let api = application("api", "api", "registry.example.com/team/api");
+    w.git.commit(APPS, "main", &[("apps/api.yaml", &api)]);
+    w.git.commit(
+        DEPLOY,
+        "main",
+        &[
+            ("api/deployment.yaml", &deployment("registry.example.com/team/api:1.0.0")),
+            ("web/deployment.yaml", &deployment("registry.example.com/team/web:1.0.0")),
+        ],
+    );
+    w.registry.push("registry.example.com/team/api", "1.1.0");
+    w.registry.push("registry.example.com/team/web", "1.0.1");
+    let from_git = w.plan().await;
+
+    w.cluster.apply(ClusterKind::Application, &api);
+    let from_cluster = plan(&w.drivers, PlanOptions { apps: vec!["k8s".into()] }).await;
+    assert!(from_cluster.errors.is_empty(), "{from_cluster:#?}");
+    let strip = |r: &PlanReport| {
+        let apps: Vec<_> = r.applications.iter().map(|a| (a.name.clone(), a.images.clone(), a.changes.clone())).collect();
+        serde_json::to_value(apps).unwrap()
+    };
+    assert_eq!(strip(&from_cluster), strip(&from_git), "the same plan");
+    assert_eq!(from_cluster.applications[0].file, "k8s:argocd/api");
+
+    // In the cluster `api` follows another path than its manifest in git says; web and a broken
+    // one are only in the cluster (another namespace).
+    w.cluster.objects.lock().unwrap().clear();
+    w.cluster.apply(ClusterKind::Application, &api.replace("path: api", "path: web").replace("team/api", "team/web"));
+    w.cluster.apply(ClusterKind::Application, "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  namespace: team-b\n");
+    let both = plan(&w.drivers, PlanOptions { apps: vec![APPS.to_string(), "k8s".into()] }).await;
+    assert_eq!(both.applications.len(), 1, "{both:#?}");
+    let proposed = image(&both, "api");
+    assert_eq!(proposed.proposed.as_deref(), Some("1.0.1"), "the cluster's spec is the one planned: {proposed:#?}");
+    assert!(!both.errors.iter().any(|e| e.error.to_string().contains("defined 2 times")), "{:#?}", both.errors);
+    let broken = both.errors.iter().map(|e| format!("{}: {}", e.file, e.error)).collect::<Vec<_>>().join("\n");
+    assert!(broken.contains("k8s:team-b/") && broken.contains("no metadata.name"), "{broken}");
+
+    // Only namespace team-b: nothing of argocd's.
+    let team_b = plan(&w.drivers, PlanOptions { apps: vec!["k8s:team-b".into()] }).await;
+    assert!(team_b.applications.is_empty(), "{team_b:#?}");
 }
 
 #[tokio::test]

@@ -1,11 +1,11 @@
 //! The Applications port: where Argo CD Applications are read from (`--apps`): a directory, a
-//! git URL, and later the Kubernetes API. The engine sees Applications, never how they were
+//! git URL, or a cluster's Kubernetes API (`k8s`, `k8s:<namespace>`). The engine sees Applications, never how they were
 //! found.
 
 use crate::error::Error;
 use futures::future::BoxFuture;
 
-use super::{GitError, PushTarget};
+use super::{ClusterError, GitError, PushTarget};
 use crate::discovery::{Application, FileError};
 
 /// Reads the `--apps` locations.
@@ -28,6 +28,9 @@ pub struct LocationApps {
     pub errors: Vec<FileError>,
     /// The git repository and commit the manifests were read at (git URLs only).
     pub origin: Option<AppsOrigin>,
+    /// Read from a cluster's API (`k8s`): what Argo CD runs, which wins over a manifest of the
+    /// same Application in git.
+    pub from_cluster: bool,
 }
 
 /// The git repository and commit an `--apps` location was read from, so that an Application
@@ -46,6 +49,8 @@ pub enum AppsError {
     Location(String),
     #[error(transparent)]
     Git(#[from] GitError),
+    #[error(transparent)]
+    Cluster(ClusterError),
 }
 
 impl From<AppsError> for Error {
@@ -53,6 +58,7 @@ impl From<AppsError> for Error {
         match e {
             AppsError::Location(message) => Error::input(message),
             AppsError::Git(g) => g.into(),
+            AppsError::Cluster(c) => c.into(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Registry credentials: AIU credential references (`env:`, `ext:`, `pullsecret:`, `secret:`)
-//! and docker `config.json` / `.dockerconfigjson` files. Secrets never reach a log or an error:
+//! Registry credentials: AIU credential references (`env:`, `ext:`, `pullsecret:`, `secret:`,
+//! the last two read through the cluster port) and docker `config.json` / `.dockerconfigjson`
+//! files. Secrets never reach a log or an error:
 //! [`Credentials`] redacts itself in `Debug`, and errors name only the reference.
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::domain::normalize_registry_host;
+use crate::ports::Cluster;
 
 /// A username and password (or token) for one registry.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -53,8 +55,11 @@ pub(crate) enum CredentialRef {
     Env(String),
     /// `ext:/path/to/script`, stdout `user:pass`.
     Ext(PathBuf),
-    /// `pullsecret:ns/name` or `secret:ns/name#field`: need the Kubernetes API.
-    Kubernetes,
+    /// `pullsecret:ns/name`: a `kubernetes.io/dockerconfigjson` Secret; the entry for the
+    /// image's registry is used.
+    PullSecret { namespace: String, name: String },
+    /// `secret:ns/name#field`: a Secret whose `field` holds `user:password`.
+    Secret { namespace: String, name: String, field: String },
 }
 
 impl CredentialRef {
@@ -72,60 +77,124 @@ impl CredentialRef {
             }
             return Ok(CredentialRef::Ext(PathBuf::from(path)));
         }
-        if r.starts_with("pullsecret:") || r.starts_with("secret:") {
-            return Ok(CredentialRef::Kubernetes);
+        if let Some(rest) = r.strip_prefix("pullsecret:") {
+            let (namespace, name) = secret_name(rest).ok_or_else(|| format!("credential reference {r:?}: expected pullsecret:<namespace>/<name>"))?;
+            return Ok(CredentialRef::PullSecret { namespace, name });
+        }
+        if let Some(rest) = r.strip_prefix("secret:") {
+            let bad = || format!("credential reference {r:?}: expected secret:<namespace>/<name>#<field>");
+            let (secret, field) = rest.split_once('#').ok_or_else(bad)?;
+            let (namespace, name) = secret_name(secret).ok_or_else(bad)?;
+            if field.is_empty() {
+                return Err(bad());
+            }
+            return Ok(CredentialRef::Secret { namespace, name, field: field.to_string() });
         }
         Err(format!("unknown credential reference {r:?}: use env:VAR, ext:/path, pullsecret:ns/name or secret:ns/name#field"))
     }
 }
 
-/// Resolves credential references; `ext:` script output is cached until `credsexpire`.
-/// Last output of one `ext:` script and when it expires (`None`: never).
-type ScriptSlot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<Instant>)>>>;
+/// `ns/name` of a Secret (both parts, as Kubernetes names them).
+fn secret_name(s: &str) -> Option<(String, String)> {
+    let (namespace, name) = s.split_once('/')?;
+    let valid = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    (valid(namespace) && valid(name)).then(|| (namespace.to_string(), name.to_string()))
+}
 
+/// Last credentials read for one reference (and registry) and when they expire (`None`: at the
+/// end of the cycle, see [`CredentialResolver::begin_cycle`]).
+type Slot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<Instant>)>>>;
+
+/// Resolves credential references. What `ext:` scripts print and what Secrets hold is read once
+/// per cycle, or kept until `credsexpire` when registries.conf sets it.
 #[derive(Default)]
 pub(crate) struct CredentialResolver {
-    ext: Mutex<HashMap<PathBuf, ScriptSlot>>,
+    cached: Mutex<HashMap<String, Slot>>,
+    /// The cluster `pullsecret:` and `secret:` are read from.
+    cluster: Option<Arc<dyn Cluster>>,
 }
 
 /// How long an `ext:` script may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl CredentialResolver {
-    /// Credentials for `reference`; errors name the reference, never a secret value.
-    pub async fn resolve(&self, reference: &str, expire: Option<Duration>) -> Result<Credentials, String> {
+    pub fn new(cluster: Option<Arc<dyn Cluster>>) -> Self {
+        CredentialResolver { cached: Mutex::default(), cluster }
+    }
+
+    /// Credentials for `reference` and the registry `host` (which entry of a pull secret is
+    /// used); errors name the reference and the Secret, never a secret value.
+    pub async fn resolve(&self, reference: &str, host: &str, expire: Option<Duration>) -> Result<Credentials, String> {
         match CredentialRef::parse(reference)? {
             CredentialRef::Env(var) => {
                 let value = std::env::var(&var).map_err(|_| format!("credential reference {reference:?}: environment variable {var} is not set"))?;
                 Credentials::from_user_pass(&value).ok_or_else(|| format!("credential reference {reference:?}: value of {var} is not user:password"))
             }
-            CredentialRef::Ext(path) => self.run_script_cached(reference, &path, expire).await,
-            CredentialRef::Kubernetes => Err(format!(
-                "credential reference {reference:?} needs the Kubernetes API, which is not supported yet; use env:, ext: or a docker config.json"
-            )),
+            CredentialRef::Ext(path) => {
+                let key = format!("ext:{}", path.display());
+                self.cached(key, expire, || run_script(reference, &path)).await
+            }
+            CredentialRef::PullSecret { namespace, name } => {
+                let key = format!("pullsecret:{namespace}/{name}@{}", normalize_auth_key(host));
+                self.cached(key, expire, || self.pull_secret(reference, &namespace, &name, host)).await
+            }
+            CredentialRef::Secret { namespace, name, field } => {
+                let key = format!("secret:{namespace}/{name}#{field}");
+                self.cached(key, expire, || self.secret_field(reference, &namespace, &name, &field)).await
+            }
         }
+    }
+
+    fn cluster(&self, reference: &str) -> Result<&Arc<dyn Cluster>, String> {
+        self.cluster.as_ref().ok_or_else(|| format!("credential reference {reference:?} needs the Kubernetes API, and no cluster is configured"))
+    }
+
+    /// The entry for `host` in the `.dockerconfigjson` of Secret `namespace/name`.
+    async fn pull_secret(&self, reference: &str, namespace: &str, name: &str, host: &str) -> Result<Credentials, String> {
+        let fail = |what: String| format!("credential reference {reference:?}: {what}");
+        let data = self.cluster(reference)?.secret(namespace, name).await.map_err(|e| fail(e.message))?;
+        let (key, bytes) = [".dockerconfigjson", ".dockercfg"]
+            .iter()
+            .find_map(|k| data.get(*k).map(|b| (*k, b)))
+            .ok_or_else(|| fail(format!("Secret {namespace}/{name} has no .dockerconfigjson (it is not a kubernetes.io/dockerconfigjson Secret)")))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| fail(format!("Secret {namespace}/{name}: {key} is not UTF-8")))?;
+        let auths = DockerAuths::parse(text).map_err(|e| fail(format!("Secret {namespace}/{name}: {key}: {e}")))?;
+        auths.get(host).cloned().ok_or_else(|| fail(format!("Secret {namespace}/{name} has no credentials for registry {host}")))
+    }
+
+    /// `user:password` in `field` of Secret `namespace/name`.
+    async fn secret_field(&self, reference: &str, namespace: &str, name: &str, field: &str) -> Result<Credentials, String> {
+        let fail = |what: String| format!("credential reference {reference:?}: {what}");
+        let data = self.cluster(reference)?.secret(namespace, name).await.map_err(|e| fail(e.message))?;
+        let value = data.get(field).ok_or_else(|| fail(format!("Secret {namespace}/{name} has no key {field:?}")))?;
+        let text = std::str::from_utf8(value).map_err(|_| fail(format!("Secret {namespace}/{name}: {field} is not UTF-8")))?;
+        Credentials::from_user_pass(text).ok_or_else(|| fail(format!("Secret {namespace}/{name}: {field} is not user:password")))
     }
 
     /// A new cycle: script output without `credsexpire` was valid "for the run", and a daemon's
     /// run is one cycle, so such scripts run again (with `credsexpire`, the expiry decides).
     pub fn begin_cycle(&self) {
-        self.ext.lock().unwrap().retain(|_, slot| match slot.try_lock() {
+        self.cached.lock().unwrap().retain(|_, slot| match slot.try_lock() {
             Ok(cached) => cached.as_ref().is_some_and(|(_, until)| until.is_some()),
             // A script still running for another caller keeps its slot.
             Err(_) => true,
         });
     }
 
-    async fn run_script_cached(&self, reference: &str, path: &Path, expire: Option<Duration>) -> Result<Credentials, String> {
-        let slot = self.ext.lock().unwrap().entry(path.to_path_buf()).or_default().clone();
-        // One script run at a time per path; concurrent callers wait and reuse its output.
+    /// `read` once per `key` until the slot expires; concurrent callers wait and reuse it.
+    async fn cached<F, Fut>(&self, key: String, expire: Option<Duration>, read: F) -> Result<Credentials, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Credentials, String>>,
+    {
+        let slot = self.cached.lock().unwrap().entry(key).or_default().clone();
         let mut slot = slot.lock().await;
         if let Some((creds, until)) = slot.as_ref()
             && until.is_none_or(|t| Instant::now() < t)
         {
             return Ok(creds.clone());
         }
-        let creds = run_script(reference, path).await?;
+        let creds = read().await?;
         *slot = Some((creds.clone(), expire.map(|d| Instant::now() + d)));
         Ok(creds)
     }
@@ -310,19 +379,89 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn env_and_kubernetes_references() {
+    async fn env_references_and_kubernetes_ones_without_a_cluster() {
         let r = CredentialResolver::default();
         // SAFETY: the variable name is unique to this test; no other thread reads it.
         unsafe { std::env::set_var("AIPR_TEST_REGISTRY_CREDS_1", "user:pa:ss") };
-        let c = r.resolve("env:AIPR_TEST_REGISTRY_CREDS_1", None).await.unwrap();
+        let c = r.resolve("env:AIPR_TEST_REGISTRY_CREDS_1", "ghcr.io", None).await.unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str()), ("user", "pa:ss"));
-        let err = r.resolve("env:AIPR_TEST_REGISTRY_UNSET_VAR", None).await.unwrap_err();
+        let err = r.resolve("env:AIPR_TEST_REGISTRY_UNSET_VAR", "ghcr.io", None).await.unwrap_err();
         assert!(err.contains("env:AIPR_TEST_REGISTRY_UNSET_VAR") && err.contains("not set"), "{err}");
         for reference in ["pullsecret:argocd/regcred", "secret:argocd/creds#token"] {
-            let err = r.resolve(reference, None).await.unwrap_err();
+            let err = r.resolve(reference, "ghcr.io", None).await.unwrap_err();
             assert!(err.contains(reference) && err.contains("Kubernetes API"), "{err}");
         }
-        assert!(r.resolve("vault:x", None).await.unwrap_err().contains("unknown credential reference"));
+        assert!(r.resolve("vault:x", "ghcr.io", None).await.unwrap_err().contains("unknown credential reference"));
+        for bad in ["pullsecret:regcred", "pullsecret:/x", "secret:argocd/creds", "secret:argocd/creds#", "secret:Argo/x#f"] {
+            let err = r.resolve(bad, "ghcr.io", None).await.unwrap_err();
+            assert!(err.contains(bad) && err.contains("expected"), "{err}");
+        }
+    }
+
+    /// Secrets by `namespace/name`, counting reads.
+    #[derive(Default)]
+    struct Secrets {
+        data: HashMap<String, crate::ports::SecretData>,
+        reads: std::sync::atomic::AtomicU64,
+    }
+
+    impl Cluster for Secrets {
+        fn list<'a>(
+            &'a self,
+            _: crate::ports::ClusterKind,
+            _: Option<&'a str>,
+        ) -> futures::future::BoxFuture<'a, Result<Vec<crate::ports::ClusterObject>, crate::ports::ClusterError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+
+        fn secret<'a>(&'a self, ns: &'a str, name: &'a str) -> futures::future::BoxFuture<'a, Result<crate::ports::SecretData, crate::ports::ClusterError>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let found = self.data.get(&format!("{ns}/{name}")).cloned();
+            Box::pin(async move {
+                found.ok_or_else(|| crate::ports::ClusterError {
+                    kind: crate::ports::ClusterErrorKind::NotFound,
+                    message: format!("Kubernetes API https://k: reading Secret {ns}/{name}: 404 NotFound: secrets \"{name}\" not found"),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn pull_secrets_and_secret_fields_are_read_from_the_cluster_once_per_cycle() {
+        let mut secrets = Secrets::default();
+        let dockerconfig = format!(r#"{{"auths":{{"ghcr.io":{{"auth":"{}"}},"https://index.docker.io/v1/":{{"username":"hub","password":"h"}}}}}}"#, BASE64.encode("robot:tok"));
+        secrets.data.insert("argocd/regcred".into(), [(".dockerconfigjson".to_string(), dockerconfig.into_bytes())].into());
+        secrets.data.insert("argocd/creds".into(), [("token".to_string(), b"ci:s3cret\n".to_vec()), ("bad".to_string(), b"nocolon".to_vec())].into());
+        secrets.data.insert("argocd/opaque".into(), [("x".to_string(), b"y".to_vec())].into());
+        let cluster = Arc::new(secrets);
+        let r = CredentialResolver::new(Some(cluster.clone()));
+
+        let c = r.resolve("pullsecret:argocd/regcred", "ghcr.io", None).await.unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("robot", "tok"));
+        let hub = r.resolve("pullsecret:argocd/regcred", "docker.io", None).await.unwrap();
+        assert_eq!(hub.username, "hub", "Docker Hub's index key names docker.io");
+        let c = r.resolve("secret:argocd/creds#token", "ghcr.io", None).await.unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("ci", "s3cret"));
+        assert_eq!(cluster.reads.load(std::sync::atomic::Ordering::Relaxed), 3);
+        r.resolve("pullsecret:argocd/regcred", "ghcr.io", None).await.unwrap();
+        r.resolve("secret:argocd/creds#token", "quay.io", None).await.unwrap();
+        assert_eq!(cluster.reads.load(std::sync::atomic::Ordering::Relaxed), 3, "read once per cycle");
+        r.begin_cycle();
+        r.resolve("secret:argocd/creds#token", "ghcr.io", None).await.unwrap();
+        assert_eq!(cluster.reads.load(std::sync::atomic::Ordering::Relaxed), 4, "read again in the next cycle");
+
+        let cases = [
+            ("pullsecret:argocd/regcred", "quay.io", "has no credentials for registry quay.io"),
+            ("pullsecret:argocd/opaque", "ghcr.io", "Secret argocd/opaque has no .dockerconfigjson"),
+            ("pullsecret:argocd/missing", "ghcr.io", "reading Secret argocd/missing: 404"),
+            ("secret:argocd/creds#nope", "ghcr.io", "Secret argocd/creds has no key \"nope\""),
+            ("secret:argocd/creds#bad", "ghcr.io", "argocd/creds: bad is not user:password"),
+        ];
+        for (reference, host, want) in cases {
+            let err = r.resolve(reference, host, None).await.unwrap_err();
+            assert!(err.contains(reference) && err.contains(want), "case {reference}: {err}");
+            assert!(!err.contains("s3cret") && !err.contains("tok\""), "{err}");
+        }
     }
 
     #[tokio::test]
@@ -341,20 +480,20 @@ mod tests {
 
         let r = CredentialResolver::default();
         let expire = Some(Duration::from_millis(300));
-        let first = r.resolve(&reference, expire).await.unwrap();
+        let first = r.resolve(&reference, "r.example", expire).await.unwrap();
         assert_eq!((first.username.as_str(), first.password.as_str()), ("robot", "tok:1"));
-        let again = r.resolve(&reference, expire).await.unwrap();
+        let again = r.resolve(&reference, "r.example", expire).await.unwrap();
         assert_eq!(again.password, "tok:1", "cached before credsexpire");
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let renewed = r.resolve(&reference, expire).await.unwrap();
+        let renewed = r.resolve(&reference, "r.example", expire).await.unwrap();
         assert_eq!(renewed.password, "tok:2", "script re-run after credsexpire");
 
         let failing = dir.path().join("fail.sh");
         std::fs::write(&failing, "#!/bin/sh\necho 'no session' >&2\nexit 3\n").unwrap();
         std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let err = r.resolve(&format!("ext:{}", failing.display()), None).await.unwrap_err();
+        let err = r.resolve(&format!("ext:{}", failing.display()), "r.example", None).await.unwrap_err();
         assert!(err.contains("fail.sh") && err.contains("no session"), "{err}");
-        let err = r.resolve("ext:/nonexistent/aipr-script", None).await.unwrap_err();
+        let err = r.resolve("ext:/nonexistent/aipr-script", "r.example", None).await.unwrap_err();
         assert!(err.contains("/nonexistent/aipr-script") && err.contains("cannot run"), "{err}");
     }
 }

@@ -11,10 +11,12 @@ use sha2::{Digest as _, Sha256};
 
 use super::{RegistryClient, RegistryError, RegistrySettings, TagMetadata};
 use crate::domain::{DefaultRegistry, ImageName, Platform};
-use crate::ports::Registry;
+use crate::ports::{Cluster, Registry};
 
 pub struct RegistryDriver {
     settings: RegistrySettings,
+    /// Where `pullsecret:` and `secret:` credentials are read.
+    cluster: Option<Arc<dyn Cluster>>,
     loaded: Mutex<Option<Loaded>>,
 }
 
@@ -28,8 +30,8 @@ struct Loaded {
 
 impl RegistryDriver {
     /// Nothing is read before the first [`Registry::begin_cycle`].
-    pub fn new(settings: RegistrySettings) -> Self {
-        RegistryDriver { settings, loaded: Mutex::new(None) }
+    pub fn new(settings: RegistrySettings, cluster: Option<Arc<dyn Cluster>>) -> Self {
+        RegistryDriver { settings, cluster, loaded: Mutex::new(None) }
     }
 
     fn client(&self) -> Result<Arc<RegistryClient>, RegistryError> {
@@ -70,7 +72,7 @@ impl Registry for RegistryDriver {
             return Ok(());
         }
         *loaded = None;
-        let client = RegistryClient::new(&self.settings)?;
+        let client = RegistryClient::new(&self.settings, self.cluster.clone())?;
         let referenced = client.referenced_files();
         let fingerprint = self.fingerprint(&referenced);
         *loaded = Some(Loaded { fingerprint, referenced, client: Arc::new(client) });

@@ -54,7 +54,7 @@ fn client_with_credentials(host: &str) -> (RegistryClient, tempfile::TempDir) {
     let cfg = dir.path().join("config.json");
     let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3cret");
     std::fs::write(&cfg, format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#)).unwrap();
-    (RegistryClient::new(&RegistrySettings { docker_configs: vec![cfg], ..Default::default() }).unwrap(), dir)
+    (RegistryClient::new(&RegistrySettings { docker_configs: vec![cfg], ..Default::default() }, None).unwrap(), dir)
 }
 
 fn image(host: &str) -> ImageName {
@@ -221,5 +221,5 @@ async fn tags_outside_the_oci_grammar_are_dropped() {
 }
 
 fn client() -> RegistryClient {
-    RegistryClient::new(&RegistrySettings::default()).unwrap()
+    RegistryClient::new(&RegistrySettings::default(), None).unwrap()
 }

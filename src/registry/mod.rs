@@ -43,6 +43,7 @@ use url::Url;
 
 use crate::domain::{DefaultRegistry, ImageName, Platform};
 use crate::http::{StatusKind, next_link};
+use crate::ports::Cluster;
 pub use crate::ports::{RegistryError, RegistryErrorKind, TagMetadata};
 
 use cache::SingleFlight;
@@ -203,7 +204,8 @@ struct ConfigJson {
 }
 
 impl RegistryClient {
-    pub fn new(settings: &RegistrySettings) -> Result<Self, RegistryError> {
+    /// `cluster`: where `pullsecret:` and `secret:` credentials are read (none: they are errors).
+    pub fn new(settings: &RegistrySettings, cluster: Option<Arc<dyn Cluster>>) -> Result<Self, RegistryError> {
         let conf = match &settings.registries_conf {
             Some(path) => RegistriesConf::load(path).map_err(RegistryError::setup)?,
             None => RegistriesConf::default(),
@@ -213,7 +215,7 @@ impl RegistryClient {
         Ok(RegistryClient {
             conf,
             docker_auths,
-            resolver: CredentialResolver::default(),
+            resolver: CredentialResolver::new(cluster),
             http: OnceLock::new(),
             http_insecure: OnceLock::new(),
             http_with_ca: Mutex::default(),
@@ -391,7 +393,7 @@ impl RegistryClient {
             Some((r, origin)) => {
                 let c = self
                     .resolver
-                    .resolve(r, endpoint.credsexpire)
+                    .resolve(r, &image.registry, endpoint.credsexpire)
                     .await
                     .map_err(|m| fail(RegistryErrorKind::Credentials, format!("{m} ({origin} of image {image})")))?;
                 (Some(c), format!("{origin} {r}"))

@@ -235,7 +235,7 @@ fn route(f: &Fake, method: &Method, path: &str, query: &str, headers: &HeaderMap
 }
 
 fn client() -> RegistryClient {
-    RegistryClient::new(&RegistrySettings::default()).unwrap()
+    RegistryClient::new(&RegistrySettings::default(), None).unwrap()
 }
 
 fn image(host: &str, repo: &str) -> ImageName {
@@ -320,7 +320,7 @@ async fn bearer_tokens_are_fetched_once_and_reused() {
     let cfg = dir.path().join("config.json");
     let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3:cr:et");
     std::fs::write(&cfg, format!(r#"{{"auths":{{"http://{host}/v2/":{{"auth":"{auth}"}}}}}}"#)).unwrap();
-    let c = Arc::new(RegistryClient::new(&RegistrySettings { docker_configs: vec![cfg], ..Default::default() }).unwrap());
+    let c = Arc::new(RegistryClient::new(&RegistrySettings { docker_configs: vec![cfg], ..Default::default() }, None).unwrap());
 
     // Ten concurrent callers share one listing.
     let img = image(&host, "app");
@@ -444,7 +444,7 @@ async fn basic_auth_from_registries_conf_with_rate_limit() {
         format!("registries:\n- name: Fake\n  prefix: {host}\n  api_url: http://{host}\n  credentials: env:AIPR_TEST_REGISTRY_JSON_KEY\n  limit: 20\n"),
     )
     .unwrap();
-    let c = RegistryClient::new(&RegistrySettings { registries_conf: Some(conf), ..Default::default() }).unwrap();
+    let c = RegistryClient::new(&RegistrySettings { registries_conf: Some(conf), ..Default::default() }, None).unwrap();
 
     let started = std::time::Instant::now();
     assert_eq!(c.list_tags(&image(&host, "app"), None).await.unwrap().len(), 7);
@@ -470,7 +470,7 @@ async fn the_driver_keeps_its_client_across_cycles_and_reloads_changed_settings(
     let conf = dir.path().join("registries.conf");
     std::fs::write(&conf, "registries: []\n").unwrap();
     let driver =
-        RegistryDriver::new(RegistrySettings { registries_conf: Some(conf.clone()), docker_configs: vec![cfg], ..Default::default() });
+        RegistryDriver::new(RegistrySettings { registries_conf: Some(conf.clone()), docker_configs: vec![cfg], ..Default::default() }, None);
     let img = image(&host, "app");
     let tag_lists = || fake.hits(|h| h.path == "/v2/app/tags/list" && h.status == 200);
 
@@ -544,7 +544,7 @@ async fn a_kept_driver_runs_ext_scripts_again_each_cycle_and_notices_a_changed_c
         ),
     )
     .unwrap();
-    let driver = RegistryDriver::new(RegistrySettings { registries_conf: Some(conf), ..Default::default() });
+    let driver = RegistryDriver::new(RegistrySettings { registries_conf: Some(conf), ..Default::default() }, None);
     let img = image(&host, "app");
     let script_runs = || std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
 

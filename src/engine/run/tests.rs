@@ -189,7 +189,7 @@ impl World {
             templates: Arc::new(Templates::defaults()),
             mode: Default::default(),
         };
-        let drivers = Drivers::standard(Default::default(), None).unwrap();
+        let drivers = Drivers::standard(Default::default(), None, Default::default()).unwrap();
         run_once(&forge, &drivers, options).await
     }
 

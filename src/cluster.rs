@@ -1,0 +1,199 @@
+//! The Kubernetes API driver behind [`Cluster`], on kube-rs: a kubeconfig (`--kubeconfig`,
+//! `--context`, else `KUBECONFIG` or `~/.kube/config`) or the in-cluster service account, with
+//! TLS verified against the CA the configuration names. The client is made at its first use, so
+//! a run that reads nothing from the cluster needs no cluster.
+//!
+//! Listings are read in pages of 500 (`limit`/`continue`); a continue token the API server has
+//! expired (`410 Gone`) restarts the listing once, as client-go's pager does. Every error names
+//! the resource, the namespace or Secret, and the API server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, TypeMeta};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::sync::OnceCell;
+
+use crate::ports::{Cluster, ClusterError, ClusterErrorKind, ClusterKind, ClusterObject, SecretData};
+
+/// Where the cluster's configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSettings {
+    /// `--kubeconfig`; else `KUBECONFIG`, `~/.kube/config`, then the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`: a context of the kubeconfig other than its current one.
+    pub context: Option<String>,
+    pub connect_timeout: Option<Duration>,
+    /// Deadline of one request.
+    pub read_timeout: Option<Duration>,
+}
+
+/// Objects per page of a listing.
+const PAGE: u32 = 500;
+
+/// The Kubernetes API of one cluster.
+pub struct KubeCluster {
+    settings: ClusterSettings,
+    client: OnceCell<(kube::Client, String)>,
+}
+
+impl KubeCluster {
+    pub fn new(settings: ClusterSettings) -> KubeCluster {
+        KubeCluster { settings, client: OnceCell::new() }
+    }
+
+    /// The client and the API server's URL; made once, at the first call that needs it (a
+    /// configuration error is reported by every call until it is fixed).
+    async fn client(&self) -> Result<&(kube::Client, String), ClusterError> {
+        self.client.get_or_try_init(|| async { self.connect().await }).await
+    }
+
+    async fn connect(&self) -> Result<(kube::Client, String), ClusterError> {
+        let config_error = |message: String| ClusterError { kind: ClusterErrorKind::Config, message };
+        let options = KubeConfigOptions { context: self.settings.context.clone(), ..Default::default() };
+        let mut config = match (&self.settings.kubeconfig, &self.settings.context) {
+            (Some(path), _) => {
+                let file = Kubeconfig::read_from(path).map_err(|e| config_error(format!("--kubeconfig {}: {}", path.display(), chain(&e))))?;
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| config_error(format!("--kubeconfig {}: {}", path.display(), chain(&e))))?
+            }
+            (None, Some(context)) => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| config_error(format!("--context {context}: {}", chain(&e))))?,
+            (None, None) => kube::Config::infer().await.map_err(|e| {
+                config_error(format!(
+                    "no Kubernetes configuration: not in a cluster, and no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config): {}",
+                    chain(&e)
+                ))
+            })?,
+        };
+        if let Some(t) = self.settings.connect_timeout {
+            config.connect_timeout = Some(t);
+        }
+        if let Some(t) = self.settings.read_timeout {
+            config.read_timeout = Some(t);
+        }
+        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let client = kube::Client::try_from(config)
+            .map_err(|e| config_error(format!("Kubernetes API {server}: cannot make a client: {}", chain(&e))))?;
+        Ok((client, server))
+    }
+
+    async fn list_objects(&self, kind: ClusterKind, namespace: Option<&str>) -> Result<Vec<ClusterObject>, ClusterError> {
+        let (client, server) = self.client().await?;
+        let resource = api_resource(kind);
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let what = match namespace {
+            Some(ns) => format!("listing {} in namespace {ns}", kind.resource()),
+            None => format!("listing {} in all namespaces", kind.resource()),
+        };
+        let mut restarted = false;
+        'listing: loop {
+            let mut objects = Vec::new();
+            let mut params = ListParams::default().limit(PAGE);
+            loop {
+                let page = match api.list(&params).await {
+                    Ok(page) => page,
+                    // The continue token expired mid-listing: start over, once.
+                    Err(kube::Error::Api(status)) if status.code == 410 && params.continue_token.is_some() && !restarted => {
+                        tracing::debug!("{what}: continue token expired; listing again");
+                        restarted = true;
+                        continue 'listing;
+                    }
+                    Err(e) => return Err(api_error(server, &what, e)),
+                };
+                for mut object in page.items {
+                    object.types.get_or_insert_with(|| TypeMeta {
+                        api_version: resource.api_version.clone(),
+                        kind: resource.kind.clone(),
+                    });
+                    let json = serde_json::to_string_pretty(&object).map_err(|e| ClusterError {
+                        kind: ClusterErrorKind::Protocol,
+                        message: format!("Kubernetes API {server}: {what}: {e}"),
+                    })?;
+                    objects.push(ClusterObject {
+                        namespace: object.metadata.namespace.clone().unwrap_or_default(),
+                        name: object.metadata.name.clone().unwrap_or_default(),
+                        json,
+                    });
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = ListParams::default().limit(PAGE).continue_token(&token),
+                    None => return Ok(objects),
+                }
+            }
+        }
+    }
+
+    async fn read_secret(&self, namespace: &str, name: &str) -> Result<SecretData, ClusterError> {
+        let (client, server) = self.client().await?;
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let secret = api.get(name).await.map_err(|e| api_error(server, &format!("reading Secret {namespace}/{name}"), e))?;
+        Ok(secret_data(secret))
+    }
+}
+
+impl Cluster for KubeCluster {
+    fn list<'a>(&'a self, kind: ClusterKind, namespace: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ClusterObject>, ClusterError>> {
+        Box::pin(self.list_objects(kind, namespace))
+    }
+
+    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<SecretData, ClusterError>> {
+        Box::pin(self.read_secret(namespace, name))
+    }
+}
+
+fn api_resource(kind: ClusterKind) -> ApiResource {
+    match kind {
+        ClusterKind::Application => {
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"), "applications")
+        }
+    }
+}
+
+/// `data` decoded (k8s-openapi decodes the base64), with `stringData` never present in a read.
+fn secret_data(secret: Secret) -> SecretData {
+    secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()
+}
+
+/// A kube error as the bot reports it: the API server, what was being done, and the cause.
+fn api_error(server: &str, what: &str, e: kube::Error) -> ClusterError {
+    let (kind, cause) = match &e {
+        kube::Error::Api(status) => {
+            let kind = match status.code {
+                401 => ClusterErrorKind::Unauthorized,
+                403 => ClusterErrorKind::Forbidden,
+                404 => ClusterErrorKind::NotFound,
+                500.. => ClusterErrorKind::Network,
+                _ => ClusterErrorKind::Protocol,
+            };
+            let reason = if status.reason.is_empty() { String::new() } else { format!(" {}", status.reason) };
+            let message = if status.message.is_empty() { String::new() } else { format!(": {}", status.message) };
+            (kind, format!("{}{reason}{message}", status.code))
+        }
+        kube::Error::SerdeError(_) => (ClusterErrorKind::Protocol, chain(&e)),
+        _ => (ClusterErrorKind::Network, chain(&e)),
+    };
+    ClusterError { kind, message: format!("Kubernetes API {server}: {what}: {cause}") }
+}
+
+/// An error with its causes (kube's errors print their kind, the cause is in the chain).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
