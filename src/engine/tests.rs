@@ -720,6 +720,30 @@ async fn applications_from_the_cluster_plan_as_from_git_and_the_cluster_wins() {
     assert!(team_b.applications.is_empty(), "{team_b:#?}");
 }
 
+/// An Application read from the cluster that sets its image in its own spec (`kustomize.images`)
+/// cannot be changed by a pull request: an error naming it, not an edit Argo CD would override.
+#[tokio::test]
+async fn an_image_set_in_a_cluster_applications_own_spec_is_an_error_not_an_edit() {
+    let w = World::new();
+    w.git.commit(
+        DEPLOY,
+        "main",
+        &[
+            ("api/kustomization.yaml", "resources:\n  - deployment.yaml\n"),
+            ("api/deployment.yaml", &deployment("registry.example.com/team/api:1.0.0")),
+        ],
+    );
+    w.registry.push("registry.example.com/team/api", "1.1.0");
+    let app = application("api", "api", "registry.example.com/team/api")
+        .replace("    path: api\n", "    path: api\n    kustomize:\n      images:\n        - registry.example.com/team/api:1.0.0\n");
+    w.cluster.apply(ClusterKind::Application, &app);
+    let report = plan(&w.drivers, PlanOptions { apps: vec!["k8s".into()] }).await;
+    let api = &report.applications[0];
+    assert!(api.changes.is_empty(), "{:#?}", api.changes);
+    let error = api.images[0].error.as_ref().map(ToString::to_string).unwrap_or_default();
+    assert!(error.contains("k8s:argocd/api") && error.contains("kustomize.images") && error.contains("cluster"), "{error}");
+}
+
 #[tokio::test]
 /// The engine begins a registry cycle per plan (that the OCI client then forgets its tag lists
 /// is `registry::tests::the_driver_keeps_its_client_across_cycles_and_reloads_changed_settings`).

@@ -535,20 +535,22 @@ fn parse_manifest(t: &Target, reply: &Reply, tag: &str) -> Result<Manifest, Regi
 /// Whether an Application's `pull-secret` annotation may use `reference` for `endpoint`.
 ///
 /// Application authors are not the operator (docs/security.md): an annotation may name only what
-/// the operator configured for this very registry (its registries.conf `credentials`), or a
-/// Kubernetes Secret reference. `env:` and `ext:` would let whoever writes an Application read
-/// any variable of the bot or run any program, and send the result to a registry of their choice.
+/// the operator configured for this very registry (its registries.conf `credentials`), or a pull
+/// secret (`pullsecret:`), whose entry for the image's own registry is all that is used. `env:`,
+/// `ext:` and `secret:ns/name#field` would let whoever writes an Application read any variable
+/// of the bot, run any program, or read any field of any Secret the bot may read, and send the
+/// result to a registry of their choice.
 fn annotation_reference_allowed(reference: &str, endpoint: &Endpoint) -> Result<(), String> {
     if endpoint.credentials.as_deref().is_some_and(|c| c.trim() == reference) {
         return Ok(());
     }
-    if reference.starts_with("pullsecret:") || reference.starts_with("secret:") {
+    if reference.starts_with("pullsecret:") {
         return Ok(());
     }
     Err(format!(
         "credential reference {reference:?} is refused in an annotation: an Application may name only the credentials \
-         registries.conf configures for registry {} (or a pullsecret:/secret: reference); env: and ext: references belong \
-         in registries.conf, which the operator controls",
+         registries.conf configures for registry {} (or a pullsecret: reference); env:, ext: and secret: references \
+         belong in registries.conf, which the operator controls",
         endpoint.host
     ))
 }

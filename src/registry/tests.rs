@@ -352,7 +352,7 @@ async fn bearer_tokens_are_fetched_once_and_reused() {
     // SAFETY: the variable name is unique to this test.
     unsafe { std::env::set_var("AIPR_TEST_REGISTRY_WRONG", "robot:wrong") };
     let before = fake.hits(|_| true);
-    for reference in ["env:AIPR_TEST_REGISTRY_WRONG", "ext:/usr/bin/env"] {
+    for reference in ["env:AIPR_TEST_REGISTRY_WRONG", "ext:/usr/bin/env", "secret:argocd/argocd-secret#admin.password"] {
         let err = c.list_tags(&img, Some(reference)).await.unwrap_err();
         assert_eq!(err.kind, RegistryErrorKind::Credentials, "{err}");
         let msg = err.to_string();
@@ -360,7 +360,7 @@ async fn bearer_tokens_are_fetched_once_and_reused() {
     }
     assert_eq!(fake.hits(|_| true), before, "nothing was sent");
 
-    // Kubernetes references: a clear error naming reference and image.
+    // A pull secret without a cluster: a clear error naming reference and image.
     let err = c.list_tags(&img, Some("pullsecret:argocd/regcred")).await.unwrap_err();
     assert_eq!(err.kind, RegistryErrorKind::Credentials);
     assert!(err.to_string().contains("pullsecret:argocd/regcred") && err.to_string().contains(&format!("{host}/app")), "{err}");

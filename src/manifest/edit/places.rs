@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use crate::annotations::{HelmValue, ImageSpec, WriteBackTarget};
 use crate::domain::split_tag;
 use crate::manifest::layout::{self, helm_key};
-use crate::manifest::{symlink_out_of_repo, Finder, ManifestError};
+use crate::manifest::{symlink_out_of_repo, Finder, LocationKind, ManifestError};
 use crate::yaml::{Node, Seg, Value};
 
 use super::text::{FileEditor, NodePath, Plain};
@@ -58,15 +58,44 @@ pub(super) fn edit(req: &EditRequest<'_>) -> Result<Vec<FileChange>, ManifestErr
         s.check_write_back_scope(w, src_dir)?;
     }
 
+    let mut argocd_source = false;
     if let Some(dir) = src_dir {
         for path in layout::argocd_source_files(dir, &req.app.id.name) {
             if req.files.contains(&path) {
+                argocd_source = true;
                 s.argocd_source(&path)?;
             }
         }
     }
-    if let Some(app_file) = req.app_manifest {
-        s.app_manifest(app_file)?;
+    match req.app_manifest {
+        Some(app_file) => s.app_manifest(app_file)?,
+        // The Application sets the image in its own spec, which is not in this repository (read
+        // from the cluster, or from a directory): an edit of the sources would be overridden.
+        None if !argocd_source => {
+            if let Some(set) = Finder::new(req.files, req.app, req.source, req.image).app_overrides()? {
+                let field = match set.kind {
+                    LocationKind::AppKustomizeImages => "kustomize.images",
+                    LocationKind::AppHelmParameters => "helm.parameters",
+                    _ => "helm.valuesObject",
+                };
+                let from = if req.app.file.starts_with("k8s:") {
+                    "it is read from the cluster".to_string()
+                } else {
+                    "its manifest is not in a repository the bot writes to (give --apps the git URL of the repository that holds it)"
+                        .to_string()
+                };
+                return Err(ManifestError::Unsupported {
+                    file: req.app.file.clone(),
+                    line: 0,
+                    message: format!(
+                        "Application {} sets image {} in its own spec ({field}), and {from}: a pull request cannot change it; \
+                         move the version into its sources (a kustomization, a values file) or into .argocd-source-{}.yaml",
+                        req.app.id, req.image.alias, req.app.id.name
+                    ),
+                });
+            }
+        }
+        None => {}
     }
 
     let kustomize_dir = match &write_back {
