@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tera::{Context, Filter, Tera};
 
-use crate::domain::{DOCKER_HUB, ImageName, Version};
+use crate::domain::{DOCKER_HUB, ImageName, ImageReference, Version};
 use crate::strategy::ChangeKind;
 
 // ---------------------------------------------------------------------------------------------
@@ -197,6 +197,8 @@ pub struct AppInfo {
     /// Argo CD project, `default` unless the Application says otherwise.
     pub project: String,
     pub destination: Destination,
+    /// What Argo CD reports running, when the bot read the Application from the cluster.
+    pub live: Option<Live>,
 }
 
 impl AppInfo {
@@ -206,8 +208,19 @@ impl AppInfo {
             name: name.to_string(),
             project: "default".to_string(),
             destination: Destination::default(),
+            live: None,
         }
     }
+}
+
+/// The Application's `status`: sync and health, the revision synced, the running images.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Live {
+    pub sync: Option<String>,
+    pub health: Option<String>,
+    pub revision: Option<String>,
+    /// `status.summary.images`, as Argo CD lists them.
+    pub images: Vec<String>,
 }
 
 /// `spec.destination` of the Application: a cluster by URL or by name, and a namespace.
@@ -285,6 +298,9 @@ pub struct ImageChange {
     /// to another image by the time the PR is merged.
     #[serde(default)]
     pub moving: bool,
+    /// What runs now (tag or digest), from the Application's `status.summary.images`: `None`
+    /// when the status is not known, or lists no image of this name.
+    pub running: Option<String>,
 }
 
 impl ImageChange {
@@ -301,7 +317,19 @@ impl ImageChange {
             build_date: None,
             platforms: Vec::new(),
             moving,
+            running: None,
         }
+    }
+
+    /// What runs now of this image, found among `live` (`status.summary.images`) by name.
+    pub fn with_running(mut self, image: &ImageName, live: Option<&Live>) -> Self {
+        self.running = live.and_then(|l| {
+            l.images.iter().find_map(|entry| {
+                let running = ImageReference::parse(entry).ok()?;
+                (running.name == *image).then(|| running.digest.or(running.tag).unwrap_or_else(|| "latest".into()))
+            })
+        });
+        self
     }
 
     pub fn with_build_date(mut self, created: Option<DateTime<Utc>>) -> Self {
@@ -854,6 +882,12 @@ pub mod examples {
                 name: None,
                 namespace: Some("shop".into()),
             },
+            live: Some(Live {
+                sync: Some("Synced".into()),
+                health: Some("Healthy".into()),
+                revision: Some("8d3c9b1f2e4a".into()),
+                images: vec!["ghcr.io/acme/shop-api:1.1.9".into(), "nginx:stable".into(), "docker.io/library/redis:7.2.4".into()],
+            }),
         }
     }
 
@@ -872,7 +906,8 @@ pub mod examples {
                 Change::Minor,
             )
             .with_build_date(Some(created))
-            .with_platforms(&["linux/amd64", "linux/arm64"]),
+            .with_platforms(&["linux/amd64", "linux/arm64"])
+            .with_running(&image("ghcr.io/acme/shop-api"), app().live.as_ref()),
             ImageChange::new(
                 "web",
                 &image("nginx"),
@@ -880,7 +915,8 @@ pub mod examples {
                 Version::new(Some("stable"), Some("sha256:4444444444444444444444444444444444444444444444444444444444444444")),
                 Change::Digest,
             )
-            .with_platforms(&["linux/amd64"]),
+            .with_platforms(&["linux/amd64"])
+            .with_running(&image("nginx"), app().live.as_ref()),
         ]
     }
 
@@ -1430,6 +1466,15 @@ Merging this pull request deploys new image versions to the Argo CD Application 
 | --- | --- | --- | --- | --- | --- |
 | `api` | `1.2.0` → `1.3.0` | minor | 2024\-05\-02T09:30:00Z | `sha256:222222222222` | [ghcr\.io/acme/shop\-api](https://ghcr.io/acme/shop-api) |
 | `web` | `stable@sha256:333333333333` → `stable@sha256:444444444444` | digest | unknown | `sha256:444444444444` | [docker\.io/library/nginx](https://hub.docker.com/_/nginx) |
+
+#### Running now
+
+Argo CD reports `argocd/shop-prod` `Synced` and `Healthy`, synced to revision `8d3c9b1f2e4a`.
+
+| Image | Running now | In git | Proposed |
+| --- | --- | --- | --- |
+| `api` | `1.1.9` (**not what git has**) | `1.2.0` | `1.3.0` |
+| `web` | `stable` | `stable@sha256:333333333333` | `stable@sha256:444444444444` |
 
 <details><summary>Files changed: 2</summary>
 

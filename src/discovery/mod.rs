@@ -71,6 +71,23 @@ pub struct Application {
     pub project: Option<String>,
     /// `spec.destination`, for the people reviewing a proposal.
     pub destination: Destination,
+    /// What Argo CD reports running (`status`), when the Application was read with its status
+    /// (from the cluster).
+    pub live: Option<LiveState>,
+}
+
+/// An Application's `status` as far as reviewers need it: what runs now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveState {
+    /// `status.summary.images`: the images of the running workloads.
+    pub images: Vec<String>,
+    /// `status.sync.status`: `Synced`, `OutOfSync`, `Unknown`.
+    pub sync: Option<String>,
+    /// `status.health.status`: `Healthy`, `Progressing`, `Degraded`, `Suspended`, `Missing`, `Unknown`.
+    pub health: Option<String>,
+    /// `status.sync.revision`, or the `status.sync.revisions` of a multi-source Application
+    /// (comma-separated).
+    pub revision: Option<String>,
 }
 
 /// `spec.destination`: a cluster by URL (`server`) or by `name`, and a namespace.
@@ -203,7 +220,22 @@ fn read_file(path: &str, yaml: &YamlFile, apps: &mut Vec<Application>, errors: &
                     namespace: string(d, "namespace").filter(|v| !v.is_empty()),
                 })
                 .unwrap_or_default(),
+            live: root.get("status").filter(|s| s.as_mapping().is_some()).map(live_state),
         });
+    }
+}
+
+fn live_state(status: &Node) -> LiveState {
+    let sync = status.get("sync");
+    let revision = sync.and_then(|s| string(s, "revision")).filter(|r| !r.is_empty()).or_else(|| {
+        let all = strings(sync.and_then(|s| s.get("revisions")));
+        (!all.is_empty()).then(|| all.join(", "))
+    });
+    LiveState {
+        images: strings(status.get("summary").and_then(|s| s.get("images"))),
+        sync: sync.and_then(|s| string(s, "status")).filter(|v| !v.is_empty()),
+        health: status.get("health").and_then(|h| string(h, "status")).filter(|v| !v.is_empty()),
+        revision,
     }
 }
 

@@ -597,6 +597,7 @@ mod tests {
             sources: vec![],
             project: None,
             destination: Default::default(),
+            live: None,
         }
     }
 

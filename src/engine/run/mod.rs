@@ -508,6 +508,12 @@ fn app_info(app: &Application) -> templates::AppInfo {
     let d = &app.destination;
     info.destination =
         templates::Destination { server: d.server.clone(), name: d.name.clone(), namespace: d.namespace.clone() };
+    info.live = app.live.as_ref().map(|l| templates::Live {
+        sync: l.sync.clone(),
+        health: l.health.clone(),
+        revision: l.revision.clone(),
+        images: l.images.clone(),
+    });
     info
 }
 
@@ -760,7 +766,8 @@ fn pr_context(
                 let created = reports.iter().find(|r| r.alias == i.alias).and_then(|r| r.created);
                 Some(
                     templates::ImageChange::new(&i.alias, &name, i.from.clone(), i.to.clone(), change)
-                        .with_build_date(created),
+                        .with_build_date(created)
+                        .with_running(&name, work.info.live.as_ref()),
                 )
             })
             .collect(),

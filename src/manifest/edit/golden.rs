@@ -160,6 +160,7 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
         sources: sources.clone(),
         project: None,
         destination: Default::default(),
+        live: None,
     };
     let image = image_spec(&case);
     let target = Version { tag: case.target.tag.clone(), digest: case.target.digest.clone() };
