@@ -1,5 +1,6 @@
 //! Test harness shared by the integration test files: a real registry process (and a token
-//! server for it), an OCI pusher, and real git repositories with Argo CD Applications.
+//! server for it), an OCI pusher, real git repositories with Argo CD Applications, and fakes of
+//! what cannot run here (GitHub, GitLab, a Kubernetes API server).
 #![allow(dead_code)]
 
 pub mod oci_push;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod local_world;
 pub mod fake_github;
 pub mod fake_gitlab;
+pub mod fake_kube;
 pub mod tls;
 
 /// A fresh `X-GitHub-Delivery` id, as GitHub gives every delivery (a redelivery keeps its id).
