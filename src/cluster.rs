@@ -154,6 +154,10 @@ fn api_resource(kind: ClusterKind) -> ApiResource {
         ClusterKind::Application => {
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"), "applications")
         }
+        ClusterKind::ImageUpdater => ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argocd-image-updater.argoproj.io", "v1alpha1", "ImageUpdater"),
+            "imageupdaters",
+        ),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::annotations::{self, ImageSpec, UpdateStrategy};
 use crate::discovery::{self, Application};
 use crate::domain::{DefaultRegistry, Platform};
 use crate::error::{Error, ErrorKind};
+use crate::image_updater::{self, ImageUpdater};
 use crate::files::FileSet;
 use crate::manifest::edit::{self, EditRequest, FileChange};
 use crate::manifest::{self, CurrentImage};
@@ -261,6 +262,8 @@ async fn discover(
     let mut errors = Vec::new();
     let mut apps: Vec<(Application, Option<AppsOrigin>, String)> = Vec::new();
     let mut cluster_locations: Vec<String> = Vec::new();
+    let mut updaters: Vec<(ImageUpdater, bool)> = Vec::new();
+    let mut broken_namespaces: BTreeMap<String, String> = BTreeMap::new();
     for location in locations {
         match source.read(location, credentials.get(location)).await {
             Ok(read) => {
@@ -268,6 +271,17 @@ async fn discover(
                 let (found, file_errors, origin) = (read.applications, read.errors, read.origin);
                 if read.from_cluster {
                     cluster_locations.push(location.clone());
+                }
+                for u in read.image_updaters {
+                    match u {
+                        Ok(u) => updaters.push((u, read.from_cluster)),
+                        Err(b) => {
+                            if let Some(ns) = &b.namespace {
+                                broken_namespaces.entry(ns.clone()).or_insert_with(|| b.place.clone());
+                            }
+                            errors.push(LocationError { file: b.place.clone(), error: Error::input(b.message) });
+                        }
+                    }
                 }
                 let prefix = |f: &str| if locations.len() > 1 { format!("{location}: {f}") } else { f.to_string() };
                 errors.extend(file_errors.into_iter().map(|e| LocationError {
@@ -314,7 +328,7 @@ async fn discover(
             )),
         });
     }
-    let apps = unique;
+    let apps = configure_by_image_updaters(unique, updaters, &broken_namespaces, &mut errors);
     tracing::debug!("discovery: {} Applications in {} location(s)", apps.len(), locations.len());
     let mut annotated = Vec::new();
     let mut origins = Vec::new();
@@ -345,6 +359,70 @@ async fn discover(
         }
     }
     Discovered { annotated, origins, unannotated, errors }
+}
+
+/// Gives each Application what the ImageUpdater of its namespace that selects it says, in place
+/// of its own annotations (docs/annotations.md). An ImageUpdater read from the cluster wins over
+/// its copy in git. An Application whose namespace has an ImageUpdater that cannot be read, that
+/// two ImageUpdaters select, or whose ImageUpdater asks for what the bot cannot do, is not
+/// planned (an error naming it; its PRs are left alone).
+fn configure_by_image_updaters<T>(
+    apps: Vec<(Application, T, String)>,
+    mut updaters: Vec<(ImageUpdater, bool)>,
+    broken_namespaces: &BTreeMap<String, String>,
+    errors: &mut Vec<LocationError>,
+) -> Vec<(Application, T, String)> {
+    // The cluster's first, then one per namespace/name.
+    updaters.sort_by_key(|(u, from_cluster)| (u.namespace.clone(), u.name.clone(), !*from_cluster));
+    updaters.dedup_by(|a, b| a.0.namespace == b.0.namespace && a.0.name == b.0.name);
+    let mut out = Vec::with_capacity(apps.len());
+    for (mut app, origin, location) in apps {
+        if let Some(place) = broken_namespaces.get(&app.id.namespace) {
+            errors.push(LocationError {
+                file: app.file.clone(),
+                error: Error::input(format!(
+                    "Application {} is not planned: the ImageUpdater {place} of its namespace cannot be read",
+                    app.id
+                )),
+            });
+            continue;
+        }
+        let mut chosen: Vec<(&ImageUpdater, Result<image_updater::Configured, String>)> = updaters
+            .iter()
+            .filter(|(u, _)| u.namespace == app.id.namespace)
+            .filter_map(|(u, _)| u.configure(&app.id.name, &app.labels, &app.annotations).map(|c| (u, c)))
+            .collect();
+        match chosen.len() {
+            0 => {}
+            1 => match chosen.pop().map(|(_, c)| c) {
+                Some(Ok(c)) => {
+                    tracing::debug!("Application {} is configured by {}", app.id, c.by);
+                    app.annotations = c.annotations;
+                    app.configured_by = Some(c.by);
+                }
+                Some(Err(e)) => {
+                    errors.push(LocationError { file: app.file.clone(), error: Error::input(format!("Application {}: {e}", app.id)) });
+                    continue;
+                }
+                None => {}
+            },
+            _ => {
+                let names: Vec<String> = chosen.iter().map(|(u, _)| format!("{}/{} ({})", u.namespace, u.name, u.place)).collect();
+                errors.push(LocationError {
+                    file: app.file.clone(),
+                    error: Error::input(format!(
+                        "Application {} is selected by {} ImageUpdaters ({}); it is not planned until one selects it",
+                        app.id,
+                        names.len(),
+                        names.join(", ")
+                    )),
+                });
+                continue;
+            }
+        }
+        out.push((app, origin, location));
+    }
+    out
 }
 
 /// What git and the registries say about the annotated Applications.
@@ -411,7 +489,8 @@ async fn evaluate(
                 Ok(spec) => spec,
                 Err(e) => {
                     let mut r = ImageReport::new(e.alias.as_deref().unwrap_or(""));
-                    r.error = Some(Error::from(e.clone()).context(format!("Application {}", app.id)));
+                    let from = app.configured_by.as_ref().map(|by| format!(" (settings from {by})")).unwrap_or_default();
+                    r.error = Some(Error::from(e.clone()).context(format!("Application {}{from}", app.id)));
                     report.images.push(r);
                     continue;
                 }

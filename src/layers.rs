@@ -12,6 +12,8 @@ const PURE: &[&str] = &[
     "domain.rs",
     "error.rs",
     "files.rs",
+    "image_updater.rs",
+    "image_updater/",
     "manifest/",
     "metadata.rs",
     "planner/",
@@ -46,6 +48,7 @@ const NOT_IN_PURE: &[&str] = &[
     "crate::output",
     "crate::discovery::locations",
     "crate::ports",
+    "crate::cluster",
 ];
 
 /// The engine reaches the world through the ports only.
@@ -66,6 +69,7 @@ const NOT_IN_ENGINE: &[&str] = &[
     "crate::drivers",
     "crate::discovery::Locations",
     "crate::discovery::locations",
+    "crate::cluster",
     // The drivers by name, however they were imported.
     "Locations",
     "GitDriver",
@@ -74,6 +78,7 @@ const NOT_IN_ENGINE: &[&str] = &[
     "GithubForge",
     "LocalForge",
     "GitlabForge",
+    "KubeCluster",
 ];
 
 /// The ports describe the world in the bot's words: no vendor type, no driver.

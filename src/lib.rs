@@ -19,6 +19,7 @@ mod files;
 pub mod forge;
 mod git;
 mod http;
+mod image_updater;
 #[cfg(test)]
 mod layers;
 mod manifest;

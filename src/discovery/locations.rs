@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::{applications_from_objects, find_applications};
-use crate::ports::{ApplicationSource, AppsError, AppsOrigin, Cluster, ClusterKind, GitError, GitRepos, LocationApps, PushTarget};
+use super::{applications_from_objects, find_applications, find_image_updaters, image_updaters_from_objects};
+use crate::ports::{ApplicationSource, AppsError, AppsOrigin, Cluster, ClusterErrorKind, ClusterKind, GitError, GitRepos, LocationApps, PushTarget};
 
 pub struct Locations {
     git: Arc<dyn GitRepos>,
@@ -26,7 +26,20 @@ impl Locations {
         let objects = self.cluster.list(ClusterKind::Application, namespace).await.map_err(AppsError::Cluster)?;
         let places: Vec<(String, &str)> = objects.iter().map(|o| (format!("k8s:{}/{}", o.namespace, o.name), o.json.as_str())).collect();
         let (applications, errors) = applications_from_objects(places.iter().map(|(p, j)| (p.as_str(), *j)));
-        Ok(LocationApps { applications, errors, origin: None, from_cluster: true })
+        // Without the ImageUpdaters, the Applications they configure would look unmanaged.
+        let updaters = match self.cluster.list(ClusterKind::ImageUpdater, namespace).await {
+            Ok(u) => u,
+            // The resource is not known to this API server: argocd-image-updater 1.x's CRD is
+            // not installed, so there are none.
+            Err(e) if e.kind == ClusterErrorKind::NotFound => {
+                tracing::debug!("no ImageUpdaters: {e}");
+                Vec::new()
+            }
+            Err(e) => return Err(AppsError::Cluster(e)),
+        };
+        let places: Vec<(String, &str)> = updaters.iter().map(|o| (format!("k8s:{}/{}", o.namespace, o.name), o.json.as_str())).collect();
+        let image_updaters = image_updaters_from_objects(places.iter().map(|(p, j)| (p.as_str(), *j)));
+        Ok(LocationApps { applications, errors, origin: None, from_cluster: true, image_updaters })
     }
 }
 
@@ -77,7 +90,8 @@ impl ApplicationSource for Locations {
                 }
             };
             let (applications, errors) = find_applications(&files);
-            Ok(LocationApps { applications, errors, origin, from_cluster: false })
+            let image_updaters = find_image_updaters(&files);
+            Ok(LocationApps { applications, errors, origin, from_cluster: false, image_updaters })
         })
     }
 

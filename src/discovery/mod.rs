@@ -7,6 +7,7 @@ use std::fmt;
 
 use crate::domain::AppId;
 use crate::files::{normalize_path, FileSet};
+use crate::image_updater::ImageUpdater;
 use crate::yaml::{Node, YamlFile};
 
 mod locations;
@@ -66,6 +67,10 @@ pub struct Application {
     /// Index of the YAML document in that file (0-based).
     pub document: usize,
     pub annotations: BTreeMap<String, String>,
+    /// `metadata.labels` (an ImageUpdater's `labelSelectors` read them).
+    pub labels: BTreeMap<String, String>,
+    /// The ImageUpdater (and its ref) whose settings replaced the annotations, for messages.
+    pub configured_by: Option<String>,
     pub sources: Vec<AppSource>,
     /// `spec.project`; `None` when absent (Argo CD's `default`).
     pub project: Option<String>,
@@ -144,6 +149,67 @@ pub fn find_applications(files: &FileSet) -> (Vec<Application>, Vec<FileError>) 
     (apps, errors)
 }
 
+/// An ImageUpdater that could not be read: where, its namespace when that much was readable
+/// (its Applications are then not planned: what it would say of them is not known), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenUpdater {
+    pub place: String,
+    pub namespace: Option<String>,
+    pub message: String,
+}
+
+/// Every `ImageUpdater` (argocd-image-updater.argoproj.io/v1alpha1) in `files`, each document
+/// read on its own.
+pub fn find_image_updaters(files: &FileSet) -> Vec<Result<ImageUpdater, BrokenUpdater>> {
+    let mut found = Vec::new();
+    for path in files.files.keys() {
+        if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
+            continue;
+        }
+        let Some(text) = files.get(path).and_then(|b| std::str::from_utf8(b).ok()) else { continue };
+        if !text.contains("argocd-image-updater.argoproj.io/v1alpha1") {
+            continue;
+        }
+        let Some(Ok(yaml)) = files.yaml(path) else { continue };
+        for doc in &yaml.documents {
+            let Some(root) = &doc.root else { continue };
+            let kind = |key: &str| root.get(key).and_then(Node::as_str);
+            if !crate::image_updater::is_image_updater(kind("apiVersion"), kind("kind")) {
+                continue;
+            }
+            let place = if yaml.documents.len() > 1 { format!("{path} (document {})", doc.index) } else { path.clone() };
+            found.push(read_image_updater(&place, &text[doc.span.clone()], root));
+        }
+    }
+    found
+}
+
+/// The ImageUpdaters among objects read from a cluster, named `k8s:<namespace>/<name>`.
+pub fn image_updaters_from_objects<'o>(objects: impl IntoIterator<Item = (&'o str, &'o str)>) -> Vec<Result<ImageUpdater, BrokenUpdater>> {
+    let mut found = Vec::new();
+    for (place, json) in objects {
+        match crate::yaml::parse(json) {
+            Ok(yaml) => {
+                if let Some(root) = yaml.documents.first().and_then(|d| d.root.as_ref()) {
+                    found.push(read_image_updater(place, json, root));
+                }
+            }
+            Err(e) => found.push(Err(BrokenUpdater { place: place.to_string(), namespace: None, message: e.message })),
+        }
+    }
+    found
+}
+
+fn read_image_updater(place: &str, text: &str, root: &Node) -> Result<ImageUpdater, BrokenUpdater> {
+    crate::image_updater::parse(place, text).map_err(|message| BrokenUpdater {
+        place: place.to_string(),
+        namespace: Some(
+            root.get("metadata").and_then(|m| m.get("namespace")).and_then(Node::as_str).unwrap_or(DEFAULT_NAMESPACE).to_string(),
+        ),
+        message,
+    })
+}
+
 /// The Applications among objects read from a cluster (`--apps k8s`), by the same rules as
 /// manifests in git: each object is a document of its own (JSON is YAML), named
 /// `k8s:<namespace>/<name>` in errors and as the Application's `file`.
@@ -190,13 +256,17 @@ fn read_file(path: &str, yaml: &YamlFile, apps: &mut Vec<Application>, errors: &
             .and_then(Node::as_str)
             .filter(|n| !n.is_empty())
             .unwrap_or(DEFAULT_NAMESPACE);
-        let annotations = metadata
-            .and_then(|m| m.get("annotations"))
-            .and_then(Node::as_mapping)
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
-            .collect();
+        let string_map = |key: &str| -> BTreeMap<String, String> {
+            metadata
+                .and_then(|m| m.get(key))
+                .and_then(Node::as_mapping)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                .collect()
+        };
+        let annotations = string_map("annotations");
+        let labels = string_map("labels");
         let spec = root.get("spec");
         let mut sources: Vec<AppSource> = Vec::new();
         if let Some(source) = spec.and_then(|s| s.get("source")).filter(|s| s.as_mapping().is_some()) {
@@ -210,6 +280,8 @@ fn read_file(path: &str, yaml: &YamlFile, apps: &mut Vec<Application>, errors: &
             file: path.to_string(),
             document: doc.index,
             annotations,
+            labels,
+            configured_by: None,
             sources,
             project: spec.and_then(|s| string(s, "project")).filter(|p| !p.is_empty()),
             destination: spec

@@ -744,6 +744,69 @@ async fn an_image_set_in_a_cluster_applications_own_spec_is_an_error_not_an_edit
     assert!(error.contains("k8s:argocd/api") && error.contains("kustomize.images") && error.contains("cluster"), "{error}");
 }
 
+/// An ImageUpdater (in git beside the Applications, or in the cluster) decides as the equivalent
+/// annotations do; a broken one holds back the Applications of its namespace, naming itself.
+#[tokio::test]
+async fn an_image_updater_decides_as_the_equivalent_annotations() {
+    let w = World::new();
+    let bare = |name: &str, path: &str| {
+        application(name, path, "x").replace("  annotations:\n    argocd-image-updater.argoproj.io/image-list: app=x\n", "  labels:\n    tier: web\n")
+    };
+    let annotated = application("api", "api", "registry.example.com/team/api")
+        .replace("app=registry.example.com/team/api", "app=registry.example.com/team/api:1.x\n    argocd-image-updater.argoproj.io/app.ignore-tags: 1.2.0");
+    w.git.commit(
+        DEPLOY,
+        "main",
+        &[("api/deployment.yaml", &deployment("registry.example.com/team/api:1.0.0"))],
+    );
+    for tag in ["1.1.0", "1.2.0", "2.0.0"] {
+        w.registry.push("registry.example.com/team/api", tag);
+    }
+    w.git.commit(APPS, "main", &[("apps/api.yaml", &annotated)]);
+    let by_annotations = w.plan().await;
+    assert_eq!(image(&by_annotations, "api").proposed.as_deref(), Some("1.1.0"), "{by_annotations:#?}");
+
+    let updater = "apiVersion: argocd-image-updater.argoproj.io/v1alpha1
+kind: ImageUpdater
+metadata:
+  name: web
+  namespace: argocd
+spec:
+  commonUpdateSettings:
+    ignoreTags: [\"1.2.0\"]
+  applicationRefs:
+    - namePattern: \"a*\"
+      labelSelectors: {matchLabels: {tier: web}}
+      images:
+        - alias: app
+          imageName: registry.example.com/team/api:1.x
+";
+    let strip = |r: &PlanReport| {
+        let apps: Vec<_> = r.applications.iter().map(|a| (a.name.clone(), a.images.clone(), a.changes.clone())).collect();
+        serde_json::to_value(apps).unwrap()
+    };
+    // In git, next to the Application (which has no annotations of its own).
+    w.git.commit(APPS, "main", &[("apps/api.yaml", &bare("api", "api")), ("apps/updater.yaml", updater)]);
+    let by_updater = w.plan().await;
+    assert!(by_updater.errors.is_empty(), "{:#?}", by_updater.errors);
+    assert_eq!(strip(&by_updater), strip(&by_annotations), "the same plan");
+
+    // In the cluster: the same.
+    w.cluster.apply(ClusterKind::Application, &bare("api", "api"));
+    w.cluster.apply(ClusterKind::ImageUpdater, updater);
+    let from_cluster = plan(&w.drivers, PlanOptions { apps: vec!["k8s".into()] }).await;
+    assert!(from_cluster.errors.is_empty(), "{:#?}", from_cluster.errors);
+    assert_eq!(strip(&from_cluster), strip(&by_annotations));
+
+    // A broken one: an error naming it, and nothing of its namespace planned.
+    w.cluster.apply(ClusterKind::ImageUpdater, &updater.replace("name: web", "name: broken").replace("namePattern", "namePatern"));
+    let broken = plan(&w.drivers, PlanOptions { apps: vec!["k8s".into()] }).await;
+    assert!(broken.applications.is_empty(), "{:#?}", broken.applications);
+    let errors = broken.errors.iter().map(|e| format!("{}: {}", e.file, e.error)).collect::<Vec<_>>().join("\n");
+    assert!(errors.contains("k8s:argocd/broken") && errors.contains("namePatern"), "{errors}");
+    assert!(errors.contains("Application argocd/api is not planned"), "{errors}");
+}
+
 #[tokio::test]
 /// The engine begins a registry cycle per plan (that the OCI client then forgets its tag lists
 /// is `registry::tests::the_driver_keeps_its_client_across_cycles_and_reloads_changed_settings`).

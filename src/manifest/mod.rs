@@ -594,6 +594,8 @@ mod tests {
             file: "apps/web.yaml".into(),
             document: 0,
             annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            configured_by: None,
             sources: vec![],
             project: None,
             destination: Default::default(),

@@ -6,7 +6,8 @@ use crate::error::Error;
 use futures::future::BoxFuture;
 
 use super::{ClusterError, GitError, PushTarget};
-use crate::discovery::{Application, FileError};
+use crate::discovery::{Application, BrokenUpdater, FileError};
+use crate::image_updater::ImageUpdater;
 
 /// Reads the `--apps` locations.
 pub trait ApplicationSource: Send + Sync {
@@ -31,6 +32,8 @@ pub struct LocationApps {
     /// Read from a cluster's API (`k8s`): what Argo CD runs, which wins over a manifest of the
     /// same Application in git.
     pub from_cluster: bool,
+    /// argocd-image-updater `ImageUpdater` resources found there.
+    pub image_updaters: Vec<Result<ImageUpdater, BrokenUpdater>>,
 }
 
 /// The git repository and commit an `--apps` location was read from, so that an Application

@@ -1,5 +1,5 @@
-//! The Kubernetes API port: Argo CD Applications and Secrets, as the bot reads them from a
-//! cluster. Read-only: the bot never writes to the
+//! The Kubernetes API port: Argo CD Applications, argocd-image-updater `ImageUpdater` resources
+//! and Secrets, as the bot reads them from a cluster. Read-only: the bot never writes to the
 //! cluster (its changes go to git).
 
 use std::collections::BTreeMap;
@@ -24,6 +24,8 @@ pub trait Cluster: Send + Sync {
 pub enum ClusterKind {
     /// `applications.argoproj.io`, v1alpha1.
     Application,
+    /// `imageupdaters.argocd-image-updater.argoproj.io`, v1alpha1.
+    ImageUpdater,
 }
 
 impl ClusterKind {
@@ -31,6 +33,7 @@ impl ClusterKind {
     pub fn resource(self) -> &'static str {
         match self {
             ClusterKind::Application => "applications.argoproj.io",
+            ClusterKind::ImageUpdater => "imageupdaters.argocd-image-updater.argoproj.io",
         }
     }
 }

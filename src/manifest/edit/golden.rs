@@ -157,6 +157,8 @@ fn run_case(dir: &Path, bless: bool) -> Result<(), String> {
         file: case.app_manifest.clone().unwrap_or_else(|| "apps/web.yaml".into()),
         document: case.app_document,
         annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            configured_by: None,
         sources: sources.clone(),
         project: None,
         destination: Default::default(),
