@@ -205,5 +205,21 @@ fn every_kustomization_renders_with_deadlines_limits_and_no_token() {
     let example = render("overlays/example");
     assert!(example.contains("https://github.com/your-org/your-gitops.git"), "{example}");
     assert!(example.contains("registries.conf: |") || example.contains("registries.conf:"), "registries.conf is kept:\n{example}");
+    // Reading the cluster: read-only rules, Secrets by name only, the token mounted for the
+    // Deployment alone.
+    let cluster = render("overlays/cluster");
+    for want in [
+        "resources:\n  - applications\n  verbs:\n  - get\n  - list\n  - watch",
+        "resources:\n  - imageupdaters\n  verbs:\n  - get\n  - list\n  - watch",
+        "resourceNames:\n  - regcred\n  resources:\n  - secrets\n  verbs:\n  - get\n",
+        "automountServiceAccountToken: true",
+        "      - k8s\n",
+    ] {
+        assert!(cluster.contains(want), "deploy/overlays/cluster lacks {want:?}:\n{cluster}");
+    }
+    for verb in ["create", "update", "patch", "delete", "\"*\""] {
+        assert!(!cluster.contains(&format!("  - {verb}\n")), "no {verb} for the bot:\n{cluster}");
+    }
+    assert!(!cluster.contains("kind: CronJob"), "{cluster}");
 
 }
