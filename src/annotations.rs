@@ -210,6 +210,32 @@ pub struct AnnotationError {
     pub message: String,
 }
 
+/// Where the git credentials of an Application's sources come from when the forge's token does
+/// not cover them (`write-back-method`): `git:secret:[<namespace>/]<name>` names a Secret
+/// (`username`, `password`; the Application's namespace when none is given), `git` and
+/// `git:repocreds` ask for Argo CD's repository credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitCredentialRef {
+    Secret { namespace: String, name: String },
+    RepoCreds,
+}
+
+impl GitCredentialRef {
+    /// `None` for `argocd` (AIU's write through the Argo CD API: the bot proposes through git
+    /// all the same) and for a value of no known form.
+    pub fn parse(method: &str, app_namespace: &str) -> Option<GitCredentialRef> {
+        match method.trim() {
+            "git" | "git:repocreds" => Some(GitCredentialRef::RepoCreds),
+            m => {
+                let secret = m.strip_prefix("git:secret:")?;
+                let (namespace, name) = secret.split_once('/').unwrap_or((app_namespace, secret));
+                (!name.is_empty() && !namespace.is_empty())
+                    .then(|| GitCredentialRef::Secret { namespace: namespace.to_string(), name: name.to_string() })
+            }
+        }
+    }
+}
+
 /// Everything the annotations of one Application say.
 #[derive(Debug, Clone)]
 pub struct AppAnnotations {
@@ -218,6 +244,8 @@ pub struct AppAnnotations {
     /// `write-back-target`, when given. A value of no known form is an error of every image,
     /// since each would be written there.
     pub write_back_target: Option<WriteBackTarget>,
+    /// `write-back-method`, as given (see [`GitCredentialRef::parse`]).
+    pub write_back_method: Option<String>,
 }
 
 /// The annotation (after the AIU prefix) holding the list of images.
@@ -292,6 +320,7 @@ pub fn parse(annotations: &BTreeMap<String, String>, default_registry: &Arc<Defa
     Some(AppAnnotations {
         images,
         write_back_target,
+        write_back_method: annotations.get(&aiu_key("write-back-method")).map(|m| m.trim().to_string()).filter(|m| !m.is_empty()),
     })
 }
 

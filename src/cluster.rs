@@ -16,7 +16,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, T
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::OnceCell;
 
-use crate::ports::{Cluster, ClusterError, ClusterErrorKind, ClusterKind, ClusterObject, SecretData};
+use crate::ports::{Cluster, ClusterError, ClusterErrorKind, ClusterKind, ClusterObject, GitCredentialRef, RepoCredentials, SecretData};
 
 /// Where the cluster's configuration comes from.
 #[derive(Debug, Clone, Default)]
@@ -139,6 +139,25 @@ impl KubeCluster {
     }
 }
 
+impl KubeCluster {
+    async fn secrets_with_label(&self, namespace: &str, key: &str, value: &str) -> Result<Vec<(String, SecretData)>, ClusterError> {
+        let (client, server) = self.client().await?;
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let what = format!("listing Secrets labelled {key}={value} in namespace {namespace}");
+        let selector = format!("{key}={value}");
+        let mut params = ListParams::default().labels(&selector).limit(PAGE);
+        let mut out = Vec::new();
+        loop {
+            let page = api.list(&params).await.map_err(|e| api_error(server, &what, e))?;
+            out.extend(page.items.into_iter().map(|s| (s.metadata.name.clone().unwrap_or_default(), secret_data(s))));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = ListParams::default().labels(&selector).limit(PAGE).continue_token(&token),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
 impl Cluster for KubeCluster {
     fn list<'a>(&'a self, kind: ClusterKind, namespace: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ClusterObject>, ClusterError>> {
         Box::pin(self.list_objects(kind, namespace))
@@ -147,6 +166,83 @@ impl Cluster for KubeCluster {
     fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<SecretData, ClusterError>> {
         Box::pin(self.read_secret(namespace, name))
     }
+
+    fn labelled_secrets<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, SecretData)>, ClusterError>> {
+        Box::pin(self.secrets_with_label(namespace, key, value))
+    }
+}
+
+/// Argo CD's namespace, where its repository credential Secrets are.
+pub const ARGOCD_NAMESPACE: &str = "argocd";
+/// The label Argo CD marks its credential Secrets with.
+const SECRET_TYPE: &str = "argocd.argoproj.io/secret-type";
+
+/// Git credentials from the cluster: a named Secret, or Argo CD's repository credentials as
+/// Argo CD matches them: a `repository` Secret for exactly the URL, else the `repo-creds`
+/// template with the longest URL prefix.
+pub struct ClusterRepoCredentials {
+    cluster: std::sync::Arc<dyn Cluster>,
+}
+
+impl ClusterRepoCredentials {
+    pub fn new(cluster: std::sync::Arc<dyn Cluster>) -> Self {
+        ClusterRepoCredentials { cluster }
+    }
+}
+
+impl RepoCredentials for ClusterRepoCredentials {
+    fn lookup<'a>(&'a self, url: &'a str, reference: &'a GitCredentialRef) -> BoxFuture<'a, Result<Option<(String, String)>, ClusterError>> {
+        Box::pin(async move {
+            match reference {
+                GitCredentialRef::Secret { namespace, name } => {
+                    let data = self.cluster.secret(namespace, name).await?;
+                    user_pass(&data).map(Some).ok_or_else(|| ClusterError {
+                        kind: ClusterErrorKind::Config,
+                        message: format!(
+                            "Secret {namespace}/{name} has no username and password (ssh keys are not used: the bot fetches over https)"
+                        ),
+                    })
+                }
+                GitCredentialRef::RepoCreds => {
+                    let exact = self.cluster.labelled_secrets(ARGOCD_NAMESPACE, SECRET_TYPE, "repository").await?;
+                    let templates = self.cluster.labelled_secrets(ARGOCD_NAMESPACE, SECRET_TYPE, "repo-creds").await?;
+                    Ok(match_repo_credentials(url, &exact, &templates))
+                }
+            }
+        })
+    }
+}
+
+/// Argo CD's rule: a `repository` Secret whose `url` is the repository (compared without a
+/// trailing `/` or `.git`, case-insensitively), else the `repo-creds` whose `url` is the longest
+/// prefix of it, among those with a username and password (the bot fetches over https).
+pub(crate) fn match_repo_credentials(
+    url: &str,
+    repositories: &[(String, SecretData)],
+    templates: &[(String, SecretData)],
+) -> Option<(String, String)> {
+    let normal = |u: &str| u.trim().trim_end_matches('/').trim_end_matches(".git").to_ascii_lowercase();
+    let wanted = normal(url);
+    let url_of = |data: &SecretData| data.get("url").and_then(|u| std::str::from_utf8(u).ok()).map(str::to_string);
+    if let Some(found) = repositories.iter().find(|(_, d)| url_of(d).is_some_and(|u| normal(&u) == wanted)).and_then(|(_, d)| user_pass(d)) {
+        return Some(found);
+    }
+    templates
+        .iter()
+        .filter_map(|(_, d)| Some((url_of(d)?, user_pass(d)?)))
+        .filter(|(prefix, _)| wanted.starts_with(&prefix.trim().to_ascii_lowercase()))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, creds)| creds)
+}
+
+fn user_pass(data: &SecretData) -> Option<(String, String)> {
+    let text = |k: &str| data.get(k).and_then(|v| String::from_utf8(v.clone()).ok()).filter(|v| !v.is_empty());
+    Some((text("username")?, text("password")?))
 }
 
 fn api_resource(kind: ClusterKind) -> ApiResource {
@@ -200,4 +296,29 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(pairs: &[(&str, &str)]) -> SecretData {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn repository_secrets_match_exactly_then_the_longest_template_prefix() {
+        let repos = vec![("one".to_string(), secret(&[("url", "https://git.example.com/org/app.git"), ("username", "u1"), ("password", "p1")]))];
+        let templates = vec![
+            ("org".to_string(), secret(&[("url", "https://git.example.com/org"), ("username", "u2"), ("password", "p2")])),
+            ("host".to_string(), secret(&[("url", "https://git.example.com"), ("username", "u3"), ("password", "p3")])),
+            ("ssh".to_string(), secret(&[("url", "https://git.example.com/org/team"), ("sshPrivateKey", "k")])),
+        ];
+        let pick = |url: &str| match_repo_credentials(url, &repos, &templates).map(|(u, _)| u);
+        assert_eq!(pick("https://git.example.com/org/app"), Some("u1".into()), "exact, without .git");
+        assert_eq!(pick("https://git.example.com/org/other.git"), Some("u2".into()), "the longest prefix");
+        assert_eq!(pick("https://git.example.com/another/x.git"), Some("u3".into()));
+        assert_eq!(pick("https://git.example.com/org/team/x.git"), Some("u2".into()), "an ssh-only template is not used");
+        assert_eq!(pick("https://elsewhere.example.com/org/app.git"), None);
+    }
 }

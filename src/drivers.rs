@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cluster::{ClusterSettings, KubeCluster};
+use crate::cluster::{ClusterRepoCredentials, ClusterSettings, KubeCluster};
 use crate::discovery::Locations;
 use crate::engine::Drivers;
 use crate::git::GitDriver;
@@ -23,7 +23,8 @@ impl Drivers {
         let cluster: Arc<dyn crate::ports::Cluster> = Arc::new(KubeCluster::new(cluster));
         Ok(Drivers {
             registry: Arc::new(RegistryDriver::new(registry, Some(cluster.clone()))),
-            apps: Arc::new(Locations::new(git.clone(), cluster)),
+            apps: Arc::new(Locations::new(git.clone(), cluster.clone())),
+            repo_credentials: Arc::new(ClusterRepoCredentials::new(cluster)),
             git,
             clock: Arc::new(SystemClock),
         })

@@ -24,7 +24,7 @@ use crate::files::FileSet;
 use crate::manifest::edit::{self, EditRequest, FileChange};
 use crate::manifest::{self, CurrentImage};
 use crate::planner::{self, AppHolds, ImageHolds, PinTarget};
-use crate::ports::{ApplicationSource, AppsOrigin, Clock, GitRepos, PushTarget, Registry, Snapshot};
+use crate::ports::{ApplicationSource, AppsOrigin, Clock, GitCredentialRef, GitRepos, PushTarget, Registry, RepoCredentials, Snapshot};
 use crate::domain::Version;
 use crate::strategy::{self, Candidate, ChangeKind, Need, Selection};
 
@@ -39,6 +39,8 @@ pub struct Drivers {
     pub registry: Arc<dyn Registry>,
     pub git: Arc<dyn GitRepos>,
     pub apps: Arc<dyn ApplicationSource>,
+    /// Git credentials from the cluster, for sources the forge's token does not cover.
+    pub repo_credentials: Arc<dyn RepoCredentials>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -465,8 +467,15 @@ async fn evaluate(
     let registry = &drivers.registry;
     let warmup = tokio::spawn(warm_registry(registry.clone(), specs));
 
-    // 2. git: every source once per (URL, revision)
-    let snapshots = fetch_sources(drivers.git.as_ref(), &annotated, credentials).await;
+    // 2. git: every source once per (URL, revision), with the cluster's credentials where the
+    // Application asks for them and the forge has none.
+    let (credentials, refused) = with_repo_credentials(drivers.repo_credentials.as_ref(), &annotated, credentials).await;
+    let mut snapshots = fetch_sources(drivers.git.as_ref(), &annotated, &credentials).await;
+    for (key, result) in snapshots.iter_mut() {
+        if let Some(e) = refused.get(&key.0) {
+            *result = Err(e.clone());
+        }
+    }
     tracing::debug!("git: {} source(s) read", snapshots.len());
 
     // 3. current versions, then registries, per image; 4. as soon as all images of an
@@ -560,6 +569,41 @@ struct SourceChange {
     files: Vec<(String, Vec<u8>)>,
     /// Aliases of the images whose versions these files carry.
     images: Vec<String>,
+}
+
+/// `credentials` and, for each source URL without credentials of an Application whose
+/// `write-back-method` names a Secret or Argo CD's repository credentials, those; a lookup that
+/// fails is that URL's error (the Application asked for these credentials).
+async fn with_repo_credentials(
+    lookup: &dyn RepoCredentials,
+    annotated: &[(Application, annotations::AppAnnotations)],
+    credentials: &HashMap<String, PushTarget>,
+) -> (HashMap<String, PushTarget>, HashMap<String, Error>) {
+    let mut out = credentials.clone();
+    let mut refused: HashMap<String, Error> = HashMap::new();
+    for (app, ann) in annotated {
+        let Some(reference) = ann.write_back_method.as_deref().and_then(|m| GitCredentialRef::parse(m, &app.id.namespace)) else { continue };
+        for source in app.sources.iter().filter(|s| s.chart.is_none()) {
+            let url = &source.repo_url;
+            if out.get(url).is_some_and(|t| t.username.is_some()) || refused.contains_key(url) {
+                continue;
+            }
+            match lookup.lookup(url, &reference).await {
+                Ok(Some((username, password))) => {
+                    out.insert(url.clone(), PushTarget { url: url.clone(), username: Some(username), password: Some(password) });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let what = match &reference {
+                        GitCredentialRef::Secret { namespace, name } => format!("the git credentials of Secret {namespace}/{name}"),
+                        GitCredentialRef::RepoCreds => "Argo CD's repository credentials".to_string(),
+                    };
+                    refused.insert(url.clone(), Error::from(e).context(format!("{url}: {what} (write-back-method of Application {})", app.id)));
+                }
+            }
+        }
+    }
+    (out, refused)
 }
 
 type SourceKey = (String, String);

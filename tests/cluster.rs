@@ -185,3 +185,62 @@ spec:
     assert!(body.contains("| `api` | `0.9.0` (**not what git has**) | `1.0.0` | `1.1.0` |"), "{body}");
     kube.finish();
 }
+
+/// A source on another git server than the forge's (here, a private project on a GitLab the run
+/// has no token for): `write-back-method: git:repocreds` reads it with Argo CD's repository
+/// credentials (the longest `repo-creds` prefix), `git:secret:argocd/<name>` with that Secret.
+#[test]
+fn sources_the_forge_does_not_cover_are_read_with_argo_cds_repository_credentials() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let reg = TestRegistry::start(Auth::Anonymous);
+    reg.push_tags("team/api", &["1.0.0", "1.1.0"]);
+    let image = reg.image("team/api");
+    let gl = support::fake_gitlab::FakeGitlab::start();
+    let project = "platform/apps/gitops";
+    gl.create_project(project, &[("README.md", "private\n")]);
+    gl.push_commit(
+        project,
+        "main",
+        &[("envs/api/kustomization.yaml", Some(&kustomization(&image, "1.0.0"))), ("envs/api/deployment.yaml", Some(&deployment("api", &image)))],
+        "root",
+    );
+    let kube = FakeKube::start();
+    let creds = |name: &str, kind: &str, url: &str, password: &str| {
+        kube.apply(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": "argocd", "labels": {"argocd.argoproj.io/secret-type": kind}},
+            "data": {"url": b64(url), "username": b64("oauth2"), "password": b64(password)}
+        }));
+    };
+    creds("host-wide", "repo-creds", &gl.url(), "wrong-token");
+    creds("platform", "repo-creds", &format!("{}/platform", gl.url()), support::fake_gitlab::TOKEN);
+    kube.secret("argocd", "gitlab-creds", "Opaque", &[("username", b"oauth2"), ("password", support::fake_gitlab::TOKEN.as_bytes())]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = kube.kubeconfig(dir.path());
+    let apps = tempfile::tempdir().unwrap();
+    let plan_with = |method: Option<&str>| {
+        let app = App::new("api", &gl.git_url(project), "envs/api").image_list(&format!("api={image}:^1.0"));
+        let app = match method {
+            Some(m) => app.annotate("write-back-method", m),
+            None => app,
+        };
+        std::fs::write(apps.path().join("api.yaml"), app.to_yaml()).unwrap();
+        Plan::new().apps(apps.path()).arg("--kubeconfig").arg(&config).json()
+    };
+
+    let anonymous = plan_with(None);
+    anonymous.assert_exit(1);
+    assert!(anonymous.plan().to_string().contains(&gl.git_url(project)), "{anonymous}");
+    for method in ["git:repocreds", "git:secret:argocd/gitlab-creds", "git:secret:gitlab-creds"] {
+        let plan = plan_with(Some(method));
+        plan.assert_exit(0).assert_proposes("api", "api", "1.0.0", "1.1.0");
+    }
+    // A Secret that is not there: the source's error names it and the Application.
+    let missing = plan_with(Some("git:secret:argocd/nope"));
+    missing.assert_exit(1);
+    let text = missing.plan().to_string();
+    assert!(text.contains("Secret argocd/nope") && text.contains("404") && text.contains("argocd/api"), "{text}");
+    gl.finish();
+    kube.finish();
+}

@@ -53,6 +53,10 @@ impl Cluster for MemoryCluster {
         Box::pin(async move { Ok(found) })
     }
 
+    fn labelled_secrets<'a>(&'a self, _: &'a str, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<Vec<(String, SecretData)>, ClusterError>> {
+        Box::pin(async move { Ok(Vec::new()) })
+    }
+
     fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<SecretData, ClusterError>> {
         let found = self.secrets.lock().unwrap().get(&format!("{namespace}/{name}")).cloned();
         Box::pin(async move {
@@ -552,6 +556,7 @@ impl World {
             git: git.clone(),
             // The production reader of `--apps`, on the in-memory git: a git URL location.
             apps: Arc::new(Locations::new(git.clone(), cluster.clone())),
+            repo_credentials: Arc::new(crate::cluster::ClusterRepoCredentials::new(cluster.clone())),
             clock: Arc::new(FixedClock(Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap())),
         };
         World { registry, git, cluster, drivers }

@@ -8,6 +8,7 @@ use std::fmt;
 use futures::future::BoxFuture;
 
 use crate::error::{Error, ErrorKind};
+pub use crate::annotations::GitCredentialRef;
 
 /// Reads a cluster's API.
 pub trait Cluster: Send + Sync {
@@ -17,6 +18,21 @@ pub trait Cluster: Send + Sync {
 
     /// The data of Secret `namespace/name`, each key's bytes decoded.
     fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<SecretData, ClusterError>>;
+
+    /// The Secrets of `namespace` labelled `key=value` (Argo CD's repository credentials), by name.
+    fn labelled_secrets<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, SecretData)>, ClusterError>>;
+}
+
+/// Git credentials read from the cluster.
+pub trait RepoCredentials: Send + Sync {
+    /// `(username, password)` for fetching `url` as `reference` says; `None` when Argo CD has no
+    /// credentials for it (the fetch is then anonymous).
+    fn lookup<'a>(&'a self, url: &'a str, reference: &'a GitCredentialRef) -> BoxFuture<'a, Result<Option<(String, String)>, ClusterError>>;
 }
 
 /// The resources the bot reads.

@@ -414,6 +414,15 @@ mod tests {
             Box::pin(async { Ok(Vec::new()) })
         }
 
+        fn labelled_secrets<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<Vec<(String, crate::ports::SecretData)>, crate::ports::ClusterError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+
         fn secret<'a>(&'a self, ns: &'a str, name: &'a str) -> futures::future::BoxFuture<'a, Result<crate::ports::SecretData, crate::ports::ClusterError>> {
             self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let found = self.data.get(&format!("{ns}/{name}")).cloned();
