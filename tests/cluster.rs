@@ -244,3 +244,38 @@ fn sources_the_forge_does_not_cover_are_read_with_argo_cds_repository_credential
     gl.finish();
     kube.finish();
 }
+
+/// Listings come in pages of 500; a continue token the API server expires between two pages
+/// (etcd compacted the list's revision) restarts the listing once, and nothing is missed.
+#[test]
+fn a_listing_in_pages_survives_an_expired_continue_token() {
+    let reg = TestRegistry::start(Auth::Anonymous);
+    reg.push_tags("team/api", &["1.0.0", "1.1.0"]);
+    let image = reg.image("team/api");
+    let git = GitRepo::new();
+    git.write("envs/api/kustomization.yaml", &kustomization(&image, "1.0.0"));
+    git.write("envs/api/deployment.yaml", &deployment("api", &image));
+    git.commit("api");
+    let kube = FakeKube::start();
+    // 700 Applications nobody asked the bot about, and one it manages, last in the listing.
+    for i in 0..700 {
+        kube.apply(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": format!("app-{i:03}"), "namespace": "argocd"},
+            "spec": {"project": "default", "source": {"repoURL": git.url(), "path": "envs/api"}, "destination": {"namespace": "x"}}
+        }));
+    }
+    let api = App::new("zz-api", &git.url(), "envs/api").image_list(&format!("api={image}:^1.0"));
+    in_cluster(&kube, &api.to_yaml(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = kube.kubeconfig(dir.path());
+    kube.expire_next_continue();
+    let plan = Plan::new().apps("k8s").arg("--kubeconfig").arg(&config).json();
+    plan.assert_exit(0).assert_proposes("zz-api", "api", "1.0.0", "1.1.0");
+    let pages: Vec<(String, u16)> =
+        kube.requests().iter().filter(|r| r.path.ends_with("/applications")).map(|r| (r.query.clone(), r.status)).collect();
+    let statuses: Vec<u16> = pages.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [200, 410, 200, 200], "page, expired page, then the listing again: {pages:?}");
+    assert!(pages.iter().all(|(q, _)| q.contains("limit=500")), "{pages:?}");
+    kube.finish();
+}

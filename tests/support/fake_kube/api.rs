@@ -678,7 +678,9 @@ fn list(st: &mut State, method: &Method, path: &str, r: usize, namespace: Option
             Ok(t) => t,
             Err(e) => return Reply::Json(400, bad_request(&e)),
         };
-        if st.expired_continues.contains(token) || (rv >= 0 && (rv as u64) < st.compacted) {
+        let compacted_meanwhile = st.expire_next_continues > 0;
+        st.expire_next_continues = st.expire_next_continues.saturating_sub(1);
+        if compacted_meanwhile || st.expired_continues.contains(token) || (rv >= 0 && (rv as u64) < st.compacted) {
             return Reply::Json(410, expired(CONTINUE_EXPIRED, Some(encode_continue(-1, &start))));
         }
         // Revision -1: continue at the latest revision (after an expired token).

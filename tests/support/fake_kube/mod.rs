@@ -152,6 +152,9 @@ pub(super) struct State {
     /// Continue tokens handed out since the last [`FakeKube::expire_continue_tokens`].
     issued_continues: Vec<String>,
     expired_continues: HashSet<String>,
+    /// The next this many lists that continue answer `410 Expired` (their revision compacted
+    /// while the client paged).
+    expire_next_continues: usize,
     faults: Vec<(String, u16)>,
     requests: Vec<Recorded>,
     violations: Vec<String>,
@@ -512,6 +515,12 @@ preferences: {{}}
         let mut st = self.state();
         let issued = std::mem::take(&mut st.issued_continues);
         st.expired_continues.extend(issued);
+    }
+
+    /// The next list request with a continue token answers `410 Expired`, as when etcd
+    /// compacts the list's revision between two of the client's pages.
+    pub fn expire_next_continue(&self) {
+        self.state().expire_next_continues += 1;
     }
 
     /// Sends a `BOOKMARK` event (the current resourceVersion) on every open watch that allowed
