@@ -511,4 +511,4 @@ fn one_line(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

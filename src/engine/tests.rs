@@ -812,6 +812,55 @@ spec:
     assert!(errors.contains("Application argocd/api is not planned"), "{errors}");
 }
 
+/// Every ImageUpdater example of AIU's documentation, planned both ways on one fleet: the
+/// Application with the annotations the documentation gives, and the same Application without
+/// them next to the ImageUpdater. The plans are the same.
+#[tokio::test]
+async fn each_documented_image_updater_example_plans_as_its_annotations() {
+    use crate::image_updater::tests::EXAMPLES;
+    let tags = ["1.0.0", "1.1.0", "1.1.1", "1.17.10", "1.17.11", "1.20.0", "1.20.1", "1.21.0", "2.0.0", "6.2.0", "6.2.1", "13.1", "13.2",
+        "v1.0.1", "v1.0.1-prod", "v1.1.0-prod", "v2.0.1", "latest"];
+    let mut proposals = 0;
+    for (n, e) in EXAMPLES.iter().enumerate() {
+        let w = World::new();
+        let updater = crate::image_updater::parse("updater.yaml", e.updater).unwrap();
+        let annotations: std::collections::BTreeMap<String, String> =
+            e.annotations.iter().map(|(k, v)| (format!("argocd-image-updater.argoproj.io/{k}"), v.to_string())).collect();
+        let specs = crate::annotations::parse(&annotations, &Arc::default()).unwrap();
+        let mut containers = String::new();
+        for spec in specs.images.iter().flatten() {
+            for tag in tags {
+                w.registry.push(&spec.name.to_string(), tag);
+            }
+            containers.push_str(&format!("        - name: {}\n          image: {}:1.0.0\n", spec.alias, spec.name));
+        }
+        let workload = format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  template:\n    spec:\n      containers:\n{containers}");
+        w.git.commit(DEPLOY, "main", &[("app/deployment.yaml", &workload)]);
+        let labels: String = e.labels.iter().map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect();
+        let manifest = |extra: &str| {
+            format!(
+                "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {}\n  namespace: {}\n  labels:\n    demo: \"yes\"\n{labels}  annotations:\n    note: example {n}\n{extra}spec:\n  source:\n    repoURL: {DEPLOY}\n    targetRevision: main\n    path: app\n  destination:\n    namespace: x\n",
+                e.app, updater.namespace
+            )
+        };
+        let own: String = annotations.iter().map(|(k, v)| format!("    {k}: {}\n", serde_json::to_string(v).unwrap())).collect();
+        w.git.commit(APPS, "main", &[("apps/app.yaml", &manifest(&own))]);
+        let by_annotations = w.plan().await;
+        w.git.commit(APPS, "main", &[("apps/app.yaml", &manifest("")), ("apps/updater.yaml", e.updater)]);
+        let by_updater = w.plan().await;
+        assert!(by_updater.errors.is_empty(), "example {n}: {:#?}", by_updater.errors);
+        let strip = |r: &PlanReport| {
+            let apps: Vec<_> = r.applications.iter().map(|a| (a.name.clone(), a.images.clone(), a.changes.clone())).collect();
+            serde_json::to_value(apps).unwrap()
+        };
+        assert_eq!(strip(&by_updater), strip(&by_annotations), "example {n} ({}): the same plan", e.app);
+        assert_eq!(by_updater.applications.len(), 1, "example {n}");
+        proposals += by_updater.applications[0].images.iter().filter(|i| i.proposed.is_some()).count();
+    }
+    // The plans say something: most examples' images get a proposal.
+    assert!(proposals >= 10, "{proposals} proposals");
+}
+
 #[tokio::test]
 /// The engine begins a registry cycle per plan (that the OCI client then forgets its tag lists
 /// is `registry::tests::the_driver_keeps_its_client_across_cycles_and_reloads_changed_settings`).

@@ -297,26 +297,24 @@ spec:
             updateStrategy: "semver"
 "#;
 
-#[test]
-fn each_documented_example_decides_as_its_annotations() {
-    same_decisions(EX02, "my-app", &[], &[("image-list", "nginx=nginx:1.20")]);
-    assert_eq!(updater(EX02).namespace, "production");
-    // migration.md's own "before" annotations.
-    same_decisions(
-        EX03,
-        "my-app",
-        &[],
-        &[("image-list", "nginx=nginx:1.20"), ("nginx.update-strategy", "semver"), ("nginx.allow-tags", r"regexp:^[0-9]+\.[0-9]+$")],
-    );
-    same_decisions(EX06, "app-1", &[], &[("image-list", "test1=test:1.1.0")]);
-    same_decisions(EX06, "app-prod-x", &[], &[("image-list", "nginx=nginx:1.20")]);
-    same_decisions(EX06, "app-2", &[], &[("image-list", "redis=redis:6.2")]);
-    not_configured(EX06, "other", &[]);
-    same_decisions(
-        EX07,
-        "frontend-web",
-        &[("environment", "production")],
-        &[
+/// One documented example: the Application `app` (with `labels`) that `updater` selects, and
+/// the annotations the documentation (or the mapping) gives for it.
+pub(crate) struct Example {
+    pub updater: &'static str,
+    pub app: &'static str,
+    pub labels: &'static [(&'static str, &'static str)],
+    pub annotations: &'static [(&'static str, &'static str)],
+}
+
+/// AIU's documented ImageUpdater examples (docs/configuration/*.md, docs/examples), each with
+/// its annotations; `engine::tests` plans each both ways.
+pub(crate) const EXAMPLES: &[Example] = &[
+    Example { updater: EX02, app: "my-app", labels: &[], annotations: &[("image-list", "nginx=nginx:1.20")] },
+    Example { updater: EX03, app: "my-app", labels: &[], annotations: &[("image-list", "nginx=nginx:1.20"), ("nginx.update-strategy", "semver"), ("nginx.allow-tags", r"regexp:^[0-9]+\.[0-9]+$")] },
+    Example { updater: EX06, app: "app-1", labels: &[], annotations: &[("image-list", "test1=test:1.1.0")] },
+    Example { updater: EX06, app: "app-prod-x", labels: &[], annotations: &[("image-list", "nginx=nginx:1.20")] },
+    Example { updater: EX06, app: "app-2", labels: &[], annotations: &[("image-list", "redis=redis:6.2")] },
+    Example { updater: EX07, app: "frontend-web", labels: &[("environment", "production")], annotations: &[
             ("image-list", "frontend=myregistry/frontend:v1.0,nginx=nginx:1.20"),
             ("update-strategy", "newest-build"),
             ("force-update", "true"),
@@ -327,14 +325,8 @@ fn each_documented_example_decides_as_its_annotations() {
             ("git-repository", "git@github.com:myorg/frontend-config.git"),
             ("git-branch", "main"),
             ("write-back-target", "helmvalues:/values.yaml"),
-        ],
-    );
-    not_configured(EX07, "frontend-web", &[("environment", "staging")]);
-    same_decisions(
-        EX07,
-        "backend",
-        &[],
-        &[
+        ] },
+    Example { updater: EX07, app: "backend", labels: &[], annotations: &[
             ("image-list", "api=myregistry/backend:v2.0,database=postgres:13"),
             ("update-strategy", "semver"),
             ("force-update", "false"),
@@ -342,34 +334,18 @@ fn each_documented_example_decides_as_its_annotations() {
             ("ignore-tags", "latest,dev,test"),
             ("api.update-strategy", "digest"),
             ("write-back-method", "argocd"),
-        ],
-    );
-    // The ref's gitConfig sets branch and target; the repository comes from the spec.
-    same_decisions(
-        EX10,
-        "my-app",
-        &[],
-        &[
+        ] },
+    Example { updater: EX10, app: "my-app", labels: &[], annotations: &[
             ("image-list", "nginx=nginx:1.17.10"),
             ("write-back-method", "git:secret:git-creds"),
             ("git-repository", "https://github.com/example/example.git"),
             ("git-branch", "main"),
             ("write-back-target", "helmvalues:/helm/config/values.yaml"),
-        ],
-    );
-    same_decisions(EX11, "my-app-1", &[], &[("image-list", "nginx=nginx:1.20"), ("update-strategy", "semver"), ("force-update", "false")]);
-    same_decisions(EX12, "production-eu", &[], &[("image-list", "app=myapp:latest"), ("update-strategy", "digest")]);
-    same_decisions(
-        EX12,
-        "staging-eu",
-        &[],
-        &[("image-list", "app=myapp:latest"), ("update-strategy", "semver"), ("app.update-strategy", "newest-build")],
-    );
-    same_decisions(
-        EX13,
-        "my-app-x",
-        &[],
-        &[
+        ] },
+    Example { updater: EX11, app: "my-app-1", labels: &[], annotations: &[("image-list", "nginx=nginx:1.20"), ("update-strategy", "semver"), ("force-update", "false")] },
+    Example { updater: EX12, app: "production-eu", labels: &[], annotations: &[("image-list", "app=myapp:latest"), ("update-strategy", "digest")] },
+    Example { updater: EX12, app: "staging-eu", labels: &[], annotations: &[("image-list", "app=myapp:latest"), ("update-strategy", "semver"), ("app.update-strategy", "newest-build")] },
+    Example { updater: EX13, app: "my-app-x", labels: &[], annotations: &[
             ("image-list", "nginx=nginx:1.20"),
             ("write-back-method", "git"),
             ("git-repository", "git@github.com:myorg/myrepo.git"),
@@ -377,42 +353,36 @@ fn each_documented_example_decides_as_its_annotations() {
             ("write-back-target", "helmvalues:./values.yaml"),
             ("nginx.helm.image-name", "image.repository"),
             ("nginx.helm.image-tag", "image.tag"),
-        ],
-    );
-    same_decisions(
-        EX14,
-        "dev",
-        &[],
-        &[
+        ] },
+    Example { updater: EX14, app: "dev", labels: &[], annotations: &[
             ("image-list", "api=registry.com/vendor/api:latest,front=registry.com/vendor/front:latest"),
             ("update-strategy", "digest"),
             ("write-back-method", "argocd"),
-        ],
-    );
-    same_decisions(
-        EX15,
-        "my-app",
-        &[],
-        &[
+        ] },
+    Example { updater: EX15, app: "my-app", labels: &[], annotations: &[
             ("image-list", "api=registry.com/myorg/api:1.x"),
             ("api.update-strategy", "semver"),
             ("write-back-method", "git:secret:git-creds"),
             ("git-repository", "https://github.com/myorg/myrepo.git"),
             ("git-branch", "main"),
             ("write-back-target", "helmvalues:/helm/values.yaml"),
-        ],
-    );
-    same_decisions(
-        EX16,
-        "prod",
-        &[],
-        &[
+        ] },
+    Example { updater: EX16, app: "prod", labels: &[], annotations: &[
             ("image-list", "api=registry.com/vendor/api:1.x,front=registry.com/vendor/front:1.x"),
             ("api.update-strategy", "semver"),
             ("front.update-strategy", "semver"),
             ("write-back-method", "argocd"),
-        ],
-    );
+        ] },
+];
+
+#[test]
+fn each_documented_example_decides_as_its_annotations() {
+    for e in EXAMPLES {
+        same_decisions(e.updater, e.app, e.labels, e.annotations);
+    }
+    assert_eq!(updater(EX02).namespace, "production");
+    not_configured(EX06, "other", &[]);
+    not_configured(EX07, "frontend-web", &[("environment", "staging")]);
 }
 
 #[test]
