@@ -55,18 +55,18 @@ impl KubeCluster {
         let options = KubeConfigOptions { context: self.settings.context.clone(), ..Default::default() };
         let mut config = match (&self.settings.kubeconfig, &self.settings.context) {
             (Some(path), _) => {
-                let file = Kubeconfig::read_from(path).map_err(|e| config_error(format!("--kubeconfig {}: {}", path.display(), chain(&e))))?;
+                let file = Kubeconfig::read_from(path).map_err(|e| config_error(format!("--kubeconfig {}: {}", path.display(), crate::error::chain(&e))))?;
                 kube::Config::from_custom_kubeconfig(file, &options)
                     .await
-                    .map_err(|e| config_error(format!("--kubeconfig {}: {}", path.display(), chain(&e))))?
+                    .map_err(|e| config_error(format!("--kubeconfig {}: {}", path.display(), crate::error::chain(&e))))?
             }
             (None, Some(context)) => kube::Config::from_kubeconfig(&options)
                 .await
-                .map_err(|e| config_error(format!("--context {context}: {}", chain(&e))))?,
+                .map_err(|e| config_error(format!("--context {context}: {}", crate::error::chain(&e))))?,
             (None, None) => kube::Config::infer().await.map_err(|e| {
                 config_error(format!(
                     "no Kubernetes configuration: not in a cluster, and no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config): {}",
-                    chain(&e)
+                    crate::error::chain(&e)
                 ))
             })?,
         };
@@ -78,7 +78,7 @@ impl KubeCluster {
         }
         let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
         let client = kube::Client::try_from(config)
-            .map_err(|e| config_error(format!("Kubernetes API {server}: cannot make a client: {}", chain(&e))))?;
+            .map_err(|e| config_error(format!("Kubernetes API {server}: cannot make a client: {}", crate::error::chain(&e))))?;
         Ok((client, server))
     }
 
@@ -277,26 +277,12 @@ fn api_error(server: &str, what: &str, e: kube::Error) -> ClusterError {
             let message = if status.message.is_empty() { String::new() } else { format!(": {}", status.message) };
             (kind, format!("{}{reason}{message}", status.code))
         }
-        kube::Error::SerdeError(_) => (ClusterErrorKind::Protocol, chain(&e)),
-        _ => (ClusterErrorKind::Network, chain(&e)),
+        kube::Error::SerdeError(_) => (ClusterErrorKind::Protocol, crate::error::chain(&e)),
+        _ => (ClusterErrorKind::Network, crate::error::chain(&e)),
     };
     ClusterError { kind, message: format!("Kubernetes API {server}: {what}: {cause}") }
 }
 
-/// An error with its causes (kube's errors print their kind, the cause is in the chain).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {

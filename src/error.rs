@@ -132,6 +132,22 @@ impl From<TemplateError> for Error {
     }
 }
 
+/// An error with its sources, each once: `error sending request: connection refused`. Client
+/// errors (reqwest, kube, hyper) print their kind and keep the cause in the chain.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = inner.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

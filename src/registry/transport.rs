@@ -125,7 +125,7 @@ impl RegistryClient {
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let network = |e: reqwest::Error| {
-            t.err(RegistryErrorKind::Network, tag, format!("{method} {}: {}", redact_query(url), error_chain(&e)))
+            t.err(RegistryErrorKind::Network, tag, format!("{method} {}: {}", redact_query(url), crate::error::chain(&e)))
         };
         let mut resp = req.send().await.map_err(network)?;
         let status = resp.status();
@@ -368,17 +368,3 @@ pub(crate) fn redact_query(url: &Url) -> String {
     u.to_string()
 }
 
-/// An error with its sources, e.g. "error sending request: connection refused".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let m = inner.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = inner.source();
-    }
-    s
-}

@@ -195,10 +195,10 @@ impl Client {
                 Err(Failure::Network(e)) => {
                     if (method.repeatable() || e.is_connect()) && retried < self.patience.server_error_retries {
                         retried += 1;
-                        self.back_off(repo, action, retried, &describe(&e)).await;
+                        self.back_off(repo, action, retried, &crate::error::chain(&e)).await;
                         continue;
                     }
-                    return Err(err(repo, ForgeErrorKind::Network, format!("{action}: {}", describe(&e))));
+                    return Err(err(repo, ForgeErrorKind::Network, format!("{action}: {}", crate::error::chain(&e))));
                 }
             };
             let (retry_after, reset) = (reply.retry_after.as_deref(), reply.reset.as_deref());
@@ -341,17 +341,6 @@ async fn read(mut response: reqwest::Response) -> Result<Read, Failure> {
     Ok(Read { reply: Reply { status, body, link, next_page, location, date }, retry_after, reset })
 }
 
-/// reqwest's errors print their kind, not the cause; walk the chain.
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
 
 pub(super) fn err(repo: &RepoRef, kind: ForgeErrorKind, message: String) -> ForgeError {
     ForgeError { forge: FORGE, repo: repo.slug.clone(), kind, message }
