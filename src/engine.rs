@@ -571,9 +571,11 @@ struct SourceChange {
     images: Vec<String>,
 }
 
-/// `credentials` and, for each source URL without credentials of an Application whose
-/// `write-back-method` names a Secret or Argo CD's repository credentials, those; a lookup that
-/// fails is that URL's error (the Application asked for these credentials).
+/// `credentials` and, for each https source URL without credentials of an Application whose
+/// `write-back-method` names a Secret or Argo CD's repository credentials, those. A named Secret
+/// that cannot be read is that URL's error (the Application asked for it); repository
+/// credentials that cannot be read (no cluster configured, RBAC) leave the fetch anonymous, with
+/// a warning: `git` is also AIU's everyday write-back method, which needs no cluster here.
 async fn with_repo_credentials(
     lookup: &dyn RepoCredentials,
     annotated: &[(Application, annotations::AppAnnotations)],
@@ -581,11 +583,13 @@ async fn with_repo_credentials(
 ) -> (HashMap<String, PushTarget>, HashMap<String, Error>) {
     let mut out = credentials.clone();
     let mut refused: HashMap<String, Error> = HashMap::new();
+    let mut tried: BTreeSet<String> = BTreeSet::new();
     for (app, ann) in annotated {
         let Some(reference) = ann.write_back_method.as_deref().and_then(|m| GitCredentialRef::parse(m, &app.id.namespace)) else { continue };
         for source in app.sources.iter().filter(|s| s.chart.is_none()) {
             let url = &source.repo_url;
-            if out.get(url).is_some_and(|t| t.username.is_some()) || refused.contains_key(url) {
+            let https = url.starts_with("https://") || url.starts_with("http://");
+            if !https || out.get(url).is_some_and(|t| t.username.is_some()) || !tried.insert(url.clone()) {
                 continue;
             }
             match lookup.lookup(url, &reference).await {
@@ -593,6 +597,9 @@ async fn with_repo_credentials(
                     out.insert(url.clone(), PushTarget { url: url.clone(), username: Some(username), password: Some(password) });
                 }
                 Ok(None) => {}
+                Err(e) if reference == GitCredentialRef::RepoCreds => {
+                    tracing::warn!("{url}: Argo CD's repository credentials (write-back-method of Application {}) cannot be read, fetching anonymously: {e}", app.id);
+                }
                 Err(e) => {
                     let what = match &reference {
                         GitCredentialRef::Secret { namespace, name } => format!("the git credentials of Secret {namespace}/{name}"),

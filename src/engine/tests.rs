@@ -861,6 +861,40 @@ async fn each_documented_image_updater_example_plans_as_its_annotations() {
     assert!(proposals >= 10, "{proposals} proposals");
 }
 
+/// Repository credentials that cannot be read: nothing for `git` (AIU's everyday method; the
+/// source is read anonymously), an error naming the Secret for `git:secret:`.
+#[tokio::test]
+async fn git_credentials_the_cluster_cannot_give() {
+    struct Refusing;
+    impl crate::ports::RepoCredentials for Refusing {
+        fn lookup<'a>(
+            &'a self,
+            _: &'a str,
+            reference: &'a crate::ports::GitCredentialRef,
+        ) -> BoxFuture<'a, Result<Option<(String, String)>, ClusterError>> {
+            let what = format!("{reference:?}");
+            Box::pin(async move { Err(ClusterError { kind: ClusterErrorKind::Config, message: format!("no Kubernetes configuration ({what})") }) })
+        }
+    }
+    let mut w = World::new();
+    w.drivers.repo_credentials = Arc::new(Refusing);
+    w.git.commit(DEPLOY, "main", &[("api/deployment.yaml", &deployment("registry.example.com/team/api:1.0.0"))]);
+    w.registry.push("registry.example.com/team/api", "1.1.0");
+    let with_method = |method: &str| {
+        application("api", "api", "registry.example.com/team/api").replace(
+            "image-list: app=registry.example.com/team/api\n",
+            &format!("image-list: app=registry.example.com/team/api\n    argocd-image-updater.argoproj.io/write-back-method: {method}\n"),
+        )
+    };
+    w.git.commit(APPS, "main", &[("apps/api.yaml", &with_method("git"))]);
+    let report = w.plan().await;
+    assert_eq!(image(&report, "api").proposed.as_deref(), Some("1.1.0"), "{report:#?}");
+    w.git.commit(APPS, "main", &[("apps/api.yaml", &with_method("git:secret:argocd/deploy-creds"))]);
+    let report = w.plan().await;
+    let error = image(&report, "api").error.as_ref().map(ToString::to_string).unwrap_or_default();
+    assert!(error.contains("Secret argocd/deploy-creds") && error.contains(DEPLOY) && error.contains("argocd/api"), "{error}");
+}
+
 #[tokio::test]
 /// The engine begins a registry cycle per plan (that the OCI client then forgets its tag lists
 /// is `registry::tests::the_driver_keeps_its_client_across_cycles_and_reloads_changed_settings`).
