@@ -57,6 +57,9 @@ impl ApplicationSource for Locations {
     fn read<'a>(&'a self, location: &'a str, auth: Option<&'a PushTarget>) -> BoxFuture<'a, Result<LocationApps, AppsError>> {
         Box::pin(async move {
             if let Some(namespace) = cluster_location(location) {
+                if Path::new(location).is_dir() {
+                    tracing::warn!("--apps {location} reads the cluster; for the directory of that name, write ./{location}");
+                }
                 return self.read_cluster(namespace).await;
             }
             // Even a directory is read under the git deadline: a hung network mount fails its
