@@ -221,5 +221,27 @@ fn every_kustomization_renders_with_deadlines_limits_and_no_token() {
         assert!(!cluster.contains(&format!("  - {verb}\n")), "no {verb} for the bot:\n{cluster}");
     }
     assert!(!cluster.contains("kind: CronJob"), "{cluster}");
+    // Every workload runs as the image's user (Dockerfile, scripts/image.sh), read-only, without
+    // capabilities, writing to /tmp and its cache only.
+    let dockerfile = std::fs::read_to_string(root.join("../Dockerfile")).unwrap();
+    let image_sh = std::fs::read_to_string(root.join("../scripts/image.sh")).unwrap();
+    assert!(dockerfile.contains("USER 65532:65532") && image_sh.contains("--user 65532:65532"), "the image's user");
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/argocd-image-pr\"]") && image_sh.contains("--entrypoint '[\"/usr/local/bin/argocd-image-pr\"]'"));
+    for (name, rendered) in [("base", &base), ("daemon", &daemon), ("overlays/cluster", &cluster)] {
+        for want in [
+            "runAsNonRoot: true",
+            "runAsUser: 65532",
+            "readOnlyRootFilesystem: true",
+            "allowPrivilegeEscalation: false",
+            "drop:\n",
+            "- ALL",
+            "mountPath: /tmp",
+            "type: RuntimeDefault",
+        ] {
+            assert!(rendered.contains(want), "deploy/{name} lacks {want:?}:\n{rendered}");
+        }
+    }
+    let locked = render("overlays/locked-down");
+    assert!(locked.contains("kind: NetworkPolicy") && locked.contains("port: 443") && locked.contains("port: 8080"), "{locked}");
 
 }
