@@ -120,6 +120,50 @@ pub struct RegistryClient {
     digests: SingleFlight<(CacheKey, String), Result<String, RegistryError>>,
     /// By (registry API base, config digest); failures are not kept.
     configs: SingleFlight<(String, String), Arc<ImageConfig>>,
+    /// Kept across cycles: manifests by digest (immutable) and the digest each tag had, so that
+    /// a later cycle asks a tag's digest with one `HEAD` (which Docker Hub does not count as a
+    /// pull) and reads nothing more while it is the same.
+    kept: Mutex<Kept>,
+}
+
+type RepoRefKey = (String, String, String);
+
+/// Manifests by (registry API base, repository, digest), and tags' last digests by (registry
+/// API base, repository, tag). Credentials are no part of the keys: content is addressed by
+/// its digest, and a tag is asked again with the current credentials each cycle. Two
+/// generations: what the last cycle used and what this one did; an entry no cycle used for a
+/// whole cycle is forgotten, so a daemon that runs for months holds what it uses.
+#[derive(Default)]
+struct Kept {
+    manifests: HashMap<RepoRefKey, Arc<Manifest>>,
+    tags: HashMap<RepoRefKey, String>,
+    last_manifests: HashMap<RepoRefKey, Arc<Manifest>>,
+    last_tags: HashMap<RepoRefKey, String>,
+}
+
+impl Kept {
+    fn manifest(&mut self, key: &RepoRefKey) -> Option<Arc<Manifest>> {
+        if let Some(m) = self.manifests.get(key) {
+            return Some(m.clone());
+        }
+        let m = self.last_manifests.remove(key)?;
+        self.manifests.insert(key.clone(), m.clone());
+        Some(m)
+    }
+
+    fn tag(&mut self, key: &RepoRefKey) -> Option<String> {
+        if let Some(d) = self.tags.get(key) {
+            return Some(d.clone());
+        }
+        let d = self.last_tags.remove(key)?;
+        self.tags.insert(key.clone(), d.clone());
+        Some(d)
+    }
+
+    fn next_cycle(&mut self) {
+        self.last_manifests = std::mem::take(&mut self.manifests);
+        self.last_tags = std::mem::take(&mut self.tags);
+    }
 }
 
 /// Everything one call needs about the image's registry.
@@ -230,6 +274,7 @@ impl RegistryClient {
             manifests: SingleFlight::default(),
             digests: SingleFlight::default(),
             configs: SingleFlight::default(),
+            kept: Mutex::default(),
         })
     }
 
@@ -301,7 +346,7 @@ impl RegistryClient {
         pull_secret: Option<&str>,
     ) -> Result<TagMetadata, RegistryError> {
         let t = self.target(image, pull_secret).await?;
-        let top = self.manifest(&t, tag, tag).await?;
+        let top = self.tag_manifest(&t, tag).await?;
         let wanted = |p: &Platform| platforms.is_empty() || platforms.iter().any(|want| want.matches(p));
         match &top.kind {
             ManifestKind::Index(entries) => {
@@ -336,28 +381,37 @@ impl RegistryClient {
         if let Some(Ok(m)) = self.manifests.peek(&key) {
             return Ok(m.digest.clone());
         }
+        self.head_digest(&t, tag).await
+    }
+
+    /// The digest `tag` points to now: one `HEAD` per cycle (a `GET` when the registry sends
+    /// no digest header).
+    async fn head_digest(&self, t: &Target, tag: &str) -> Result<String, RegistryError> {
+        let key = (t.cache_key(), tag.to_string());
         self.digests
             .get_or_init(&key, || async {
                 let url = t.url(&format!("/v2/{}/manifests/{tag}", t.endpoint.repository))?;
-                let reply = self.send(&t, Method::HEAD, url, Some(MANIFEST_ACCEPT), Some(tag)).await?;
-                let reply = check_status(&t, reply, Some(tag), "manifest")?;
+                let reply = self.send(t, Method::HEAD, url, Some(MANIFEST_ACCEPT), Some(tag)).await?;
+                let reply = check_status(t, reply, Some(tag), "manifest")?;
                 match reply.header("docker-content-digest") {
                     Some(d) if !d.trim().is_empty() => Ok(d.trim().to_string()),
                     // No digest header on HEAD: the GET computes it from the body.
-                    _ => Ok(self.manifest(&t, tag, tag).await?.digest.clone()),
+                    _ => Ok(self.manifest(t, tag, tag).await?.digest.clone()),
                 }
             })
             .await
     }
 
-    /// A new cycle: tag lists, manifests and digests are asked again (tags move), `ext:` scripts
-    /// without `credsexpire` run again, the request count starts at zero; config blobs (by
-    /// digest, immutable), tokens, HTTP clients and per-registry limits are kept.
+    /// A new cycle: tag lists are asked again and tags' digests revalidated with `HEAD` (tags
+    /// move), `ext:` scripts without `credsexpire` run again, the request count starts at zero;
+    /// manifests and config blobs by digest (immutable), tokens, HTTP clients and per-registry
+    /// limits are kept.
     pub fn begin_cycle(&self) {
         self.resolver.begin_cycle();
         self.tag_lists.clear();
         self.manifests.clear();
         self.digests.clear();
+        self.kept.lock().unwrap().next_cycle();
         self.requests.store(0, Ordering::Relaxed);
     }
 
@@ -464,16 +518,52 @@ impl RegistryClient {
         Ok(tags.into())
     }
 
-    /// The manifest or index at `reference` (a tag or digest), cached per repository.
+    /// What `tag` points to: this cycle's answer, else the manifest it pointed to last cycle when
+    /// a `HEAD` finds the same digest, else a `GET`.
+    async fn tag_manifest(&self, t: &Target, tag: &str) -> Result<Arc<Manifest>, RegistryError> {
+        if let Some(read) = self.manifests.peek(&(t.cache_key(), tag.to_string())) {
+            return read;
+        }
+        let (api, repository) = (t.endpoint.api_url.clone(), t.endpoint.repository.clone());
+        let before = {
+            let mut kept = self.kept.lock().unwrap();
+            kept.tag(&(api.clone(), repository.clone(), tag.to_string()))
+                .and_then(|d| kept.manifest(&(api.clone(), repository.clone(), d)))
+        };
+        if let Some(m) = before
+            && self.head_digest(t, tag).await? == m.digest
+        {
+            return Ok(m);
+        }
+        self.manifest(t, tag, tag).await
+    }
+
+    /// The manifest or index at `reference` (a tag or digest), cached per repository; one at a
+    /// digest is kept across cycles.
     async fn manifest(&self, t: &Target, reference: &str, tag: &str) -> Result<Arc<Manifest>, RegistryError> {
-        self.manifests
+        let (api, repository) = (t.endpoint.api_url.clone(), t.endpoint.repository.clone());
+        if reference.starts_with("sha256:")
+            && let Some(m) = self.kept.lock().unwrap().manifest(&(api.clone(), repository.clone(), reference.to_string()))
+        {
+            return Ok(m);
+        }
+        let read = self
+            .manifests
             .get_or_init(&(t.cache_key(), reference.to_string()), || async {
                 let url = t.url(&format!("/v2/{}/manifests/{reference}", t.endpoint.repository))?;
                 let reply = self.send(t, Method::GET, url, Some(MANIFEST_ACCEPT), Some(tag)).await?;
                 let reply = check_status(t, reply, Some(tag), "manifest")?;
                 parse_manifest(t, &reply, tag).map(Arc::new)
             })
-            .await
+            .await;
+        if let Ok(m) = &read {
+            let mut kept = self.kept.lock().unwrap();
+            kept.manifests.insert((api.clone(), repository.clone(), m.digest.clone()), m.clone());
+            if !reference.starts_with("sha256:") {
+                kept.tags.insert((api, repository, reference.to_string()), m.digest.clone());
+            }
+        }
+        read
     }
 
     /// An image config blob, cached by digest per registry.

@@ -53,6 +53,8 @@ struct Fake {
     retry_after: &'static str,
     tokens_issued: AtomicU32,
     hits: Mutex<Vec<Hit>>,
+    /// (repository, tag) → digest, over `tags`: a tag pushed again while the fake serves.
+    moved: Mutex<HashMap<(String, String), String>>,
 }
 
 fn sha(body: &[u8]) -> String {
@@ -70,6 +72,7 @@ impl Fake {
             retry_after: "1",
             tokens_issued: AtomicU32::new(0),
             hits: Mutex::default(),
+            moved: Mutex::default(),
         }
     }
 
@@ -218,7 +221,8 @@ fn route(f: &Fake, method: &Method, path: &str, query: &str, headers: &HeaderMap
         }
         "manifests" => {
             let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let digest = tags.as_ref().and_then(|t| t.get(reference)).map(String::as_str).unwrap_or(reference);
+            let moved = f.moved.lock().unwrap().get(&(repo.to_string(), reference.to_string())).cloned();
+            let digest = moved.as_deref().or(tags.as_ref().and_then(|t| t.get(reference)).map(String::as_str)).unwrap_or(reference);
             let Some((media_type, body)) = f.content.get(digest) else { return not_found("MANIFEST_UNKNOWN") };
             // Like distribution: no acceptable media type → 404.
             if !accept.contains(media_type.as_str()) {
@@ -565,3 +569,50 @@ async fn a_kept_driver_runs_ext_scripts_again_each_cycle_and_notices_a_changed_c
     driver.begin_cycle().unwrap();
     assert_eq!(driver.list_tags(&img, None).await.unwrap().to_vec(), ["v1"]);
 }
+
+/// Issue 12, point 2: a later cycle asks each tag's digest with one `HEAD` and reads nothing
+/// more while it is unchanged (manifests and configs by digest are kept); a tag pushed again is
+/// read again; the answers are a cold cycle's.
+#[tokio::test]
+async fn a_later_cycle_revalidates_tags_with_head_only() {
+    let mut fake = Fake::new(AuthMode::Anonymous);
+    let amd = fake.image("linux", "amd64", None, "2024-03-01T10:00:00Z");
+    let arm = fake.image("linux", "arm64", None, "2024-03-02T10:00:00Z");
+    let idx = fake.index(&[(&amd, "linux", "amd64", None), (&arm, "linux", "arm64", None)]);
+    let newer = fake.image("linux", "amd64", None, "2024-04-01T10:00:00Z");
+    fake.tag("app", "1.0", &idx);
+    fake.tag("app", "single", &amd);
+    let (fake, host) = serve(fake).await;
+    let c = client();
+    let img = image(&host, "app");
+    let amd64 = [Platform::linux_amd64()];
+    let cold: Vec<TagMetadata> = vec![
+        c.tag_metadata(&img, "1.0", &amd64, None).await.unwrap(),
+        c.tag_metadata(&img, "single", &amd64, None).await.unwrap(),
+    ];
+    let cold_requests = c.request_count();
+    assert_eq!(cold_requests, 4, "the index, its amd64 child and config, the single manifest (same config)");
+
+    for _ in 0..2 {
+        c.begin_cycle();
+        fake.hits.lock().unwrap().clear();
+        let warm = vec![
+            c.tag_metadata(&img, "1.0", &amd64, None).await.unwrap(),
+            c.tag_metadata(&img, "single", &amd64, None).await.unwrap(),
+        ];
+        assert_eq!(warm, cold, "the same answers as a cold cycle");
+        assert_eq!(c.request_count(), 2, "one HEAD per tag");
+        assert_eq!(fake.hits(|h| h.method == "HEAD"), 2);
+        assert_eq!(fake.hits(|h| h.method == "GET"), 0, "no manifest or config read again");
+    }
+
+    // `single` is pushed again: its new manifest and config are read, `1.0` still costs a HEAD.
+    fake.moved.lock().unwrap().insert(("app".into(), "single".into()), newer.clone());
+    c.begin_cycle();
+    let moved = c.tag_metadata(&img, "single", &amd64, None).await.unwrap();
+    assert_eq!(moved.digest, newer);
+    assert_eq!(moved.created, Some(DateTime::parse_from_rfc3339("2024-04-01T10:00:00Z").unwrap().with_timezone(&Utc)));
+    c.tag_metadata(&img, "1.0", &amd64, None).await.unwrap();
+    assert_eq!(c.request_count(), 2 + 2, "two HEADs, the new manifest and its config");
+}
+
