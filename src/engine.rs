@@ -177,6 +177,12 @@ impl ImageReport {
 
 /// Runs discovery, reads git and asks the registries; changes nothing anywhere.
 pub async fn plan(drivers: &Drivers, options: PlanOptions) -> PlanReport {
+    let report = plan_cycle(drivers, options).await;
+    drivers.registry.end_cycle();
+    report
+}
+
+async fn plan_cycle(drivers: &Drivers, options: PlanOptions) -> PlanReport {
     let mut errors = Vec::new();
     if let Err(e) = drivers.registry.begin_cycle() {
         errors.push(LocationError { file: "registries".into(), error: e.into() });

@@ -262,6 +262,7 @@ fn plan_options(args: PlanArgs, file: &ConfigFile) -> Result<(PlanOptions, Drive
         optional_docker_configs: file.optional_docker_configs.clone(),
         connect_timeout: Some(args.connect_timeout),
         request_timeout: Some(args.timeout),
+        cache_dir: args.cache_dir.clone().or(file.cache_dir.clone()),
     };
     let cluster = argocd_image_pr::ClusterSettings {
         kubeconfig: args.kubeconfig.or(file.kubeconfig.clone()),

@@ -854,3 +854,37 @@ fn gitlab_usage_errors_exit_2_naming_the_flag() {
     out.assert_exit(2);
     assert!(out.stderr.contains("gitlub") && out.stderr.contains("gitlab"), "{out}");
 }
+
+/// Issue 12, point 2: with `--cache-dir`, a second run asks each tag it reads the metadata of
+/// with one `HEAD` and reads no manifest or config again; the answers are the first run's.
+#[test]
+fn a_second_run_with_a_cache_dir_revalidates_tags_with_head_only() {
+    let reg = TestRegistry::start(Auth::Anonymous);
+    reg.push_tags("team/worker", &["build-1", "build-2", "build-3"]);
+    let image = reg.image("team/worker");
+    let git = GitRepo::new();
+    app_in(
+        &git,
+        app(&git, "worker").image_list(&format!("worker={image}")).annotate("worker.update-strategy", "newest-build"),
+        &[("kustomization.yaml", kustomization(&image, "build-1")), ("deployment.yaml", deployment("worker", &image))],
+    );
+    git.commit("worker runs build-1");
+    let cache = tempfile::tempdir().unwrap();
+    let run = || Plan::new().apps(git.path()).cache_dir(cache.path()).json();
+    let requests = |plan: &support::cli::PlanOutput| plan.plan()["stats"]["registry_requests"].as_u64().unwrap();
+
+    let first = run();
+    first.assert_exit(0).assert_proposes("worker", "worker", "build-1", "build-3");
+    let second = run();
+    second.assert_exit(0).assert_proposes("worker", "worker", "build-1", "build-3");
+    assert_eq!(second.image("worker", "worker"), first.image("worker", "worker"), "the same answers");
+    assert_eq!(requests(&second), 1 + 3, "the tag list and a HEAD per tag ({} the first time)", requests(&first));
+    assert_eq!(requests(&first), 1 + 3 * 2, "the tag list, each tag's manifest and config");
+
+    // A tag pushed again is read again; a new tag is read.
+    reg.push_image("team/worker", "build-2", &support::oci_push::ImageSpec::new(&support::registry::day(9), "rebuilt"));
+    reg.push_image("team/worker", "build-4", &support::oci_push::ImageSpec::new(&support::registry::day(5), "new"));
+    let third = run();
+    third.assert_proposes("worker", "worker", "build-1", "build-2");
+    assert_eq!(requests(&third), 1 + 3 + 2 + 2, "HEADs of the three known tags; build-2's new and build-4's manifest and config");
+}

@@ -19,6 +19,9 @@ pub trait Registry: Send + Sync {
     /// (a broken registries.conf) means nothing can be asked this cycle.
     fn begin_cycle(&self) -> Result<(), RegistryError>;
 
+    /// The cycle is over: what is worth keeping for the next run may be written down.
+    fn end_cycle(&self) {}
+
     /// Loads what the first requests would wait for (TLS roots); blocking, call it off the async
     /// threads while other work runs.
     fn prepare(&self) {}

@@ -48,6 +48,18 @@ impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
         self.cells.lock().unwrap().clear();
     }
 
+    /// Sets `key` (a value known from elsewhere: a previous run).
+    pub fn insert(&self, key: K, value: V) {
+        let cell = OnceCell::new();
+        let _ = cell.set(value);
+        self.cells.lock().unwrap().insert(key, Arc::new(cell));
+    }
+
+    /// Every value known.
+    pub fn snapshot(&self) -> HashMap<K, V> {
+        self.cells.lock().unwrap().iter().filter_map(|(k, c)| Some((k.clone(), c.get()?.clone()))).collect()
+    }
+
     /// The value for `key` if it is already known.
     pub fn peek(&self, key: &K) -> Option<V> {
         self.cells.lock().unwrap().get(key).and_then(|c| c.get().cloned())

@@ -85,6 +85,12 @@ impl Registry for RegistryDriver {
         }
     }
 
+    fn end_cycle(&self) {
+        if let Ok(c) = self.client() {
+            c.save_kept();
+        }
+    }
+
     fn default_registry(&self) -> DefaultRegistry {
         self.client().map(|c| c.default_registry().clone()).unwrap_or_default()
     }

@@ -15,6 +15,7 @@
 //! question and its 401 challenge is remembered per registry.
 
 mod cache;
+mod kept;
 mod config;
 mod credentials;
 mod driver;
@@ -70,6 +71,9 @@ pub struct RegistrySettings {
     pub connect_timeout: Option<Duration>,
     /// One whole request (60 s when not set).
     pub request_timeout: Option<Duration>,
+    /// `--cache-dir`: manifests and configs by digest and tags' last digests are kept there
+    /// (`registry/kept.json`) between runs, so a `--once` run revalidates with `HEAD` too.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// Pages of one tag list the bot follows, and tags it takes per repository: far above any real
@@ -124,6 +128,8 @@ pub struct RegistryClient {
     /// a later cycle asks a tag's digest with one `HEAD` (which Docker Hub does not count as a
     /// pull) and reads nothing more while it is the same.
     kept: Mutex<Kept>,
+    /// Where [`Self::kept`] is written at the end of a cycle (`--cache-dir`).
+    kept_file: Option<std::path::PathBuf>,
 }
 
 type RepoRefKey = (String, String, String);
@@ -139,6 +145,8 @@ struct Kept {
     tags: HashMap<RepoRefKey, String>,
     last_manifests: HashMap<RepoRefKey, Arc<Manifest>>,
     last_tags: HashMap<RepoRefKey, String>,
+    /// Config blobs a previous run kept, until the client takes them over.
+    last_configs: HashMap<(String, String), Arc<ImageConfig>>,
 }
 
 impl Kept {
@@ -256,6 +264,11 @@ impl RegistryClient {
         };
         let docker_auths =
             DockerAuths::load(&settings.docker_configs, &settings.optional_docker_configs).map_err(RegistryError::setup)?;
+        let mut kept = settings.cache_dir.as_deref().map(kept::load).unwrap_or_default();
+        let configs = SingleFlight::default();
+        for (key, config) in kept.last_configs.drain() {
+            configs.insert(key, config);
+        }
         Ok(RegistryClient {
             conf,
             docker_auths,
@@ -273,9 +286,18 @@ impl RegistryClient {
             tag_lists: SingleFlight::default(),
             manifests: SingleFlight::default(),
             digests: SingleFlight::default(),
-            configs: SingleFlight::default(),
-            kept: Mutex::default(),
+            configs,
+            kept: Mutex::new(kept),
+            kept_file: settings.cache_dir.as_ref().map(|d| d.join("registry").join("kept.json")),
         })
+    }
+
+    /// Writes what this cycle used to the cache directory, when there is one.
+    pub fn save_kept(&self) {
+        let Some(file) = &self.kept_file else { return };
+        let configs = self.configs.snapshot();
+        let kept = self.kept.lock().unwrap();
+        kept::save(file, &kept, &configs);
     }
 
     /// Builds the HTTP client for verified TLS now (call it from a blocking thread while other

@@ -124,6 +124,12 @@ pub struct RunStats {
 
 /// Runs one pass of the lifecycle against `forge`, phase by phase (the module doc lists them).
 pub async fn run_once<F: Forge>(forge: &F, drivers: &Drivers, options: RunOptions) -> RunReport {
+    let report = run_cycle(forge, drivers, options).await;
+    drivers.registry.end_cycle();
+    report
+}
+
+async fn run_cycle<F: Forge>(forge: &F, drivers: &Drivers, options: RunOptions) -> RunReport {
     let forge = Counted::new(forge);
     let mut errors = Vec::new();
     if let Err(e) = drivers.registry.begin_cycle() {
