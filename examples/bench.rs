@@ -83,7 +83,8 @@ fn default_bin() -> Result<PathBuf> {
 fn main() {
     let args = Args::parse();
     // Launchers first, while this process is small (see measure::Launcher).
-    let n = (args.runs.max(1) + args.warmup) * if matches!(args.scale, ScaleArg::Both) { 2 } else { 1 };
+    // One more per scale: the warm run with the last timed run's cache directory.
+    let n = (args.runs.max(1) + args.warmup + 1) * if matches!(args.scale, ScaleArg::Both) { 2 } else { 1 };
     let launchers = match (0..if args.generate_only || args.serve { 0 } else { n })
         .map(|_| measure::Launcher::spawn())
         .collect::<Result<Vec<_>>>()
@@ -294,6 +295,9 @@ struct Row {
     cpu: Vec<(f64, Option<f64>)>,
     /// `run --once --forge local`: open, quiet, one change.
     lifecycle: Option<lifecycle::Lifecycle>,
+    /// `plan` again with the last timed run's `--cache-dir`: wall s, registry requests, whether
+    /// its images are the cold run's.
+    warm: Option<(f64, Option<u64>, bool)>,
 }
 
 fn bench_scale(
@@ -323,6 +327,7 @@ fn bench_scale(
         request_floor: fleet.request_floor(),
         cpu: Vec::new(),
         lifecycle: None,
+        warm: None,
     };
     for i in 0..args.warmup {
         std::fs::create_dir_all(&scratch)?;
@@ -337,6 +342,7 @@ fn bench_scale(
         );
     }
     let mut last = None;
+    let mut last_cache = None;
     for i in 0..args.runs.max(1) {
         std::fs::create_dir_all(&scratch)?;
         let cache = tempfile::Builder::new().prefix("cache-").tempdir_in(&scratch)?;
@@ -352,8 +358,28 @@ fn bench_scale(
         row.cpu.push((run.cpu_s, reg_after.zip(reg_before).map(|(a, b)| a - b)));
         row.peak_mb = row.peak_mb.max(run.peak_mb);
         last = Some(run);
+        last_cache = Some(cache);
     }
     let run = last.expect("one run");
+    // The second cycle, as a daemon or a `--once` run with `--cache-dir` has it: tag lists and
+    // HEADs, nothing the first read by digest.
+    if let Some(cache) = &last_cache {
+        let launcher = launchers.pop().context("no launcher left")?;
+        eprintln!("bench: warm `plan` on the {} fleet (the last run's --cache-dir)", fleet.scale.name());
+        let warm = launcher.run_plan(bin, url, cache.path(), &scratch)?;
+        let images = |out: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(out).ok().map(|j| {
+                let apps = j["applications"].as_array().cloned().unwrap_or_default();
+                apps.iter().map(|a| (a["name"].clone(), a["images"].clone())).collect::<Vec<_>>()
+            })
+        };
+        let same = images(&warm.stdout).is_some() && images(&warm.stdout) == images(&run.stdout);
+        let requests = serde_json::from_slice::<serde_json::Value>(&warm.stdout).ok().and_then(|j| j["stats"]["registry_requests"].as_u64());
+        row.warm = Some((warm.wall_s, requests, same));
+        if !same {
+            row.notes.push("the warm plan's images differ from the cold one's".into());
+        }
+    }
     match run.exit {
         Some(0) | Some(1) => {}
         other => row.notes.push(format!(
@@ -529,6 +555,15 @@ fn print_table(rows: &[Row]) {
             "  1-minute load average before the timed run(s): {} (other work on the 2 cores skews wall time)",
             r.loads.join(", ")
         );
+        if let Some((wall, requests, same)) = r.warm {
+            let n = requests.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+            let per_repo = requests.map(|n| format!("{:.2}", n as f64 / r.repos_used as f64)).unwrap_or_else(|| "?".into());
+            println!(
+                "  second cycle (plan again with the same --cache-dir): {wall:.2} s, {n} requests = {per_repo} per repository \
+                 (a tag list each, plus a HEAD per tag whose metadata is read; target: wall <= 1 s); answers {}",
+                if same { "the same as cold" } else { "DIFFERENT from cold" }
+            );
+        }
         let cpu: Vec<String> = r
             .cpu
             .iter()
