@@ -313,6 +313,7 @@ async fn run_cycle<F: Forge>(forge: &F, drivers: &Drivers, options: &RunOptions,
             for e in all {
                 metrics.error_cause(e.kind().label(), e.kind().transient());
             }
+            metrics.registry_requests(&report.stats.plan.registry_requests_by_registry);
             for _ in 0..errors.locations {
                 metrics.error("location");
             }

@@ -89,6 +89,8 @@ pub struct Stats {
     /// Distinct registry repositories whose tags were listed.
     pub registry_repositories: usize,
     pub registry_requests: u64,
+    /// `registry_requests` by registry host.
+    pub registry_requests_by_registry: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -557,6 +559,7 @@ async fn evaluate(
         git_sources: snapshots.len(),
         registry_repositories: distinct_repos.len(),
         registry_requests: registry.request_count(),
+        registry_requests_by_registry: registry.request_counts(),
     };
     let commits = snapshots
         .iter()

@@ -879,6 +879,7 @@ fn a_second_run_with_a_cache_dir_revalidates_tags_with_head_only() {
     second.assert_exit(0).assert_proposes("worker", "worker", "build-1", "build-3");
     assert_eq!(second.image("worker", "worker"), first.image("worker", "worker"), "the same answers");
     assert_eq!(requests(&second), 1 + 3, "the tag list and a HEAD per tag ({} the first time)", requests(&first));
+    assert_eq!(second.plan()["stats"]["registry_requests_by_registry"], serde_json::json!({reg.host(): 4}), "{second}");
     assert_eq!(requests(&first), 1 + 3 * 2, "the tag list, each tag's manifest and config");
 
     // A tag pushed again is read again; a new tag is read.

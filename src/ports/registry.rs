@@ -55,6 +55,11 @@ pub trait Registry: Send + Sync {
 
     /// Requests sent since the cycle began.
     fn request_count(&self) -> u64;
+
+    /// [`Registry::request_count`] by registry host (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
+    fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        std::collections::BTreeMap::new()
+    }
 }
 
 /// What a tag points to, for the platforms asked for.

@@ -125,4 +125,8 @@ impl Registry for RegistryDriver {
     fn request_count(&self) -> u64 {
         self.client().map(|c| c.request_count()).unwrap_or(0)
     }
+
+    fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.client().map(|c| c.request_counts()).unwrap_or_default()
+    }
 }

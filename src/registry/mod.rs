@@ -113,6 +113,8 @@ pub struct RegistryClient {
     /// Clients that also trust a registries.conf entry's `ca_file`/`ca_data`, by PEM.
     http_with_ca: Mutex<HashMap<Arc<str>, reqwest::Client>>,
     requests: AtomicU64,
+    /// Requests since the cycle began, by registry host.
+    by_registry: Mutex<std::collections::BTreeMap<String, u64>>,
     /// (connect, whole request)
     timeouts: (Duration, Duration),
     hosts: Mutex<HashMap<String, Arc<HostState>>>,
@@ -277,6 +279,7 @@ impl RegistryClient {
             http_insecure: OnceLock::new(),
             http_with_ca: Mutex::default(),
             requests: AtomicU64::new(0),
+            by_registry: Mutex::default(),
             timeouts: (
                 settings.connect_timeout.unwrap_or(Duration::from_secs(10)),
                 settings.request_timeout.unwrap_or(Duration::from_secs(60)),
@@ -435,6 +438,7 @@ impl RegistryClient {
         self.digests.clear();
         self.kept.lock().unwrap().next_cycle();
         self.requests.store(0, Ordering::Relaxed);
+        self.by_registry.lock().unwrap().clear();
     }
 
     /// The files registries.conf names (`ca_file`), read when it was loaded: a change to one of
@@ -446,6 +450,11 @@ impl RegistryClient {
     /// Number of HTTP requests sent since the cycle began.
     pub fn request_count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The same, by registry host.
+    pub fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.by_registry.lock().unwrap().clone()
     }
 
     async fn target(&self, image: &ImageName, pull_secret: Option<&str>) -> Result<Target, RegistryError> {

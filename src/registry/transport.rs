@@ -124,6 +124,7 @@ impl RegistryClient {
             req = req.header(AUTHORIZATION, a);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
+        *self.by_registry.lock().unwrap().entry(t.endpoint.host.clone()).or_default() += 1;
         let network = |e: reqwest::Error| {
             t.err(RegistryErrorKind::Network, tag, format!("{method} {}: {}", redact_query(url), crate::error::chain(&e)))
         };

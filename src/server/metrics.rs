@@ -15,6 +15,8 @@ pub struct Metrics {
     errors: Mutex<BTreeMap<&'static str, u64>>,
     /// Reported errors by cause (`network`, `auth`, ...) and whether the next cycle may succeed.
     causes: Mutex<BTreeMap<(&'static str, bool), u64>>,
+    /// Registry requests by registry host (the registries the Applications name).
+    registry_requests: Mutex<BTreeMap<String, u64>>,
     timing: Mutex<CycleTiming>,
 }
 
@@ -76,6 +78,14 @@ impl Metrics {
         *self.causes.lock().unwrap_or_else(|e| e.into_inner()).entry((cause, transient)).or_default() += 1;
     }
 
+    /// A cycle's registry requests, by registry host.
+    pub fn registry_requests(&self, by_registry: &BTreeMap<String, u64>) {
+        let mut all = self.registry_requests.lock().unwrap_or_else(|e| e.into_inner());
+        for (host, n) in by_registry {
+            *all.entry(host.clone()).or_default() += n;
+        }
+    }
+
     /// One webhook delivery of `event` (GitHub: `issue_comment`, `pull_request`, `ping`; GitLab:
     /// `note`, `merge_request`; `other`, `none`) ended in
     /// `result` (`queued`, `ignored`, `unauthorized`, ...).
@@ -110,6 +120,10 @@ impl Metrics {
             let _ = writeln!(out, "argocd_image_pr_error_causes_total{{cause=\"{}\",transient=\"{transient}\"}} {n}", escape(cause));
         }
         let t = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+        header(&mut out, "argocd_image_pr_registry_requests_total", "Registry requests by registry host.");
+        for (host, n) in self.registry_requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "argocd_image_pr_registry_requests_total{{registry=\"{}\"}} {n}", escape(host));
+        }
         header(&mut out, "argocd_image_pr_cycle_triggers_total", "Daemon cycles by what started them.");
         for (trigger, n) in &t.triggers {
             let _ = writeln!(out, "argocd_image_pr_cycle_triggers_total{{trigger=\"{}\"}} {n}", escape(trigger));
@@ -165,6 +179,8 @@ mod tests {
         m.error_cause("network", true);
         m.error_cause("network", true);
         m.error_cause("auth", false);
+        m.registry_requests(&[("docker.io".to_string(), 3), ("ghcr.io".to_string(), 1)].into());
+        m.registry_requests(&[("docker.io".to_string(), 2)].into());
         assert_eq!(
             m.render(),
             "# HELP argocd_image_pr_cycles_total Update cycles finished.\n\
@@ -181,6 +197,10 @@ mod tests {
              # TYPE argocd_image_pr_error_causes_total counter\n\
              argocd_image_pr_error_causes_total{cause=\"auth\",transient=\"false\"} 1\n\
              argocd_image_pr_error_causes_total{cause=\"network\",transient=\"true\"} 2\n\
+             # HELP argocd_image_pr_registry_requests_total Registry requests by registry host.\n\
+             # TYPE argocd_image_pr_registry_requests_total counter\n\
+             argocd_image_pr_registry_requests_total{registry=\"docker.io\"} 5\n\
+             argocd_image_pr_registry_requests_total{registry=\"ghcr.io\"} 1\n\
              # HELP argocd_image_pr_cycle_triggers_total Daemon cycles by what started them.\n\
              # TYPE argocd_image_pr_cycle_triggers_total counter\n\
              # HELP argocd_image_pr_cycles_failed_total Daemon cycles that reported at least one error.\n\
