@@ -560,7 +560,7 @@ fn print_table(rows: &[Row]) {
             let per_repo = requests.map(|n| format!("{:.2}", n as f64 / r.repos_used as f64)).unwrap_or_else(|| "?".into());
             println!(
                 "  second cycle (plan again with the same --cache-dir): {wall:.2} s, {n} requests = {per_repo} per repository \
-                 (a tag list each, plus a HEAD per tag whose metadata is read; target: wall <= 1 s); answers {}",
+                 (a tag list each, plus a HEAD per newest-build candidate newer than the running build; target: wall <= 1 s); answers {}",
                 if same { "the same as cold" } else { "DIFFERENT from cold" }
             );
         }

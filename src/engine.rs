@@ -810,7 +810,11 @@ async fn warm_registry(registry: Arc<dyn Registry>, specs: Vec<ImageSpec>) {
     join_all(groups.values().map(|(spec, tags)| {
         futures::stream::iter(tags.iter().cloned())
             .map(move |tag| async move {
-                let _ = registry.tag_metadata(&spec.name, &tag, &spec.platforms, spec.pull_secret.as_deref()).await;
+                // What the driver kept is for `choose` to revalidate or not.
+                let secret = spec.pull_secret.as_deref();
+                if registry.kept_metadata(&spec.name, &tag, &spec.platforms, secret).await.is_none() {
+                    let _ = registry.tag_metadata(&spec.name, &tag, &spec.platforms, secret).await;
+                }
             })
             .buffer_unordered(WARM_METADATA_WIDTH)
             .for_each(|_| async {})
@@ -838,8 +842,23 @@ async fn choose(
             .map(|t| Candidate { tag: t.to_string(), digest: None, created: None })
             .collect(),
         Need::Created(wanted) => {
+            // A candidate built before the running build cannot be proposed (newest-build takes
+            // the newest): what the driver kept of it is used without asking the registry again;
+            // those built later are revalidated (one HEAD each when unchanged).
+            let running = match &current.tag {
+                Some(tag) => registry.kept_metadata(&spec.name, tag, &spec.platforms, secret).await.and_then(|m| m.created),
+                None => None,
+            };
             let fetched: Vec<_> = futures::stream::iter(&wanted)
-                .map(|tag| async move { (tag, registry.tag_metadata(&spec.name, tag, &spec.platforms, secret).await) })
+                .map(|tag| async move {
+                    if let Some(running) = running
+                        && let Some(kept) = registry.kept_metadata(&spec.name, tag, &spec.platforms, secret).await
+                        && (current.tag.as_deref() == Some(tag.as_str()) || kept.created.is_some_and(|c| c <= running))
+                    {
+                        return (tag, Ok(kept));
+                    }
+                    (tag, registry.tag_metadata(&spec.name, tag, &spec.platforms, secret).await)
+                })
                 .buffered(CHOOSE_METADATA_WIDTH)
                 .collect()
                 .await;

@@ -56,6 +56,18 @@ pub trait Registry: Send + Sync {
     /// Requests sent since the cycle began.
     fn request_count(&self) -> u64;
 
+    /// What `tag` pointed to when the registry said so a short while ago, from what the driver
+    /// kept, without a request; `None` when it does not know (ask [`Registry::tag_metadata`]).
+    fn kept_metadata<'a>(
+        &'a self,
+        _image: &'a ImageName,
+        _tag: &'a str,
+        _platforms: &'a [Platform],
+        _pull_secret: Option<&'a str>,
+    ) -> BoxFuture<'a, Option<TagMetadata>> {
+        Box::pin(async { None })
+    }
+
     /// [`Registry::request_count`] by registry host (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
     fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
         std::collections::BTreeMap::new()

@@ -126,6 +126,16 @@ impl Registry for RegistryDriver {
         self.client().map(|c| c.request_count()).unwrap_or(0)
     }
 
+    fn kept_metadata<'a>(
+        &'a self,
+        image: &'a ImageName,
+        tag: &'a str,
+        platforms: &'a [Platform],
+        pull_secret: Option<&'a str>,
+    ) -> BoxFuture<'a, Option<TagMetadata>> {
+        Box::pin(async move { self.client().ok()?.kept_metadata(image, tag, platforms, pull_secret).await })
+    }
+
     fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.client().map(|c| c.request_counts()).unwrap_or_default()
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{ImageConfig, Kept, Manifest, ManifestKind};
 use crate::domain::Platform;
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct File {
@@ -43,6 +43,8 @@ struct TagEntry {
     repository: String,
     tag: String,
     digest: String,
+    /// When the registry last said so.
+    confirmed: DateTime<Utc>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,7 +79,7 @@ pub(super) fn load(dir: &Path) -> Kept {
         kept.last_manifests.insert((m.api, m.repository, m.digest.clone()), Arc::new(Manifest { digest: m.digest, kind }));
     }
     for t in file.tags {
-        kept.last_tags.insert((t.api, t.repository, t.tag), t.digest);
+        kept.last_tags.insert((t.api, t.repository, t.tag), (t.digest, t.confirmed));
     }
     for c in file.configs {
         let platform = c.platform.as_deref().and_then(Platform::parse);
@@ -109,8 +111,14 @@ pub(super) fn save(path: &Path, kept: &Kept, configs: &HashMap<(String, String),
         };
         file.manifests.push(ManifestEntry { api: api.clone(), repository: repository.clone(), digest: digest.clone(), config, index });
     }
-    for ((api, repository, tag), digest) in &kept.tags {
-        file.tags.push(TagEntry { api: api.clone(), repository: repository.clone(), tag: tag.clone(), digest: digest.clone() });
+    for ((api, repository, tag), (digest, confirmed)) in &kept.tags {
+        file.tags.push(TagEntry {
+            api: api.clone(),
+            repository: repository.clone(),
+            tag: tag.clone(),
+            digest: digest.clone(),
+            confirmed: *confirmed,
+        });
     }
     let write = || -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));

@@ -76,6 +76,11 @@ pub struct RegistrySettings {
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
+/// How long what a registry said of a tag is used without asking again, for tags whose answer
+/// cannot change the proposal (newest-build candidates older than the running build): a tag
+/// pushed again under an old name is noticed within this time.
+pub(crate) const REVALIDATE_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+
 /// Pages of one tag list the bot follows, and tags it takes per repository: far above any real
 /// repository, low enough that an endless `Link` chain or tag list ends with an error.
 const MAX_TAG_PAGES: usize = 1000;
@@ -144,9 +149,10 @@ type RepoRefKey = (String, String, String);
 #[derive(Default)]
 struct Kept {
     manifests: HashMap<RepoRefKey, Arc<Manifest>>,
-    tags: HashMap<RepoRefKey, String>,
+    /// A tag's digest, and when the registry last said so.
+    tags: HashMap<RepoRefKey, (String, DateTime<Utc>)>,
     last_manifests: HashMap<RepoRefKey, Arc<Manifest>>,
-    last_tags: HashMap<RepoRefKey, String>,
+    last_tags: HashMap<RepoRefKey, (String, DateTime<Utc>)>,
     /// Config blobs a previous run kept, until the client takes them over.
     last_configs: HashMap<(String, String), Arc<ImageConfig>>,
 }
@@ -161,13 +167,17 @@ impl Kept {
         Some(m)
     }
 
-    fn tag(&mut self, key: &RepoRefKey) -> Option<String> {
+    fn tag(&mut self, key: &RepoRefKey) -> Option<(String, DateTime<Utc>)> {
         if let Some(d) = self.tags.get(key) {
             return Some(d.clone());
         }
         let d = self.last_tags.remove(key)?;
         self.tags.insert(key.clone(), d.clone());
         Some(d)
+    }
+
+    fn confirm(&mut self, key: RepoRefKey, digest: String) {
+        self.tags.insert(key, (digest, Utc::now()));
     }
 
     fn next_cycle(&mut self) {
@@ -399,6 +409,50 @@ impl RegistryClient {
         }
     }
 
+    /// What `tag` pointed to when the registry last said so, from what is kept alone (no
+    /// request), when that was less than [`REVALIDATE_AFTER`] ago and everything it needs is
+    /// kept; `None` otherwise. The caller decides which tags cannot change its answer.
+    pub async fn kept_metadata(
+        &self,
+        image: &ImageName,
+        tag: &str,
+        platforms: &[Platform],
+        pull_secret: Option<&str>,
+    ) -> Option<TagMetadata> {
+        let t = self.target(image, pull_secret).await.ok()?;
+        let (api, repository) = (t.endpoint.api_url.clone(), t.endpoint.repository.clone());
+        let mut kept = self.kept.lock().unwrap();
+        let (digest, confirmed) = kept.tag(&(api.clone(), repository.clone(), tag.to_string()))?;
+        if Utc::now() - confirmed > REVALIDATE_AFTER {
+            return None;
+        }
+        let top = kept.manifest(&(api.clone(), repository.clone(), digest))?;
+        let config = |digest: &str| self.configs.peek(&(api.clone(), digest.to_string()));
+        let wanted = |p: &Platform| platforms.is_empty() || platforms.iter().any(|want| want.matches(p));
+        match &top.kind {
+            ManifestKind::Index(entries) => {
+                let matching: Vec<&String> = entries.iter().filter(|(p, _)| p.as_ref().is_some_and(wanted)).map(|(_, d)| d).collect();
+                if matching.is_empty() {
+                    return Some(TagMetadata { digest: top.digest.clone(), created: None, platform_found: false });
+                }
+                let mut created = Vec::new();
+                for d in matching {
+                    let child = kept.manifest(&(api.clone(), repository.clone(), d.clone()))?;
+                    match &child.kind {
+                        ManifestKind::Image { config: c } => created.push(config(c)?.created),
+                        ManifestKind::Index(_) => created.push(None),
+                    }
+                }
+                Some(TagMetadata { digest: top.digest.clone(), created: created.into_iter().flatten().max(), platform_found: true })
+            }
+            ManifestKind::Image { config: c } => {
+                let cfg = config(c)?;
+                let platform_found = platforms.is_empty() || cfg.platform.as_ref().is_some_and(wanted);
+                Some(TagMetadata { digest: top.digest.clone(), created: cfg.created, platform_found })
+            }
+        }
+    }
+
     /// Only the digest `tag` points to: one HEAD request (or none if the manifest is known).
     pub async fn tag_digest(&self, image: &ImageName, tag: &str, pull_secret: Option<&str>) -> Result<String, RegistryError> {
         let t = self.target(image, pull_secret).await?;
@@ -556,14 +610,15 @@ impl RegistryClient {
             return read;
         }
         let (api, repository) = (t.endpoint.api_url.clone(), t.endpoint.repository.clone());
+        let key = (api.clone(), repository.clone(), tag.to_string());
         let before = {
             let mut kept = self.kept.lock().unwrap();
-            kept.tag(&(api.clone(), repository.clone(), tag.to_string()))
-                .and_then(|d| kept.manifest(&(api.clone(), repository.clone(), d)))
+            kept.tag(&key).and_then(|(d, _)| kept.manifest(&(api.clone(), repository.clone(), d)))
         };
         if let Some(m) = before
             && self.head_digest(t, tag).await? == m.digest
         {
+            self.kept.lock().unwrap().confirm(key, m.digest.clone());
             return Ok(m);
         }
         self.manifest(t, tag, tag).await
@@ -591,7 +646,7 @@ impl RegistryClient {
             let mut kept = self.kept.lock().unwrap();
             kept.manifests.insert((api.clone(), repository.clone(), m.digest.clone()), m.clone());
             if !reference.starts_with("sha256:") {
-                kept.tags.insert((api, repository, reference.to_string()), m.digest.clone());
+                kept.confirm((api, repository, reference.to_string()), m.digest.clone());
             }
         }
         read
