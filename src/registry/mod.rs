@@ -493,6 +493,9 @@ impl RegistryClient {
         self.kept.lock().unwrap().next_cycle();
         self.requests.store(0, Ordering::Relaxed);
         self.by_registry.lock().unwrap().clear();
+        for host in self.hosts.lock().unwrap().values() {
+            host.forget_pull_limit();
+        }
     }
 
     /// The files registries.conf names (`ca_file`), read when it was loaded: a change to one of

@@ -55,6 +55,8 @@ struct Fake {
     hits: Mutex<Vec<Hit>>,
     /// (repository, tag) → digest, over `tags`: a tag pushed again while the fake serves.
     moved: Mutex<HashMap<(String, String), String>>,
+    /// Sent as `RateLimit-Remaining` with manifests, as Docker Hub does.
+    remaining: Mutex<Option<String>>,
 }
 
 fn sha(body: &[u8]) -> String {
@@ -73,6 +75,7 @@ impl Fake {
             tokens_issued: AtomicU32::new(0),
             hits: Mutex::default(),
             moved: Mutex::default(),
+            remaining: Mutex::default(),
         }
     }
 
@@ -229,7 +232,13 @@ fn route(f: &Fake, method: &Method, path: &str, query: &str, headers: &HeaderMap
                 return not_found("MANIFEST_UNKNOWN");
             }
             let body = if method == Method::HEAD { Body::empty() } else { Body::from(body.clone()) };
-            ([(header::CONTENT_TYPE, media_type.clone()), (header::HeaderName::from_static("docker-content-digest"), digest.to_string())], body).into_response()
+            let mut reply =
+                ([(header::CONTENT_TYPE, media_type.clone()), (header::HeaderName::from_static("docker-content-digest"), digest.to_string())], body)
+                    .into_response();
+            if let Some(left) = f.remaining.lock().unwrap().clone() {
+                reply.headers_mut().insert("ratelimit-remaining", left.parse().unwrap());
+            }
+            reply
         }
         _ => match f.content.get(reference) {
             Some((_, body)) => body.clone().into_response(),
@@ -614,5 +623,32 @@ async fn a_later_cycle_revalidates_tags_with_head_only() {
     assert_eq!(moved.created, Some(DateTime::parse_from_rfc3339("2024-04-01T10:00:00Z").unwrap().with_timezone(&Utc)));
     c.tag_metadata(&img, "1.0", &amd64, None).await.unwrap();
     assert_eq!(c.request_count(), 2 + 2, "two HEADs, the new manifest and its config");
+}
+
+/// Issue 12, point 2: at `RateLimit-Remaining: 0` (Docker Hub's pulls) no manifest is `GET`
+/// again this cycle: an error naming the limit, without a request; `HEAD`s and tag lists go on,
+/// and the next cycle tries again.
+#[tokio::test]
+async fn a_used_up_pull_limit_stops_manifest_gets_until_the_next_cycle() {
+    let mut fake = Fake::new(AuthMode::Anonymous);
+    let one = fake.image("linux", "amd64", None, "2024-03-01T10:00:00Z");
+    let two = fake.image("linux", "amd64", None, "2024-03-02T10:00:00Z");
+    fake.tag("app", "1", &one);
+    fake.tag("app", "2", &two);
+    *fake.remaining.lock().unwrap() = Some("0;w=21600".into());
+    let (fake, host) = serve(fake).await;
+    let c = client();
+    let img = image(&host, "app");
+    c.tag_metadata(&img, "1", &[], None).await.unwrap();
+    let before = c.request_count();
+    let err = c.tag_metadata(&img, "2", &[], None).await.unwrap_err();
+    assert_eq!(err.kind, RegistryErrorKind::RateLimited, "{err}");
+    assert!(err.to_string().contains("RateLimit-Remaining 0 in a window of 21600 s") && err.to_string().contains(&host), "{err}");
+    assert_eq!(c.request_count(), before, "nothing sent");
+    assert_eq!(c.tag_digest(&img, "2", None).await.unwrap(), two, "a HEAD is no pull");
+    c.list_tags(&img, None).await.unwrap();
+    *fake.remaining.lock().unwrap() = Some("99;w=21600".into());
+    c.begin_cycle();
+    assert_eq!(c.tag_metadata(&img, "2", &[], None).await.unwrap().digest, two, "the next cycle reads it");
 }
 

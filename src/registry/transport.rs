@@ -44,6 +44,9 @@ pub(crate) struct HostState {
     permits: Semaphore,
     limiter: Option<RateLimiter>,
     scheme: Mutex<Option<AuthScheme>>,
+    /// The registry's last `RateLimit-Remaining` (Docker Hub: pulls left, and the window in
+    /// seconds): at zero, manifest `GET`s (what Docker Hub counts) wait for the next cycle.
+    pulls_left: Mutex<Option<(u64, Option<u64>)>>,
 }
 
 impl HostState {
@@ -52,8 +55,22 @@ impl HostState {
             permits: Semaphore::new(MAX_IN_FLIGHT),
             limiter: limit_per_second.filter(|l| *l > 0).map(RateLimiter::new),
             scheme: Mutex::new(None),
+            pulls_left: Mutex::new(None),
         }
     }
+
+    /// A new cycle may try again: the window may have passed.
+    pub fn forget_pull_limit(&self) {
+        *self.pulls_left.lock().unwrap() = None;
+    }
+}
+
+/// `RateLimit-Remaining: 76;w=21600` (Docker Hub), or a bare number.
+fn remaining_pulls(value: &str) -> Option<(u64, Option<u64>)> {
+    let mut parts = value.split(';').map(str::trim);
+    let left = parts.next()?.parse().ok()?;
+    let window = parts.find_map(|p| p.strip_prefix("w=")).and_then(|w| w.parse().ok());
+    Some((left, window))
 }
 
 /// Evenly spaced requests, `per_second` at most (AIU's `limit`; a leaky bucket without burst).
@@ -115,6 +132,15 @@ impl RegistryClient {
         if let Some(limiter) = &t.host.limiter {
             limiter.acquire().await;
         }
+        let pull = *method == Method::GET && url.path().contains("/manifests/");
+        if pull && let Some((0, window)) = *t.host.pulls_left.lock().unwrap() {
+            let window = window.map(|w| format!(" in a window of {w} s")).unwrap_or_default();
+            return Err(t.err(
+                RegistryErrorKind::RateLimited,
+                tag,
+                format!("the registry's pull limit is used up (RateLimit-Remaining 0{window}): manifests are read again next cycle"),
+            ));
+        }
         let client = self.http_for(&t.endpoint).map_err(|e| t.err(RegistryErrorKind::Config, tag, e.message))?;
         let mut req = client.request(method.clone(), url.clone());
         if let Some(a) = accept {
@@ -132,6 +158,9 @@ impl RegistryClient {
         let status = resp.status();
         tracing::debug!(registry = %t.endpoint.host, %method, url = %redact_query(url), %status, "registry request");
         let headers = resp.headers().clone();
+        if let Some(left) = headers.get("ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(remaining_pulls) {
+            *t.host.pulls_left.lock().unwrap() = Some(left);
+        }
         let final_url = resp.url().clone();
         let limit = body_limit(url);
         if resp.content_length().is_some_and(|n| n > limit as u64) {
