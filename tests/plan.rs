@@ -892,3 +892,47 @@ fn a_second_run_with_a_cache_dir_asks_only_newer_builds_again() {
     assert_eq!(third.image("worker", "worker")["created"], support::registry::day(9), "{third}");
     assert_eq!(requests(&third), 1 + 1 + 2 + 2, "the list; build-3's HEAD, new manifest and config; build-4's manifest and config");
 }
+
+/// `credentials: gcp:` in registries.conf: the token of the (fake, documented-shape) GKE
+/// metadata server, as user `oauth2accesstoken`, authenticates against the real registry.
+#[test]
+fn gcp_credentials_come_from_the_metadata_server() {
+    let token = "ya29.c.metadata-token";
+    let reg = TestRegistry::start(Auth::htpasswd("oauth2accesstoken", token));
+    reg.push_tags("team/api", &["1.0.0", "1.1.0"]);
+    let image = reg.image("team/api");
+    // The metadata server: GET .../service-accounts/default/token with Metadata-Flavor: Google.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let metadata = listener.local_addr().unwrap().to_string();
+    let server = axum::Router::new().route(
+        "/computeMetadata/v1/instance/service-accounts/default/token",
+        axum::routing::get(move |headers: axum::http::HeaderMap| async move {
+            if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+                return (axum::http::StatusCode::FORBIDDEN, String::new());
+            }
+            (axum::http::StatusCode::OK, serde_json::json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}).to_string())
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, server).await.unwrap() });
+    let git = GitRepo::new();
+    app_in(
+        &git,
+        app(&git, "api").image_list(&format!("api={image}:^1.0")),
+        &[("kustomization.yaml", kustomization(&image, "1.0.0")), ("deployment.yaml", deployment("api", &image))],
+    );
+    git.commit("api");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("registries.conf");
+    let host = reg.host();
+    std::fs::write(&conf, format!("registries:\n- name: gar\n  prefix: {host}\n  api_url: http://{host}\n  credentials: \"gcp:\"\n")).unwrap();
+
+    let plan = Plan::new().apps(git.path()).registries_conf(&conf).env("GCE_METADATA_HOST", &metadata).json();
+    plan.assert_exit(0).assert_proposes("api", "api", "1.0.0", "1.1.0");
+    // Without the metadata server: the image's error names the reference and where it looked.
+    let plan = Plan::new().apps(git.path()).registries_conf(&conf).env("GCE_METADATA_HOST", "127.0.0.1:9").json();
+    plan.assert_exit(1);
+    let error = plan.image("api", "api")["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("gcp:") && error.contains("127.0.0.1:9"), "{error}");
+    drop(rt);
+}

@@ -60,6 +60,10 @@ pub(crate) enum CredentialRef {
     PullSecret { namespace: String, name: String },
     /// `secret:ns/name#field`: a Secret whose `field` holds `user:password`.
     Secret { namespace: String, name: String, field: String },
+    /// `gcp:` (or `gcp:<service account>`): an access token of the GKE/GCE metadata server for
+    /// the pod's (or instance's) service account, user `oauth2accesstoken` (Artifact Registry,
+    /// Container Registry).
+    Gcp { account: String },
 }
 
 impl CredentialRef {
@@ -77,6 +81,13 @@ impl CredentialRef {
             }
             return Ok(CredentialRef::Ext(PathBuf::from(path)));
         }
+        if let Some(account) = r.strip_prefix("gcp:") {
+            let account = if account.is_empty() { "default" } else { account };
+            if !account.chars().all(|c| c.is_ascii_alphanumeric() || "@.-_".contains(c)) {
+                return Err(format!("credential reference {r:?}: expected gcp: or gcp:<service account email>"));
+            }
+            return Ok(CredentialRef::Gcp { account: account.to_string() });
+        }
         if let Some(rest) = r.strip_prefix("pullsecret:") {
             let (namespace, name) = secret_name(rest).ok_or_else(|| format!("credential reference {r:?}: expected pullsecret:<namespace>/<name>"))?;
             return Ok(CredentialRef::PullSecret { namespace, name });
@@ -90,7 +101,7 @@ impl CredentialRef {
             }
             return Ok(CredentialRef::Secret { namespace, name, field: field.to_string() });
         }
-        Err(format!("unknown credential reference {r:?}: use env:VAR, ext:/path, pullsecret:ns/name or secret:ns/name#field"))
+        Err(format!("unknown credential reference {r:?}: use env:VAR, ext:/path, pullsecret:ns/name, secret:ns/name#field or gcp:"))
     }
 }
 
@@ -112,14 +123,26 @@ pub(crate) struct CredentialResolver {
     cached: Mutex<HashMap<String, Slot>>,
     /// The cluster `pullsecret:` and `secret:` are read from.
     cluster: Option<Arc<dyn Cluster>>,
+    /// `http://<GCE_METADATA_HOST, else metadata.google.internal>`, for `gcp:`.
+    gcp_metadata: String,
+    http: std::sync::OnceLock<reqwest::Client>,
 }
+
+/// A token is taken for this much less than its `expires_in`, so it never expires mid-cycle.
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
 /// How long an `ext:` script may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl CredentialResolver {
     pub fn new(cluster: Option<Arc<dyn Cluster>>) -> Self {
-        CredentialResolver { cached: Mutex::default(), cluster }
+        // The variable Google's own client libraries read to reach the metadata server elsewhere.
+        let host = std::env::var("GCE_METADATA_HOST").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "metadata.google.internal".into());
+        Self::with_metadata(cluster, format!("http://{host}"))
+    }
+
+    fn with_metadata(cluster: Option<Arc<dyn Cluster>>, gcp_metadata: String) -> Self {
+        CredentialResolver { cached: Mutex::default(), cluster, gcp_metadata, http: std::sync::OnceLock::new() }
     }
 
     /// Credentials for `reference` and the registry `host` (which entry of a pull secret is
@@ -142,7 +165,51 @@ impl CredentialResolver {
                 let key = format!("secret:{namespace}/{name}#{field}");
                 self.cached(key, expire, || self.secret_field(reference, &namespace, &name, &field)).await
             }
+            CredentialRef::Gcp { account } => self.gcp_token(reference, &account).await,
         }
+    }
+
+    /// The metadata server's token for `account`, kept until shortly before it expires.
+    async fn gcp_token(&self, reference: &str, account: &str) -> Result<Credentials, String> {
+        let fail = |what: String| format!("credential reference {reference:?}: {what}");
+        let slot = self.cached.lock().unwrap().entry(format!("gcp:{account}")).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some((creds, Some(until))) = slot.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(creds.clone());
+        }
+        let http = self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default()
+        });
+        let url = format!("{}/computeMetadata/v1/instance/service-accounts/{account}/token", self.gcp_metadata);
+        let reply = http
+            .get(&url)
+            .header("Metadata-Flavor", "Google")
+            .send()
+            .await
+            .map_err(|e| fail(format!("the metadata server ({url}) does not answer: {}", crate::error::chain(&e))))?;
+        let status = reply.status();
+        let body = reply.text().await.map_err(|e| fail(format!("reading the metadata server's answer: {e}")))?;
+        if !status.is_success() {
+            let first: String = body.lines().next().unwrap_or("").chars().take(200).collect();
+            return Err(fail(format!("the metadata server answered {status} for {url}: {first}")));
+        }
+        #[derive(Deserialize)]
+        struct Token {
+            access_token: String,
+            expires_in: u64,
+        }
+        let token: Token = serde_json::from_str(&body).map_err(|e| fail(format!("the metadata server's answer is not a token ({e})")))?;
+        let creds = Credentials { username: "oauth2accesstoken".into(), password: token.access_token };
+        let lifetime = Duration::from_secs(token.expires_in).saturating_sub(TOKEN_MARGIN);
+        *slot = Some((creds.clone(), Some(Instant::now() + lifetime)));
+        Ok(creds)
     }
 
     fn cluster(&self, reference: &str) -> Result<&Arc<dyn Cluster>, String> {
@@ -506,3 +573,61 @@ mod tests {
         assert!(err.contains("/nonexistent/aipr-script") && err.contains("cannot run"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod gcp_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// The GKE/GCE metadata server as documented: `GET .../service-accounts/<account>/token` with
+    /// `Metadata-Flavor: Google` (else 403), `{"access_token", "expires_in", "token_type"}`.
+    async fn metadata_server(expires_in: u64) -> (String, Arc<AtomicU32>) {
+        use axum::http::HeaderMap;
+        let calls = Arc::new(AtomicU32::new(0));
+        let counted = calls.clone();
+        let app = axum::Router::new().route(
+            "/computeMetadata/v1/instance/service-accounts/{account}/token",
+            axum::routing::get(move |axum::extract::Path(account): axum::extract::Path<String>, headers: HeaderMap| {
+                let counted = counted.clone();
+                async move {
+                    if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+                        return (axum::http::StatusCode::FORBIDDEN, "Missing Metadata-Flavor:Google header.".to_string());
+                    }
+                    let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                    (axum::http::StatusCode::OK, serde_json::json!({"access_token": format!("ya29.{account}.{n}"), "expires_in": expires_in, "token_type": "Bearer"}).to_string())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, calls)
+    }
+
+    #[tokio::test]
+    async fn gcp_tokens_come_from_the_metadata_server_and_are_kept_until_shortly_before_expiry() {
+        let (url, calls) = metadata_server(3600).await;
+        let r = CredentialResolver::with_metadata(None, url.clone());
+        let c = r.resolve("gcp:", "europe-docker.pkg.dev", None).await.unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("oauth2accesstoken", "ya29.default.1"));
+        r.begin_cycle();
+        r.resolve("gcp:", "europe-docker.pkg.dev", None).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "kept across cycles while valid");
+        let other = r.resolve("gcp:puller@proj.iam.gserviceaccount.com", "gcr.io", None).await.unwrap();
+        assert_eq!(other.password, "ya29.puller@proj.iam.gserviceaccount.com.2");
+
+        // A token living less than the margin is asked again each time.
+        let (url, calls) = metadata_server(60).await;
+        let r = CredentialResolver::with_metadata(None, url);
+        r.resolve("gcp:", "gcr.io", None).await.unwrap();
+        r.resolve("gcp:", "gcr.io", None).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // No metadata server: an error naming the reference and where it looked.
+        let r = CredentialResolver::with_metadata(None, "http://127.0.0.1:9".into());
+        let err = r.resolve("gcp:", "gcr.io", None).await.unwrap_err();
+        assert!(err.contains("\"gcp:\"") && err.contains("127.0.0.1:9") && err.contains("does not answer"), "{err}");
+        assert!(CredentialRef::parse("gcp:bad account").unwrap_err().contains("expected gcp:"));
+    }
+}
+
