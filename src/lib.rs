@@ -6,6 +6,7 @@
 //! built once in `main` (`Drivers`). docs/architecture.md has the picture; `layers` checks it.
 
 mod annotations;
+mod cache_file;
 mod cluster;
 mod commands;
 mod config;

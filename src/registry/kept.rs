@@ -57,14 +57,8 @@ struct ConfigEntry {
 
 /// What a previous run kept, as the previous generation of [`Kept`], and its config blobs.
 pub(super) fn load(dir: &Path) -> Kept {
-    let path = dir.join("registry").join("kept.json");
-    let Ok(bytes) = std::fs::read(&path) else { return Kept::default() };
-    let file: File = match serde_json::from_slice(&bytes) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::warn!(file = %path.display(), "registry cache unreadable ({e}); reading what is needed again");
-            return Kept::default();
-        }
+    let Some(file) = crate::cache_file::load::<File>(&dir.join("registry").join("kept.json"), "registry cache") else {
+        return Kept::default();
     };
     if file.version != VERSION {
         return Kept::default();
@@ -88,8 +82,7 @@ pub(super) fn load(dir: &Path) -> Kept {
     kept
 }
 
-/// Writes what this cycle used (a temporary file renamed into place); a failure costs the next
-/// run its reads, so it is a warning.
+/// Writes what this cycle used.
 pub(super) fn save(path: &Path, kept: &Kept, configs: &HashMap<(String, String), Arc<ImageConfig>>) {
     let mut file = File { version: VERSION, manifests: Vec::new(), tags: Vec::new(), configs: Vec::new() };
     for ((api, repository, digest), m) in &kept.manifests {
@@ -120,14 +113,5 @@ pub(super) fn save(path: &Path, kept: &Kept, configs: &HashMap<(String, String),
             confirmed: *confirmed,
         });
     }
-    let write = || -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".kept.json.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec(&file).map_err(std::io::Error::other)?)?;
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(e) = write() {
-        tracing::warn!(file = %path.display(), "cannot keep the registry cache: {e}");
-    }
+    crate::cache_file::save(path, &file, "registry cache");
 }

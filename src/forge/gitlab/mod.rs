@@ -165,7 +165,7 @@ impl GitlabForge {
         let server: String =
             client.endpoints.web.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
         let notes_file = settings.cache_dir.as_ref().map(|d| d.join("gitlab").join(server).join("notes.json"));
-        let notes = notes_file.as_deref().map(load_notes).unwrap_or_default();
+        let notes = notes_file.as_deref().and_then(|f| crate::cache_file::load(f, "GitLab comment memo")).unwrap_or_default();
         Ok(GitlabForge {
             settings,
             client,
@@ -295,33 +295,6 @@ impl GitlabForge {
         let mr: GlMergeRequest = self.client.expect_json(repo, action, reply)?;
         self.remember(repo, &mr);
         Ok(())
-    }
-}
-
-/// The memo file of an earlier run; a missing, unreadable or outdated one is an empty memo (the
-/// listings are made again).
-fn load_notes(path: &std::path::Path) -> HashMap<String, memo::NotesMemo> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!(file = %path.display(), "GitLab comment memo unreadable ({e}); listing comments again");
-            HashMap::new()
-        }),
-        Err(_) => HashMap::new(),
-    }
-}
-
-/// Writes the memo file whole (a temporary file renamed into place); a failure costs the next
-/// run one listing per project, so it is a warning.
-fn save_notes(path: &std::path::Path, notes: &HashMap<String, memo::NotesMemo>) {
-    let write = || -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(std::path::Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".notes.json.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec(notes).map_err(std::io::Error::other)?)?;
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(e) = write() {
-        tracing::warn!(file = %path.display(), "cannot keep the GitLab comment memo: {e}");
     }
 }
 
@@ -478,7 +451,7 @@ impl Forge for GitlabForge {
             let mut notes = self.notes.lock().unwrap();
             notes.insert(key, memo);
             if let Some(file) = &self.notes_file {
-                save_notes(file, &notes);
+                crate::cache_file::save(file, &*notes, "GitLab comment memo");
             }
         }
         Ok(comments)
