@@ -223,6 +223,38 @@ struct Manifest {
     kind: ManifestKind,
 }
 
+impl Manifest {
+    /// The entries of an index that `platforms` accepts (any, when empty); none for an image.
+    fn children_for(&self, platforms: &[Platform]) -> Vec<&String> {
+        match &self.kind {
+            ManifestKind::Index(entries) => {
+                entries.iter().filter(|(p, _)| p.as_ref().is_some_and(|p| accepts(platforms, p))).map(|(_, d)| d).collect()
+            }
+            ManifestKind::Image { .. } => Vec::new(),
+        }
+    }
+
+    /// A tag's metadata when it points here: an index with the `created` of each child
+    /// [`Self::children_for`] gave (none: no platform found), an image with its config.
+    fn metadata(&self, platforms: &[Platform], children: Vec<Option<DateTime<Utc>>>, config: Option<&ImageConfig>) -> TagMetadata {
+        let digest = self.digest.clone();
+        match (&self.kind, config) {
+            (ManifestKind::Image { .. }, Some(cfg)) => TagMetadata {
+                digest,
+                created: cfg.created,
+                platform_found: platforms.is_empty() || cfg.platform.as_ref().is_some_and(|p| accepts(platforms, p)),
+            },
+            _ if children.is_empty() => TagMetadata { digest, created: None, platform_found: false },
+            _ => TagMetadata { digest, created: children.into_iter().flatten().max(), platform_found: true },
+        }
+    }
+}
+
+/// Whether `platforms` (any, when empty) accepts `p`.
+fn accepts(platforms: &[Platform], p: &Platform) -> bool {
+    platforms.is_empty() || platforms.iter().any(|want| want.matches(p))
+}
+
 #[derive(Debug)]
 enum ManifestKind {
     /// Image index / manifest list: (platform, manifest digest) per entry.
@@ -382,15 +414,9 @@ impl RegistryClient {
     ) -> Result<TagMetadata, RegistryError> {
         let t = self.target(image, pull_secret).await?;
         let top = self.tag_manifest(&t, tag).await?;
-        let wanted = |p: &Platform| platforms.is_empty() || platforms.iter().any(|want| want.matches(p));
-        match &top.kind {
-            ManifestKind::Index(entries) => {
-                let matching: Vec<&String> =
-                    entries.iter().filter(|(p, _)| p.as_ref().is_some_and(wanted)).map(|(_, d)| d).collect();
-                if matching.is_empty() {
-                    return Ok(TagMetadata { digest: top.digest.clone(), created: None, platform_found: false });
-                }
-                let created = futures::future::try_join_all(matching.into_iter().map(|digest| async {
+        let (created, config) = match &top.kind {
+            ManifestKind::Index(_) => {
+                let created = futures::future::try_join_all(top.children_for(platforms).into_iter().map(|digest| async {
                     let child = self.manifest(&t, digest, tag).await?;
                     match &child.kind {
                         ManifestKind::Image { config } => Ok::<_, RegistryError>(self.config(&t, config, tag).await?.created),
@@ -399,14 +425,11 @@ impl RegistryClient {
                     }
                 }))
                 .await?;
-                Ok(TagMetadata { digest: top.digest.clone(), created: created.into_iter().flatten().max(), platform_found: true })
+                (created, None)
             }
-            ManifestKind::Image { config } => {
-                let cfg = self.config(&t, config, tag).await?;
-                let platform_found = platforms.is_empty() || cfg.platform.as_ref().is_some_and(wanted);
-                Ok(TagMetadata { digest: top.digest.clone(), created: cfg.created, platform_found })
-            }
-        }
+            ManifestKind::Image { config } => (Vec::new(), Some(self.config(&t, config, tag).await?)),
+        };
+        Ok(top.metadata(platforms, created, config.as_deref()))
     }
 
     /// What `tag` pointed to when the registry last said so, from what is kept alone (no
@@ -428,29 +451,20 @@ impl RegistryClient {
         }
         let top = kept.manifest(&(api.clone(), repository.clone(), digest))?;
         let config = |digest: &str| self.configs.peek(&(api.clone(), digest.to_string()));
-        let wanted = |p: &Platform| platforms.is_empty() || platforms.iter().any(|want| want.matches(p));
-        match &top.kind {
-            ManifestKind::Index(entries) => {
-                let matching: Vec<&String> = entries.iter().filter(|(p, _)| p.as_ref().is_some_and(wanted)).map(|(_, d)| d).collect();
-                if matching.is_empty() {
-                    return Some(TagMetadata { digest: top.digest.clone(), created: None, platform_found: false });
-                }
+        let (created, cfg) = match &top.kind {
+            ManifestKind::Index(_) => {
                 let mut created = Vec::new();
-                for d in matching {
-                    let child = kept.manifest(&(api.clone(), repository.clone(), d.clone()))?;
-                    match &child.kind {
+                for d in top.children_for(platforms) {
+                    match &kept.manifest(&(api.clone(), repository.clone(), d.clone()))?.kind {
                         ManifestKind::Image { config: c } => created.push(config(c)?.created),
                         ManifestKind::Index(_) => created.push(None),
                     }
                 }
-                Some(TagMetadata { digest: top.digest.clone(), created: created.into_iter().flatten().max(), platform_found: true })
+                (created, None)
             }
-            ManifestKind::Image { config: c } => {
-                let cfg = config(c)?;
-                let platform_found = platforms.is_empty() || cfg.platform.as_ref().is_some_and(wanted);
-                Some(TagMetadata { digest: top.digest.clone(), created: cfg.created, platform_found })
-            }
-        }
+            ManifestKind::Image { config: c } => (Vec::new(), Some(config(c)?)),
+        };
+        Some(top.metadata(platforms, created, cfg.as_deref()))
     }
 
     /// Only the digest `tag` points to: one HEAD request (or none if the manifest is known).
