@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::{applications_from_objects, find_applications, find_image_updaters, image_updaters_from_objects};
-use crate::ports::{ApplicationSource, AppsError, AppsOrigin, Cluster, ClusterErrorKind, ClusterKind, GitError, GitRepos, LocationApps, PushTarget};
+use crate::ports::{ApplicationSource, AppsError, AppsOrigin, Cluster, ClusterErrorKind, ClusterKind, ClusterObject, GitError, GitRepos, LocationApps, PushTarget};
 
 pub struct Locations {
     git: Arc<dyn GitRepos>,
@@ -24,7 +24,7 @@ impl Locations {
     /// `k8s`: every namespace the bot may list; `k8s:<namespace>`: that one.
     async fn read_cluster(&self, namespace: Option<&str>) -> Result<LocationApps, AppsError> {
         let objects = self.cluster.list(ClusterKind::Application, namespace).await.map_err(AppsError::Cluster)?;
-        let places: Vec<(String, &str)> = objects.iter().map(|o| (format!("k8s:{}/{}", o.namespace, o.name), o.json.as_str())).collect();
+        let places = named(&objects);
         let (applications, errors) = applications_from_objects(places.iter().map(|(p, j)| (p.as_str(), *j)));
         // Without the ImageUpdaters, the Applications they configure would look unmanaged.
         let updaters = match self.cluster.list(ClusterKind::ImageUpdater, namespace).await {
@@ -37,10 +37,15 @@ impl Locations {
             }
             Err(e) => return Err(AppsError::Cluster(e)),
         };
-        let places: Vec<(String, &str)> = updaters.iter().map(|o| (format!("k8s:{}/{}", o.namespace, o.name), o.json.as_str())).collect();
+        let places = named(&updaters);
         let image_updaters = image_updaters_from_objects(places.iter().map(|(p, j)| (p.as_str(), *j)));
         Ok(LocationApps { applications, errors, origin: None, from_cluster: true, image_updaters })
     }
+}
+
+/// Each object with the name errors give it, `k8s:<namespace>/<name>`.
+fn named(objects: &[ClusterObject]) -> Vec<(String, &str)> {
+    objects.iter().map(|o| (format!("k8s:{}/{}", o.namespace, o.name), o.json.as_str())).collect()
 }
 
 /// The namespace of a cluster location: `Some(None)` for `k8s`, `Some(Some(ns))` for

@@ -19,11 +19,10 @@ use crate::ports::{
     RemoteHeads, RepoRef, SecretData, TagMetadata,
 };
 
-/// A cluster's objects by kind, and its Secrets (`namespace/name`).
+/// A cluster's objects by kind; it has no Secrets.
 #[derive(Default)]
 pub(crate) struct MemoryCluster {
     objects: Mutex<Vec<(ClusterKind, ClusterObject)>>,
-    secrets: Mutex<HashMap<String, SecretData>>,
 }
 
 impl MemoryCluster {
@@ -57,11 +56,8 @@ impl Cluster for MemoryCluster {
         Box::pin(async move { Ok(Vec::new()) })
     }
 
-    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<SecretData, ClusterError>> {
-        let found = self.secrets.lock().unwrap().get(&format!("{namespace}/{name}")).cloned();
-        Box::pin(async move {
-            found.ok_or(ClusterError { kind: ClusterErrorKind::NotFound, message: format!("secrets \"{name}\" not found") })
-        })
+    fn secret<'a>(&'a self, _: &'a str, name: &'a str) -> BoxFuture<'a, Result<SecretData, ClusterError>> {
+        Box::pin(async move { Err(ClusterError { kind: ClusterErrorKind::NotFound, message: format!("secrets \"{name}\" not found") }) })
     }
 
 }
@@ -607,6 +603,12 @@ spec:
     )
 }
 
+/// What a plan decided, without where the Applications were read: for comparing two plans.
+fn decisions(report: &PlanReport) -> serde_json::Value {
+    let apps: Vec<_> = report.applications.iter().map(|a| (a.name.clone(), a.images.clone(), a.changes.clone())).collect();
+    serde_json::to_value(apps).unwrap()
+}
+
 fn image<'r>(report: &'r PlanReport, app: &str) -> &'r ImageReport {
     let a = report.applications.iter().find(|a| a.name == app).unwrap_or_else(|| panic!("no Application {app}: {report:#?}"));
     &a.images[0]
@@ -700,11 +702,7 @@ async fn applications_from_the_cluster_plan_as_from_git_and_the_cluster_wins() {
     w.cluster.apply(ClusterKind::Application, &api);
     let from_cluster = plan(&w.drivers, PlanOptions { apps: vec!["k8s".into()] }).await;
     assert!(from_cluster.errors.is_empty(), "{from_cluster:#?}");
-    let strip = |r: &PlanReport| {
-        let apps: Vec<_> = r.applications.iter().map(|a| (a.name.clone(), a.images.clone(), a.changes.clone())).collect();
-        serde_json::to_value(apps).unwrap()
-    };
-    assert_eq!(strip(&from_cluster), strip(&from_git), "the same plan");
+    assert_eq!(decisions(&from_cluster), decisions(&from_git), "the same plan");
     assert_eq!(from_cluster.applications[0].file, "k8s:argocd/api");
 
     // In the cluster `api` follows another path than its manifest in git says; web and a broken
@@ -786,22 +784,18 @@ spec:
         - alias: app
           imageName: registry.example.com/team/api:1.x
 ";
-    let strip = |r: &PlanReport| {
-        let apps: Vec<_> = r.applications.iter().map(|a| (a.name.clone(), a.images.clone(), a.changes.clone())).collect();
-        serde_json::to_value(apps).unwrap()
-    };
     // In git, next to the Application (which has no annotations of its own).
     w.git.commit(APPS, "main", &[("apps/api.yaml", &bare("api", "api")), ("apps/updater.yaml", updater)]);
     let by_updater = w.plan().await;
     assert!(by_updater.errors.is_empty(), "{:#?}", by_updater.errors);
-    assert_eq!(strip(&by_updater), strip(&by_annotations), "the same plan");
+    assert_eq!(decisions(&by_updater), decisions(&by_annotations), "the same plan");
 
     // In the cluster: the same.
     w.cluster.apply(ClusterKind::Application, &bare("api", "api"));
     w.cluster.apply(ClusterKind::ImageUpdater, updater);
     let from_cluster = plan(&w.drivers, PlanOptions { apps: vec!["k8s".into()] }).await;
     assert!(from_cluster.errors.is_empty(), "{:#?}", from_cluster.errors);
-    assert_eq!(strip(&from_cluster), strip(&by_annotations));
+    assert_eq!(decisions(&from_cluster), decisions(&by_annotations));
 
     // A broken one: an error naming it, and nothing of its namespace planned.
     w.cluster.apply(ClusterKind::ImageUpdater, &updater.replace("name: web", "name: broken").replace("namePattern", "namePatern"));
@@ -849,11 +843,7 @@ async fn each_documented_image_updater_example_plans_as_its_annotations() {
         w.git.commit(APPS, "main", &[("apps/app.yaml", &manifest("")), ("apps/updater.yaml", e.updater)]);
         let by_updater = w.plan().await;
         assert!(by_updater.errors.is_empty(), "example {n}: {:#?}", by_updater.errors);
-        let strip = |r: &PlanReport| {
-            let apps: Vec<_> = r.applications.iter().map(|a| (a.name.clone(), a.images.clone(), a.changes.clone())).collect();
-            serde_json::to_value(apps).unwrap()
-        };
-        assert_eq!(strip(&by_updater), strip(&by_annotations), "example {n} ({}): the same plan", e.app);
+        assert_eq!(decisions(&by_updater), decisions(&by_annotations), "example {n} ({}): the same plan", e.app);
         assert_eq!(by_updater.applications.len(), 1, "example {n}");
         proposals += by_updater.applications[0].images.iter().filter(|i| i.proposed.is_some()).count();
     }
