@@ -16,7 +16,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, T
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::OnceCell;
 
-use crate::ports::{Cluster, ClusterError, ClusterErrorKind, ClusterKind, ClusterObject, GitCredentialRef, RepoCredentials, SecretData};
+use crate::ports::{Cluster, ClusterError, ClusterErrorKind, ClusterKind, ClusterObject, GitCredentialRef, RepoCredential, RepoCredentials, SecretData};
 
 /// Where the cluster's configuration comes from.
 #[derive(Debug, Clone, Default)]
@@ -196,24 +196,46 @@ impl ClusterRepoCredentials {
 }
 
 impl RepoCredentials for ClusterRepoCredentials {
-    fn lookup<'a>(&'a self, url: &'a str, reference: &'a GitCredentialRef) -> BoxFuture<'a, Result<Option<(String, String)>, ClusterError>> {
+    fn lookup<'a>(&'a self, requests: &'a [(String, GitCredentialRef)]) -> BoxFuture<'a, Vec<RepoCredential>> {
         Box::pin(async move {
-            match reference {
-                GitCredentialRef::Secret { namespace, name } => {
-                    let data = self.cluster.secret(namespace, name).await?;
-                    user_pass(&data).map(Some).ok_or_else(|| ClusterError {
-                        kind: ClusterErrorKind::Config,
-                        message: format!(
-                            "Secret {namespace}/{name} has no username and password (ssh keys are not used: the bot fetches over https)"
-                        ),
-                    })
-                }
-                GitCredentialRef::RepoCreds => {
-                    let exact = self.cluster.labelled_secrets(ARGOCD_NAMESPACE, SECRET_TYPE, "repository").await?;
-                    let templates = self.cluster.labelled_secrets(ARGOCD_NAMESPACE, SECRET_TYPE, "repo-creds").await?;
-                    Ok(match_repo_credentials(url, &exact, &templates))
-                }
+            // Argo CD's credential Secrets, listed once for all the URLs that ask for them.
+            let mut listed: Option<Result<(Vec<(String, SecretData)>, Vec<(String, SecretData)>), ClusterError>> = None;
+            let mut named: std::collections::HashMap<(String, String), RepoCredential> = std::collections::HashMap::new();
+            let mut out = Vec::with_capacity(requests.len());
+            for (url, reference) in requests {
+                out.push(match reference {
+                    GitCredentialRef::Secret { namespace, name } => {
+                        let key = (namespace.clone(), name.clone());
+                        if !named.contains_key(&key) {
+                            let read = self.cluster.secret(namespace, name).await.and_then(|data| {
+                                user_pass(&data).map(Some).ok_or_else(|| ClusterError {
+                                    kind: ClusterErrorKind::Config,
+                                    message: format!(
+                                        "Secret {namespace}/{name} has no username and password (ssh keys are not used: the bot fetches over https)"
+                                    ),
+                                })
+                            });
+                            named.insert(key.clone(), read);
+                        }
+                        named[&key].clone()
+                    }
+                    GitCredentialRef::RepoCreds => {
+                        if listed.is_none() {
+                            let exact = self.cluster.labelled_secrets(ARGOCD_NAMESPACE, SECRET_TYPE, "repository").await;
+                            let templates = match &exact {
+                                Ok(_) => self.cluster.labelled_secrets(ARGOCD_NAMESPACE, SECRET_TYPE, "repo-creds").await,
+                                Err(e) => Err(e.clone()),
+                            };
+                            listed = Some(exact.and_then(|e| Ok((e, templates?))));
+                        }
+                        match listed.as_ref().expect("listed above") {
+                            Ok((exact, templates)) => Ok(match_repo_credentials(url, exact, templates)),
+                            Err(e) => Err(e.clone()),
+                        }
+                    }
+                });
             }
+            out
         })
     }
 }

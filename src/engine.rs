@@ -590,32 +590,42 @@ async fn with_repo_credentials(
     annotated: &[(Application, annotations::AppAnnotations)],
     credentials: &HashMap<String, PushTarget>,
 ) -> (HashMap<String, PushTarget>, HashMap<String, Error>) {
-    let mut out = credentials.clone();
-    let mut refused: HashMap<String, Error> = HashMap::new();
-    let mut tried: BTreeSet<String> = BTreeSet::new();
+    // Each URL once, with the first Application that asks for it.
+    let mut asked: Vec<(String, GitCredentialRef)> = Vec::new();
+    let mut by: Vec<&discovery::Application> = Vec::new();
     for (app, ann) in annotated {
         let Some(reference) = ann.write_back_method.as_deref().and_then(|m| GitCredentialRef::parse(m, &app.id.namespace)) else { continue };
         for source in app.sources.iter().filter(|s| s.chart.is_none()) {
             let url = &source.repo_url;
             let https = url.starts_with("https://") || url.starts_with("http://");
-            if !https || out.get(url).is_some_and(|t| t.username.is_some()) || !tried.insert(url.clone()) {
+            if !https || credentials.get(url).is_some_and(|t| t.username.is_some()) || asked.iter().any(|(u, _)| u == url) {
                 continue;
             }
-            match lookup.lookup(url, &reference).await {
-                Ok(Some((username, password))) => {
-                    out.insert(url.clone(), PushTarget { url: url.clone(), username: Some(username), password: Some(password) });
-                }
-                Ok(None) => {}
-                Err(e) if reference == GitCredentialRef::RepoCreds => {
-                    tracing::warn!("{url}: Argo CD's repository credentials (write-back-method of Application {}) cannot be read, fetching anonymously: {e}", app.id);
-                }
-                Err(e) => {
-                    let what = match &reference {
-                        GitCredentialRef::Secret { namespace, name } => format!("the git credentials of Secret {namespace}/{name}"),
-                        GitCredentialRef::RepoCreds => "Argo CD's repository credentials".to_string(),
-                    };
-                    refused.insert(url.clone(), Error::from(e).context(format!("{url}: {what} (write-back-method of Application {})", app.id)));
-                }
+            asked.push((url.clone(), reference.clone()));
+            by.push(app);
+        }
+    }
+    let mut out = credentials.clone();
+    let mut refused: HashMap<String, Error> = HashMap::new();
+    if asked.is_empty() {
+        return (out, refused);
+    }
+    let answers = lookup.lookup(&asked).await;
+    for (((url, reference), app), answer) in asked.iter().zip(by).zip(answers) {
+        match answer {
+            Ok(Some((username, password))) => {
+                out.insert(url.clone(), PushTarget { url: url.clone(), username: Some(username), password: Some(password) });
+            }
+            Ok(None) => {}
+            Err(e) if *reference == GitCredentialRef::RepoCreds => {
+                tracing::warn!("{url}: Argo CD's repository credentials (write-back-method of Application {}) cannot be read, fetching anonymously: {e}", app.id);
+            }
+            Err(e) => {
+                let what = match reference {
+                    GitCredentialRef::Secret { namespace, name } => format!("the git credentials of Secret {namespace}/{name}"),
+                    GitCredentialRef::RepoCreds => "Argo CD's repository credentials".to_string(),
+                };
+                refused.insert(url.clone(), Error::from(e).context(format!("{url}: {what} (write-back-method of Application {})", app.id)));
             }
         }
     }

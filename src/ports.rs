@@ -17,7 +17,7 @@ mod registry;
 
 pub use apps::{ApplicationSource, AppsError, AppsOrigin, LocationApps};
 pub use clock::{Clock, SystemClock};
-pub use cluster::{Cluster, ClusterError, ClusterErrorKind, ClusterKind, ClusterObject, GitCredentialRef, RepoCredentials, SecretData};
+pub use cluster::{Cluster, ClusterError, ClusterErrorKind, ClusterKind, ClusterObject, GitCredentialRef, RepoCredential, RepoCredentials, SecretData};
 pub use git::{CommitInfo, GitError, GitRepos, Identity, Lease, PushError, RemoteHeads, Snapshot};
 pub use registry::{Registry, RegistryError, RegistryErrorKind, TagMetadata};
 pub use crate::domain::{MergeMethod, PrState};

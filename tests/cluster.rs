@@ -233,8 +233,12 @@ fn sources_the_forge_does_not_cover_are_read_with_argo_cds_repository_credential
     anonymous.assert_exit(1);
     assert!(anonymous.plan().to_string().contains(&gl.git_url(project)), "{anonymous}");
     for method in ["git:repocreds", "git:secret:argocd/gitlab-creds", "git:secret:gitlab-creds"] {
+        kube.clear_requests();
         let plan = plan_with(Some(method));
         plan.assert_exit(0).assert_proposes("api", "api", "1.0.0", "1.1.0");
+        let secret_reads = kube.requests().iter().filter(|r| r.path.contains("/secrets")).count();
+        let want = if method == "git:repocreds" { 2 } else { 1 };
+        assert_eq!(secret_reads, want, "{method}: one listing of each label (or the one Secret) per run");
     }
     // A Secret that is not there: the source's error names it and the Application.
     let missing = plan_with(Some("git:secret:argocd/nope"));

@@ -859,11 +859,15 @@ async fn git_credentials_the_cluster_cannot_give() {
     impl crate::ports::RepoCredentials for Refusing {
         fn lookup<'a>(
             &'a self,
-            _: &'a str,
-            reference: &'a crate::ports::GitCredentialRef,
-        ) -> BoxFuture<'a, Result<Option<(String, String)>, ClusterError>> {
-            let what = format!("{reference:?}");
-            Box::pin(async move { Err(ClusterError { kind: ClusterErrorKind::Config, message: format!("no Kubernetes configuration ({what})") }) })
+            requests: &'a [(String, crate::ports::GitCredentialRef)],
+        ) -> BoxFuture<'a, Vec<crate::ports::RepoCredential>> {
+            let answers = requests
+                .iter()
+                .map(|(_, reference)| {
+                    Err(ClusterError { kind: ClusterErrorKind::Config, message: format!("no Kubernetes configuration ({reference:?})") })
+                })
+                .collect();
+            Box::pin(async move { answers })
         }
     }
     let mut w = World::new();

@@ -28,11 +28,15 @@ pub trait Cluster: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<(String, SecretData)>, ClusterError>>;
 }
 
+/// One URL's git credentials: `(username, password)`, `None` when there are none (the fetch is
+/// then anonymous), or why they could not be read.
+pub type RepoCredential = Result<Option<(String, String)>, ClusterError>;
+
 /// Git credentials read from the cluster.
 pub trait RepoCredentials: Send + Sync {
-    /// `(username, password)` for fetching `url` as `reference` says; `None` when Argo CD has no
-    /// credentials for it (the fetch is then anonymous).
-    fn lookup<'a>(&'a self, url: &'a str, reference: &'a GitCredentialRef) -> BoxFuture<'a, Result<Option<(String, String)>, ClusterError>>;
+    /// The credentials for fetching each `(url, reference)`, in order: all of a cycle's at once,
+    /// so that each Secret and each listing of Argo CD's credentials is read once.
+    fn lookup<'a>(&'a self, requests: &'a [(String, GitCredentialRef)]) -> BoxFuture<'a, Vec<RepoCredential>>;
 }
 
 /// The resources the bot reads.
