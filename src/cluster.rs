@@ -177,6 +177,9 @@ impl Cluster for KubeCluster {
     }
 }
 
+/// Secrets by name, as a label listing returns them.
+type Labelled = Vec<(String, SecretData)>;
+
 /// Argo CD's namespace, where its repository credential Secrets are.
 pub const ARGOCD_NAMESPACE: &str = "argocd";
 /// The label Argo CD marks its credential Secrets with.
@@ -199,7 +202,7 @@ impl RepoCredentials for ClusterRepoCredentials {
     fn lookup<'a>(&'a self, requests: &'a [(String, GitCredentialRef)]) -> BoxFuture<'a, Vec<RepoCredential>> {
         Box::pin(async move {
             // Argo CD's credential Secrets, listed once for all the URLs that ask for them.
-            let mut listed: Option<Result<(Vec<(String, SecretData)>, Vec<(String, SecretData)>), ClusterError>> = None;
+            let mut listed: Option<Result<(Labelled, Labelled), ClusterError>> = None;
             let mut named: std::collections::HashMap<(String, String), RepoCredential> = std::collections::HashMap::new();
             let mut out = Vec::with_capacity(requests.len());
             for (url, reference) in requests {
